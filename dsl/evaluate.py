@@ -1,0 +1,239 @@
+"""Rules → an evaluator that turns request facts into a :class:`Plan`. Pure and fast.
+
+Compilation happens once per rule set: conditions become closures, and rules that can only match
+literal model names (``model == "x"``, ``model in [...]``, or a conjunction containing one) are
+indexed by those names. A request therefore touches only the rules for its model plus the rules
+that are not keyed by model, already merged in evaluation order.
+
+Semantics (documented in README "How rules combine"):
+- rules are visited in order: session rules first, then file rules by priority, file, position;
+- ``route``: the first matching rule with a route decides the chain;
+- ``limits``: every matching rule's limits apply (they add up, they never replace each other);
+- ``post`` and ``set``: for each processor name / setting key, the first matching rule wins;
+- no matching route → the backend the client named, else the session's, else ``default_backend``,
+  with the requested model.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Mapping, Sequence
+
+from . import ir
+from .registry import WEEKDAYS
+
+Predicate = Callable[["Facts"], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What rules may look at. Build with :meth:`build` so time facts are derived once."""
+
+    model: str
+    frontend: str = "openai"
+    backend: str | None = None
+    caller: str | None = None
+    tokens: int = 0
+    stream: bool = False
+    tools: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    session: Mapping[str, Any] = field(default_factory=dict)
+    time: str = "00:00"
+    weekday: str = "mon"
+
+    @classmethod
+    def build(cls, model: str, *, now: datetime | None = None, **kwargs: Any) -> "Facts":
+        now = now or datetime.now()
+        return cls(model=model, time=now.strftime("%H:%M"), weekday=WEEKDAYS[now.weekday()], **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What dispatch does with one request."""
+
+    chain: tuple[ir.Link, ...]
+    limits: tuple[ir.Limit, ...] = ()
+    post: tuple[ir.PostProcessor, ...] = ()
+    overrides: tuple[tuple[str, ir.Scalar], ...] = ()
+    rules: tuple[str, ...] = ()  # names of the rules that matched, in order
+    route_rule: str | None = None  # the rule that chose the chain (None = default route)
+
+    def targets(self) -> tuple[ir.Target, ...]:
+        return ir.Chain(self.chain).targets() if self.chain else ()
+
+    def override(self, key: str) -> ir.Scalar | None:
+        return dict(self.overrides).get(key)
+
+
+# ---- conditions → closures ---------------------------------------------------------------------
+
+
+def _getter(fact: ir.Fact) -> Callable[[Facts], Any]:
+    name, arg = fact.name, fact.arg
+    if name == "header":
+        key = (arg or "").lower()
+        return lambda f: f.headers.get(key)
+    if name.startswith("session."):
+        key = name[len("session."):]
+        return lambda f: f.session.get(key)
+    attr = name
+    return lambda f: getattr(f, attr)
+
+
+def _ordered(op: str, get: Callable[[Facts], Any], value: Any) -> Predicate:
+    import operator
+
+    fn = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}[op]
+
+    def check(f: Facts) -> bool:
+        current = get(f)
+        if current is None or isinstance(current, bool) != isinstance(value, bool):
+            return False
+        try:
+            return fn(current, value)
+        except TypeError:
+            return False
+
+    return check
+
+
+def compile_condition(cond: ir.Condition) -> Predicate:
+    """A closure for ``cond``; short-circuits like Python's ``and``/``or``."""
+    if isinstance(cond, ir.Const):
+        value = cond.value
+        return lambda f: value
+    if isinstance(cond, ir.And):
+        parts = tuple(compile_condition(c) for c in cond.items)
+        return lambda f: all(p(f) for p in parts)
+    if isinstance(cond, ir.Or):
+        parts = tuple(compile_condition(c) for c in cond.items)
+        return lambda f: any(p(f) for p in parts)
+    if isinstance(cond, ir.Not):
+        inner = compile_condition(cond.item)
+        return lambda f: not inner(f)
+    get = _getter(cond.fact)
+    if isinstance(cond, ir.Truthy):
+        return lambda f: bool(get(f))
+    if isinstance(cond, ir.Compare):
+        value = cond.value
+        if cond.op == "==":
+            return lambda f: get(f) == value
+        if cond.op == "!=":
+            return lambda f: get(f) != value
+        return _ordered(cond.op, get, value)
+    if isinstance(cond, ir.In):
+        values = frozenset(cond.values)
+        if cond.negated:
+            return lambda f: get(f) not in values
+        return lambda f: get(f) in values
+    if isinstance(cond, ir.Glob):
+        match = re.compile(fnmatch.translate(cond.pattern)).match
+        return lambda f: isinstance(v := get(f), str) and match(v) is not None
+    if isinstance(cond, ir.Regex):
+        search = re.compile(cond.pattern).search
+        return lambda f: isinstance(v := get(f), str) and search(v) is not None
+    raise TypeError(f"unknown condition node {cond!r}")  # pragma: no cover
+
+
+def literal_models(cond: ir.Condition | None) -> frozenset[str] | None:
+    """The model names ``cond`` can only match, or None when it may match any model."""
+    if cond is None:
+        return None
+    if isinstance(cond, ir.Compare) and cond.fact.name == "model" and cond.op == "==" and isinstance(cond.value, str):
+        return frozenset((cond.value,))
+    if isinstance(cond, ir.In) and cond.fact.name == "model" and not cond.negated:
+        return frozenset(v for v in cond.values if isinstance(v, str))
+    if isinstance(cond, ir.And):
+        keyed = [k for k in map(literal_models, cond.items) if k is not None]
+        return frozenset.intersection(*keyed) if keyed else None
+    if isinstance(cond, ir.Or):
+        keyed = [literal_models(c) for c in cond.items]
+        return None if any(k is None for k in keyed) else frozenset().union(*keyed)  # type: ignore[arg-type]
+    if isinstance(cond, ir.Const) and not cond.value:
+        return frozenset()
+    return None
+
+
+# ---- the evaluator -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    order: int
+    rule: ir.Rule
+    predicate: Predicate | None  # None = always
+
+
+class RuleSet:
+    """Compiled rules. Immutable: a reload builds a new one and swaps it in atomically."""
+
+    def __init__(self, rules: Sequence[ir.Rule]) -> None:
+        self.rules = tuple(rules)
+        compiled = [
+            _Compiled(i, r, None if r.when is None or r.when == ir.Const(True) else compile_condition(r.when))
+            for i, r in enumerate(self.rules)
+        ]
+        keyed: dict[str, list[_Compiled]] = {}
+        unkeyed: list[_Compiled] = []
+        for c in compiled:
+            models = literal_models(c.rule.when)
+            if models is None:
+                unkeyed.append(c)
+            else:
+                for model in models:
+                    keyed.setdefault(model, []).append(c)
+        self._unkeyed = tuple(unkeyed)
+        # Merge each model's rules with the unkeyed ones once, so a request does one dict lookup.
+        self._by_model = {
+            model: tuple(sorted(rules_for + unkeyed, key=lambda c: c.order)) for model, rules_for in keyed.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def candidates(self, model: str) -> tuple[_Compiled, ...]:
+        return self._by_model.get(model, self._unkeyed)
+
+
+EMPTY = RuleSet(())
+
+
+def evaluate(facts: Facts, rules: RuleSet, *, session_rules: RuleSet = EMPTY, default_backend: str = "echo") -> Plan:
+    """The plan for one request: session rules first, then file rules (see module docstring)."""
+    route: ir.Chain | None = None
+    route_rule: str | None = None
+    limits: list[ir.Limit] = []
+    post: dict[str, ir.PostProcessor] = {}
+    overrides: dict[str, ir.Scalar] = {}
+    matched: list[str] = []
+    model = facts.model
+    for ruleset in (session_rules, rules):
+        if not ruleset.rules:
+            continue
+        for c in ruleset.candidates(model):
+            if c.predicate is not None and not c.predicate(facts):
+                continue
+            rule = c.rule
+            matched.append(rule.name)
+            if route is None and rule.route is not None:
+                route, route_rule = rule.route, rule.name
+            if rule.limits:
+                limits.extend(rule.limits)
+            for p in rule.post:
+                post.setdefault(p.name, p)
+            for key, value in rule.overrides:
+                overrides.setdefault(key, value)
+    if route is None:
+        chain: tuple[ir.Link, ...] = (ir.Target(facts.backend or default_backend, model),)
+    else:
+        chain = tuple(_resolve(link, model) for link in route.links)
+    return Plan(chain, tuple(limits), tuple(post.values()), tuple(overrides.items()), tuple(matched), route_rule)
+
+
+def _resolve(link: ir.Link, model: str) -> ir.Link:
+    if isinstance(link, ir.Target):
+        return link if link.model is not None else ir.Target(link.backend, model)
+    return ir.Group(tuple(ir.Member(m.target.resolve(model), m.weight) for m in link.members))

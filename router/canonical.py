@@ -1,0 +1,288 @@
+"""The canonical chat model every wire format decodes into and encodes from.
+
+Front ends decode a client's body into a :class:`ChatRequest`; backends encode it into a
+provider's body; replies travel back as a :class:`ChatResponse` or as a sequence of
+:class:`StreamEvent` objects. Each wire format is written once (``router/wire``) and used in both
+directions, so OpenAI-in/Anthropic-out is just two codecs composed.
+
+The model is deliberately a little richer than any single format (thinking parts, tool-call ids,
+cached tokens) so that nothing a client sent is lost on the way through and a Responses-API front
+end can be added later.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+Role = Literal["user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "loop"]
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image given either inline (``data`` base64 + ``media_type``) or by ``url``."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    type: Literal["image"] = "image"
+
+
+@dataclass(slots=True)
+class ThinkingPart:
+    """Model reasoning. ``signature`` is Anthropic's opaque token that must be echoed back."""
+
+    text: str
+    signature: str | None = None
+    type: Literal["thinking"] = "thinking"
+
+
+@dataclass(slots=True)
+class ToolCallPart:
+    """A call the assistant makes. ``arguments`` is the JSON text exactly as produced."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+    type: Literal["tool_call"] = "tool_call"
+
+    def parsed_arguments(self) -> Any:
+        """Arguments as a JSON value; unparsable text is wrapped so no data is dropped."""
+        try:
+            return json.loads(self.arguments) if self.arguments.strip() else {}
+        except json.JSONDecodeError:
+            return {"_raw": self.arguments}
+
+
+@dataclass(slots=True)
+class ToolResultPart:
+    """The result of a tool call, sent by the client. ``name`` is needed by Gemini."""
+
+    tool_call_id: str
+    content: list[TextPart | ImagePart] = field(default_factory=list)
+    name: str | None = None
+    is_error: bool = False
+    type: Literal["tool_result"] = "tool_result"
+
+
+Part = Union[TextPart, ImagePart, ThinkingPart, ToolCallPart, ToolResultPart]
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    parts: list[Part] = field(default_factory=list)
+
+    def text(self) -> str:
+        """Concatenated text parts (commands, token estimates and echo use this)."""
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None  # JSON Schema of the arguments
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    """``mode`` auto|none|required; ``name`` set forces that one tool."""
+
+    mode: Literal["auto", "none", "required"] = "auto"
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    system: list[TextPart] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stream: bool = False
+    # Thinking budget in tokens when the client asked for reasoning (Anthropic/Gemini), else None.
+    thinking_budget: int | None = None
+    # Fields of the source format with no canonical slot, keyed by format name
+    # ("openai" / "anthropic" / "gemini"); a backend of the same format may pass them on.
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def last_user_message(self) -> Message | None:
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message
+        return None
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    estimated: bool = False  # True when the provider reported nothing and we counted ourselves
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    id: str
+    model: str
+    parts: list[Part] = field(default_factory=list)  # assistant content in order
+    finish_reason: FinishReason = "stop"
+    usage: Usage = field(default_factory=Usage)
+    created: int = 0  # unix seconds
+
+    def text(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    def tool_calls(self) -> list[ToolCallPart]:
+        return [p for p in self.parts if isinstance(p, ToolCallPart)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Stream events. A stream is: StreamStart, then any number of deltas, then exactly one StreamEnd
+# (or a StreamError after which nothing follows). Tool-call deltas are addressed by ``index``,
+# which counts tool calls within the response from 0.
+
+
+@dataclass(slots=True)
+class StreamStart:
+    id: str
+    model: str
+    created: int = 0
+    usage: Usage | None = None  # prompt tokens when known up front (Anthropic message_start)
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ThinkingDelta:
+    text: str = ""
+    signature: str | None = None
+
+
+@dataclass(slots=True)
+class ToolCallStart:
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    index: int
+    arguments: str  # a fragment of the JSON arguments text
+
+
+@dataclass(slots=True)
+class StreamEnd:
+    finish_reason: FinishReason = "stop"
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class StreamError:
+    """Ends a stream that already started: encoders turn it into the format's error event."""
+
+    message: str
+    kind: str = "api_error"
+
+
+StreamEvent = Union[StreamStart, TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta, StreamEnd, StreamError]
+
+
+def response_to_events(response: ChatResponse) -> list[StreamEvent]:
+    """Replay a complete response as stream events (proxy replies, cache replay)."""
+    events: list[StreamEvent] = [StreamStart(id=response.id, model=response.model, created=response.created)]
+    tool_index = 0
+    for part in response.parts:
+        if isinstance(part, TextPart):
+            events.append(TextDelta(part.text))
+        elif isinstance(part, ThinkingPart):
+            events.append(ThinkingDelta(part.text, part.signature))
+        elif isinstance(part, ToolCallPart):
+            events.append(ToolCallStart(tool_index, part.id, part.name))
+            events.append(ToolCallDelta(tool_index, part.arguments))
+            tool_index += 1
+    events.append(StreamEnd(response.finish_reason, response.usage))
+    return events
+
+
+class ResponseAccumulator:
+    """Folds stream events back into a :class:`ChatResponse` (usage records, non-stream backends)."""
+
+    def __init__(self) -> None:
+        self.response = ChatResponse(id="", model="")
+        self._text: list[str] = []
+        self._thinking: list[str] = []
+        self._signature: str | None = None
+        self._tools: dict[int, ToolCallPart] = {}
+        self._tool_args: dict[int, list[str]] = {}
+        self._order: list[tuple[str, int]] = []  # ("text"|"thinking"|"tool", index) first-seen order
+
+    def feed(self, event: StreamEvent) -> None:
+        r = self.response
+        if isinstance(event, StreamStart):
+            r.id, r.model, r.created = event.id, event.model, event.created
+            if event.usage:
+                r.usage = event.usage
+        elif isinstance(event, TextDelta):
+            if ("text", 0) not in self._order:
+                self._order.append(("text", 0))
+            self._text.append(event.text)
+        elif isinstance(event, ThinkingDelta):
+            if ("thinking", 0) not in self._order:
+                self._order.append(("thinking", 0))
+            self._thinking.append(event.text)
+            if event.signature:
+                self._signature = event.signature
+        elif isinstance(event, ToolCallStart):
+            self._tools[event.index] = ToolCallPart(id=event.id, name=event.name, arguments="")
+            self._tool_args[event.index] = []
+            self._order.append(("tool", event.index))
+        elif isinstance(event, ToolCallDelta):
+            self._tool_args.setdefault(event.index, []).append(event.arguments)
+        elif isinstance(event, StreamEnd):
+            r.finish_reason = event.finish_reason
+            if event.usage:
+                merged = Usage(
+                    prompt_tokens=event.usage.prompt_tokens or r.usage.prompt_tokens,
+                    completion_tokens=event.usage.completion_tokens,
+                    cached_tokens=event.usage.cached_tokens or r.usage.cached_tokens,
+                    estimated=event.usage.estimated,
+                )
+                r.usage = merged
+        elif isinstance(event, StreamError):
+            r.finish_reason = "error"
+
+    def result(self) -> ChatResponse:
+        parts: list[Part] = []
+        for kind, index in self._order:
+            if kind == "text":
+                parts.append(TextPart("".join(self._text)))
+            elif kind == "thinking":
+                parts.append(ThinkingPart("".join(self._thinking), self._signature))
+            else:
+                call = self._tools[index]
+                call.arguments = "".join(self._tool_args.get(index, [])) or "{}"
+                parts.append(call)
+        self.response.parts = parts
+        return self.response

@@ -1,0 +1,473 @@
+"""Typed application config: ``config.yaml`` + environment variables -> :class:`AppConfig`.
+
+The file is validated against ``schemas/config.schema.json`` (errors point at file:line:col with a
+caret), ``${VAR}`` references in string values are expanded from the environment, then well-known
+environment variables (provider keys, client keys, tool-call repair switches) are layered on top.
+The result is a tree of frozen dataclasses so nothing mutates config at run time by accident.
+
+Precedence, lowest to highest: embedded defaults < config.yaml < environment overrides, except
+for backend API keys, where a key written in the file wins and the environment only fills gaps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from dsl.errors import RulesError
+from dsl.source import YamlDocument, parse_yaml, validate
+
+__all__ = [
+    "BACKEND_TYPES",
+    "DEFAULT_CONFIG_PATH",
+    "AppConfig",
+    "BackendConfig",
+    "ConfigError",
+    "LoggingConfig",
+    "LoopDetectionConfig",
+    "SessionConfig",
+    "Timeouts",
+    "ToolCallLoopDetectionConfig",
+    "UsageConfig",
+    "load_config",
+    "parse_bool",
+]
+
+BACKEND_TYPES = (
+    "openai", "anthropic", "gemini", "openrouter", "openai-compatible",
+    "gemini-cli-oauth-personal", "gemini-cli-cloud-project", "echo",
+)
+DEFAULT_CONFIG_PATH = "config.yaml"  # looked up in the working directory when no path is given
+CONFIG_PATH_ENV = "LLM_PROXY_CONFIG"  # an explicit path given through the environment
+
+# Provider key variables: NAME_API_KEY configures the backend called ``name`` (of the same type).
+_PROVIDER_KEY_ENV = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+}
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
+_VAR_REF = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PREFIX_RE = re.compile(r"^\S{1,10}$")
+_REDACTED = "<redacted>"
+
+
+class ConfigError(RulesError):
+    """The config cannot be used: missing file, unknown default backend, bad environment value."""
+
+
+# --------------------------------------------------------------------------- typed sections
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-phase limits in seconds: TCP/TLS connect, first response byte, gap between chunks."""
+
+    connect: float
+    first_byte: float
+    idle: float
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    """One configured backend. Typed fields for what every connector needs; the rest in ``options``.
+
+    ``options`` holds every other key from the file verbatim (``models``, ``timeout``, ``headers``,
+    ``gcp_project_id``, ...); the properties below give typed access to the common ones.
+    """
+
+    name: str
+    type: str
+    api_keys: tuple[str, ...] = ()
+    base_url: str | None = None
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Static model list shown by ``GET /v2/models`` for this backend."""
+        return tuple(self.options.get("models") or ())
+
+    @property
+    def default_model(self) -> str | None:
+        return self.options.get("default_model")
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.options.get("headers") or MappingProxyType({})
+
+    @property
+    def health_check(self) -> bool:
+        return bool(self.options.get("health_check", True))
+
+    def timeouts(self, proxy_timeout: float) -> Timeouts:
+        """Effective limits: a number applies to every phase; missing phases use ``proxy_timeout``."""
+        raw = self.options.get("timeout")
+        if raw is None:
+            return Timeouts(proxy_timeout, proxy_timeout, proxy_timeout)
+        if isinstance(raw, Mapping):
+            return Timeouts(float(raw.get("connect", proxy_timeout)), float(raw.get("first_byte", proxy_timeout)),
+                            float(raw.get("idle", proxy_timeout)))
+        return Timeouts(float(raw), float(raw), float(raw))
+
+    def redacted(self) -> dict[str, Any]:
+        """A JSON-able view safe for logs and ``!/hello``: keys and secret-looking headers hidden."""
+        opts = {k: v for k, v in self.options.items()}
+        if "headers" in opts:
+            opts["headers"] = {h: (_REDACTED if _SECRET_HEADER.search(h) else v) for h, v in opts["headers"].items()}
+        if "timeout" in opts and isinstance(opts["timeout"], Mapping):
+            opts["timeout"] = dict(opts["timeout"])
+        if "models" in opts:
+            opts["models"] = list(opts["models"])
+        return {"name": self.name, "type": self.type, "api_keys": [_REDACTED] * len(self.api_keys),
+                "base_url": self.base_url, **opts}
+
+    def __repr__(self) -> str:
+        return f"BackendConfig({self.redacted()!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Session storage and per-session post-processing defaults.
+
+    Defaults: in-memory store, 24 h idle expiry (a coding session's ``!/backend`` choice should
+    survive a lunch break), 10 000 sessions, 100 history entries, tool-call repair on with 64 KiB cap.
+    """
+
+    repository: str = "in_memory"
+    path: str = "sessions"
+    ttl_seconds: float = 86400.0
+    max_sessions: int = 10_000
+    max_history: int = 100
+    tool_call_repair_enabled: bool = True
+    tool_call_repair_buffer_cap_bytes: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class LoopDetectionConfig:
+    """Repeated-text detection in streams.
+
+    Defaults: a chunk of 20..500 characters repeated 5 times back to back. Shorter patterns
+    (table rules, list bullets) repeat legitimately; 500 covers paragraph-sized loops.
+    """
+
+    enabled: bool = True
+    min_pattern_length: int = 20
+    max_pattern_length: int = 500
+    min_repetitions: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallLoopDetectionConfig:
+    """Identical tool calls repeated: ``max_repeats`` within ``ttl_seconds`` trips ``mode``."""
+
+    enabled: bool = True
+    max_repeats: int = 4
+    ttl_seconds: float = 120.0
+    mode: str = "break"  # or "chance_then_block"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageConfig:
+    """Usage/audit store. ``path`` None keeps records in memory only."""
+
+    path: str | None = None
+    retention_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "INFO"
+    format: str = "text"  # or "json"
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """The whole configuration. Build with :func:`load_config`; adjust with ``dataclasses.replace``."""
+
+    backends: dict[str, BackendConfig]
+    default_backend: str
+    auth_keys: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()
+    routes_dir: str = "routes.d"
+    proxy_timeout: float = 120.0
+    command_prefix: str = "!/"
+    max_body_bytes: int = 10 * 1024 * 1024
+    interactive_commands: bool = True
+    session: SessionConfig = field(default_factory=SessionConfig)
+    loop_detection: LoopDetectionConfig = field(default_factory=LoopDetectionConfig)
+    tool_call_loop_detection: ToolCallLoopDetectionConfig = field(default_factory=ToolCallLoopDetectionConfig)
+    usage: UsageConfig = field(default_factory=UsageConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    source_path: str | None = None  # absolute path of the file read, None for embedded defaults
+
+    def backend_timeouts(self, name: str) -> Timeouts:
+        return self.backends[name].timeouts(self.proxy_timeout)
+
+    def redacted(self) -> dict[str, Any]:
+        """A JSON-able view with every secret replaced, for logs and diagnostics."""
+        return {
+            "source_path": self.source_path,
+            "backends": {n: b.redacted() for n, b in self.backends.items()},
+            "default_backend": self.default_backend,
+            "auth": {"api_keys": [_REDACTED] * len(self.auth_keys), "admin_keys": [_REDACTED] * len(self.admin_keys)},
+            "routes_dir": self.routes_dir,
+            "proxy_timeout": self.proxy_timeout,
+            "command_prefix": self.command_prefix,
+            "max_body_bytes": self.max_body_bytes,
+            "interactive_commands": self.interactive_commands,
+            "session": _asdict(self.session),
+            "loop_detection": _asdict(self.loop_detection),
+            "tool_call_loop_detection": _asdict(self.tool_call_loop_detection),
+            "usage": _asdict(self.usage),
+            "logging": _asdict(self.logging),
+        }
+
+    def __repr__(self) -> str:
+        return f"AppConfig({self.redacted()!r})"
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def parse_bool(text: str, what: str) -> bool:
+    """``true/false/1/0/yes/no/on/off`` (any case); anything else is a :class:`ConfigError`."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{what}={text!r} is not a boolean (use true/false, 1/0, yes/no)")
+
+
+def _parse_int(text: str, what: str, minimum: int = 1) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"{what}={text!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{what}={value} must be at least {minimum}")
+    return value
+
+
+def _resolve_path(doc_path: str | None, env: Mapping[str, str]) -> tuple[str | None, bool]:
+    """Which file to read and whether it was asked for explicitly (then it must exist)."""
+    if doc_path is not None:
+        return doc_path, True
+    if env.get(CONFIG_PATH_ENV):
+        return env[CONFIG_PATH_ENV], True
+    return (DEFAULT_CONFIG_PATH, False) if os.path.isfile(DEFAULT_CONFIG_PATH) else (None, False)
+
+
+def _read_document(path: str) -> YamlDocument:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    doc = parse_yaml(text, path)
+    validate(doc, "config")
+    return doc
+
+
+def _expand_vars(doc: YamlDocument, env: Mapping[str, str]) -> None:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in string values in place; ``$${`` is a literal ``${``."""
+
+    def expand(text: str, path: tuple[Any, ...]) -> str:
+        def sub(m: re.Match[str]) -> str:
+            escaped, name, default = m.group(1), m.group(2), m.group(3)
+            if escaped:
+                return m.group(0)[1:]
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})",
+                              doc.location(path))
+        return _VAR_REF.sub(sub, text)
+
+    def walk(value: Any, path: tuple[Any, ...]) -> Any:
+        if isinstance(value, str):
+            return expand(value, path) if "${" in value else value
+        if isinstance(value, dict):
+            for key in value:
+                value[key] = walk(value[key], path + (key,))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                value[i] = walk(item, path + (i,))
+        return value
+
+    doc.value = walk(doc.value, ())
+
+
+def _keys(values: Iterable[str | None]) -> tuple[str, ...]:
+    """Non-empty, stripped, de-duplicated, order kept."""
+    out: dict[str, None] = {}
+    for v in values:
+        if v and v.strip():
+            out[v.strip()] = None
+    return tuple(out)
+
+
+def _numbered(env: Mapping[str, str], base: str) -> list[str]:
+    """Values of ``BASE_1 .. BASE_N`` ordered by number (gaps allowed)."""
+    pattern = re.compile(re.escape(base) + r"_(\d+)$")
+    found = [(int(m.group(1)), v) for k, v in env.items() if (m := pattern.match(k))]
+    return [v for _, v in sorted(found)]
+
+
+def _apply_backend_env(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    """Provider keys and Gemini CLI settings from the environment fill in what the file leaves out."""
+    for name, var in _PROVIDER_KEY_ENV.items():
+        env_keys = _keys([env.get(var), *_numbered(env, var)])
+        if not env_keys:
+            continue
+        settings = raw.setdefault(name, {"type": name})
+        if not _keys([settings.get("api_key"), *(settings.get("api_keys") or ())]):
+            settings.pop("api_key", None)
+            settings["api_keys"] = list(env_keys)
+
+    project, creds = env.get("GCP_PROJECT_ID", "").strip(), env.get("GEMINI_CREDENTIALS_PATH", "").strip()
+    if project and not any(_type_of(n, s) == "gemini-cli-cloud-project" for n, s in raw.items()):
+        raw.setdefault("gemini-cli-cloud-project", {"type": "gemini-cli-cloud-project"})
+    for name, settings in raw.items():
+        kind = _type_of(name, settings)
+        if kind == "gemini-cli-cloud-project" and project:
+            settings.setdefault("gcp_project_id", project)
+        if kind in ("gemini-cli-cloud-project", "gemini-cli-oauth-personal") and creds:
+            settings.setdefault("credentials_path", creds)
+
+
+def _type_of(name: str, settings: Mapping[str, Any]) -> str | None:
+    return settings.get("type") or (name if name in BACKEND_TYPES else None)
+
+
+def _build_backend(name: str, settings: dict[str, Any], doc: YamlDocument | None) -> BackendConfig:
+    kind = _type_of(name, settings)
+    if kind is None:
+        where = doc.location(("backends", name)) if doc else None
+        raise ConfigError(f"backend {name!r} has no 'type'", where, "one of " + ", ".join(BACKEND_TYPES))
+    rest = {k: v for k, v in settings.items() if k not in ("type", "api_key", "api_keys", "base_url")}
+    if isinstance(rest.get("headers"), dict):
+        rest["headers"] = MappingProxyType(dict(rest["headers"]))
+    if isinstance(rest.get("timeout"), dict):
+        rest["timeout"] = MappingProxyType(dict(rest["timeout"]))
+    if "models" in rest:
+        rest["models"] = tuple(rest["models"])
+    return BackendConfig(
+        name=name,
+        type=kind,
+        api_keys=_keys([settings.get("api_key"), *(settings.get("api_keys") or ())]),
+        base_url=settings.get("base_url") or settings.get("gemini_api_base_url"),
+        options=MappingProxyType(rest),
+    )
+
+
+def _section(value: dict[str, Any], key: str) -> dict[str, Any]:
+    return value.get(key) or {}
+
+
+def _relative(base_dir: str, path: str) -> str:
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
+
+
+def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> AppConfig:
+    """Load and validate the config.
+
+    ``path`` None: use ``$LLM_PROXY_CONFIG`` if set (then it must exist), else ``./config.yaml`` if it
+    exists, else the embedded defaults (one ``echo`` backend, no client keys). An explicit path that
+    does not exist is a :class:`ConfigError`. Schema violations raise ``SchemaError``/``RulesErrors``;
+    all of them are :class:`~dsl.errors.RulesError`.
+    """
+    file, explicit = _resolve_path(path, env)
+    doc: YamlDocument | None = None
+    if file is not None:
+        if explicit and not os.path.exists(file):
+            raise ConfigError(f"config file not found: {file}")
+        doc = _read_document(file)
+        _expand_vars(doc, env)
+    value: dict[str, Any] = (doc.value if doc and isinstance(doc.value, dict) else {})
+    base_dir = os.path.dirname(os.path.abspath(file)) if file else os.getcwd()
+
+    raw_backends = {name: dict(s or {}) for name, s in (value.get("backends") or {}).items()}
+    _apply_backend_env(raw_backends, env)
+    if doc is None or not raw_backends:
+        # Embedded default: an ``echo`` backend, so a bare start answers requests. Providers set up
+        # from the environment come first and so become the default backend.
+        raw_backends.setdefault("echo", {"type": "echo"})
+    backends = {name: _build_backend(name, s, doc) for name, s in raw_backends.items()}
+
+    default_backend = value.get("default_backend") or next(iter(backends))
+    if default_backend not in backends:
+        raise ConfigError(f"default_backend {default_backend!r} is not a configured backend",
+                          doc.location(("default_backend",)) if doc else None,
+                          "one of " + ", ".join(backends))
+
+    auth = _section(value, "auth")
+    auth_keys = _keys([*(auth.get("api_keys") or ()), *env.get("LLM_PROXY_API_KEYS", "").split(",")])
+
+    command_prefix = value.get("command_prefix", "!/")
+    if "LLM_PROXY_COMMAND_PREFIX" in env:
+        command_prefix = env["LLM_PROXY_COMMAND_PREFIX"]
+        if not _PREFIX_RE.match(command_prefix):
+            raise ConfigError(f"LLM_PROXY_COMMAND_PREFIX={command_prefix!r} must be 1-10 characters without spaces")
+
+    session = _section(value, "session")
+    repair_enabled = session.get("tool_call_repair_enabled", True)
+    if "TOOL_CALL_REPAIR_ENABLED" in env:
+        repair_enabled = parse_bool(env["TOOL_CALL_REPAIR_ENABLED"], "TOOL_CALL_REPAIR_ENABLED")
+    repair_cap = session.get("tool_call_repair_buffer_cap_bytes", 65536)
+    if "TOOL_CALL_REPAIR_BUFFER_CAP_BYTES" in env:
+        repair_cap = _parse_int(env["TOOL_CALL_REPAIR_BUFFER_CAP_BYTES"], "TOOL_CALL_REPAIR_BUFFER_CAP_BYTES")
+    session_cfg = SessionConfig(
+        repository=session.get("repository", "in_memory"),
+        path=_relative(base_dir, session.get("path", "sessions")),
+        ttl_seconds=float(session.get("ttl_seconds", 86400)),
+        max_sessions=session.get("max_sessions", 10_000),
+        max_history=session.get("max_history", 100),
+        tool_call_repair_enabled=repair_enabled,
+        tool_call_repair_buffer_cap_bytes=repair_cap,
+    )
+
+    loop = LoopDetectionConfig(**_section(value, "loop_detection"))
+    if loop.min_pattern_length > loop.max_pattern_length:
+        raise ConfigError(
+            f"loop_detection: min_pattern_length ({loop.min_pattern_length}) is greater than "
+            f"max_pattern_length ({loop.max_pattern_length})",
+            doc.location(("loop_detection", "min_pattern_length")) if doc else None)
+    tcl = dict(_section(value, "tool_call_loop_detection"))
+    if "ttl_seconds" in tcl:
+        tcl["ttl_seconds"] = float(tcl["ttl_seconds"])
+    tool_loop = ToolCallLoopDetectionConfig(**tcl)
+
+    usage = _section(value, "usage")
+    logging_section = _section(value, "logging")
+    return AppConfig(
+        backends=backends,
+        default_backend=default_backend,
+        auth_keys=auth_keys,
+        admin_keys=_keys(auth.get("admin_keys") or ()),
+        routes_dir=_relative(base_dir, value.get("routes_dir", "routes.d")),
+        proxy_timeout=float(value.get("proxy_timeout", 120)),
+        command_prefix=command_prefix,
+        max_body_bytes=value.get("max_body_bytes", 10 * 1024 * 1024),
+        interactive_commands=value.get("interactive_commands", True),
+        session=session_cfg,
+        loop_detection=loop,
+        tool_call_loop_detection=tool_loop,
+        usage=UsageConfig(path=_relative(base_dir, usage["path"]) if usage.get("path") else None,
+                          retention_days=usage.get("retention_days", 30)),
+        logging=LoggingConfig(level=str(logging_section.get("level", "INFO")).upper(),
+                              format=logging_section.get("format", "text")),
+        source_path=os.path.abspath(file) if file else None,
+    )
