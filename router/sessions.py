@@ -81,7 +81,7 @@ class Session:
     project: str | None = None
     project_dir: str | None = None
     temperature: float | None = None
-    interactive: bool = True
+    interactive: bool = False  # report command results alongside model replies
     params: dict[str, Any] = field(default_factory=dict)  # free-form !/set values
     route_edits: list[Any] = field(default_factory=list)  # JSON values (rule dicts), session-scoped
     oneoff: str | None = None  # "backend:model" for the next request only
@@ -153,7 +153,7 @@ class Session:
             project=opt("project", str),
             project_dir=opt("project_dir", str),
             temperature=None if temperature is None else float(temperature),
-            interactive=True if interactive is None else interactive,
+            interactive=False if interactive is None else interactive,
             params=dict(opt("params", dict) or {}),
             route_edits=list(opt("route_edits", list) or []),
             oneoff=opt("oneoff", str),

@@ -34,7 +34,7 @@ class Clock:
 def full_session(session_id: str = "s1") -> Session:
     return Session(
         id=session_id, backend="openai", model="gpt-4o", project="demo", project_dir="/src/demo",
-        temperature=0.7, interactive=False, params={"k": "v", "n": 3, "nested": {"a": [1, 2]}},
+        temperature=0.7, interactive=True, params={"k": "v", "n": 3, "nested": {"a": [1, 2]}},
         route_edits=[{"when": "model == 'gpt-4'", "route": ["anthropic:claude-3"]}],
         oneoff="gemini:gemini-1.5-pro", history=[{"role": "user", "content": "hi"}],
     )
@@ -70,7 +70,7 @@ def test_json_round_trip() -> None:
 
 def test_from_json_ignores_unknown_keys_and_fills_defaults() -> None:
     session = Session.from_json({"id": "s", "future_field": 1})
-    assert session.id == "s" and session.interactive is True and session.params == {} and session.history == []
+    assert session.id == "s" and session.interactive is False and session.params == {} and session.history == []
 
 
 @pytest.mark.parametrize("data", [[], {"id": "../x"}, {"id": "s", "temperature": "hot"},

@@ -1,0 +1,82 @@
+"""The connector interface every provider implements, and the error classes dispatch acts on.
+
+A connector turns a canonical :class:`ChatRequest` (whose ``model`` is already the target's model)
+into a provider call and gives back a canonical response or stream. Provider and socket errors are
+classified here, at the boundary, into :class:`BackendError` kinds; dispatch never looks at a
+provider's status codes or exception types itself.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import AsyncIterator, Literal
+
+from router.canonical import ChatRequest, ChatResponse, StreamEvent
+
+ErrorKind = Literal["auth", "rate_limited", "overloaded", "bad_request", "not_found", "timeout", "connection", "server"]
+
+# Errors worth trying the next target (or key) for; the rest are the client's to fix.
+RETRYABLE: frozenset[str] = frozenset({"rate_limited", "overloaded", "timeout", "connection", "server", "auth"})
+
+# The HTTP status the client sees for each kind when no target succeeds.
+STATUS_FOR_KIND: dict[str, int] = {
+    "auth": 502, "rate_limited": 429, "overloaded": 503, "bad_request": 400, "not_found": 404,
+    "timeout": 504, "connection": 502, "server": 502,
+}
+PROXY_KIND: dict[str, str] = {
+    "auth": "api_error", "rate_limited": "rate_limit", "overloaded": "overloaded", "bad_request": "invalid_request",
+    "not_found": "not_found", "timeout": "timeout", "connection": "api_error", "server": "api_error",
+}
+
+
+class BackendError(Exception):
+    """A classified failure of one attempt. ``message`` is safe to show (keys redacted)."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None,
+                 retry_after: float | None = None, backend: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.backend = backend
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE
+
+
+@dataclass(slots=True)
+class Health:
+    ok: bool
+    latency_ms: float = 0.0
+    error: str | None = None
+
+
+class Backend(abc.ABC):
+    """One configured backend. Instances are long-lived and shared by all requests."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abc.abstractmethod
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """The whole reply at once."""
+
+    @abc.abstractmethod
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """The reply as canonical events: StreamStart first, StreamEnd (or StreamError) last.
+
+        Errors before the first event raise :class:`BackendError` so dispatch can fail over;
+        closing the iterator early (``aclose``) must close the upstream connection.
+        """
+
+    async def list_models(self) -> list[str]:
+        return []
+
+    async def health(self) -> Health:
+        return Health(ok=True)
+
+    async def aclose(self) -> None:
+        """Release pooled connections."""

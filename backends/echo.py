@@ -1,0 +1,94 @@
+"""The built-in ``echo`` backend: no network, answers with the last user message.
+
+It is the embedded default so the proxy starts and every front end, command and stream path can
+be tried without a provider key. To exercise tool-use turns it also understands one convention:
+a user message ``call <tool> <json arguments>`` naming a declared tool produces that tool call, and
+a tool result is answered with ``<tool> returned: <content>``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import AsyncIterator
+
+from router.canonical import (
+    ChatRequest, ChatResponse, Part, StreamEvent, TextPart, ToolCallPart, ToolResultPart, Usage, response_to_events,
+)
+
+from .base import Backend
+
+CHUNK_WORDS = 3
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: good enough for a backend that bills nothing."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class EchoBackend(Backend):
+    def __init__(self, name: str = "echo", models: tuple[str, ...] = ("echo",)) -> None:
+        super().__init__(name)
+        self.models = models or ("echo",)
+
+    def _reply(self, request: ChatRequest) -> ChatResponse:
+        parts: list[Part]
+        finish = "stop"
+        last = request.messages[-1] if request.messages else None
+        results = [p for p in last.parts if isinstance(p, ToolResultPart)] if last else []
+        user = request.last_user_message()
+        text = user.text() if user else ""
+        if results:
+            parts = [TextPart("\n".join(f"{r.name or 'tool'} returned: {''.join(c.text for c in r.content if isinstance(c, TextPart))}"
+                                        for r in results))]
+        elif call := self._tool_call(text, request):
+            parts, finish = [call], "tool_calls"
+        else:
+            parts = [TextPart(text or "(empty message)")]
+        prompt = sum(estimate_tokens(m.text()) for m in request.messages) + sum(estimate_tokens(p.text) for p in request.system)
+        completion = sum(estimate_tokens(p.text) if isinstance(p, TextPart) else estimate_tokens(p.arguments) for p in parts)  # type: ignore[union-attr]
+        return ChatResponse(
+            id=f"echo-{uuid.uuid4().hex[:24]}", model=request.model, parts=parts, finish_reason=finish,  # type: ignore[arg-type]
+            usage=Usage(prompt_tokens=prompt, completion_tokens=completion), created=int(time.time()),
+        )
+
+    @staticmethod
+    def _tool_call(text: str, request: ChatRequest) -> ToolCallPart | None:
+        words = text.strip().split(maxsplit=2)
+        if len(words) < 2 or words[0] != "call":
+            return None
+        if not any(t.name == words[1] for t in request.tools):
+            return None
+        arguments = words[2] if len(words) > 2 else "{}"
+        try:
+            json.loads(arguments)
+        except json.JSONDecodeError:
+            return None
+        return ToolCallPart(id=f"call_{uuid.uuid4().hex[:20]}", name=words[1], arguments=arguments)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        return self._reply(request)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        for event in _chunked(response_to_events(self._reply(request))):
+            yield event
+
+    async def list_models(self) -> list[str]:
+        return list(self.models)
+
+
+def _chunked(events: list[StreamEvent]) -> list[StreamEvent]:
+    """Split text deltas into a few words each, so streams really arrive in several chunks."""
+    from router.canonical import TextDelta
+
+    out: list[StreamEvent] = []
+    for event in events:
+        if isinstance(event, TextDelta):
+            words = event.text.split(" ")
+            for i in range(0, len(words), CHUNK_WORDS):
+                piece = " ".join(words[i:i + CHUNK_WORDS])
+                out.append(TextDelta(piece + (" " if i + CHUNK_WORDS < len(words) else "")))
+        else:
+            out.append(event)
+    return out

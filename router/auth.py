@@ -1,0 +1,58 @@
+"""Client authentication: the key wherever each client family sends it, compared in constant time.
+
+Keys are never logged or echoed; a caller is known by a short hash of its key (``caller`` in rules,
+usage records and logs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Mapping
+
+from .errors import ProxyError
+
+
+def key_id(key: str) -> str:
+    """A stable, non-reversible id for a key: enough to tell callers apart, useless to an attacker."""
+    return "key-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
+def presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """``Authorization: Bearer``, ``x-api-key`` (Anthropic), ``x-goog-api-key`` or ``?key=`` (Gemini)."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    for name in ("x-api-key", "x-goog-api-key"):
+        value = headers.get(name)
+        if value:
+            return value.strip()
+    value = query.get("key")
+    return value.strip() if value else None
+
+
+class Authenticator:
+    """Checks presented keys against the configured ones. ``enabled`` False accepts everyone."""
+
+    def __init__(self, keys: tuple[str, ...] | list[str], enabled: bool = True) -> None:
+        self._keys = [(k.encode("utf-8"), key_id(k)) for k in keys]
+        self.enabled = enabled
+
+    def identify(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        """The caller id of a valid key; raises 401 otherwise. None when auth is disabled and no key."""
+        key = presented_key(headers, query)
+        if not self.enabled:
+            return key_id(key) if key else None
+        if key is None:
+            raise ProxyError(401, "missing API key: send 'Authorization: Bearer <key>' "
+                                  "(or x-api-key / x-goog-api-key)", "authentication")
+        presented = key.encode("utf-8")
+        found = None
+        for candidate, ident in self._keys:  # no early exit: timing does not tell which key matched
+            if hmac.compare_digest(candidate, presented):
+                found = ident
+        if found is None:
+            raise ProxyError(401, "invalid API key", "authentication")
+        return found

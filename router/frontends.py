@@ -1,0 +1,34 @@
+"""The three client wire formats as front ends: which codec, which error shape, which paths.
+
+The error shape of a request is decided by its path alone, so even a 404 for an unknown path or a
+401 before the body is read comes back in the shape the client's SDK can parse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from .wire import anthropic, gemini, openai
+
+
+@dataclass(frozen=True, slots=True)
+class Frontend:
+    name: str  # "openai" | "anthropic" | "gemini"
+    codec: ModuleType
+
+
+OPENAI = Frontend("openai", openai)
+ANTHROPIC = Frontend("anthropic", anthropic)
+GEMINI = Frontend("gemini", gemini)
+FRONTENDS = {f.name: f for f in (OPENAI, ANTHROPIC, GEMINI)}
+
+
+def frontend_for_path(path: str) -> Frontend:
+    """Anthropic for ``/messages``, Gemini for ``/v1beta`` and ``/v2/models/...:action``, else OpenAI."""
+    if "/messages" in path:
+        return ANTHROPIC
+    if path.startswith("/v1beta") or path.startswith("/v1alpha") or (":" in path and "/models/" in path) \
+            or path.rstrip("/") == "/v2/models/list":
+        return GEMINI
+    return OPENAI

@@ -1,0 +1,101 @@
+"""HTTP plumbing shared by the resources: bounded body reading, replies, errors in the right shape."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from .errors import ProxyError
+from .frontends import frontend_for_path
+from .pipeline import JsonReply, Reply, StreamReply
+
+log = logging.getLogger("llm_proxy.http")
+
+_FALCON_KIND = {
+    400: "invalid_request", 401: "authentication", 403: "permission", 404: "not_found", 405: "invalid_request",
+    408: "timeout", 411: "invalid_request", 413: "request_too_large", 415: "invalid_request", 429: "rate_limit",
+}
+
+
+async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
+    """The request body as JSON, refusing bodies over ``max_bytes`` before reading them whole."""
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise ProxyError(413, f"request body is {length} bytes; the limit is {max_bytes} (max_body_bytes)",
+                         "request_too_large")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in req.stream:
+        total += len(chunk)
+        if total > max_bytes:
+            raise ProxyError(413, f"request body exceeds {max_bytes} bytes (max_body_bytes)", "request_too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ProxyError(400, "request body is empty; send a JSON object", "invalid_request")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise ProxyError(400, "request body is not UTF-8 JSON", "invalid_request") from None
+    except json.JSONDecodeError as exc:
+        raise ProxyError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                         "invalid_request") from None
+
+
+def lower_headers(req: falcon.asgi.Request) -> dict[str, str]:
+    return {k.lower(): v for k, v in req.headers.items()}
+
+
+def send(resp: falcon.asgi.Response, reply: Reply) -> None:
+    for name, value in reply.headers.items():
+        resp.set_header(name, value)
+    if isinstance(reply, JsonReply):
+        resp.status = reply.status
+        resp.media = reply.body
+        return
+    assert isinstance(reply, StreamReply)
+    resp.status = 200
+    resp.content_type = "text/event-stream"
+    resp.set_header("Cache-Control", "no-cache")
+    resp.set_header("X-Accel-Buffering", "no")
+    resp.stream = reply.chunks
+
+
+def render_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, err: ProxyError) -> None:
+    frontend = frontend_for_path(req.path)
+    resp.status = err.status
+    resp.media = frontend.codec.encode_error(err)
+    for name, value in err.headers.items():
+        resp.set_header(name, value)
+
+
+async def handle_proxy_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ProxyError, params: Any) -> None:
+    render_error(req, resp, ex)
+
+
+async def handle_http_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError,
+                            params: Any) -> None:
+    """Falcon's own errors (unknown path, wrong method) in the client's error shape."""
+    status = ex.status_code if hasattr(ex, "status_code") else int(str(ex.status).split()[0])
+    if status == 404:
+        message = f"no such endpoint: {req.method} {req.path}"
+    elif status == 405:
+        message = f"method {req.method} is not allowed on {req.path}"
+    else:
+        message = ex.description or ex.title or "request error"
+    err = ProxyError(status, message, _FALCON_KIND.get(status, "invalid_request"), headers=dict(ex.headers or {}))
+    render_error(req, resp, err)
+
+
+async def handle_unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any) -> None:
+    """A bug: log it with its traceback for operators; the client gets a plain 500, no internals."""
+    if isinstance(ex, falcon.HTTPError):
+        await handle_http_error(req, resp, ex, params)
+        return
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    render_error(req, resp, ProxyError(500, "internal error in the proxy; the operator's log has the details",
+                                       "api_error"))

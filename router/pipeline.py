@@ -1,0 +1,291 @@
+"""One chat request from decoded body to encoded reply, whatever the front end.
+
+decode → commands (strip, apply to the session, maybe answer directly) → facts → plan (rules IR) →
+overrides → dispatch (failover) → encode in the client's format, JSON or SSE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping
+
+from backends.base import BackendError
+from dsl.commands import ParsedMessage, parse_message
+from dsl.evaluate import Facts, Plan, evaluate
+from dsl.session import session_ruleset
+
+from .canonical import (
+    ChatRequest, ChatResponse, Message, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
+)
+from .dispatch import Outcome
+from .errors import ProxyError
+from .frontends import Frontend
+from .session_commands import CommandContext, apply_commands, guard_names
+from .sessions import Session, new_session_id, valid_session_id
+from .state import RuntimeState
+
+log = logging.getLogger("llm_proxy.request")
+
+_REMINDER = "<system-reminder>"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    headers: Mapping[str, str]  # lower-case names
+    caller: str | None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    session_id: str = ""
+
+
+@dataclass(slots=True)
+class JsonReply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StreamReply:
+    chunks: AsyncIterator[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Reply = JsonReply | StreamReply
+
+
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    """Characters / 4 over all text: cheap, and what rules and limits need before the provider counts."""
+    chars = sum(len(p.text) for p in request.system)
+    for message in request.messages:
+        for part in message.parts:
+            text = getattr(part, "text", None) or getattr(part, "arguments", None)
+            if isinstance(text, str):
+                chars += len(text)
+            else:
+                for inner in getattr(part, "content", ()) or ():
+                    chars += len(getattr(inner, "text", "") or "")
+    return (chars + 3) // 4
+
+
+def session_id_from(headers: Mapping[str, str]) -> str:
+    """``x-session-id``, else Claude Code's own session header, else a new id."""
+    sid = headers.get("x-session-id") or headers.get("x-claude-code-session-id")
+    if sid is None:
+        return new_session_id()
+    if not valid_session_id(sid):
+        raise ProxyError(400, "x-session-id: use 1-128 characters of letters, digits and . _ : -", "invalid_request",
+                         param="x-session-id")
+    return sid
+
+
+class Pipeline:
+    def __init__(self, state_ref: "StateRef") -> None:
+        self.ref = state_ref
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    def _strip_commands(self, request: ChatRequest, state: RuntimeState) -> ParsedMessage | None:
+        """Remove commands from every user message; return those of the latest one.
+
+        Earlier user turns that held only commands are dropped together with the proxy's reply
+        that followed them, so the provider sees a clean conversation.
+        """
+        prefix = state.config.command_prefix
+        known = state.backend_names
+        messages = request.messages
+        latest_index = len(messages) - 1 if messages and messages[-1].role == "user" else -1
+        latest: ParsedMessage | None = None
+        kept: list[Message] = []
+        skip_next_assistant = False
+        for index, message in enumerate(messages):
+            if skip_next_assistant and message.role == "assistant":
+                skip_next_assistant = False
+                continue
+            skip_next_assistant = False
+            if message.role != "user" or not any(isinstance(p, TextPart) and prefix in p.text for p in message.parts):
+                kept.append(message)
+                continue
+            combined = ParsedMessage()
+            parts = []
+            for part in message.parts:
+                if isinstance(part, TextPart) and prefix in part.text:
+                    parsed = parse_message(part.text, prefix, known)
+                    combined.commands += parsed.commands
+                    combined.errors += parsed.errors
+                    if parsed.text:
+                        parts.append(TextPart(parsed.text))
+                else:
+                    parts.append(part)
+            if index == latest_index:
+                latest = combined
+                combined.text = "" if _only_reminders(parts) else "x"
+                kept.append(Message("user", parts))
+            elif parts and not _only_reminders(parts):
+                kept.append(Message("user", parts))
+            elif combined.commands or combined.errors:
+                skip_next_assistant = True
+            else:
+                kept.append(message)
+        request.messages = kept
+        return latest
+
+    def _command_context(self, state: RuntimeState, plan: Plan | None) -> CommandContext:
+        return CommandContext(
+            backends=state.backend_names, default_backend=state.config.default_backend,
+            prefix=state.config.command_prefix, file_rules=list(state.rules.rules),
+            guards=lambda s: self._guards(state, s, plan),
+        )
+
+    @staticmethod
+    def _guards(state: RuntimeState, session: Session, plan: Plan | None) -> list[str]:
+        """Guards in effect: config defaults, overridden by rule ``post:``, overridden by the session."""
+        cfg = state.config
+        active = {
+            "tool_call_repair": cfg.session.tool_call_repair_enabled,
+            "loop_detection": cfg.loop_detection.enabled,
+            "tool_call_loop_detection": cfg.tool_call_loop_detection.enabled,
+        }
+        described = {name: name for name in active}
+        if plan is not None:
+            for post in plan.post:
+                active[post.name] = bool(post.param("enabled", True))
+                described[post.name] = guard_names([post])[0] if active[post.name] else post.name
+        for name in active:
+            if name in session.params:
+                active[name] = bool(session.params[name])
+        return [described[n] + ("" if active[n] else " (off)") for n in active if active[n]] or []
+
+    # ---- the request ---------------------------------------------------------------------------
+
+    async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext) -> Reply:
+        state = self.ref.state
+        sessions = state.sessions
+        requested = request.model
+        ctx.session_id = session_id_from(ctx.headers)
+        session = await sessions.get_or_create(ctx.session_id)
+        headers = {"x-session-id": session.id, "x-request-id": ctx.request_id}
+        dirty = False
+
+        parsed = None
+        if state.commands_enabled:
+            parsed = self._strip_commands(request, state)
+        facts, plan = self._plan(state, request, requested, session, ctx, frontend)
+        report: str | None = None
+        if parsed is not None and (parsed.commands or parsed.errors):
+            outcome = apply_commands(session, parsed, self._command_context(state, plan))
+            if outcome.changed and not outcome.failed:
+                session = outcome.session
+                await sessions.save(session)
+                facts, plan = self._plan(state, request, requested, session, ctx, frontend)
+            if parsed.only_commands or outcome.failed:
+                log.info("command reply", extra={"request_id": ctx.request_id, "session": session.id})
+                return self._proxy_reply(frontend, request, outcome.text(), headers)
+            if session.interactive:
+                report = outcome.text()
+
+        if session.oneoff:
+            session.oneoff = None
+            dirty = True
+        self._apply_overrides(request, plan, session)
+        if not request.messages:
+            raise ProxyError(400, "messages: no message left to send after removing commands", "invalid_request",
+                             param="messages")
+
+        outcome_d = Outcome()
+        session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
+                             "rules": list(plan.rules)}, state.config.session.max_history)
+        dirty = True
+        if dirty:
+            self._save_later(sessions, session)
+        if request.stream:
+            started = await state.dispatcher.stream(plan, request, outcome_d)
+            return StreamReply(self._stream_body(frontend, started, report), headers)
+        response = await state.dispatcher.complete(plan, request, outcome_d)
+        if report:
+            response.parts.insert(0, TextPart(f"[proxy]\n{report}\n\n"))
+        return JsonReply(200, frontend.codec.encode_response(response), headers)
+
+    def _plan(self, state: RuntimeState, request: ChatRequest, requested: str, session: Session,
+              ctx: RequestContext, frontend: Frontend) -> tuple[Facts, Plan]:
+        model = requested
+        client_backend = None
+        prefix, sep, rest = model.partition(":")
+        if sep and prefix in state.backends:
+            client_backend, model = prefix, rest
+        if session.model:
+            model = session.model
+        facts = Facts.build(
+            model, frontend=frontend.name, backend=client_backend or session.backend, caller=ctx.caller,
+            tokens=estimate_prompt_tokens(request), stream=request.stream, tools=bool(request.tools),
+            headers=ctx.headers,
+            session={"project": session.project, "project_dir": session.project_dir, "backend": session.backend,
+                     "model": session.model, "id": session.id},
+        )
+        session_rules = session_ruleset(session.route_edits, session.backend if not client_backend else None,
+                                        None, session.oneoff)
+        plan = evaluate(facts, state.ruleset, session_rules=session_rules, default_backend=state.config.default_backend)
+        request.model = model
+        return facts, plan
+
+    @staticmethod
+    def _apply_overrides(request: ChatRequest, plan: Plan, session: Session) -> None:
+        """Session settings beat rule ``set:`` which beats what the client sent."""
+        for key in ("temperature", "top_p", "max_tokens"):
+            value = session.temperature if key == "temperature" else session.params.get(key)
+            if value is None:
+                value = plan.override(key)
+            if value is not None:
+                setattr(request, key, int(value) if key == "max_tokens" else float(value))
+
+    def _save_later(self, sessions: Any, session: Session) -> None:
+        task = asyncio.get_running_loop().create_task(sessions.save(session))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _proxy_reply(self, frontend: Frontend, request: ChatRequest, text: str, headers: dict[str, str]) -> Reply:
+        response = ChatResponse(id=f"proxy-{uuid.uuid4().hex[:24]}", model=request.model or "proxy",
+                                parts=[TextPart(text)], usage=Usage(), created=int(time.time()))
+        if request.stream:
+            async def chunks() -> AsyncIterator[bytes]:
+                encoder = frontend.codec.StreamEncoder()
+                for event in response_to_events(response):
+                    yield encoder.encode(event)
+            return StreamReply(chunks(), headers)
+        return JsonReply(200, frontend.codec.encode_response(response), headers)
+
+    async def _stream_body(self, frontend: Frontend, started: Any, report: str | None) -> AsyncIterator[bytes]:
+        encoder = frontend.codec.StreamEncoder()
+        events = started.events
+        try:
+            yield encoder.encode(started.first)
+            if report and isinstance(started.first, StreamStart):
+                yield encoder.encode(TextDelta(f"[proxy]\n{report}\n\n"))
+            async for event in events:
+                yield encoder.encode(event)
+        except BackendError as exc:
+            yield encoder.encode(StreamError(f"{exc.backend or 'backend'}: {exc.message}", "api_error"))
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _only_reminders(parts: list[Any]) -> bool:
+    """True when nothing but client-injected reminders (Claude Code) is left."""
+    return all(isinstance(p, TextPart) and (not p.text.strip() or p.text.lstrip().startswith(_REMINDER)) for p in parts)
+
+
+class StateRef:
+    """Holds the current :class:`RuntimeState`; a reload swaps it in one assignment."""
+
+    def __init__(self, state: RuntimeState) -> None:
+        self.state = state
+
+
+__all__ = ["Pipeline", "StateRef", "RequestContext", "JsonReply", "StreamReply", "estimate_prompt_tokens",
+           "session_id_from"]

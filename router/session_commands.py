@@ -1,0 +1,171 @@
+"""Applying compiled ``!/`` commands to a session and wording the proxy's replies.
+
+Edits are applied to a copy and swapped in only when every command of the message is valid, so a
+bad command leaves the session exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from dsl import ir
+from dsl.commands import ParsedMessage
+from dsl.evaluate import Plan
+from dsl.printer import print_chain, print_post, print_rules
+from dsl.registry import COMMANDS, SESSION_SETTINGS
+from dsl.session import apply_route_edit, session_rules
+
+from .sessions import Session
+
+SESSION_ATTRS = ("backend", "model", "project", "project_dir", "temperature", "interactive")
+
+
+@dataclass(slots=True)
+class CommandContext:
+    """What replies need to know about the deployment."""
+
+    backends: Iterable[str]
+    default_backend: str
+    prefix: str
+    file_rules: list[ir.Rule]
+    guards: Callable[[Session], list[str]]  # active guard descriptions for the session
+    plan_for: Callable[[Session], Plan | None] = lambda s: None
+
+
+@dataclass(slots=True)
+class CommandOutcome:
+    session: Session  # the session to keep (a modified copy, or the original)
+    lines: list[str] = field(default_factory=list)
+    failed: bool = False
+    changed: bool = False
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def apply_commands(session: Session, parsed: ParsedMessage, ctx: CommandContext) -> CommandOutcome:
+    if parsed.errors:
+        lines = ["The proxy could not run your command; nothing was changed."]
+        for err in parsed.errors:
+            lines += ["```", err.render(), "```"]
+        lines.append(f"Type {ctx.prefix}help for the list of commands.")
+        return CommandOutcome(session, lines, failed=True)
+    work = Session.from_json(session.to_json())
+    outcome = CommandOutcome(work)
+    for command in parsed.commands:
+        for edit in command.edits:
+            outcome.lines.append(_apply(work, edit, ctx, outcome))
+    return outcome
+
+
+def _apply(s: Session, edit: ir.SessionEdit, ctx: CommandContext, outcome: CommandOutcome) -> str:
+    if isinstance(edit, ir.Query):
+        return _query(s, edit.name, ctx)
+    outcome.changed = True
+    if isinstance(edit, ir.SetField):
+        if edit.field in SESSION_ATTRS:
+            setattr(s, edit.field, edit.value)
+        else:
+            s.params[edit.field] = edit.value
+        return f"{edit.field} set to {_show(edit.value)}"
+    if isinstance(edit, ir.UnsetField):
+        if edit.field in SESSION_ATTRS:
+            setattr(s, edit.field, False if edit.field == "interactive" else None)
+        else:
+            s.params.pop(edit.field, None)
+        return f"{edit.field} reset to its default"
+    if isinstance(edit, ir.OneOff):
+        s.oneoff = str(edit.target)
+        return f"the next request goes to {edit.target}"
+    if isinstance(edit, ir.RouteEdit):
+        s.route_edits = apply_route_edit(s.route_edits, edit)
+        if edit.op == "clear":
+            return f"route for {edit.model} cleared"
+        current = next(r["route"] for r in s.route_edits if r["model"] == edit.model)
+        return f"route for {edit.model}: {current}"
+    raise TypeError(edit)  # pragma: no cover
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _query(s: Session, name: str, ctx: CommandContext) -> str:
+    if name == "hello":
+        return hello_text(s, ctx)
+    if name == "help":
+        return help_text(ctx.prefix)
+    if name.startswith("help:"):
+        return help_text(ctx.prefix, name.removeprefix("help:"))
+    if name == "pwd":
+        return f"project directory: {s.project_dir}" if s.project_dir else "project directory: not set " \
+            f"(use {ctx.prefix}set(project_dir=\"/path\"))"
+    if name == "route-list":
+        return route_list_text(s, ctx)
+    raise ValueError(name)  # pragma: no cover
+
+
+def hello_text(s: Session, ctx: CommandContext) -> str:
+    lines = [
+        "Welcome to llm-interactive-proxy.",
+        f"session: {s.id}",
+        f"backend: {s.backend or ctx.default_backend + ' (default)'}",
+        f"model: {s.model or 'as requested by the client'}",
+    ]
+    if s.project:
+        lines.append(f"project: {s.project}")
+    if s.temperature is not None:
+        lines.append(f"temperature: {s.temperature}")
+    if s.oneoff:
+        lines.append(f"one-off: next request goes to {s.oneoff}")
+    for key, value in s.params.items():
+        lines.append(f"{key}: {_show(value)}")
+    lines.append(f"session routes: {len(s.route_edits)}, file rules: {len(ctx.file_rules)}")
+    lines.append("active guards: " + (", ".join(ctx.guards(s)) or "none"))
+    lines.append(f"backends: {', '.join(ctx.backends)}")
+    lines.append(f"Type {ctx.prefix}help for commands.")
+    return "\n".join(lines)
+
+
+def help_text(prefix: str, command: str | None = None) -> str:
+    """Generated from the registry the parser checks against, so it cannot drift."""
+    if command:
+        spec = COMMANDS.get(command)
+        if spec is None:
+            return f"unknown command {command!r}; type {prefix}help for the list"
+        lines = [f"{prefix}{spec.signature()} — {spec.summary}", f"example: {spec.example}"]
+        if spec.keyword_args or spec.variadic:
+            lines.append("settings: " + ", ".join(f"{k} ({p.describe()})" for k, p in SESSION_SETTINGS.items()))
+        for param in spec.params:
+            lines.append(f"  {param.name}: {param.describe()}{'' if param.required else ' (optional)'}")
+        return "\n".join(lines)
+    width = max(len(spec.signature()) for spec in COMMANDS.values()) + len(prefix)
+    lines = ["Commands:"]
+    lines += [f"  {(prefix + spec.signature()).ljust(width)}  {spec.summary}" for spec in COMMANDS.values()]
+    lines.append(f"Type {prefix}help(command) for details.")
+    return "\n".join(lines)
+
+
+def route_list_text(s: Session, ctx: CommandContext) -> str:
+    lines = []
+    session_part = session_rules(s.route_edits, s.backend, None, s.oneoff)
+    if session_part:
+        lines.append("Session rules (first):")
+        for rule in session_part:
+            when = f"model == {rule.when.value!r}" if isinstance(rule.when, ir.Compare) else "always"
+            lines.append(f"  {rule.name}: when {when} -> {print_chain(rule.route)}")  # type: ignore[arg-type]
+    else:
+        lines.append("Session rules: none")
+    if ctx.file_rules:
+        lines.append("File rules:")
+        lines.append(print_rules(ctx.file_rules).rstrip())
+    else:
+        lines.append("File rules: none")
+    return "\n".join(lines)
+
+
+def guard_names(post: Iterable[ir.PostProcessor]) -> list[str]:
+    return [print_post(p) for p in post if p.param("enabled", True)]

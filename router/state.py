@@ -1,0 +1,30 @@
+"""Everything a request needs, built once from config and swapped whole on reload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backends.base import Backend
+from dsl.evaluate import RuleSet
+from dsl.loader import LoadedRules
+
+from .auth import Authenticator
+from .config import AppConfig
+from .dispatch import Dispatcher
+from .sessions import SessionRepository
+
+
+@dataclass(slots=True)
+class RuntimeState:
+    config: AppConfig
+    rules: LoadedRules
+    ruleset: RuleSet
+    backends: dict[str, Backend]
+    sessions: SessionRepository
+    dispatcher: Dispatcher
+    auth: Authenticator
+    commands_enabled: bool = True
+
+    @property
+    def backend_names(self) -> tuple[str, ...]:
+        return tuple(self.backends)

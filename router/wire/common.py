@@ -1,0 +1,213 @@
+"""Helpers shared by the three codecs: strict field access, images, ids, usage sums.
+
+Decoders read client JSON through these getters so that any wrong type or missing field becomes a
+``ProxyError(400)`` that names the field (``messages[2].content[0].type``) instead of a KeyError.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import mimetypes
+import uuid
+from typing import Any, NoReturn
+
+from router.canonical import ImagePart, Message, ToolCallPart, ToolResultPart
+from router.errors import ProxyError
+
+_MISSING = object()
+
+
+def fail(param: str, message: str) -> NoReturn:
+    raise ProxyError(400, f"{param}: {message}", "invalid_request", param=param)
+
+
+def field_path(prefix: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def expect_object(value: Any, param: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        fail(param or "body", f"expected an object, got {_type_name(value)}")
+    return value
+
+
+def _get(obj: dict[str, Any], key: str, prefix: str, required: bool) -> Any:
+    value = obj.get(key, _MISSING)
+    if value is _MISSING or (value is None and not required):
+        if required:
+            fail(field_path(prefix, key), "required field is missing")
+        return _MISSING
+    return value
+
+
+def get_str(obj: dict[str, Any], key: str, prefix: str = "", required: bool = False) -> str | None:
+    value = _get(obj, key, prefix, required)
+    if value is _MISSING:
+        return None
+    if not isinstance(value, str):
+        fail(field_path(prefix, key), f"expected a string, got {_type_name(value)}")
+    return value
+
+
+def get_int(obj: dict[str, Any], key: str, prefix: str = "", required: bool = False,
+            minimum: int | None = None) -> int | None:
+    value = _get(obj, key, prefix, required)
+    if value is _MISSING:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        fail(field_path(prefix, key), f"expected an integer, got {_type_name(value)}")
+    if minimum is not None and value < minimum:
+        fail(field_path(prefix, key), f"must be >= {minimum}, got {value}")
+    return value
+
+
+def get_num(obj: dict[str, Any], key: str, prefix: str = "") -> float | None:
+    value = _get(obj, key, prefix, False)
+    if value is _MISSING:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        fail(field_path(prefix, key), f"expected a number, got {_type_name(value)}")
+    return float(value)
+
+
+def get_bool(obj: dict[str, Any], key: str, prefix: str = "") -> bool | None:
+    value = _get(obj, key, prefix, False)
+    if value is _MISSING:
+        return None
+    if not isinstance(value, bool):
+        fail(field_path(prefix, key), f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def get_list(obj: dict[str, Any], key: str, prefix: str = "", required: bool = False) -> list[Any]:
+    value = _get(obj, key, prefix, required)
+    if value is _MISSING:
+        return []
+    if not isinstance(value, list):
+        fail(field_path(prefix, key), f"expected an array, got {_type_name(value)}")
+    return value
+
+
+def get_obj(obj: dict[str, Any], key: str, prefix: str = "", required: bool = False) -> dict[str, Any] | None:
+    value = _get(obj, key, prefix, required)
+    if value is _MISSING:
+        return None
+    return expect_object(value, field_path(prefix, key))
+
+
+def one_of(value: str | None, allowed: tuple[str, ...], param: str) -> str | None:
+    if value is not None and value not in allowed:
+        fail(param, f"expected one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def str_list(obj: dict[str, Any], key: str, prefix: str = "") -> list[str]:
+    """A string or list of strings (``stop``), always returned as a list."""
+    value = _get(obj, key, prefix, False)
+    if value is _MISSING:
+        return []
+    if isinstance(value, str):
+        return [value]
+    items = value if isinstance(value, list) else None
+    if items is None or not all(isinstance(v, str) for v in items):
+        fail(field_path(prefix, key), "expected a string or an array of strings")
+    return list(items)
+
+
+def leftover(body: dict[str, Any], consumed: set[str]) -> dict[str, Any]:
+    """Fields with no canonical slot, kept under ``ChatRequest.extra[format]``."""
+    return {k: v for k, v in body.items() if k not in consumed}
+
+
+def merge_extra(body: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """Add pass-through fields without overriding anything the encoder set itself."""
+    for key, value in (extra or {}).items():
+        body.setdefault(key, value)
+    return body
+
+
+# --- images -------------------------------------------------------------------------------------
+
+def image_from_url(url: str) -> ImagePart:
+    """``data:`` URLs become inline images so every format can carry them."""
+    if url.startswith("data:") and ";base64," in url:
+        header, _, data = url.partition(";base64,")
+        return ImagePart(data=data, media_type=header[5:] or None)
+    return ImagePart(url=url)
+
+
+def image_to_url(image: ImagePart) -> str:
+    if image.data is not None:
+        return f"data:{image.media_type or 'image/png'};base64,{image.data}"
+    return image.url or ""
+
+
+def guess_media_type(image: ImagePart) -> str:
+    if image.media_type:
+        return image.media_type
+    guessed, _ = mimetypes.guess_type(image.url or "")
+    return guessed or "image/jpeg"
+
+
+# --- tool calls ---------------------------------------------------------------------------------
+
+def dump_args(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def args_object(call: ToolCallPart) -> dict[str, Any]:
+    """Arguments as a JSON object (Anthropic ``input`` and Gemini ``args`` must be objects)."""
+    parsed = call.parsed_arguments()
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def derived_call_id(seed: str, index: int) -> str:
+    """A stable id for formats without ids (Gemini): same response -> same id; unique across turns."""
+    if not seed:
+        return f"call_{uuid.uuid4().hex[:24]}"
+    return "call_" + hashlib.sha1(f"{seed}:{index}".encode()).hexdigest()[:24]
+
+
+def fill_tool_result_names(messages: list[Message]) -> None:
+    """Give each ToolResultPart the name of the call it answers (Gemini needs names)."""
+    names: dict[str, str] = {}
+    for message in messages:
+        for part in message.parts:
+            if isinstance(part, ToolCallPart):
+                names[part.id] = part.name
+            elif isinstance(part, ToolResultPart) and part.name is None:
+                part.name = names.get(part.tool_call_id)
+
+
+def is_base64(value: str) -> bool:
+    """Gemini's ``thoughtSignature`` is bytes on the wire; SDKs reject a non-base64 string."""
+    try:
+        base64.b64decode(value, validate=True)
+        return bool(value)
+    except (binascii.Error, ValueError):
+        try:
+            base64.b64decode(value, altchars=b"-_", validate=True)
+            return bool(value)
+        except (binascii.Error, ValueError):
+            return False
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"

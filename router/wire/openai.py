@@ -1,0 +1,479 @@
+"""OpenAI Chat Completions (``POST /v1/chat/completions``), both directions.
+
+Choices where OpenAI cannot express something canonical:
+
+- **Thinking** has no slot in Chat Completions: ``ThinkingPart``/``ThinkingDelta`` are dropped when
+  encoding. When decoding a backend reply, the non-standard ``reasoning_content`` / ``reasoning``
+  fields (DeepSeek, OpenRouter, vLLM) are read into thinking so nothing the backend gave is lost.
+- **System** text goes to ``req.system``; on encode it is one ``system`` message joined by blank lines.
+- **Finish reasons**: ``loop`` (the proxy cut a repeated-output loop) and ``error`` encode as
+  ``"stop"`` because OpenAI's enum has nothing better; ``function_call`` decodes as ``tool_calls``.
+- **Tool results**: ``is_error`` has no slot and is dropped; images in a tool result (allowed by
+  Anthropic) are sent in a ``user`` message right after the tool messages.
+- **Images in replies** and in assistant history have no slot and are dropped.
+- ``reasoning_effort`` is kept as-is in ``extra`` and also mapped to ``thinking_budget``
+  (low 1024, medium 8192, high 24576) for other formats; a budget is never turned into
+  ``reasoning_effort`` because non-reasoning models reject the field.
+- ``max_completion_tokens`` is used on encode when the client sent it, otherwise ``max_tokens``.
+
+Streams end with ``finish_reason`` on the last choice chunk, then (when usage is known) a usage
+chunk with empty ``choices``, then ``data: [DONE]``. ``StreamDecoder.finish()`` must be called on
+``[DONE]`` (or end of body): OpenAI has no end event inside the JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from router.canonical import (
+    ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
+    StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
+    ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
+)
+from router.errors import ProxyError
+from router.wire import sse
+from router.wire.common import (
+    dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int, get_list,
+    get_num, get_obj, get_str, image_from_url, image_to_url, leftover, merge_extra, new_id, one_of,
+    str_list,
+)
+
+FORMAT = "openai"
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+_CONTENT_TYPES = {
+    "system": ("text",), "developer": ("text",), "user": ("text", "image_url"),
+    "assistant": ("text", "refusal"), "tool": ("text",),
+}
+_CONSUMED = {"model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens",
+             "stop", "tools", "tool_choice"}
+_EFFORT_BUDGET = {"none": None, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+_FINISH_IN: dict[str, FinishReason] = {
+    "stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
+    "content_filter": "content_filter", "error": "error",
+}
+_FINISH_OUT = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
+               "content_filter": "content_filter", "error": "stop", "loop": "stop"}
+# kind -> (error.type, error.code); OpenAI itself reports a bad key as invalid_request_error.
+_ERROR_OUT = {
+    "invalid_request": ("invalid_request_error", None),
+    "authentication": ("invalid_request_error", "invalid_api_key"),
+    "permission": ("permission_error", None),
+    "not_found": ("invalid_request_error", "not_found"),
+    "rate_limit": ("rate_limit_error", "rate_limit_exceeded"),
+    "overloaded": ("server_error", "overloaded"),
+    "timeout": ("server_error", "timeout"),
+    "request_too_large": ("invalid_request_error", "request_too_large"),
+    "api_error": ("server_error", None),
+}
+
+
+def _now() -> int:
+    """Unix seconds for ``created`` when the source format had none (patched in golden tests)."""
+    return int(time.time())
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+def decode_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
+    """Client body -> ChatRequest; every malformed field is a 400 naming it."""
+    body = expect_object(body, "body")
+    model = model or get_str(body, "model", required=True)
+    if not model:
+        fail("model", "must not be empty")
+    raw_messages = get_list(body, "messages", required=True)
+    if not raw_messages:
+        fail("messages", "must contain at least one message")
+    system: list[TextPart] = []
+    messages: list[Message] = []
+    for i, raw in enumerate(raw_messages):
+        _decode_message(raw, f"messages[{i}]", system, messages)
+    fill_tool_result_names(messages)
+    effort = one_of(get_str(body, "reasoning_effort"), tuple(_EFFORT_BUDGET), "reasoning_effort")
+    max_tokens = get_int(body, "max_completion_tokens", minimum=1)
+    if max_tokens is None:
+        max_tokens = get_int(body, "max_tokens", minimum=1)
+    stream_flag = get_bool(body, "stream")
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        system=system,
+        tools=[_decode_tool(t, f"tools[{i}]") for i, t in enumerate(get_list(body, "tools"))],
+        tool_choice=_decode_tool_choice(body.get("tool_choice")),
+        temperature=get_num(body, "temperature"),
+        top_p=get_num(body, "top_p"),
+        max_tokens=max_tokens,
+        stop=str_list(body, "stop"),
+        stream=stream if stream is not None else bool(stream_flag),
+        thinking_budget=_EFFORT_BUDGET.get(effort) if effort else None,
+        extra={FORMAT: leftover(body, _CONSUMED)},
+    )
+
+
+def _content_items(raw: Any, param: str) -> list[Any]:
+    """Content is a string (one text part), an array of parts, or null (no parts)."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [{"type": "text", "text": raw}]
+    if not isinstance(raw, list):
+        fail(param, "expected a string, an array of content parts or null")
+    return raw
+
+
+def _decode_parts(raw: Any, role: str, param: str) -> list[Part]:
+    parts: list[Part] = []
+    for j, item in enumerate(_content_items(raw, param)):
+        p = field_path(param, j)
+        item = expect_object(item, p)
+        kind = one_of(get_str(item, "type", p, required=True), _CONTENT_TYPES[role], f"{p}.type")
+        if kind == "text":
+            parts.append(TextPart(get_str(item, "text", p, required=True) or ""))
+        elif kind == "refusal":
+            parts.append(TextPart(get_str(item, "refusal", p, required=True) or ""))
+        else:
+            image = item.get("image_url")
+            url = image if isinstance(image, str) else get_str(
+                expect_object(image, f"{p}.image_url"), "url", f"{p}.image_url", required=True)
+            parts.append(image_from_url(url or ""))
+    return parts
+
+
+def _decode_message(raw: Any, param: str, system: list[TextPart], out: list[Message]) -> None:
+    raw = expect_object(raw, param)
+    role = one_of(get_str(raw, "role", param, required=True), _ROLES, f"{param}.role")
+    if role in ("system", "developer"):
+        system.extend(p for p in _decode_parts(raw.get("content"), role, f"{param}.content")
+                      if isinstance(p, TextPart))
+    elif role == "user":
+        if raw.get("content") is None:
+            fail(f"{param}.content", "required field is missing")
+        out.append(Message("user", _decode_parts(raw["content"], role, f"{param}.content")))
+    elif role == "assistant":
+        parts = [p for p in _decode_parts(raw.get("content"), role, f"{param}.content")
+                 if not (isinstance(p, TextPart) and p.text == "")]
+        for k, call in enumerate(get_list(raw, "tool_calls", param)):
+            parts.append(_decode_tool_call(call, f"{param}.tool_calls[{k}]"))
+        out.append(Message("assistant", parts))
+    else:
+        call_id = get_str(raw, "tool_call_id", param, required=True) or ""
+        content = _decode_parts(raw.get("content"), role, f"{param}.content")
+        text = [p for p in content if isinstance(p, TextPart)]
+        out.append(Message("tool", [ToolResultPart(call_id, list(text))]))
+
+
+def _decode_tool_call(raw: Any, param: str) -> ToolCallPart:
+    raw = expect_object(raw, param)
+    one_of(get_str(raw, "type", param), ("function",), f"{param}.type")
+    fn = get_obj(raw, "function", param, required=True) or {}
+    args = fn.get("arguments")
+    if args is not None and not isinstance(args, str):
+        args = dump_args(args)  # some clients send an object; keep its meaning
+    return ToolCallPart(
+        id=get_str(raw, "id", param, required=True) or "",
+        name=get_str(fn, "name", f"{param}.function", required=True) or "",
+        arguments=args or "{}",
+    )
+
+
+def _decode_tool(raw: Any, param: str) -> Tool:
+    raw = expect_object(raw, param)
+    one_of(get_str(raw, "type", param, required=True), ("function",), f"{param}.type")
+    fn = get_obj(raw, "function", param, required=True) or {}
+    name = get_str(fn, "name", f"{param}.function", required=True)
+    if not name:
+        fail(f"{param}.function.name", "must not be empty")
+    return Tool(name=name, description=get_str(fn, "description", f"{param}.function") or "",
+                parameters=get_obj(fn, "parameters", f"{param}.function"))
+
+
+def _decode_tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return ToolChoice(one_of(raw, ("auto", "none", "required"), "tool_choice"))  # type: ignore[arg-type]
+    raw = expect_object(raw, "tool_choice")
+    one_of(get_str(raw, "type", "tool_choice", required=True), ("function",), "tool_choice.type")
+    fn = get_obj(raw, "function", "tool_choice", required=True) or {}
+    return ToolChoice("required", get_str(fn, "name", "tool_choice.function", required=True))
+
+
+def encode_request(req: ChatRequest) -> dict[str, Any]:
+    """ChatRequest -> OpenAI body (for OpenAI-compatible backends)."""
+    extra = dict(req.extra.get(FORMAT, {}))
+    messages: list[dict[str, Any]] = []
+    if req.system:
+        messages.append({"role": "system", "content": "\n\n".join(p.text for p in req.system)})
+    for message in req.messages:
+        messages.extend(_encode_message(message))
+    body: dict[str, Any] = {"model": req.model, "messages": messages}
+    if req.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    if req.temperature is not None:
+        body["temperature"] = req.temperature
+    if req.top_p is not None:
+        body["top_p"] = req.top_p
+    if req.max_tokens is not None:
+        body["max_completion_tokens" if "max_completion_tokens" in extra else "max_tokens"] = req.max_tokens
+    extra.pop("max_completion_tokens", None)
+    if req.stop:
+        body["stop"] = list(req.stop)
+    if req.tools:
+        body["tools"] = [_encode_tool(t) for t in req.tools]
+    if req.tool_choice is not None:
+        body["tool_choice"] = _encode_tool_choice(req.tool_choice)
+    return merge_extra(body, extra)
+
+
+def _encode_user_content(parts: list[Part]) -> str | list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, TextPart):
+            items.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            items.append({"type": "image_url", "image_url": {"url": image_to_url(part)}})
+    if len(items) == 1 and items[0]["type"] == "text":
+        return items[0]["text"]
+    return items
+
+
+def _encode_message(message: Message) -> list[dict[str, Any]]:
+    if message.role == "assistant":
+        text = "".join(p.text for p in message.parts if isinstance(p, TextPart))
+        calls = [_encode_tool_call(p) for p in message.parts if isinstance(p, ToolCallPart)]
+        out: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+        if calls:
+            out["tool_calls"] = calls
+        return [out]
+    results = [p for p in message.parts if isinstance(p, ToolResultPart)]
+    rest = [p for p in message.parts if isinstance(p, (TextPart, ImagePart))]
+    encoded: list[dict[str, Any]] = []
+    images: list[Part] = []
+    for result in results:
+        texts = [p.text for p in result.content if isinstance(p, TextPart)]
+        images.extend(p for p in result.content if isinstance(p, ImagePart))
+        content: Any = texts[0] if len(texts) == 1 else [{"type": "text", "text": t} for t in texts]
+        encoded.append({"role": "tool", "tool_call_id": result.tool_call_id, "content": content})
+    if images or rest:
+        encoded.append({"role": "user", "content": _encode_user_content(images + rest)})
+    return encoded
+
+
+def _encode_tool_call(call: ToolCallPart) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _encode_tool(tool: Tool) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        fn["description"] = tool.description
+    fn["parameters"] = tool.parameters if tool.parameters is not None else {"type": "object", "properties": {}}
+    return {"type": "function", "function": fn}
+
+
+def _encode_tool_choice(choice: ToolChoice) -> Any:
+    if choice.name:
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+def _backend_error(err: ProxyError) -> ProxyError:
+    return ProxyError(502, f"backend returned a malformed OpenAI response: {err.message}", "api_error")
+
+
+def decode_usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(prompt_tokens=_int(raw.get("prompt_tokens")),
+                 completion_tokens=_int(raw.get("completion_tokens")), cached_tokens=_int(cached))
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def encode_usage(usage: Usage) -> dict[str, Any]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
+
+
+def decode_response(body: Any) -> ChatResponse:
+    """Backend reply -> ChatResponse (malformed bodies are a 502)."""
+    try:
+        body = expect_object(body, "body")
+        choices = get_list(body, "choices")
+        choice = expect_object(choices[0], "choices[0]") if choices else {}
+        message = get_obj(choice, "message", "choices[0]") or {}
+        parts: list[Part] = []
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            parts.append(ThinkingPart(reasoning))
+        for part in _decode_parts(message.get("content"), "assistant", "choices[0].message.content"):
+            if not isinstance(part, TextPart) or part.text:
+                parts.append(part)
+        if isinstance(message.get("refusal"), str) and message["refusal"]:
+            parts.append(TextPart(message["refusal"]))
+        for k, call in enumerate(get_list(message, "tool_calls", "choices[0].message")):
+            parts.append(_decode_tool_call(call, f"choices[0].message.tool_calls[{k}]"))
+        finish = _FINISH_IN.get(str(choice.get("finish_reason")), "stop")
+        if finish == "stop" and any(isinstance(p, ToolCallPart) for p in parts):
+            finish = "tool_calls"  # some compatible servers say "stop" after tool calls
+        return ChatResponse(id=get_str(body, "id") or "", model=get_str(body, "model") or "",
+                            parts=parts, finish_reason=finish, usage=decode_usage(body.get("usage")) or Usage(),
+                            created=get_int(body, "created") or 0)
+    except ProxyError as err:
+        raise _backend_error(err) from None
+
+
+def encode_response(resp: ChatResponse) -> dict[str, Any]:
+    text = resp.text()
+    calls = [_encode_tool_call(p) for p in resp.tool_calls()]
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    return {
+        "id": resp.id, "object": "chat.completion", "created": resp.created or _now(),
+        "model": resp.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": _FINISH_OUT[resp.finish_reason]}],
+        "usage": encode_usage(resp.usage),
+    }
+
+
+def encode_error(err: ProxyError) -> dict[str, Any]:
+    kind, code = _ERROR_OUT.get(err.kind, _ERROR_OUT["api_error"])
+    return {"error": {"message": err.message, "type": kind, "param": err.param, "code": code}}
+
+
+def _error_kind(error: Any) -> str:
+    """Best-effort kind from an OpenAI error object (backends, mid-stream errors)."""
+    if not isinstance(error, dict):
+        return "api_error"
+    code, kind = str(error.get("code") or ""), str(error.get("type") or "")
+    for name, (t, c) in _ERROR_OUT.items():
+        if c and c == code:
+            return name
+    return {"invalid_request_error": "invalid_request", "rate_limit_error": "rate_limit"}.get(kind, "api_error")
+
+
+# --- streams ------------------------------------------------------------------------------------
+
+class StreamEncoder:
+    """Canonical events -> ``chat.completion.chunk`` SSE frames.
+
+    ``include_usage=False`` leaves out the final usage chunk (empty ``choices``) for clients that did
+    not ask for it with ``stream_options.include_usage`` and may index ``choices[0]`` blindly.
+    """
+
+    def __init__(self, include_usage: bool = True) -> None:
+        self._id, self._model, self._created = new_id("chatcmpl-"), "", 0
+        self._include_usage = include_usage
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse.frame({
+            "id": self._id, "object": "chat.completion.chunk", "created": self._created,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        })
+
+    def encode(self, event: StreamEvent) -> bytes:
+        if isinstance(event, StreamStart):
+            self._id, self._model = event.id or self._id, event.model
+            self._created = event.created or _now()
+            return self._chunk({"role": "assistant", "content": ""})
+        if isinstance(event, TextDelta):
+            return self._chunk({"content": event.text}) if event.text else b""
+        if isinstance(event, ToolCallStart):
+            call = {"index": event.index, "id": event.id, "type": "function",
+                    "function": {"name": event.name, "arguments": ""}}
+            return self._chunk({"tool_calls": [call]})
+        if isinstance(event, ToolCallDelta):
+            call = {"index": event.index, "function": {"arguments": event.arguments}}
+            return self._chunk({"tool_calls": [call]}) if event.arguments else b""
+        if isinstance(event, StreamEnd):
+            out = self._chunk({}, _FINISH_OUT[event.finish_reason])
+            if event.usage is not None and self._include_usage:
+                out += sse.frame({"id": self._id, "object": "chat.completion.chunk",
+                                  "created": self._created, "model": self._model, "choices": [],
+                                  "usage": encode_usage(event.usage)})
+            return out + sse.frame("[DONE]")
+        if isinstance(event, StreamError):
+            error = encode_error(ProxyError(500, event.message, event.kind))
+            return sse.frame(error) + sse.frame("[DONE]")
+        return b""  # ThinkingDelta: no slot in Chat Completions
+
+
+class StreamDecoder:
+    """``chat.completion.chunk`` data objects -> canonical events. Call ``finish()`` on ``[DONE]``."""
+
+    def __init__(self) -> None:
+        self._started = self._ended = False
+        self._finish: FinishReason | None = None
+        self._usage: Usage | None = None
+        self._tools: set[int] = set()
+
+    def feed(self, data: Any) -> list[StreamEvent]:
+        if self._ended or not isinstance(data, dict):
+            return []
+        if "error" in data and not data.get("choices"):
+            self._ended = True
+            error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
+            return [StreamError(str(error.get("message") or "backend error"), _error_kind(error))]
+        events: list[StreamEvent] = []
+        if not self._started:
+            self._started = True
+            events.append(StreamStart(id=str(data.get("id") or ""), model=str(data.get("model") or ""),
+                                      created=_int(data.get("created"))))
+        usage = decode_usage(data.get("usage"))
+        if usage is not None:
+            self._usage = usage
+        choices = data.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            events.extend(self._choice(choices[0]))
+        if self._finish is not None and usage is not None:
+            events.extend(self.finish())
+        return events
+
+    def _choice(self, choice: dict[str, Any]) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            events.append(ThinkingDelta(reasoning))
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            events.append(TextDelta(delta["content"]))
+        for call in delta.get("tool_calls") or []:
+            if isinstance(call, dict):
+                events.extend(self._tool_call(call))
+        if choice.get("finish_reason"):
+            self._finish = _FINISH_IN.get(str(choice["finish_reason"]), "stop")
+        return events
+
+    def _tool_call(self, call: dict[str, Any]) -> list[StreamEvent]:
+        index = _int(call.get("index")) if "index" in call else len(self._tools)
+        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        events: list[StreamEvent] = []
+        if index not in self._tools:
+            self._tools.add(index)
+            events.append(ToolCallStart(index, str(call.get("id") or new_id("call_")), str(fn.get("name") or "")))
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            events.append(ToolCallDelta(index, args))
+        return events
+
+    def finish(self) -> list[StreamEvent]:
+        """End of the backend stream (``[DONE]`` or EOF): the final StreamEnd if not yet sent."""
+        if self._ended:
+            return []
+        self._ended = True
+        events: list[StreamEvent] = [] if self._started else [StreamStart(id="", model="")]
+        finish = self._finish or "stop"
+        if finish == "stop" and self._tools:
+            finish = "tool_calls"
+        return events + [StreamEnd(finish, self._usage)]
