@@ -7,7 +7,10 @@ from typing import Callable
 from router.config import AppConfig, BackendConfig
 
 from .base import Backend
+from .anthropic import AnthropicBackend
 from .echo import EchoBackend
+from .gemini import GeminiBackend
+from .openai import OpenAIBackend, OpenAICompatibleBackend, OpenRouterBackend
 
 Builder = Callable[[BackendConfig, AppConfig], Backend]
 
@@ -16,7 +19,18 @@ def _echo(cfg: BackendConfig, app: AppConfig) -> Backend:
     return EchoBackend(cfg.name, tuple(cfg.models) or ("echo",))
 
 
-BUILDERS: dict[str, Builder] = {"echo": _echo}
+def _http(cls: type) -> Builder:
+    return lambda cfg, app: cls(cfg, app)
+
+
+BUILDERS: dict[str, Builder] = {
+    "echo": _echo,
+    "openai": _http(OpenAIBackend),
+    "openrouter": _http(OpenRouterBackend),
+    "openai-compatible": _http(OpenAICompatibleBackend),
+    "anthropic": _http(AnthropicBackend),
+    "gemini": _http(GeminiBackend),
+}
 
 
 def build_backends(config: AppConfig) -> dict[str, Backend]:

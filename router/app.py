@@ -81,7 +81,7 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
     built = dict(backends) if backends is not None else build_backends(config)
     return RuntimeState(
         config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
-        sessions=make_repository(config.session), dispatcher=Dispatcher(built),
+        sessions=make_repository(config.session), dispatcher=Dispatcher(built, deadline=config.proxy_timeout),
         auth=Authenticator(config.auth_keys, enabled=not disable_auth),
         commands_enabled=config.interactive_commands and not disable_commands,
     )

@@ -1,12 +1,17 @@
-"""Carrying out a plan: walk the failover chain until a target answers.
+"""Carrying out a plan: rate limits, then the failover chain until a target answers.
 
 Failover happens only before the first byte reaches the client: for streams, the first event is
 pulled from the backend here, and only then does the caller start the HTTP response. Once a
 stream has started, a failure ends it with an error event (see ``pipeline``), never a splice.
+
+Per target, transient failures (connection, 5xx, overloaded) are retried a bounded number of times
+with exponential backoff and jitter; rate limits, auth failures and timeouts move on to the next
+target at once. The whole walk shares one deadline (``proxy_timeout``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 import time
@@ -19,16 +24,20 @@ from dsl.evaluate import Plan
 
 from .canonical import ChatRequest, ChatResponse, StreamEvent
 from .errors import ProxyError
+from .limits import KEY_GATE, KEY_USED, InProcessLimiter, Limiter, Rejection, Reservation
+
+RETRY_KINDS = frozenset({"connection", "server", "overloaded"})
 
 
 @dataclass(slots=True)
 class Attempt:
-    """One try of one target, for usage records and logs (never holds a key)."""
+    """One try of one target, for usage records and logs (a key id, never the key)."""
 
     backend: str
     model: str
     status: str  # "ok" or an error kind
     latency_ms: float
+    key_id: str | None = None
     error: str | None = None
 
 
@@ -41,8 +50,27 @@ class StreamStarted:
 
 @dataclass(slots=True)
 class Outcome:
+    """What happened to one request; the pipeline releases ``reservations`` when the reply ends."""
+
     target: ir.Target | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    reservations: list[Reservation] = field(default_factory=list)
+
+    def release(self, tokens: int = 0) -> None:
+        for reservation in self.reservations:
+            reservation.release(tokens)
+        self.reservations.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    retries: int = 1  # extra tries of the same target for transient errors
+    base_delay: float = 0.1
+    max_delay: float = 2.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with full jitter."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * (2 ** attempt)))
 
 
 def ordered_targets(plan: Plan, rng: random.Random) -> list[ir.Target]:
@@ -61,61 +89,140 @@ def ordered_targets(plan: Plan, rng: random.Random) -> list[ir.Target]:
 
 
 class Dispatcher:
-    def __init__(self, backends: Mapping[str, Backend], rng: random.Random | None = None) -> None:
+    def __init__(self, backends: Mapping[str, Backend], *, limiter: Limiter | None = None,
+                 retry: RetryPolicy = RetryPolicy(), deadline: float = 120.0, rng: random.Random | None = None) -> None:
         self.backends = backends
+        self.limiter: Limiter = limiter or InProcessLimiter()
+        self.retry = retry
+        self.deadline = deadline
         self.rng = rng or random.Random()
 
-    def _backend(self, target: ir.Target) -> Backend:
+    async def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
+                       scopes: Mapping[str, str | None] | None = None) -> ChatResponse:
+        return await self._walk(plan, request, outcome, False, scopes or {})  # type: ignore[return-value]
+
+    async def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome,
+                     scopes: Mapping[str, str | None] | None = None) -> StreamStarted:
+        return await self._walk(plan, request, outcome, True, scopes or {})  # type: ignore[return-value]
+
+    # ---- limits ----------------------------------------------------------------------------------
+
+    def _acquire(self, limits: list[tuple[ir.Limit, str]], outcome: Outcome) -> Rejection | None:
+        if not limits:
+            return None
+        result = self.limiter.acquire(limits)
+        if isinstance(result, Rejection):
+            return result
+        outcome.reservations.append(result)
+        return None
+
+    def _key_gate(self, limits: list[ir.Limit], outcome: Outcome):  # type: ignore[no-untyped-def]
+        if not limits:
+            return None
+
+        def gate(key_label: str) -> bool:
+            return self._acquire([(lim, key_label) for lim in limits], outcome) is None
+
+        return gate
+
+    # ---- the walk --------------------------------------------------------------------------------
+
+    async def _walk(self, plan: Plan, request: ChatRequest, outcome: Outcome, stream: bool,
+                    scopes: Mapping[str, str | None]) -> ChatResponse | StreamStarted:
+        shared = [(lim, scopes.get(lim.per) or "-") for lim in plan.limits if lim.per in ("session", "caller")]
+        rejection = self._acquire(shared, outcome)
+        if rejection is not None:
+            raise _limited(rejection)
+        per_backend = [lim for lim in plan.limits if lim.per == "backend"]
+        per_key = [lim for lim in plan.limits if lim.per == "key"]
+        deadline = time.monotonic() + self.deadline
+        last: BackendError | None = None
+        local_rejection: Rejection | None = None
+        for target in ordered_targets(plan, self.rng):
+            rejection = self._acquire([(lim, target.backend) for lim in per_backend], outcome)
+            if rejection is not None:
+                local_rejection = rejection
+                outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited", 0.0,
+                                                error=rejection.describe()))
+                continue
+            for attempt in range(self.retry.retries + 1):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ProxyError(504, f"no backend answered within proxy_timeout ({self.deadline:g}s)", "timeout")
+                try:
+                    result = await asyncio.wait_for(self._try(target, request, stream, per_key, outcome), remaining)
+                    outcome.target = target
+                    return result
+                except asyncio.TimeoutError:
+                    last = BackendError("timeout", f"no answer within proxy_timeout ({self.deadline:g}s)",
+                                        backend=target.backend)
+                    self._record(outcome, target, request, last, 0.0)
+                    break
+                except BackendError as exc:
+                    last = exc
+                    if not exc.retryable:
+                        outcome.release()
+                        raise to_proxy_error(exc, len(outcome.attempts)) from None
+                    if exc.kind not in RETRY_KINDS or attempt == self.retry.retries:
+                        break
+                    await asyncio.sleep(min(self.retry.delay(attempt, self.rng), max(0.0, deadline - time.monotonic())))
+        outcome.release()
+        if last is None and local_rejection is not None:
+            raise _limited(local_rejection)
+        raise to_proxy_error(last, len(outcome.attempts))
+
+    async def _try(self, target: ir.Target, request: ChatRequest, stream: bool, per_key: list[ir.Limit],
+                   outcome: Outcome) -> ChatResponse | StreamStarted:
+        started = time.perf_counter()
+        model = target.model or request.model
         backend = self.backends.get(target.backend)
         if backend is None:
-            raise BackendError("bad_request", f"unknown backend {target.backend!r}; configured: "
-                                              + ", ".join(sorted(self.backends)), backend=target.backend)
-        return backend
+            error = BackendError("bad_request", f"unknown backend {target.backend!r}; configured: "
+                                 + ", ".join(sorted(self.backends)), backend=target.backend)
+            self._record(outcome, target, request, error, started)
+            raise error
+        gate_token = KEY_GATE.set(self._key_gate(per_key, outcome))
+        KEY_USED.set(None)
+        try:
+            attempt_request = dataclasses.replace(request, model=model)
+            if stream:
+                events = backend.stream(attempt_request).__aiter__()
+                try:
+                    first = await events.__anext__()
+                except StopAsyncIteration:
+                    raise BackendError("server", "the backend closed the stream without a reply") from None
+                result: ChatResponse | StreamStarted = StreamStarted(first, events, target)
+            else:
+                result = await backend.complete(attempt_request)
+        except BackendError as exc:
+            exc.backend = exc.backend or target.backend
+            self._record(outcome, target, request, exc, started)
+            raise
+        finally:
+            KEY_GATE.reset(gate_token)
+        outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), KEY_USED.get()))
+        return result
 
-    async def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome) -> ChatResponse:
-        return await self._walk(plan, request, outcome, stream=False)  # type: ignore[return-value]
-
-    async def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome) -> StreamStarted:
-        return await self._walk(plan, request, outcome, stream=True)  # type: ignore[return-value]
-
-    async def _walk(self, plan: Plan, request: ChatRequest, outcome: Outcome, stream: bool) -> ChatResponse | StreamStarted:
-        last: BackendError | None = None
-        for target in ordered_targets(plan, self.rng):
-            started = time.perf_counter()
-            model = target.model or request.model
-            try:
-                backend = self._backend(target)
-                attempt_request = dataclasses.replace(request, model=model)
-                if stream:
-                    events = backend.stream(attempt_request).__aiter__()
-                    try:
-                        first = await events.__anext__()
-                    except StopAsyncIteration:
-                        raise BackendError("server", "the backend closed the stream without a reply") from None
-                    result: ChatResponse | StreamStarted = StreamStarted(first, events, target)
-                else:
-                    result = await backend.complete(attempt_request)
-            except BackendError as exc:
-                exc.backend = exc.backend or target.backend
-                outcome.attempts.append(Attempt(target.backend, model, exc.kind, _ms(started), exc.message))
-                last = exc
-                if not exc.retryable:
-                    break
-                continue
-            outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started)))
-            outcome.target = target
-            return result
-        raise to_proxy_error(last, len(outcome.attempts))
+    @staticmethod
+    def _record(outcome: Outcome, target: ir.Target, request: ChatRequest, exc: BackendError, started: float) -> None:
+        outcome.attempts.append(Attempt(target.backend, target.model or request.model, exc.kind,
+                                        _ms(started) if started else 0.0, KEY_USED.get(), exc.message))
 
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
+def _limited(rejection: Rejection) -> ProxyError:
+    seconds = max(1, int(rejection.retry_after + 0.999))
+    return ProxyError(429, f"{rejection.describe()}; retry in {seconds}s", "rate_limit",
+                      headers={"Retry-After": str(seconds)})
+
+
 def to_proxy_error(exc: BackendError | None, attempts: int) -> ProxyError:
     if exc is None:
         return ProxyError(502, "no backend target to try", "api_error")
-    tried = f" (after {attempts} attempt{'s' if attempts != 1 else ''})" if attempts > 1 else ""
+    tried = f" (after {attempts} attempts)" if attempts > 1 else ""
     status = exc.status if exc.kind in ("bad_request", "not_found") and exc.status else STATUS_FOR_KIND[exc.kind]
     headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))} if exc.retry_after else {}
     prefix = f"{exc.backend}: " if exc.backend else ""

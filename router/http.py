@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 import falcon
@@ -38,12 +39,27 @@ async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
     if not raw.strip():
         raise ProxyError(400, "request body is empty; send a JSON object", "invalid_request")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
         raise ProxyError(400, "request body is not UTF-8 JSON", "invalid_request") from None
     except json.JSONDecodeError as exc:
         raise ProxyError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          "invalid_request") from None
+    except RecursionError:
+        raise ProxyError(400, "request body is nested too deeply to be a chat request", "invalid_request") from None
+
+
+def _reject_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON; accepted, they would be forwarded as invalid JSON upstream."""
+    raise ProxyError(400, f"request body is not valid JSON: {name} is not a JSON number", "invalid_request")
+
+
+def _finite_float(text: str) -> float:
+    """``1e999`` parses to infinity, which no provider accepts and JSON cannot carry back out."""
+    value = float(text)
+    if math.isinf(value):
+        raise ProxyError(400, f"request body has a number out of range: {text[:40]}", "invalid_request")
+    return value
 
 
 def lower_headers(req: falcon.asgi.Request) -> dict[str, str]:

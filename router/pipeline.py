@@ -19,7 +19,7 @@ from dsl.evaluate import Facts, Plan, evaluate
 from dsl.session import session_ruleset
 
 from .canonical import (
-    ChatRequest, ChatResponse, Message, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
+    ChatRequest, ChatResponse, Message, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
 )
 from .dispatch import Outcome
 from .errors import ProxyError
@@ -202,10 +202,12 @@ class Pipeline:
         dirty = True
         if dirty:
             self._save_later(sessions, session)
+        scopes = {"session": session.id, "caller": ctx.caller}
         if request.stream:
-            started = await state.dispatcher.stream(plan, request, outcome_d)
-            return StreamReply(self._stream_body(frontend, started, report), headers)
-        response = await state.dispatcher.complete(plan, request, outcome_d)
+            started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
+            return StreamReply(self._stream_body(frontend, started, report, outcome_d), headers)
+        response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
+        outcome_d.release(response.usage.total_tokens)
         if report:
             response.parts.insert(0, TextPart(f"[proxy]\n{report}\n\n"))
         return JsonReply(200, frontend.codec.encode_response(response), headers)
@@ -216,7 +218,7 @@ class Pipeline:
         client_backend = None
         prefix, sep, rest = model.partition(":")
         if sep and prefix in state.backends:
-            client_backend, model = prefix, rest
+            client_backend, model = prefix, rest or _default_model(state, prefix)
         if session.model:
             model = session.model
         facts = Facts.build(
@@ -258,21 +260,36 @@ class Pipeline:
             return StreamReply(chunks(), headers)
         return JsonReply(200, frontend.codec.encode_response(response), headers)
 
-    async def _stream_body(self, frontend: Frontend, started: Any, report: str | None) -> AsyncIterator[bytes]:
+    async def _stream_body(self, frontend: Frontend, started: Any, report: str | None,
+                           outcome: Outcome) -> AsyncIterator[bytes]:
+        """Encode events as they come; release limits with the real usage when the stream ends."""
         encoder = frontend.codec.StreamEncoder()
         events = started.events
+        tokens = 0
         try:
             yield encoder.encode(started.first)
             if report and isinstance(started.first, StreamStart):
                 yield encoder.encode(TextDelta(f"[proxy]\n{report}\n\n"))
             async for event in events:
+                if isinstance(event, StreamEnd) and event.usage is not None:
+                    tokens = event.usage.total_tokens
                 yield encoder.encode(event)
         except BackendError as exc:
             yield encoder.encode(StreamError(f"{exc.backend or 'backend'}: {exc.message}", "api_error"))
         finally:
+            outcome.release(tokens)
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def _default_model(state: RuntimeState, backend: str) -> str:
+    """``backend:`` with nothing after the colon: the backend's ``default_model``, else the client must say."""
+    model = state.config.backends[backend].default_model if backend in state.config.backends else None
+    if not model:
+        raise ProxyError(400, f"model: {backend + ':'!r} names backend {backend!r} but no model; "
+                              f"write {backend}:<model> (GET /v2/models lists them)", "invalid_request", param="model")
+    return model
 
 
 def _only_reminders(parts: list[Any]) -> bool:

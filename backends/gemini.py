@@ -1,0 +1,39 @@
+"""Gemini API with an API key (Google AI Studio)."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+from urllib.parse import quote
+
+from router.canonical import ChatRequest, ChatResponse, StreamEvent
+from router.wire import gemini as wire
+
+from .http import HttpBackend, decode_or_fail, stream_events
+
+
+class GeminiBackend(HttpBackend):
+    default_base_url = "https://generativelanguage.googleapis.com"
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-goog-api-key": key}
+
+    def _url(self, model: str, action: str) -> str:
+        return f"{self.base_url}/v1beta/models/{quote(model.removeprefix('models/'), safe='-._')}:{action}"
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        response, _key = await self.call("POST", self._url(request.model, "generateContent"), wire.encode_request(request))
+        reply = decode_or_fail(self, wire.decode_response, await self.read_json(response))
+        reply.model = reply.model or request.model
+        return reply
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        response, _key = await self.call("POST", self._url(request.model, "streamGenerateContent"),
+                                         wire.encode_request(request), params={"alt": "sse"})
+        async for event in stream_events(self, response, wire.StreamDecoder()):
+            yield event
+
+    async def fetch_models(self) -> list[str]:
+        response, _key = await self.call("GET", f"{self.base_url}/v1beta/models", None)
+        data = await self.read_json(response)
+        items = data.get("models", []) if isinstance(data, dict) else []
+        return [str(m["name"]).removeprefix("models/") for m in items if isinstance(m, dict) and "name" in m]

@@ -1,0 +1,276 @@
+"""What every HTTP connector shares: a pooled aiohttp session, timeouts, key rotation, SSE reading,
+and the one place where provider statuses and socket errors become :class:`BackendError` kinds.
+
+aiohttp's ClientSession is the outbound client because it measured fastest here
+(``benchmarks/outbound_bench.py``): the data plane must not be the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import time
+from typing import Any, AsyncIterator, Callable, Mapping
+
+import aiohttp
+
+from router.canonical import ChatRequest, ChatResponse, StreamEvent
+from router.config import AppConfig, BackendConfig, Timeouts
+
+from .base import Backend, BackendError, ErrorKind, Health
+from .keys import KeyPool, _Key
+
+_SECRET_PATTERNS = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|ya29\.[0-9A-Za-z_\-.]+|Bearer\s+\S+)")
+MODELS_TTL = 300.0
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Remove our keys and anything shaped like a provider credential from provider text."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return _SECRET_PATTERNS.sub("[redacted]", text)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify_status(status: int) -> ErrorKind:
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limited"
+    if status in (503, 529):
+        return "overloaded"
+    if status in (408, 504):
+        return "timeout"
+    if status == 404:
+        return "not_found"
+    if 400 <= status < 500:
+        return "bad_request"
+    return "server"
+
+
+def provider_message(body: bytes) -> str:
+    """The provider's own error message from any of the three error shapes, else the raw text."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text[:500] or "no error message"
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+    return text[:500]
+
+
+class HttpBackend(Backend):
+    """Base of the provider connectors. Subclasses say how to build requests and read replies."""
+
+    default_base_url = ""
+
+    def __init__(self, cfg: BackendConfig, app: AppConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(cfg.name)
+        self.cfg = cfg
+        self.base_url = (cfg.base_url or self.default_base_url).rstrip("/")
+        self.timeouts: Timeouts = cfg.timeouts(app.proxy_timeout)
+        self.keys = KeyPool.of(cfg.api_keys, clock)
+        self.extra_headers = dict(cfg.headers)
+        self._session: aiohttp.ClientSession | None = None
+        self._models: tuple[float, list[str]] | None = None
+
+    # ---- plumbing --------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
+            timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect, sock_read=self.timeouts.idle)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True,
+                                                  json_serialize=json.dumps)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def secrets(self) -> list[str]:
+        return self.keys.secrets()
+
+    async def _send(self, method: str, url: str, key: str, body: Any | None,
+                    params: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
+        """Send and wait for the response headers within the first-byte timeout."""
+        headers = {**self.extra_headers, **self.auth_headers(key)}
+        try:
+            return await asyncio.wait_for(
+                self.session.request(method, url, json=body, headers=headers, params=params),
+                timeout=self.timeouts.first_byte,
+            )
+        except asyncio.TimeoutError:
+            raise BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s", backend=self.name) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise BackendError("connection", f"cannot connect to {self.base_url}: {exc.os_error or exc}",
+                               backend=self.name) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
+            raise BackendError("connection", f"connection to {self.base_url} failed: {exc}", backend=self.name) from None
+        except aiohttp.ClientError as exc:
+            raise BackendError("connection", f"request to {self.base_url} failed: {exc}", backend=self.name) from None
+
+    async def _error_from(self, response: aiohttp.ClientResponse) -> BackendError:
+        try:
+            body = await asyncio.wait_for(response.read(), timeout=self.timeouts.idle)
+        except (asyncio.TimeoutError, aiohttp.ClientError):
+            body = b""
+        finally:
+            response.release()
+        kind = self.classify(response.status, body)
+        message = redact(provider_message(body), self.secrets())
+        return BackendError(kind, f"{response.status} {message}", status=response.status,
+                            retry_after=parse_retry_after(response.headers.get("Retry-After")), backend=self.name)
+
+    def classify(self, status: int, body: bytes) -> ErrorKind:
+        return classify_status(status)
+
+    async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None
+                   ) -> tuple[aiohttp.ClientResponse, _Key]:
+        """One logical call: try keys in rotation; a 429/401 cools that key and moves to the next."""
+        from router.limits import KEY_GATE, KEY_USED
+
+        gate = KEY_GATE.get()
+        last: BackendError | None = None
+        gated = 0
+        for key in self.keys.candidates():
+            if gate is not None and not gate(key.label):
+                gated += 1
+                continue
+            KEY_USED.set(key.label)
+            response = await self._send(method, url, key.value, body, params)
+            if response.status < 400:
+                self.keys.succeeded(key)
+                return response, key
+            error = await self._error_from(response)
+            if error.kind in ("auth", "rate_limited") and len(self.keys) > 1:
+                self.keys.cool_down(key, error.retry_after)
+                last = error
+                continue
+            raise error
+        if last is not None:
+            last.retry_after = last.retry_after or self.keys.retry_after() or None
+            raise last
+        if gated:
+            raise BackendError("rate_limited", "the per-key rate limits of every key of this backend are exhausted",
+                               retry_after=1.0, backend=self.name)
+        raise BackendError("rate_limited", "every API key of this backend is cooling down",
+                           retry_after=self.keys.retry_after() or 1.0, backend=self.name)
+
+    async def read_json(self, response: aiohttp.ClientResponse) -> Any:
+        try:
+            raw = await response.read()
+        except asyncio.TimeoutError:
+            raise BackendError("timeout", f"response body stalled for {self.timeouts.idle:g}s", backend=self.name) from None
+        except aiohttp.ClientError as exc:
+            raise BackendError("connection", f"response body was cut off: {exc}", backend=self.name) from None
+        finally:
+            response.release()
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BackendError("server", f"the provider sent a body that is not JSON: {raw[:200]!r}", backend=self.name) from None
+
+    async def sse_data(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, str]]:
+        """(event, data) pairs of an SSE body; socket trouble mid-stream becomes a BackendError."""
+        from router.wire.sse import SSEParser
+
+        parser = SSEParser()
+        try:
+            async for chunk in response.content.iter_any():
+                for item in parser.feed(chunk):
+                    yield item
+            for item in parser.close():
+                yield item
+        except asyncio.TimeoutError:
+            raise BackendError("timeout", f"stream idle for more than {self.timeouts.idle:g}s", backend=self.name) from None
+        except aiohttp.ClientError as exc:
+            raise BackendError("connection", f"stream was cut off: {exc}", backend=self.name) from None
+        finally:
+            response.close()
+
+    # ---- capabilities ----------------------------------------------------------------------------
+
+    async def list_models(self) -> list[str]:
+        """Configured models, else the provider's list, cached for five minutes."""
+        if self.cfg.models:
+            return list(self.cfg.models)
+        now = time.monotonic()
+        if self._models and now - self._models[0] < MODELS_TTL:
+            return self._models[1]
+        models = await self.fetch_models()
+        self._models = (now, models)
+        return models
+
+    async def fetch_models(self) -> list[str]:
+        return []
+
+    async def health(self) -> Health:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self.fetch_models(), timeout=min(10.0, self.timeouts.first_byte))
+        except BackendError as exc:
+            return Health(False, (time.perf_counter() - started) * 1000, exc.kind)
+        except asyncio.TimeoutError:
+            return Health(False, (time.perf_counter() - started) * 1000, "timeout")
+        return Health(True, (time.perf_counter() - started) * 1000)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+async def stream_events(backend: HttpBackend, response: aiohttp.ClientResponse, decoder: Any) -> AsyncIterator[StreamEvent]:
+    """Decode an SSE body with a wire StreamDecoder; ``[DONE]`` and EOF both finish the decoder."""
+    async for _event, data in backend.sse_data(response):
+        if data == "[DONE]":
+            break
+        try:
+            obj = json.loads(data)
+        except json.JSONDecodeError:
+            raise BackendError("server", f"the provider sent a stream frame that is not JSON: {data[:200]!r}",
+                               backend=backend.name) from None
+        for event in decoder.feed(obj):
+            yield event
+    for event in decoder.finish():
+        yield event
+
+
+def decode_or_fail(backend: HttpBackend, decode: Callable[[Any], ChatResponse], data: Any) -> ChatResponse:
+    """A provider reply we cannot read is the provider's fault: 502, not a crash."""
+    from router.errors import ProxyError
+
+    try:
+        return decode(data)
+    except ProxyError as exc:
+        raise BackendError("server", f"unreadable reply from the provider: {exc.message}", backend=backend.name) from None
