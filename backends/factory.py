@@ -10,6 +10,7 @@ from .base import Backend
 from .anthropic import AnthropicBackend
 from .echo import EchoBackend
 from .gemini import GeminiBackend
+from .gemini_cli import CodeAssistBackend
 from .openai import OpenAIBackend, OpenAICompatibleBackend, OpenRouterBackend
 
 Builder = Callable[[BackendConfig, AppConfig], Backend]
@@ -30,6 +31,8 @@ BUILDERS: dict[str, Builder] = {
     "openai-compatible": _http(OpenAICompatibleBackend),
     "anthropic": _http(AnthropicBackend),
     "gemini": _http(GeminiBackend),
+    "gemini-cli-oauth-personal": lambda cfg, app: CodeAssistBackend(cfg, app, cloud_project=False),
+    "gemini-cli-cloud-project": lambda cfg, app: CodeAssistBackend(cfg, app, cloud_project=True),
 }
 
 
@@ -37,11 +40,5 @@ def build_backends(config: AppConfig) -> dict[str, Backend]:
     """One connector per configured backend. Unknown types were already rejected by the schema."""
     out: dict[str, Backend] = {}
     for name, cfg in config.backends.items():
-        builder = BUILDERS.get(cfg.type)
-        if builder is None:
-            from .unavailable import UnavailableBackend
-
-            out[name] = UnavailableBackend(name, cfg.type)
-        else:
-            out[name] = builder(cfg, config)
+        out[name] = BUILDERS[cfg.type](cfg, config)
     return out

@@ -150,14 +150,11 @@ class Dispatcher:
                 if remaining <= 0:
                     raise ProxyError(504, f"no backend answered within proxy_timeout ({self.deadline:g}s)", "timeout")
                 try:
-                    result = await asyncio.wait_for(self._try(target, request, stream, per_key, outcome), remaining)
+                    # Each attempt is bounded by the connector's connect/first-byte/idle timeouts;
+                    # the deadline bounds the walk, checked between attempts (no timer per request).
+                    result = await self._try(target, request, stream, per_key, outcome)
                     outcome.target = target
                     return result
-                except asyncio.TimeoutError:
-                    last = BackendError("timeout", f"no answer within proxy_timeout ({self.deadline:g}s)",
-                                        backend=target.backend)
-                    self._record(outcome, target, request, last, 0.0)
-                    break
                 except BackendError as exc:
                     last = exc
                     if not exc.retryable:

@@ -76,8 +76,16 @@ def decode_request(body: Any, *, model: str | None = None, stream: bool | None =
     if not raw_messages:
         fail("messages", "must contain at least one message")
     messages: list[Message] = []
+    mid_system: list[TextPart] = []
     for i, raw in enumerate(raw_messages):
+        if isinstance(raw, dict) and raw.get("role") == "system":
+            # Claude Code's mid-conversation system beta: no canonical slot mid-stream, so the
+            # text joins the system prompt (what the OpenAI decoder does with system messages too).
+            mid_system.extend(_decode_system_message(raw, f"messages[{i}]"))
+            continue
         messages.extend(_decode_message(raw, f"messages[{i}]"))
+    if not messages:
+        fail("messages", "must contain at least one user or assistant message")
     fill_tool_result_names(messages)
     extra = leftover(body, _CONSUMED)
     tools: list[Tool] = []
@@ -89,7 +97,7 @@ def decode_request(body: Any, *, model: str | None = None, stream: bool | None =
             extra.setdefault("tools", []).append(tool)
     budget = _decode_thinking(body, extra)
     return ChatRequest(
-        model=model, messages=messages, system=_decode_system(body.get("system")), tools=tools,
+        model=model, messages=messages, system=_decode_system(body.get("system")) + mid_system, tools=tools,
         tool_choice=_decode_tool_choice(get_obj(body, "tool_choice")),
         temperature=get_num(body, "temperature"), top_p=get_num(body, "top_p"), max_tokens=max_tokens,
         stop=str_list(body, "stop_sequences"),
@@ -108,6 +116,21 @@ def _decode_system(raw: Any) -> list[TextPart]:
     parts = []
     for i, block in enumerate(raw):
         p = f"system[{i}]"
+        block = expect_object(block, p)
+        one_of(get_str(block, "type", p, required=True), ("text",), f"{p}.type")
+        parts.append(TextPart(get_str(block, "text", p, required=True) or ""))
+    return parts
+
+
+def _decode_system_message(raw: dict[str, Any], param: str) -> list[TextPart]:
+    content = raw.get("content")
+    if isinstance(content, str):
+        return [TextPart(content)] if content else []
+    if not isinstance(content, list):
+        fail(f"{param}.content", "expected a string or an array of text blocks")
+    parts = []
+    for j, block in enumerate(content):
+        p = field_path(f"{param}.content", j)
         block = expect_object(block, p)
         one_of(get_str(block, "type", p, required=True), ("text",), f"{p}.type")
         parts.append(TextPart(get_str(block, "text", p, required=True) or ""))

@@ -448,7 +448,8 @@ class StreamDecoder:
             events.append(ThinkingDelta(reasoning))
         if isinstance(delta.get("content"), str) and delta["content"]:
             events.append(TextDelta(delta["content"]))
-        for call in delta.get("tool_calls") or []:
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
             if isinstance(call, dict):
                 events.extend(self._tool_call(call))
         if choice.get("finish_reason"):
