@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Mapping
+from typing import Any, Mapping
 
 from .errors import ProxyError
 
@@ -18,7 +18,7 @@ def key_id(key: str) -> str:
     return "key-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
-def presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+def presented_key(headers: Mapping[str, str], query: Mapping[str, Any]) -> str | None:
     """``Authorization: Bearer``, ``x-api-key`` (Anthropic), ``x-goog-api-key`` or ``?key=`` (Gemini)."""
     auth = headers.get("authorization")
     if auth:
@@ -30,7 +30,9 @@ def presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str |
         if value:
             return value.strip()
     value = query.get("key")
-    return value.strip() if value else None
+    if isinstance(value, list):  # ``?key=a&key=b``: one key only, or none at all
+        value = value[0] if len(set(value)) == 1 else None
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 class Authenticator:
@@ -40,7 +42,7 @@ class Authenticator:
         self._keys = [(k.encode("utf-8"), key_id(k)) for k in keys]
         self.enabled = enabled
 
-    def identify(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    def identify(self, headers: Mapping[str, str], query: Mapping[str, Any]) -> str | None:
         """The caller id of a valid key; raises 401 otherwise. None when auth is disabled and no key."""
         key = presented_key(headers, query)
         if not self.enabled:

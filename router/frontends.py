@@ -24,11 +24,20 @@ GEMINI = Frontend("gemini", gemini)
 FRONTENDS = {f.name: f for f in (OPENAI, ANTHROPIC, GEMINI)}
 
 
-def frontend_for_path(path: str) -> Frontend:
-    """Anthropic for ``/messages``, Gemini for ``/v1beta`` and ``/v2/models/...:action``, else OpenAI."""
+GEMINI_ACTIONS = ("generateContent", "streamGenerateContent", "countTokens")
+
+
+def frontend_for_path(path: str, method: str = "POST") -> Frontend:
+    """Anthropic for ``/messages``, Gemini for ``/v1beta``, ``/v2/models/list`` and model actions, else OpenAI.
+
+    ``GET /v1|v2/models/backend:model`` describes a model in OpenAI shape, so a colon in the last
+    segment means a Gemini action only for a POST or a known action name.
+    """
     if "/messages" in path:
         return ANTHROPIC
-    if path.startswith("/v1beta") or path.startswith("/v1alpha") or (":" in path and "/models/" in path) \
-            or path.rstrip("/") == "/v2/models/list":
+    if path.startswith("/v1beta") or path.startswith("/v1alpha") or path.rstrip("/") == "/v2/models/list":
+        return GEMINI
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    if "/models/" in path and ":" in last and (method == "POST" or last.rpartition(":")[2] in GEMINI_ACTIONS):
         return GEMINI
     return OPENAI

@@ -82,7 +82,7 @@ def send(resp: falcon.asgi.Response, reply: Reply) -> None:
 
 
 def render_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, err: ProxyError) -> None:
-    frontend = frontend_for_path(req.path)
+    frontend = frontend_for_path(req.path, req.method)
     resp.status = err.status
     resp.media = frontend.codec.encode_error(err)
     for name, value in err.headers.items():

@@ -6,7 +6,6 @@ overrides → dispatch (failover) → encode in the client's format, JSON or SSE
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -39,6 +38,8 @@ class RequestContext:
     caller: str | None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     session_id: str = ""
+    # Keyword arguments for the front end's StreamEncoder (OpenAI: include_usage from stream_options).
+    encoder_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -85,7 +86,6 @@ def session_id_from(headers: Mapping[str, str]) -> str:
 class Pipeline:
     def __init__(self, state_ref: "StateRef") -> None:
         self.ref = state_ref
-        self._background: set[asyncio.Task[Any]] = set()
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -169,7 +169,6 @@ class Pipeline:
         ctx.session_id = session_id_from(ctx.headers)
         session = await sessions.get_or_create(ctx.session_id)
         headers = {"x-session-id": session.id, "x-request-id": ctx.request_id}
-        dirty = False
 
         parsed = None
         if state.commands_enabled:
@@ -184,28 +183,28 @@ class Pipeline:
                 facts, plan = self._plan(state, request, requested, session, ctx, frontend)
             if parsed.only_commands or outcome.failed:
                 log.info("command reply", extra={"request_id": ctx.request_id, "session": session.id})
-                return self._proxy_reply(frontend, request, outcome.text(), headers)
+                return self._proxy_reply(frontend, request, outcome.text(), headers, ctx)
             if session.interactive:
                 report = outcome.text()
 
-        if session.oneoff:
-            session.oneoff = None
-            dirty = True
-        self._apply_overrides(request, plan, session)
         if not request.messages:
             raise ProxyError(400, "messages: no message left to send after removing commands", "invalid_request",
                              param="messages")
+        if session.oneoff:
+            session.oneoff = None
+        self._apply_overrides(request, plan, session)
 
         outcome_d = Outcome()
         session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
                              "rules": list(plan.rules)}, state.config.session.max_history)
-        dirty = True
-        if dirty:
-            self._save_later(sessions, session)
+        # Saved before dispatch, not in the background: a client's next request may arrive as soon
+        # as this reply does, and must see the one-off consumed (file sessions are re-read each time).
+        await sessions.save(session)
         scopes = {"session": session.id, "caller": ctx.caller}
         if request.stream:
             started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
-            return StreamReply(self._stream_body(frontend, started, report, outcome_d), headers)
+            encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
+            return StreamReply(self._stream_body(encoder, started, report, outcome_d), headers)
         response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
         outcome_d.release(response.usage.total_tokens)
         if report:
@@ -244,26 +243,21 @@ class Pipeline:
             if value is not None:
                 setattr(request, key, int(value) if key == "max_tokens" else float(value))
 
-    def _save_later(self, sessions: Any, session: Session) -> None:
-        task = asyncio.get_running_loop().create_task(sessions.save(session))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _proxy_reply(self, frontend: Frontend, request: ChatRequest, text: str, headers: dict[str, str]) -> Reply:
+    def _proxy_reply(self, frontend: Frontend, request: ChatRequest, text: str, headers: dict[str, str],
+                     ctx: RequestContext) -> Reply:
         response = ChatResponse(id=f"proxy-{uuid.uuid4().hex[:24]}", model=request.model or "proxy",
                                 parts=[TextPart(text)], usage=Usage(), created=int(time.time()))
         if request.stream:
             async def chunks() -> AsyncIterator[bytes]:
-                encoder = frontend.codec.StreamEncoder()
+                encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
                 for event in response_to_events(response):
                     yield encoder.encode(event)
             return StreamReply(chunks(), headers)
         return JsonReply(200, frontend.codec.encode_response(response), headers)
 
-    async def _stream_body(self, frontend: Frontend, started: Any, report: str | None,
+    async def _stream_body(self, encoder: Any, started: Any, report: str | None,
                            outcome: Outcome) -> AsyncIterator[bytes]:
         """Encode events as they come; release limits with the real usage when the stream ends."""
-        encoder = frontend.codec.StreamEncoder()
         events = started.events
         tokens = 0
         try:

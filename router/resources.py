@@ -10,7 +10,7 @@ import falcon
 import falcon.asgi
 
 from .errors import ProxyError
-from .frontends import ANTHROPIC, GEMINI, Frontend
+from .frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, OPENAI, Frontend
 from .http import lower_headers, read_json, send
 from .pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate_prompt_tokens
 
@@ -30,7 +30,22 @@ class ChatResource:
         state = self.pipeline.ref.state
         body = await read_json(req, state.config.max_body_bytes)
         request = self.frontend.codec.decode_request(body)
-        send(resp, await self.pipeline.chat(self.frontend, request, _context(req)))
+        ctx = _context(req)
+        if self.frontend is OPENAI:
+            ctx.encoder_options["include_usage"] = _include_usage(body)
+        send(resp, await self.pipeline.chat(self.frontend, request, ctx))
+
+
+def _include_usage(body: dict[str, Any]) -> bool:
+    """OpenAI sends the final usage chunk (empty ``choices``) only when asked: clients that did not
+    ask may read ``chunk.choices[0]`` of every chunk."""
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise ProxyError(400, "stream_options: expected an object like {\"include_usage\": true}", "invalid_request",
+                         param="stream_options")
+    return bool(options.get("include_usage"))
 
 
 class AnthropicCountTokensResource:
@@ -53,7 +68,7 @@ class GeminiModelResource:
     ``GET`` on the same path describes one model (Gemini shape, or OpenAI shape under ``/v1``).
     """
 
-    ACTIONS = ("generateContent", "streamGenerateContent", "countTokens")
+    ACTIONS = GEMINI_ACTIONS
 
     def __init__(self, pipeline: Pipeline, models: "ModelsResource") -> None:
         self.pipeline = pipeline
@@ -115,7 +130,7 @@ class ModelsResource:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         ids = await self.ids()
-        if req.path.rstrip("/") in ("/v2/models/list", "/v1beta/models"):
+        if req.path.rstrip("/") in ("/v2/models/list", "/v1beta/models") or _gemini_client(req):
             resp.media = {"models": [_gemini_model(b, m) for b, m in ids]}
             return
         now = int(time.time())
@@ -127,12 +142,19 @@ class ModelsResource:
         wanted = spec.removeprefix("models/")
         for backend, model in ids:
             if wanted in (model, f"{backend}:{model}"):
-                if req.path.startswith("/v1beta"):
+                if req.path.startswith("/v1beta") or _gemini_client(req):
                     resp.media = _gemini_model(backend, model)
                 else:
                     resp.media = {"id": f"{backend}:{model}", "object": "model", "created": 0, "owned_by": backend}
                 return
         raise ProxyError(404, f"unknown model {wanted!r}; GET /v2/models lists them", "not_found")
+
+
+def _gemini_client(req: falcon.asgi.Request) -> bool:
+    """google-genai lists models at ``GET /v1/models`` (its default API version is v1): it is told
+    apart from OpenAI clients, which share that path, by the headers and key parameter only Google's
+    clients send."""
+    return bool(req.get_header("x-goog-api-key") or req.get_header("x-goog-api-client") or req.get_param("key"))
 
 
 def _gemini_model(backend: str, model: str) -> dict[str, Any]:

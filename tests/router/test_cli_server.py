@@ -1,0 +1,70 @@
+"""``llm-interactive-proxy [--config F] [--host H] [--port P] [--disable-auth] [--disable-interactive-commands]``:
+what the flags do to the app that uvicorn is given (uvicorn itself is replaced by a recorder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import falcon.testing
+import pytest
+import yaml
+
+from proxy_support import API_KEY, BASE_CONFIG, chat, reply_text
+from router.cli import main
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    monkeypatch.delenv("LLM_PROXY_API_KEYS", raising=False)
+    monkeypatch.delenv("LLM_PROXY_CONFIG", raising=False)
+    return calls
+
+
+def _config(tmp_path: Path, **overrides: Any) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**BASE_CONFIG, **overrides}), encoding="utf-8")
+    return str(path)
+
+
+def test_defaults_serve_on_loopback_without_auth(served, tmp_path):
+    assert main(["--config", _config(tmp_path), "--port", "0"]) == 0
+    [call] = served
+    assert call["host"] == "127.0.0.1" and call["port"] == 0
+    client = falcon.testing.TestClient(call["app"])
+    assert "Welcome" in reply_text("openai", chat(client, "openai", "!/hello"))
+
+
+def test_keys_are_enforced(served, tmp_path):
+    assert main(["--config", _config(tmp_path, auth={"api_keys": [API_KEY]})]) == 0
+    client = falcon.testing.TestClient(served[0]["app"])
+    assert chat(client, "openai", "hi").status_code == 401
+    assert chat(client, "openai", "hi", headers={"x-api-key": API_KEY}).status_code == 200
+
+
+def test_disable_auth_flag(served, tmp_path):
+    assert main(["--config", _config(tmp_path, auth={"api_keys": [API_KEY]}), "--disable-auth"]) == 0
+    assert chat(falcon.testing.TestClient(served[0]["app"]), "anthropic", "hi").status_code == 200
+
+
+def test_disable_interactive_commands_flag(served, tmp_path):
+    assert main(["serve", "--config", _config(tmp_path), "--disable-interactive-commands"]) == 0
+    client = falcon.testing.TestClient(served[0]["app"])
+    for frontend in ("openai", "anthropic", "gemini"):
+        assert reply_text(frontend, chat(client, frontend, "!/hello")) == "!/hello"
+
+
+def test_refuses_open_network_without_keys(served, tmp_path, capsys):
+    assert main(["--config", _config(tmp_path), "--host", "0.0.0.0"]) == 2
+    assert not served and "refusing" in capsys.readouterr().err
+
+
+def test_bad_config_exits_2(served, tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("backends: {echo: {type: echo}}\ndefault_backend: nowhere\n")
+    assert main(["--config", str(path)]) == 2
+    assert not served and "nowhere" in capsys.readouterr().err
