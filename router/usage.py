@@ -1,0 +1,301 @@
+"""Usage and audit records: what each request cost and why it went where it went.
+
+The request path only *enqueues* (``record``/``audit`` never wait and never raise): a writer task
+drains a bounded queue in batches into SQLite (WAL mode) in a worker thread. A full queue drops the
+record, counts it and logs once per burst — a slow disk must never slow or fail a request.
+:class:`UsageStore` is the interface a server database (PostgreSQL) can implement later; the
+SQLite store is the embedded default (``usage.path``; in memory when unset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger("llm_proxy.usage")
+
+GROUPS = {
+    "backend": "backend", "model": "model", "caller": "caller", "session": "session_id", "rule": "route_rule",
+    "day": "strftime('%Y-%m-%d', ts, 'unixepoch')", "frontend": "frontend", "requested_model": "requested_model",
+}
+AUDIT_TYPES = ("config_reload", "auth_failure", "session_command", "rate_limit")
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    ts: float
+    request_id: str
+    session_id: str | None
+    caller: str | None
+    frontend: str
+    requested_model: str
+    backend: str | None = None
+    model: str | None = None
+    status: int = 200
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    tokens_estimated: bool = False
+    latency_ms: float = 0.0
+    ttfb_ms: float | None = None
+    stream: bool = False
+    cache_hit: bool = False
+    cost: float | None = None
+    route_rule: str | None = None
+    rules: list[str] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    guard_events: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    ts: float
+    type: str  # one of AUDIT_TYPES
+    actor: str | None  # caller id or source address — never a presented key
+    outcome: str  # "ok" | "rejected"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class UsageStore(Protocol):
+    dropped: int
+
+    def record(self, record: UsageRecord) -> bool: ...
+    def audit(self, record: AuditRecord) -> bool: ...
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def stats(self, since: float | None, until: float | None, group_by: str | None) -> dict[str, Any]: ...
+    async def recent(self, limit: int, cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
+    async def audit_logs(self, since: float | None, type_: str | None, limit: int,
+                         cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
+
+
+_USAGE_COLUMNS = [f for f in UsageRecord.__dataclass_fields__]
+_JSON_COLUMNS = {"rules", "attempts", "guard_events"}
+_BOOL_COLUMNS = {"tokens_estimated", "stream", "cache_hit"}
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    {", ".join(c + (" REAL" if c in ("ts", "latency_ms", "ttfb_ms", "cost") else " INTEGER" if c in
+               ("status", "prompt_tokens", "completion_tokens", "cached_tokens") or c in _BOOL_COLUMNS else " TEXT")
+               for c in _USAGE_COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, type TEXT, actor TEXT, outcome TEXT, detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
+"""
+
+
+class SQLiteUsageStore:
+    def __init__(self, path: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
+                 batch_size: int = 1000, flush_interval: float = 0.2) -> None:
+        self.path = path or ":memory:"
+        self.retention_days = retention_days
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.dropped = 0
+        self.written = 0
+        self._queue_size = queue_size
+        self._queue: asyncio.Queue[tuple[str, Any]] | None = None
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()  # one connection, used from worker threads one at a time
+        with self._lock:
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        self._writer: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+        self._warned_drop = False
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._queue = asyncio.Queue(self._queue_size)
+            self._writer = asyncio.get_running_loop().create_task(self._run())
+
+    def _put(self, item: tuple[str, Any]) -> bool:
+        if self._queue is None:  # not started (tests, check): write synchronously
+            self._write_batch([item])
+            return True
+        try:
+            self._queue.put_nowait(item)
+            self._warned_drop = False
+            return True
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if not self._warned_drop:
+                self._warned_drop = True
+                log.warning("usage queue full: dropping records (dropped so far: %d)", self.dropped)
+            return False
+
+    def record(self, record: UsageRecord) -> bool:
+        return self._put(("usage", record))
+
+    def audit(self, record: AuditRecord) -> bool:
+        return self._put(("audit", record))
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            batch = [item]
+            deadline = time.monotonic() + self.flush_interval
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    if time.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(min(0.02, self.flush_interval))
+            try:
+                await asyncio.to_thread(self._write_batch, batch)
+            except Exception:  # noqa: BLE001 - a disk error must not kill the writer
+                log.exception("usage writer failed to store %d records", len(batch))
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    def _write_batch(self, batch: list[tuple[str, Any]]) -> None:
+        usage = [_usage_row(r) for kind, r in batch if kind == "usage"]
+        audits = [(r.ts, r.type, r.actor, r.outcome, json.dumps(r.detail)) for kind, r in batch if kind == "audit"]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                if usage:
+                    self._db.executemany(
+                        f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(_USAGE_COLUMNS))})",
+                        usage)
+                if audits:
+                    self._db.executemany("INSERT INTO audit (ts, type, actor, outcome, detail) VALUES (?, ?, ?, ?, ?)",
+                                         audits)
+                self._db.execute("COMMIT")
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+            self.written += len(batch)
+            now = time.time()
+            if now - self._last_prune > 3600:
+                self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        """Retention: rows older than ``retention_days`` go (called under the lock)."""
+        self._last_prune = now
+        if self.retention_days > 0:
+            cutoff = now - self.retention_days * 86400
+            self._db.execute("DELETE FROM usage WHERE ts < ?", (cutoff,))
+            self._db.execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
+
+    async def flush(self) -> None:
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def close(self) -> None:
+        """Flush what is queued, stop the writer, close the database."""
+        if self._writer is not None:
+            await self.flush()
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+            self._writer = None
+        with self._lock:
+            self._db.close()
+
+    # ---- reading ---------------------------------------------------------------------------------
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    async def stats(self, since: float | None = None, until: float | None = None,
+                    group_by: str | None = None) -> dict[str, Any]:
+        where, args = _range(since, until)
+        totals_sql = ("SELECT COUNT(*) AS requests, SUM(status >= 400) AS errors, SUM(prompt_tokens) AS prompt_tokens, "
+                      "SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens, "
+                      "SUM(cost) AS cost, COUNT(cost) AS priced, AVG(latency_ms) AS avg_latency_ms, "
+                      "SUM(cache_hit) AS cache_hits FROM usage" + where)
+        totals = dict((await asyncio.to_thread(self._query, totals_sql, args))[0])
+        out: dict[str, Any] = {"since": since, "until": until, "totals": _clean(totals)}
+        if group_by:
+            column = GROUPS[group_by]
+            rows = await asyncio.to_thread(self._query, f"SELECT {column} AS key, COUNT(*) AS requests, "
+                                           "SUM(status >= 400) AS errors, SUM(prompt_tokens) AS prompt_tokens, "
+                                           "SUM(completion_tokens) AS completion_tokens, SUM(cost) AS cost, "
+                                           "COUNT(cost) AS priced, AVG(latency_ms) AS avg_latency_ms FROM usage"
+                                           f"{where} GROUP BY key ORDER BY requests DESC LIMIT 1000", args)
+            out["group_by"] = group_by
+            out["groups"] = [_clean(dict(r)) for r in rows]
+        return out
+
+    async def recent(self, limit: int = 50, cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        sql = "SELECT * FROM usage" + (" WHERE id < ?" if cursor else "") + " ORDER BY id DESC LIMIT ?"
+        args = ((cursor,) if cursor else ()) + (limit,)
+        rows = await asyncio.to_thread(self._query, sql, args)
+        items = [_usage_dict(r) for r in rows]
+        return items, (items[-1]["id"] if len(items) == limit else None)
+
+    async def audit_logs(self, since: float | None = None, type_: str | None = None, limit: int = 50,
+                         cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        clauses, args = [], []
+        for clause, value in (("ts >= ?", since), ("type = ?", type_), ("id < ?", cursor)):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
+        sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id DESC LIMIT ?"
+        rows = await asyncio.to_thread(self._query, sql, tuple(args) + (limit,))
+        items = [{**dict(r), "detail": json.loads(r["detail"] or "{}")} for r in rows]
+        return items, (items[-1]["id"] if len(items) == limit else None)
+
+
+def _usage_row(record: UsageRecord) -> tuple[Any, ...]:
+    data = asdict(record)
+    return tuple(json.dumps(data[c]) if c in _JSON_COLUMNS else int(data[c]) if c in _BOOL_COLUMNS else data[c]
+                 for c in _USAGE_COLUMNS)
+
+
+def _usage_dict(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    for c in _JSON_COLUMNS:
+        out[c] = json.loads(out[c] or "[]")
+    for c in _BOOL_COLUMNS:
+        out[c] = bool(out[c])
+    return out
+
+
+def _range(since: float | None, until: float | None) -> tuple[str, tuple[Any, ...]]:
+    clauses, args = [], []
+    if since is not None:
+        clauses.append("ts >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append("ts < ?")
+        args.append(until)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    """SUM over no rows is NULL: report 0 for counts; cost stays null unless some row was priced."""
+    priced = row.pop("priced", 0) or 0
+    for key in ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_hits"):
+        if key in row:
+            row[key] = int(row[key] or 0)
+    if "cost" in row:
+        row["cost"] = round(row["cost"], 6) if priced else None
+    if row.get("avg_latency_ms") is not None:
+        row["avg_latency_ms"] = round(row["avg_latency_ms"], 3)
+    return row

@@ -1,0 +1,88 @@
+"""Usage/audit store: round trip, batching queue, drops when full, filters, paging, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from router.usage import AuditRecord, SQLiteUsageStore, UsageRecord
+
+
+BASE = time.time() - 86400  # recent: the default 30-day retention keeps these rows
+
+
+def rec(i: int, **kw) -> UsageRecord:
+    base = dict(ts=BASE + i * 60, request_id=f"r{i}", session_id=f"s{i % 2}", caller=f"key-{i % 3}",
+                frontend="openai", requested_model="gpt-4", backend="openai" if i % 2 else "anthropic",
+                model="gpt-4o", prompt_tokens=10, completion_tokens=5, latency_ms=2.0, route_rule="r1",
+                rules=["r1"], attempts=[{"backend": "openai", "status": "ok", "key_id": "bk-1"}])
+    base.update(kw)
+    return UsageRecord(**base)
+
+
+async def test_round_trip_through_the_queue(tmp_path) -> None:
+    store = SQLiteUsageStore(str(tmp_path / "usage.db"))
+    await store.start()
+    for i in range(10):
+        assert store.record(rec(i, cost=0.01 if i < 4 else None))
+    store.audit(AuditRecord(ts=BASE, type="auth_failure", actor="127.0.0.1", outcome="rejected",
+                            detail={"path": "/v2/chat/completions"}))
+    await store.close()
+    reopened = SQLiteUsageStore(str(tmp_path / "usage.db"))
+    items, cursor = await reopened.recent(limit=4)
+    assert [i["request_id"] for i in items] == ["r9", "r8", "r7", "r6"] and cursor == items[-1]["id"]
+    more, _ = await reopened.recent(limit=100, cursor=cursor)
+    assert [i["request_id"] for i in more] == [f"r{i}" for i in range(5, -1, -1)]
+    assert items[0]["attempts"][0]["key_id"] == "bk-1" and items[0]["stream"] is False
+    stats = await reopened.stats(group_by="backend")
+    assert stats["totals"]["requests"] == 10 and stats["totals"]["prompt_tokens"] == 100
+    assert stats["totals"]["cost"] == pytest.approx(0.04)  # only priced rows count; unknown price is not zero
+    assert {g["key"]: g["requests"] for g in stats["groups"]} == {"openai": 5, "anthropic": 5}
+    logs, _ = await reopened.audit_logs(type_="auth_failure")
+    assert logs[0]["detail"] == {"path": "/v2/chat/completions"} and logs[0]["actor"] == "127.0.0.1"
+    await reopened.close()
+
+
+async def test_unknown_prices_stay_null_and_time_filters_apply() -> None:
+    store = SQLiteUsageStore(retention_days=0)  # 0 = keep everything (these rows are from 2023)
+    for i in range(6):
+        store.record(rec(i, ts=1_700_000_000 + i * 3600))  # 2023-11-14 22:13 UTC, then hourly
+    stats = await store.stats(since=1_700_000_000 + 2 * 3600, until=1_700_000_000 + 4 * 3600, group_by="day")
+    assert stats["totals"]["requests"] == 2 and stats["totals"]["cost"] is None
+    assert [(g["key"], g["requests"]) for g in stats["groups"]] == [("2023-11-15", 2)]
+    await store.close()
+
+
+async def test_full_queue_drops_and_counts_never_blocks() -> None:
+    store = SQLiteUsageStore(queue_size=5)
+    await store.start()
+    results = [store.record(rec(i)) for i in range(50)]  # no await: the writer cannot drain meanwhile
+    assert results.count(True) == 5 and store.dropped == 45
+    await store.close()
+
+
+async def test_retention_prunes_old_rows() -> None:
+    store = SQLiteUsageStore(retention_days=1)
+    now = time.time()
+    store.record(rec(1, ts=now - 3 * 86400))
+    store._last_prune = 0  # the next batch prunes
+    store.record(rec(2, ts=now))
+    items, _ = await store.recent(limit=10)
+    assert [i["request_id"] for i in items] == ["r2"]
+    await store.close()
+
+
+async def test_writer_sustains_thousands_of_records_per_second(tmp_path) -> None:
+    """Correctness of bulk writes (the rate itself is measured in benchmarks/usage_bench.py)."""
+    store = SQLiteUsageStore(str(tmp_path / "u.db"), queue_size=50_000)
+    await store.start()
+    for i in range(5000):
+        store.record(rec(i))
+        if i % 1000 == 0:
+            await asyncio.sleep(0)
+    await store.close()
+    reopened = SQLiteUsageStore(str(tmp_path / "u.db"))
+    assert (await reopened.stats())["totals"]["requests"] == 5000
+    await reopened.close()
