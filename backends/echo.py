@@ -38,7 +38,7 @@ class EchoBackend(Backend):
         last = request.messages[-1] if request.messages else None
         results = [p for p in last.parts if isinstance(p, ToolResultPart)] if last else []
         user = request.last_user_message()
-        text = user.text() if user else ""
+        text = user.typed_text().strip() if user else ""
         if results:
             parts = [TextPart("\n".join(f"{r.name or 'tool'} returned: {''.join(c.text for c in r.content if isinstance(c, TextPart))}"
                                         for r in results))]

@@ -23,7 +23,7 @@ from .config import AppConfig
 from .dispatch import Dispatcher
 from .errors import ProxyError
 from .frontends import ANTHROPIC, OPENAI
-from .http import handle_http_error, handle_proxy_error, handle_unexpected
+from .http import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers
 from .pipeline import Pipeline, StateRef
 from .resources import (
     AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource, RootResource,
@@ -35,7 +35,12 @@ log = logging.getLogger("llm_proxy.access")
 OPEN_PATHS = frozenset({"/", "/health"})
 
 
-class AuthMiddleware:
+class ProxyMiddleware:
+    """Auth, the ``/v1`` deprecation headers, one access-log line per request, and lifecycle.
+
+    One class rather than three: Falcon awaits every middleware method on every request.
+    """
+
     def __init__(self, ref: StateRef) -> None:
         self.ref = ref
 
@@ -43,27 +48,18 @@ class AuthMiddleware:
         req.context.started = time.perf_counter()
         if req.path in OPEN_PATHS:
             return
-        headers = {k.lower(): v for k, v in req.headers.items()}
-        req.context.caller = self.ref.state.auth.identify(headers, req.params)
-
-
-class ResponseHeadersMiddleware:
-    """``/v1`` is deprecated but served; one access-log line per request (never a key)."""
+        req.context.caller = self.ref.state.auth.identify(lower_headers(req), req.params)
 
     async def process_response(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any,
                                req_succeeded: bool) -> None:
         if req.path.startswith("/v1/"):
             resp.set_header("Deprecation", "true")
             resp.set_header("Link", f'<{req.path.replace("/v1/", "/v2/", 1)}>; rel="successor-version"')
-        started = getattr(req.context, "started", None)
-        elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
-        log.info("%s %s %s %.1fms", req.method, req.path, resp.status, elapsed,
-                 extra={"session": resp.get_header("x-session-id"), "caller": getattr(req.context, "caller", None)})
-
-
-class LifecycleMiddleware:
-    def __init__(self, ref: StateRef) -> None:
-        self.ref = ref
+        if log.isEnabledFor(logging.INFO):
+            started = getattr(req.context, "started", None)
+            elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
+            log.info("%s %s %s %.1fms", req.method, req.path, resp.status, elapsed,
+                     extra={"session": resp.get_header("x-session-id"), "caller": getattr(req.context, "caller", None)})
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
         state = self.ref.state
@@ -97,7 +93,7 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     """The ASGI app; ``kwargs`` go to :func:`build_state` (tests inject backends and rules)."""
     ref = StateRef(build_state(config, **kwargs))
     pipeline = Pipeline(ref)
-    app = ProxyApp(middleware=[AuthMiddleware(ref), ResponseHeadersMiddleware(), LifecycleMiddleware(ref)])
+    app = ProxyApp(middleware=[ProxyMiddleware(ref)])
     app.req_options.strip_url_path_trailing_slash = True
     models = ModelsResource(pipeline)
     openai_chat = ChatResource(pipeline, OPENAI)

@@ -75,6 +75,14 @@ class ToolResultPart:
 
 Part = Union[TextPart, ImagePart, ThinkingPart, ToolCallPart, ToolResultPart]
 
+# Coding agents put context of their own in separate text parts of the user's message (Claude
+# Code's <system-reminder>, Gemini CLI's <session_context>). What the *user* typed is the rest.
+CLIENT_INJECTED_PREFIXES = ("<system-reminder>", "<session_context>")
+
+
+def is_client_injected(part: object) -> bool:
+    return isinstance(part, TextPart) and part.text.lstrip().startswith(CLIENT_INJECTED_PREFIXES)
+
 
 @dataclass(slots=True)
 class Message:
@@ -84,6 +92,10 @@ class Message:
     def text(self) -> str:
         """Concatenated text parts (commands, token estimates and echo use this)."""
         return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    def typed_text(self) -> str:
+        """The text the person typed: text parts minus client-injected context parts."""
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart) and not is_client_injected(p))
 
 
 @dataclass(slots=True)

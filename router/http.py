@@ -63,7 +63,11 @@ def _finite_float(text: str) -> float:
 
 
 def lower_headers(req: falcon.asgi.Request) -> dict[str, str]:
-    return {k.lower(): v for k, v in req.headers.items()}
+    """Header names in lower case, computed once per request (auth and the pipeline share it)."""
+    cached = getattr(req.context, "lower_headers", None)
+    if cached is None:
+        cached = req.context.lower_headers = {k.lower(): v for k, v in req.headers.items()}
+    return cached
 
 
 def send(resp: falcon.asgi.Response, reply: Reply) -> None:
@@ -71,7 +75,8 @@ def send(resp: falcon.asgi.Response, reply: Reply) -> None:
         resp.set_header(name, value)
     if isinstance(reply, JsonReply):
         resp.status = reply.status
-        resp.media = reply.body
+        resp.data = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        resp.content_type = "application/json"
         return
     assert isinstance(reply, StreamReply)
     resp.status = 200
@@ -90,6 +95,9 @@ def render_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, err: Prox
 
 
 async def handle_proxy_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ProxyError, params: Any) -> None:
+    # Messages are ours (or a provider's, keys redacted): safe to log, and operators need them.
+    log.log(logging.WARNING if ex.status >= 500 else logging.INFO, "%s %s -> %d %s", req.method, req.path,
+            ex.status, ex.message)
     render_error(req, resp, ex)
 
 

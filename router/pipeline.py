@@ -6,6 +6,7 @@ overrides → dispatch (failover) → encode in the client's format, JSON or SSE
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -18,7 +19,7 @@ from dsl.evaluate import Facts, Plan, evaluate
 from dsl.session import session_ruleset
 
 from .canonical import (
-    ChatRequest, ChatResponse, Message, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
+    ChatRequest, ChatResponse, Message, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
 )
 from .dispatch import Outcome
 from .errors import ProxyError
@@ -29,14 +30,13 @@ from .state import RuntimeState
 
 log = logging.getLogger("llm_proxy.request")
 
-_REMINDER = "<system-reminder>"
 
 
 @dataclass(slots=True)
 class RequestContext:
     headers: Mapping[str, str]  # lower-case names
     caller: str | None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    request_id: str = field(default_factory=lambda: next_request_id())
     session_id: str = ""
     # Keyword arguments for the front end's StreamEncoder (OpenAI: include_usage from stream_options).
     encoder_options: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +56,15 @@ class StreamReply:
 
 
 Reply = JsonReply | StreamReply
+
+
+_REQUEST_PREFIX = uuid.uuid4().hex[:8]
+_request_counter = itertools.count(1)
+
+
+def next_request_id() -> str:
+    """Unique per process start and cheap: a random prefix and a counter (not a secret)."""
+    return f"{_REQUEST_PREFIX}-{next(_request_counter):x}"
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
@@ -167,7 +176,11 @@ class Pipeline:
         sessions = state.sessions
         requested = request.model
         ctx.session_id = session_id_from(ctx.headers)
-        session = await sessions.get_or_create(ctx.session_id)
+        # A client that sends no session id gets a fresh session it may adopt (the id is in the
+        # reply); it is stored only once a command changes it, so anonymous traffic neither fills
+        # the store nor evicts real sessions.
+        anonymous = not (ctx.headers.get("x-session-id") or ctx.headers.get("x-claude-code-session-id"))
+        session = Session(id=ctx.session_id) if anonymous else await sessions.get_or_create(ctx.session_id)
         headers = {"x-session-id": session.id, "x-request-id": ctx.request_id}
 
         parsed = None
@@ -199,7 +212,8 @@ class Pipeline:
                              "rules": list(plan.rules)}, state.config.session.max_history)
         # Saved before dispatch, not in the background: a client's next request may arrive as soon
         # as this reply does, and must see the one-off consumed (file sessions are re-read each time).
-        await sessions.save(session)
+        if not anonymous:
+            await sessions.save(session)
         scopes = {"session": session.id, "caller": ctx.caller}
         if request.stream:
             started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
@@ -236,6 +250,8 @@ class Pipeline:
     @staticmethod
     def _apply_overrides(request: ChatRequest, plan: Plan, session: Session) -> None:
         """Session settings beat rule ``set:`` which beats what the client sent."""
+        if not plan.overrides and session.temperature is None and not session.params:
+            return
         for key in ("temperature", "top_p", "max_tokens"):
             value = session.temperature if key == "temperature" else session.params.get(key)
             if value is None:
@@ -287,8 +303,8 @@ def _default_model(state: RuntimeState, backend: str) -> str:
 
 
 def _only_reminders(parts: list[Any]) -> bool:
-    """True when nothing but client-injected reminders (Claude Code) is left."""
-    return all(isinstance(p, TextPart) and (not p.text.strip() or p.text.lstrip().startswith(_REMINDER)) for p in parts)
+    """True when nothing but client-injected context (Claude Code, Gemini CLI) is left."""
+    return all(isinstance(p, TextPart) and (not p.text.strip() or is_client_injected(p)) for p in parts)
 
 
 class StateRef:

@@ -57,5 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"llm-interactive-proxy on http://{args.host}:{args.port} — backends: {', '.join(config.backends)}; "
           f"default: {config.default_backend}; rules: {len(app.state_ref.state.rules.rules)}", file=sys.stderr)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # start-up objects (grammar, rules, codecs) never need scanning again
+    gc.set_threshold(20_000, 50, 100)  # requests allocate many short-lived objects; collect less often
     uvicorn.run(app, host=args.host, port=args.port, log_level=level.lower(), access_log=False, lifespan="on")
     return 0
