@@ -8,7 +8,8 @@ from urllib.parse import quote
 from router.canonical import ChatRequest, ChatResponse, StreamEvent
 from router.wire import gemini as wire
 
-from .http import HttpBackend, decode_or_fail, stream_events
+from .base import ErrorKind
+from .http import HttpBackend, classify_status, decode_or_fail, stream_events
 
 
 class GeminiBackend(HttpBackend):
@@ -16,6 +17,11 @@ class GeminiBackend(HttpBackend):
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-goog-api-key": key}
+
+    def classify(self, status: int, body: bytes) -> ErrorKind:
+        if status == 400 and b"API_KEY_INVALID" in body:  # Gemini answers a bad key with 400, not 401
+            return "auth"
+        return classify_status(status)
 
     def _url(self, model: str, action: str) -> str:
         return f"{self.base_url}/v1beta/models/{quote(model.removeprefix('models/'), safe='-._')}:{action}"

@@ -119,8 +119,8 @@ class CodeAssistBackend(HttpBackend):
         onboard_body: dict[str, Any] = {"tierId": tier, "metadata": metadata}
         if self.gcp_project:
             onboard_body["cloudaicompanionProject"] = self.gcp_project
+        operation = await self._post("onboardUser", onboard_body)
         for _ in range(ONBOARD_MAX_POLLS):
-            operation = await self._post("onboardUser", onboard_body)
             if operation.get("done"):
                 project = ((operation.get("response") or {}).get("cloudaicompanionProject") or {}).get("id")
                 project = project or self.gcp_project
@@ -128,6 +128,14 @@ class CodeAssistBackend(HttpBackend):
                     raise BackendError("auth", "onboarding finished without a project", backend=self.name)
                 return str(project)
             await asyncio.sleep(ONBOARD_POLL_SECONDS)
+            # A long-running operation: poll it by name (as Gemini CLI does); without a name, ask again.
+            name = operation.get("name")
+            if isinstance(name, str) and name:
+                response, _ = await self.call("GET", f"{self.base_url}/{self.api_version}/{name}", None)
+                data = await self.read_json(response)
+                operation = data if isinstance(data, dict) else {}
+            else:
+                operation = await self._post("onboardUser", onboard_body)
         raise BackendError("timeout", "Code Assist onboarding did not finish", backend=self.name)
 
     def _check_tier(self, tier: str) -> None:

@@ -49,6 +49,30 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)s\s*$")
+
+
+def retry_delay_from_body(body: bytes) -> float | None:
+    """Seconds from a ``google.rpc.RetryInfo`` detail (``"retryDelay": "2.5s"``): Gemini and Code
+    Assist send their retry hint in the error body, not in a Retry-After header."""
+    if b"RetryInfo" not in body:
+        return None
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if isinstance(data, list) and data:
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
 def classify_status(status: int) -> ErrorKind:
     if status in (401, 403):
         return "auth"
@@ -93,6 +117,8 @@ class HttpBackend(Backend):
         self.cfg = cfg
         self.base_url = (cfg.base_url or self.default_base_url).rstrip("/")
         self.timeouts: Timeouts = cfg.timeouts(app.proxy_timeout)
+        self._slow_start = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
+                                                 sock_read=self.timeouts.first_byte)
         self.keys = KeyPool.of(cfg.api_keys, clock)
         self.extra_headers = dict(cfg.headers)
         self._session: aiohttp.ClientSession | None = None
@@ -128,9 +154,22 @@ class HttpBackend(Backend):
             data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             headers["Content-Type"] = "application/json"
         try:
-            async with asyncio.timeout(self.timeouts.first_byte):  # no extra task, unlike wait_for
+            if self.timeouts.first_byte == self.timeouts.idle:
+                # aiohttp's sock_read (= idle) already bounds the wait for the first byte: no timer
+                # of our own per request (each costs a loop lookup and a heap entry).
                 return await self.session.request(method, url, data=data, headers=headers, params=params)
-        except TimeoutError:
+            if self.timeouts.first_byte > self.timeouts.idle:
+                # sock_read also bounds the wait for the headers, so the idle limit would cut a slow
+                # start short: wait up to first_byte for them, then hold the socket to idle.
+                response = await self.session.request(method, url, data=data, headers=headers, params=params,
+                                                      timeout=self._slow_start)
+                protocol = response.connection.protocol if response.connection is not None else None
+                if protocol is not None:
+                    protocol.read_timeout = self.timeouts.idle
+                return response
+            async with asyncio.timeout(self.timeouts.first_byte):
+                return await self.session.request(method, url, data=data, headers=headers, params=params)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s", backend=self.name) from None
         except aiohttp.ClientConnectorError as exc:
             raise BackendError("connection", f"cannot connect to {self.base_url}: {exc.os_error or exc}",
@@ -149,8 +188,11 @@ class HttpBackend(Backend):
             response.release()
         kind = self.classify(response.status, body)
         message = redact(provider_message(body), self.secrets())
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is None:
+            retry_after = retry_delay_from_body(body)
         return BackendError(kind, f"{response.status} {message}", status=response.status,
-                            retry_after=parse_retry_after(response.headers.get("Retry-After")), backend=self.name)
+                            retry_after=retry_after, backend=self.name)
 
     def classify(self, status: int, body: bytes) -> ErrorKind:
         return classify_status(status)
@@ -179,7 +221,8 @@ class HttpBackend(Backend):
                 continue
             raise error
         if last is not None:
-            last.retry_after = last.retry_after or self.keys.retry_after() or None
+            # the backend is usable again as soon as its first key is, not when the last one is
+            last.retry_after = self.keys.retry_after() or last.retry_after or None
             raise last
         if gated:
             raise BackendError("rate_limited", "the per-key rate limits of every key of this backend are exhausted",

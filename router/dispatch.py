@@ -18,15 +18,20 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Mapping
 
-from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError
+from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
 from dsl import ir
 from dsl.evaluate import Plan
 
-from .canonical import ChatRequest, ChatResponse, StreamEvent
+from .canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from .errors import ProxyError
 from .limits import KEY_GATE, KEY_USED, InProcessLimiter, Limiter, Rejection, Reservation
 
 RETRY_KINDS = frozenset({"connection", "server", "overloaded"})
+# StreamError.kind (the wire codecs' error kinds) -> BackendError kind
+STREAM_ERROR_KIND: dict[str, ErrorKind] = {
+    "overloaded": "overloaded", "rate_limit": "rate_limited", "timeout": "timeout", "invalid_request": "bad_request",
+    "request_too_large": "bad_request", "not_found": "not_found", "authentication": "auth", "permission": "auth",
+}
 
 
 @dataclass(slots=True)
@@ -129,6 +134,16 @@ class Dispatcher:
 
     async def _walk(self, plan: Plan, request: ChatRequest, outcome: Outcome, stream: bool,
                     scopes: Mapping[str, str | None]) -> ChatResponse | StreamStarted:
+        """The caller releases ``outcome`` when a reply ends; on any failure it is released here
+        (deadline, cancellation by a client that hung up, an unexpected connector exception)."""
+        try:
+            return await self._walk_chain(plan, request, outcome, stream, scopes)
+        except BaseException:
+            outcome.release()
+            raise
+
+    async def _walk_chain(self, plan: Plan, request: ChatRequest, outcome: Outcome, stream: bool,
+                          scopes: Mapping[str, str | None]) -> ChatResponse | StreamStarted:
         shared = [(lim, scopes.get(lim.per) or "-") for lim in plan.limits if lim.per in ("session", "caller")]
         rejection = self._acquire(shared, outcome)
         if rejection is not None:
@@ -139,6 +154,7 @@ class Dispatcher:
         last: BackendError | None = None
         local_rejection: Rejection | None = None
         for target in ordered_targets(plan, self.rng):
+            held = len(outcome.reservations)
             rejection = self._acquire([(lim, target.backend) for lim in per_backend], outcome)
             if rejection is not None:
                 local_rejection = rejection
@@ -158,12 +174,14 @@ class Dispatcher:
                 except BackendError as exc:
                     last = exc
                     if not exc.retryable:
-                        outcome.release()
                         raise to_proxy_error(exc, len(outcome.attempts)) from None
                     if exc.kind not in RETRY_KINDS or attempt == self.retry.retries:
                         break
                     await asyncio.sleep(min(self.retry.delay(attempt, self.rng), max(0.0, deadline - time.monotonic())))
-        outcome.release()
+            # This target failed: its backend and key slots are not held while the next one answers.
+            for reservation in outcome.reservations[held:]:
+                reservation.release(0)
+            del outcome.reservations[held:]
         if last is None and local_rejection is not None:
             raise _limited(local_rejection)
         raise to_proxy_error(last, len(outcome.attempts))
@@ -181,13 +199,17 @@ class Dispatcher:
         gate_token = KEY_GATE.set(self._key_gate(per_key, outcome))
         KEY_USED.set(None)
         try:
-            attempt_request = dataclasses.replace(request, model=model)
+            # the connectors encode ``stream`` from the request: it must match the call made
+            attempt_request = dataclasses.replace(request, model=model, stream=stream)
             if stream:
                 events = backend.stream(attempt_request).__aiter__()
                 try:
                     first = await events.__anext__()
                 except StopAsyncIteration:
                     raise BackendError("server", "the backend closed the stream without a reply") from None
+                if isinstance(first, StreamError):  # nothing reached the client yet: fail over
+                    await events.aclose()  # type: ignore[attr-defined]
+                    raise BackendError(STREAM_ERROR_KIND.get(first.kind, "server"), first.message)
                 result: ChatResponse | StreamStarted = StreamStarted(first, events, target)
             else:
                 result = await backend.complete(attempt_request)
