@@ -24,7 +24,15 @@ from .dispatch import Dispatcher
 from .errors import ProxyError
 from .frontends import ANTHROPIC, OPENAI
 from .http import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers
+from .admin import (
+    AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
+)
+from .health import HealthMonitor
+from .metrics import Metrics
 from .pipeline import Pipeline, StateRef
+from .recording import Recorder
+from .reload import Reloader
+from .usage import SQLiteUsageStore
 from .resources import (
     AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource, RootResource,
 )
@@ -48,7 +56,12 @@ class ProxyMiddleware:
         req.context.started = time.perf_counter()
         if req.path in OPEN_PATHS:
             return
-        req.context.caller = self.ref.state.auth.identify(lower_headers(req), req.params)
+        try:
+            req.context.caller = self.ref.state.auth.identify(lower_headers(req), req.params)
+        except ProxyError as exc:
+            # Audited with the source address and path, never the presented key.
+            self.ref.recorder.audit("auth_failure", req.remote_addr, "rejected", path=req.path, reason=exc.message)
+            raise
 
     async def process_response(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any,
                                req_succeeded: bool) -> None:
@@ -61,39 +74,86 @@ class ProxyMiddleware:
             log.info("%s %s %s %.1fms", req.method, req.path, resp.status, elapsed,
                      extra={"session": resp.get_header("x-session-id"), "caller": getattr(req.context, "caller", None)})
 
+    async def process_startup(self, scope: Any, event: Any) -> None:
+        await self.ref.recorder.store.start()
+        for hook in self.ref.on_startup:
+            await hook()
+
     async def process_shutdown(self, scope: Any, event: Any) -> None:
+        """After uvicorn has drained the connections: stop background work, flush usage, close."""
+        for hook in self.ref.on_shutdown:
+            await hook()
         state = self.ref.state
         for backend in state.backends.values():
             await backend.aclose()
         await state.sessions.aclose()
+        await self.ref.recorder.store.close()
 
 
 def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends: Mapping[str, Backend] | None = None,
-                disable_auth: bool = False, disable_commands: bool = False) -> RuntimeState:
-    """Everything a request needs. Raises :class:`dsl.RulesError` when the rules do not compile."""
+                disable_auth: bool = False, disable_commands: bool = False,
+                previous: RuntimeState | None = None) -> RuntimeState:
+    """Everything a request needs. Raises :class:`dsl.RulesError` when the rules do not compile.
+
+    With ``previous`` (a reload), sessions and rate-limit counters carry over, and so do the
+    connectors of backends whose configuration did not change (their pools stay warm).
+    """
     if rules is None:
         rules = load_rules_dir(config.routes_dir, known_backends=config.backends.keys())
         rules.raise_for_errors()
-    built = dict(backends) if backends is not None else build_backends(config)
+    if backends is not None:
+        built = dict(backends)
+    elif previous is not None:
+        built = _reuse_backends(config, previous)
+    else:
+        built = build_backends(config)
+    same_sessions = previous is not None and previous.config.session == config.session
+    sessions = previous.sessions if same_sessions else make_repository(config.session)
+    limiter = previous.dispatcher.limiter if previous is not None else None
     return RuntimeState(
         config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
-        sessions=make_repository(config.session), dispatcher=Dispatcher(built, deadline=config.proxy_timeout),
-        auth=Authenticator(config.auth_keys, enabled=not disable_auth),
+        sessions=sessions, dispatcher=Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter),
+        auth=Authenticator(config.auth_keys, enabled=not disable_auth, admin_keys=config.admin_keys),
         commands_enabled=config.interactive_commands and not disable_commands,
     )
+
+
+def _reuse_backends(config: AppConfig, previous: RuntimeState) -> dict[str, Backend]:
+    fresh = {}
+    for name, cfg in config.backends.items():
+        old_cfg = previous.config.backends.get(name)
+        if old_cfg is not None and old_cfg == cfg and previous.config.proxy_timeout == config.proxy_timeout \
+                and name in previous.backends:
+            fresh[name] = previous.backends[name]
+    missing = {n: c for n, c in config.backends.items() if n not in fresh}
+    if missing:
+        import dataclasses
+
+        fresh.update(build_backends(dataclasses.replace(config, backends=missing)))
+    return {name: fresh[name] for name in config.backends}
 
 
 class ProxyApp(falcon.asgi.App):
     """Falcon's App plus a handle on the swappable runtime state (reload, tests)."""
 
     state_ref: StateRef
+    monitor: HealthMonitor
+    reloader: Reloader
 
 
 def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     """The ASGI app; ``kwargs`` go to :func:`build_state` (tests inject backends and rules)."""
-    ref = StateRef(build_state(config, **kwargs))
+    state = build_state(config, **kwargs)
+    metrics = Metrics()
+    store = SQLiteUsageStore(config.usage.path, retention_days=config.usage.retention_days)
+    ref = StateRef(state, Recorder(store, metrics, config.prices))
     pipeline = Pipeline(ref)
     app = ProxyApp(middleware=[ProxyMiddleware(ref)])
+    monitor = HealthMonitor(ref)
+    reloader = Reloader(ref, config.source_path, build_kwargs=kwargs)
+    ref.on_startup += [monitor.start, reloader.start]
+    ref.on_shutdown += [monitor.stop, reloader.stop]
+    app.monitor, app.reloader = monitor, reloader
     app.req_options.strip_url_path_trailing_slash = True
     models = ModelsResource(pipeline)
     openai_chat = ChatResource(pipeline, OPENAI)
@@ -110,6 +170,12 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v1beta/models", models)
     app.add_route("/v1beta/models/{spec}", gemini)
     app.add_route("/health", HealthResource())
+    app.add_route("/health/backends", BackendHealthResource(ref, monitor.report))
+    app.add_route("/v2/usage/stats", UsageStatsResource(ref))
+    app.add_route("/v2/usage/recent", UsageRecentResource(ref))
+    app.add_route("/v2/audit/logs", AuditLogsResource(ref))
+    app.add_route("/v2/admin/reload", ReloadResource(ref, reloader.reload))
+    app.add_route("/metrics", MetricsResource(ref))
     app.add_route("/", RootResource())
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

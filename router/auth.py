@@ -38,8 +38,12 @@ def presented_key(headers: Mapping[str, str], query: Mapping[str, Any]) -> str |
 class Authenticator:
     """Checks presented keys against the configured ones. ``enabled`` False accepts everyone."""
 
-    def __init__(self, keys: tuple[str, ...] | list[str], enabled: bool = True) -> None:
-        self._keys = [(k.encode("utf-8"), key_id(k)) for k in keys]
+    def __init__(self, keys: tuple[str, ...] | list[str], enabled: bool = True,
+                 admin_keys: tuple[str, ...] | list[str] = ()) -> None:
+        # Admin keys are client keys too; their ids unlock the operator endpoints.
+        everything = list(dict.fromkeys([*keys, *admin_keys]))
+        self._keys = [(k.encode("utf-8"), key_id(k)) for k in everything]
+        self.admin_ids = frozenset(key_id(k) for k in admin_keys)
         self.enabled = enabled
 
     def identify(self, headers: Mapping[str, str], query: Mapping[str, Any]) -> str | None:

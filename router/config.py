@@ -203,6 +203,7 @@ class AppConfig:
     tool_call_loop_detection: ToolCallLoopDetectionConfig = field(default_factory=ToolCallLoopDetectionConfig)
     usage: UsageConfig = field(default_factory=UsageConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # model -> {input, output} per 1M tokens
     source_path: str | None = None  # absolute path of the file read, None for embedded defaults
 
     def backend_timeouts(self, name: str) -> Timeouts:
@@ -469,5 +470,6 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
                           retention_days=usage.get("retention_days", 30)),
         logging=LoggingConfig(level=str(logging_section.get("level", "INFO")).upper(),
                               format=logging_section.get("format", "text")),
+        prices=MappingProxyType({m: MappingProxyType(dict(p)) for m, p in (value.get("prices") or {}).items()}),
         source_path=os.path.abspath(file) if file else None,
     )

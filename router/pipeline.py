@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from backends.base import BackendError
 from dsl.commands import ParsedMessage, parse_message
@@ -24,6 +24,9 @@ from .canonical import (
 from .dispatch import Outcome
 from .errors import ProxyError
 from .frontends import Frontend
+from .metrics import Metrics
+from .recording import Recorder, RequestRecord
+from .usage import SQLiteUsageStore
 from .session_commands import CommandContext, apply_commands, guard_names
 from .sessions import Session, new_session_id, valid_session_id
 from .state import RuntimeState
@@ -172,10 +175,28 @@ class Pipeline:
     # ---- the request ---------------------------------------------------------------------------
 
     async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext) -> Reply:
+        """Serve one request and make sure exactly one usage record is written for it."""
+        rec = RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller, stream=request.stream)
+        try:
+            reply = await self._chat(frontend, request, ctx, rec)
+        except ProxyError as exc:
+            rec.status, rec.error, rec.error_kind = exc.status, exc.message, exc.kind
+            self.ref.recorder.finish(rec)
+            raise
+        except BaseException:
+            rec.status, rec.error = 500, "internal error"
+            self.ref.recorder.finish(rec)
+            raise
+        if isinstance(reply, JsonReply):
+            self.ref.recorder.finish(rec)
+        return reply
+
+    async def _chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext, rec: RequestRecord) -> Reply:
         state = self.ref.state
         sessions = state.sessions
         requested = request.model
         ctx.session_id = session_id_from(ctx.headers)
+        rec.session_id = ctx.session_id
         # A client that sends no session id gets a fresh session it may adopt (the id is in the
         # reply); it is stored only once a command changes it, so anonymous traffic neither fills
         # the store nor evicts real sessions.
@@ -194,9 +215,11 @@ class Pipeline:
                 session = outcome.session
                 await sessions.save(session)
                 facts, plan = self._plan(state, request, requested, session, ctx, frontend)
+                self._audit_commands(parsed, ctx)
             if parsed.only_commands or outcome.failed:
                 log.info("command reply", extra={"request_id": ctx.request_id, "session": session.id})
-                return self._proxy_reply(frontend, request, outcome.text(), headers, ctx)
+                rec.backend, rec.model, rec.finish_reason = "proxy", request.model, "stop"
+                return self._proxy_reply(frontend, request, outcome.text(), headers, ctx, rec)
             if session.interactive:
                 report = outcome.text()
 
@@ -206,8 +229,10 @@ class Pipeline:
         if session.oneoff:
             session.oneoff = None
         self._apply_overrides(request, plan, session)
+        rec.rules, rec.route_rule, rec.prompt_estimate = plan.rules, plan.route_rule, facts.tokens
 
         outcome_d = Outcome()
+        rec.attempts = outcome_d.attempts
         session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
                              "rules": list(plan.rules)}, state.config.session.max_history)
         # Saved before dispatch, not in the background: a client's next request may arrive as soon
@@ -217,13 +242,29 @@ class Pipeline:
         scopes = {"session": session.id, "caller": ctx.caller}
         if request.stream:
             started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
+            rec.ttfb = time.perf_counter() - rec.started
+            rec.backend, rec.model = started.target.backend, started.target.model
             encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
-            return StreamReply(self._stream_body(encoder, started, report, outcome_d), headers)
+            return StreamReply(self._stream_body(encoder, started, report, outcome_d, rec), headers)
         response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
+        rec.ttfb = time.perf_counter() - rec.started
         outcome_d.release(response.usage.total_tokens)
+        target = outcome_d.target
+        rec.backend, rec.model = (target.backend, target.model) if target else (None, response.model)
+        rec.usage, rec.finish_reason = response.usage, response.finish_reason
+        if not response.usage.prompt_tokens and not response.usage.completion_tokens:
+            rec.usage = Usage(rec.prompt_estimate, (len(response.text()) + 3) // 4, estimated=True)
         if report:
             response.parts.insert(0, TextPart(f"[proxy]\n{report}\n\n"))
         return JsonReply(200, frontend.codec.encode_response(response), headers)
+
+    def _audit_commands(self, parsed: ParsedMessage, ctx: RequestContext) -> None:
+        """Commands that change routing are security-relevant: who moved traffic where."""
+        routing = [c.source for c in parsed.commands
+                   if c.name in ("backend", "model", "oneoff", "route-append", "route-prepend", "route-clear")
+                   or (c.name == "set" and any(getattr(e, "field", "") in ("backend", "model") for e in c.edits))]
+        if routing:
+            self.ref.recorder.audit("session_command", ctx.caller, "ok", session=ctx.session_id, commands=routing)
 
     def _plan(self, state: RuntimeState, request: ChatRequest, requested: str, session: Session,
               ctx: RequestContext, frontend: Frontend) -> tuple[Facts, Plan]:
@@ -260,34 +301,54 @@ class Pipeline:
                 setattr(request, key, int(value) if key == "max_tokens" else float(value))
 
     def _proxy_reply(self, frontend: Frontend, request: ChatRequest, text: str, headers: dict[str, str],
-                     ctx: RequestContext) -> Reply:
+                     ctx: RequestContext, rec: RequestRecord) -> Reply:
         response = ChatResponse(id=f"proxy-{uuid.uuid4().hex[:24]}", model=request.model or "proxy",
                                 parts=[TextPart(text)], usage=Usage(), created=int(time.time()))
         if request.stream:
+            recorder = self.ref.recorder
+
             async def chunks() -> AsyncIterator[bytes]:
-                encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
-                for event in response_to_events(response):
-                    yield encoder.encode(event)
+                try:
+                    encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
+                    for event in response_to_events(response):
+                        yield encoder.encode(event)
+                finally:
+                    recorder.finish(rec)
             return StreamReply(chunks(), headers)
         return JsonReply(200, frontend.codec.encode_response(response), headers)
 
-    async def _stream_body(self, encoder: Any, started: Any, report: str | None,
-                           outcome: Outcome) -> AsyncIterator[bytes]:
-        """Encode events as they come; release limits with the real usage when the stream ends."""
+    async def _stream_body(self, encoder: Any, started: Any, report: str | None, outcome: Outcome,
+                           rec: RequestRecord) -> AsyncIterator[bytes]:
+        """Encode events as they come; when the stream ends for any reason (done, failed, client
+        gone), release the limits with the real usage and write the usage record."""
         events = started.events
-        tokens = 0
+        metrics = self.ref.metrics
+        metrics.active_streams.inc()
+        text_chars = 0
+        rec.finish_reason = "incomplete"  # until a StreamEnd says otherwise (client went away)
         try:
             yield encoder.encode(started.first)
             if report and isinstance(started.first, StreamStart):
                 yield encoder.encode(TextDelta(f"[proxy]\n{report}\n\n"))
             async for event in events:
-                if isinstance(event, StreamEnd) and event.usage is not None:
-                    tokens = event.usage.total_tokens
+                if isinstance(event, TextDelta):
+                    text_chars += len(event.text)
+                elif isinstance(event, StreamEnd):
+                    rec.finish_reason = event.finish_reason
+                    if event.usage is not None:
+                        rec.usage = event.usage
+                elif isinstance(event, StreamError):
+                    rec.finish_reason, rec.error = "error", event.message
                 yield encoder.encode(event)
         except BackendError as exc:
+            rec.finish_reason, rec.error = "error", exc.message
             yield encoder.encode(StreamError(f"{exc.backend or 'backend'}: {exc.message}", "api_error"))
         finally:
-            outcome.release(tokens)
+            metrics.active_streams.dec()
+            if rec.usage is None:  # cut off or the provider reported nothing: estimate, and say so
+                rec.usage = Usage(rec.prompt_estimate, (text_chars + 3) // 4, estimated=True)
+            outcome.release(rec.usage.total_tokens)
+            self.ref.recorder.finish(rec)
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -308,10 +369,16 @@ def _only_reminders(parts: list[Any]) -> bool:
 
 
 class StateRef:
-    """Holds the current :class:`RuntimeState`; a reload swaps it in one assignment."""
+    """The current :class:`RuntimeState` (a reload swaps it in one assignment) and the services
+    that outlive reloads: metrics, the usage store and its recorder."""
 
-    def __init__(self, state: RuntimeState) -> None:
+    def __init__(self, state: RuntimeState, recorder: Recorder | None = None) -> None:
         self.state = state
+        self.generation = 0
+        self.metrics = recorder.metrics if recorder else Metrics()
+        self.recorder = recorder or Recorder(SQLiteUsageStore(), self.metrics)
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
 
 
 __all__ = ["Pipeline", "StateRef", "RequestContext", "JsonReply", "StreamReply", "estimate_prompt_tokens",

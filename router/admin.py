@@ -1,0 +1,140 @@
+"""Operator endpoints: usage stats and records, audit log, metrics, backend health, reload.
+
+With ``auth.admin_keys`` configured, only those keys may use them (403 for other valid keys);
+without, any client key may. Query parameters are checked and a bad one is a 400 naming it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Callable
+
+import falcon
+import falcon.asgi
+
+from .errors import ProxyError
+from .metrics import CONTENT_TYPE_LATEST
+from .pipeline import StateRef
+from .usage import AUDIT_TYPES, GROUPS
+
+MAX_PAGE = 1000
+
+
+def _time(req: falcon.asgi.Request, name: str) -> float | None:
+    """Unix seconds or ISO 8601 (``2026-11-25`` or ``2026-11-25T10:00:00Z``)."""
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ProxyError(400, f"{name}: {raw!r} is not a time; use unix seconds or ISO 8601 like 2026-11-25T10:00:00Z",
+                         "invalid_request", param=name) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+def _int(req: falcon.asgi.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ProxyError(400, f"{name}: {raw!r} is not an integer", "invalid_request", param=name) from None
+    if not low <= value <= high:
+        raise ProxyError(400, f"{name}: must be between {low} and {high}, got {value}", "invalid_request", param=name)
+    return value
+
+
+def _choice(req: falcon.asgi.Request, name: str, choices: tuple[str, ...]) -> str | None:
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise ProxyError(400, f"{name}: {raw!r} is not one of {', '.join(choices)}", "invalid_request", param=name)
+    return raw
+
+
+def _unknown_params(req: falcon.asgi.Request, allowed: set[str]) -> None:
+    extra = sorted(set(req.params) - allowed - {"key"})
+    if extra:
+        raise ProxyError(400, f"{extra[0]}: unknown query parameter (allowed: {', '.join(sorted(allowed))})",
+                         "invalid_request", param=extra[0])
+
+
+class AdminResource:
+    """Base: the admin-key check shared by every operator endpoint."""
+
+    def __init__(self, ref: StateRef) -> None:
+        self.ref = ref
+
+    def _authorize(self, req: falcon.asgi.Request) -> None:
+        state = self.ref.state
+        if not state.auth.enabled or not state.config.admin_keys:
+            return
+        if getattr(req.context, "caller", None) not in state.auth.admin_ids:
+            raise ProxyError(403, "this endpoint is for operators: use a key listed in auth.admin_keys", "permission")
+
+
+class UsageStatsResource(AdminResource):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        self._authorize(req)
+        _unknown_params(req, {"since", "until", "group_by"})
+        group_by = _choice(req, "group_by", tuple(GROUPS))
+        resp.media = await self.ref.recorder.store.stats(_time(req, "since"), _time(req, "until"), group_by)
+
+
+class UsageRecentResource(AdminResource):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        self._authorize(req)
+        _unknown_params(req, {"limit", "cursor"})
+        limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
+        items, cursor = await self.ref.recorder.store.recent(limit, _int(req, "cursor", None, 1, 2**62))
+        resp.media = {"data": items, "next_cursor": cursor}
+
+
+class AuditLogsResource(AdminResource):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        self._authorize(req)
+        _unknown_params(req, {"since", "type", "limit", "cursor"})
+        limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
+        items, cursor = await self.ref.recorder.store.audit_logs(
+            _time(req, "since"), _choice(req, "type", AUDIT_TYPES), limit, _int(req, "cursor", None, 1, 2**62))
+        resp.media = {"data": items, "next_cursor": cursor}
+
+
+class MetricsResource(AdminResource):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        self._authorize(req)
+        self.ref.metrics.config_generation.set(self.ref.generation)
+        resp.data = self.ref.metrics.render()
+        resp.content_type = CONTENT_TYPE_LATEST
+
+
+class BackendHealthResource(AdminResource):
+    def __init__(self, ref: StateRef, report: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(ref)
+        self.report = report
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        self._authorize(req)
+        resp.media = {"backends": self.report()}
+
+
+class ReloadResource(AdminResource):
+    def __init__(self, ref: StateRef, reload: Callable[..., Any]) -> None:
+        super().__init__(ref)
+        self.reload = reload
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        self._authorize(req)
+        ok, message = await self.reload(actor=getattr(req.context, "caller", None) or req.remote_addr, reason="api")
+        if not ok:
+            raise ProxyError(400, message, "invalid_request")
+        resp.media = {"status": "reloaded", "generation": self.ref.generation, "detail": message}

@@ -1,0 +1,105 @@
+"""One record per client request, finished exactly once: usage store, metrics, access log.
+
+The pipeline fills a :class:`RequestRecord` as the request goes (plan, attempts, usage, guard
+events); :meth:`Recorder.finish` turns it into a :class:`UsageRecord` and metric updates. Streams
+finish when the stream ends — also when it was cut off, failed or the client went away.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from .canonical import Usage
+from .metrics import Metrics
+from .usage import AuditRecord, UsageRecord, UsageStore
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    frontend: str
+    requested_model: str
+    session_id: str | None = None
+    caller: str | None = None
+    stream: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    ts: float = field(default_factory=time.time)
+    rules: tuple[str, ...] = ()
+    route_rule: str | None = None
+    attempts: list[Any] = field(default_factory=list)
+    backend: str | None = None
+    model: str | None = None
+    status: int = 200
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    prompt_estimate: int = 0  # our own count, used when the provider reports no usage
+    ttfb: float | None = None  # seconds
+    guard_events: list[dict[str, Any]] = field(default_factory=list)
+    cache_hit: bool = False
+    error: str | None = None
+    error_kind: str | None = None
+    finished: bool = False
+
+
+def estimate_completion(chars: int) -> int:
+    return (chars + 3) // 4
+
+
+class Recorder:
+    def __init__(self, store: UsageStore, metrics: Metrics, prices: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.prices = prices or {}
+
+    def cost(self, model: str | None, usage: Usage) -> float | None:
+        """Price per million tokens from config (``prices: {model: {input, output}}``); unknown → None."""
+        price = self.prices.get(model or "")
+        if price is None:
+            return None
+        return round(usage.prompt_tokens * float(price.get("input", 0)) / 1e6
+                     + usage.completion_tokens * float(price.get("output", 0)) / 1e6, 8)
+
+    def finish(self, rec: RequestRecord) -> None:
+        if rec.finished:
+            return
+        rec.finished = True
+        elapsed = time.perf_counter() - rec.started
+        usage = rec.usage or Usage()
+        attempts = [a if isinstance(a, dict) else asdict(a) for a in rec.attempts]
+        self.store.record(UsageRecord(
+            ts=rec.ts, request_id=rec.request_id, session_id=rec.session_id, caller=rec.caller,
+            frontend=rec.frontend, requested_model=rec.requested_model, backend=rec.backend, model=rec.model,
+            status=rec.status, finish_reason=rec.finish_reason, prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
+            tokens_estimated=usage.estimated, latency_ms=round(elapsed * 1000, 3),
+            ttfb_ms=round(rec.ttfb * 1000, 3) if rec.ttfb is not None else None, stream=rec.stream,
+            cache_hit=rec.cache_hit, cost=self.cost(rec.model, usage) if rec.status < 400 else None,
+            route_rule=rec.route_rule, rules=list(rec.rules), attempts=attempts, guard_events=rec.guard_events,
+            error=rec.error,
+        ))
+        m = self.metrics
+        model = m.model_label(rec.model or rec.requested_model)
+        backend = rec.backend or "-"
+        m.requests.labels(rec.frontend, backend, model, str(rec.status)).inc()
+        m.latency.labels(rec.frontend, backend).observe(elapsed)
+        if rec.ttfb is not None:
+            m.ttfb.labels(backend).observe(rec.ttfb)
+        if usage.prompt_tokens:
+            m.tokens.labels(backend, model, "prompt").inc(usage.prompt_tokens)
+        if usage.completion_tokens:
+            m.tokens.labels(backend, model, "completion").inc(usage.completion_tokens)
+        failed = [a for a in attempts if a.get("status") != "ok"]
+        for attempt in failed:
+            m.errors.labels(attempt.get("backend") or "-", attempt.get("status") or "-").inc()
+        if failed and rec.status < 400:
+            m.failovers.labels(backend).inc()
+        if rec.status == 429:
+            m.rate_limited.labels("proxy").inc()
+        for event in rec.guard_events:
+            m.guard_events.labels(event.get("kind", "-")).inc()
+        m.usage_dropped.set(self.store.dropped)
+
+    def audit(self, type_: str, actor: str | None, outcome: str, **detail: Any) -> None:
+        self.store.audit(AuditRecord(ts=time.time(), type=type_, actor=actor, outcome=outcome, detail=detail))
