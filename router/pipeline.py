@@ -10,7 +10,9 @@ import itertools
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+
+from cachetools import TTLCache
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from backends.base import BackendError
@@ -19,15 +21,16 @@ from dsl.evaluate import Facts, Plan, evaluate
 from dsl.session import session_ruleset
 
 from .canonical import (
-    ChatRequest, ChatResponse, Message, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
+    ChatRequest, ChatResponse, Message, StreamEvent, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
 )
 from .dispatch import Outcome
 from .errors import ProxyError
 from .frontends import Frontend
+from .guards import GuardChain, ToolCallHistory, apply_to_response, build_chain
 from .metrics import Metrics
 from .recording import Recorder, RequestRecord
 from .usage import SQLiteUsageStore
-from .session_commands import CommandContext, apply_commands, guard_names
+from .session_commands import CommandContext, apply_commands
 from .sessions import Session, new_session_id, valid_session_id
 from .state import RuntimeState
 
@@ -98,6 +101,7 @@ def session_id_from(headers: Mapping[str, str]) -> str:
 class Pipeline:
     def __init__(self, state_ref: "StateRef") -> None:
         self.ref = state_ref
+        self._tool_histories: TTLCache[str, ToolCallHistory] = TTLCache(maxsize=10_000, ttl=3600)
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -153,24 +157,18 @@ class Pipeline:
             guards=lambda s: self._guards(state, s, plan),
         )
 
-    @staticmethod
-    def _guards(state: RuntimeState, session: Session, plan: Plan | None) -> list[str]:
-        """Guards in effect: config defaults, overridden by rule ``post:``, overridden by the session."""
-        cfg = state.config
-        active = {
-            "tool_call_repair": cfg.session.tool_call_repair_enabled,
-            "loop_detection": cfg.loop_detection.enabled,
-            "tool_call_loop_detection": cfg.tool_call_loop_detection.enabled,
-        }
-        described = {name: name for name in active}
-        if plan is not None:
-            for post in plan.post:
-                active[post.name] = bool(post.param("enabled", True))
-                described[post.name] = guard_names([post])[0] if active[post.name] else post.name
-        for name in active:
-            if name in session.params:
-                active[name] = bool(session.params[name])
-        return [described[n] + ("" if active[n] else " (off)") for n in active if active[n]] or []
+    def _guards(self, state: RuntimeState, session: Session, plan: Plan | None) -> list[str]:
+        """Guards in effect for this session: config defaults < rule ``post:`` < session switches."""
+        chain = build_chain(request=ChatRequest(model="", messages=[]), rule_post=plan.post if plan else (),
+                            config=state.config, session_params=session.params, history=self._history(session.id))
+        return chain.active()
+
+    def _history(self, session_id: str) -> ToolCallHistory:
+        """The session's tool-call history (in process, bounded, idle ones forgotten)."""
+        history = self._tool_histories.get(session_id)
+        if history is None:
+            history = self._tool_histories[session_id] = ToolCallHistory()
+        return history
 
     # ---- the request ---------------------------------------------------------------------------
 
@@ -240,13 +238,17 @@ class Pipeline:
         if not anonymous:
             await sessions.save(session)
         scopes = {"session": session.id, "caller": ctx.caller}
+        guards = build_chain(request=request, rule_post=plan.post, config=state.config,
+                             session_params=session.params, history=self._history(session.id))
         if request.stream:
             started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
             rec.ttfb = time.perf_counter() - rec.started
             rec.backend, rec.model = started.target.backend, started.target.model
             encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
-            return StreamReply(self._stream_body(encoder, started, report, outcome_d, rec), headers)
+            return StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards), headers)
         response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
+        response = apply_to_response(guards, response)
+        rec.guard_events = [asdict(e) for e in guards.events]
         rec.ttfb = time.perf_counter() - rec.started
         outcome_d.release(response.usage.total_tokens)
         target = outcome_d.target
@@ -318,19 +320,20 @@ class Pipeline:
         return JsonReply(200, frontend.codec.encode_response(response), headers)
 
     async def _stream_body(self, encoder: Any, started: Any, report: str | None, outcome: Outcome,
-                           rec: RequestRecord) -> AsyncIterator[bytes]:
-        """Encode events as they come; when the stream ends for any reason (done, failed, client
-        gone), release the limits with the real usage and write the usage record."""
+                           rec: RequestRecord, guards: GuardChain) -> AsyncIterator[bytes]:
+        """Events go through the guards, then the client's encoder. When the stream ends for any
+        reason (done, cut by a guard, failed, client gone): close the upstream, release the
+        limits with the real usage, write the usage record."""
         events = started.events
         metrics = self.ref.metrics
         metrics.active_streams.inc()
         text_chars = 0
         rec.finish_reason = "incomplete"  # until a StreamEnd says otherwise (client went away)
-        try:
-            yield encoder.encode(started.first)
-            if report and isinstance(started.first, StreamStart):
-                yield encoder.encode(TextDelta(f"[proxy]\n{report}\n\n"))
-            async for event in events:
+
+        def out(upstream_event: StreamEvent) -> list[bytes]:
+            nonlocal text_chars
+            frames = []
+            for event in guards.feed(upstream_event):
                 if isinstance(event, TextDelta):
                     text_chars += len(event.text)
                 elif isinstance(event, StreamEnd):
@@ -339,13 +342,29 @@ class Pipeline:
                         rec.usage = event.usage
                 elif isinstance(event, StreamError):
                     rec.finish_reason, rec.error = "error", event.message
+                frames.append(encoder.encode(event))
+            return frames
+
+        try:
+            for frame in out(started.first):
+                yield frame
+            if report and isinstance(started.first, StreamStart):
+                yield encoder.encode(TextDelta(f"[proxy]\n{report}\n\n"))
+            if not guards.stop_upstream:
+                async for upstream_event in events:
+                    for frame in out(upstream_event):
+                        yield frame
+                    if guards.stop_upstream:
+                        break  # a guard cut the stream: stop reading (and paying for) the rest
+            for event in guards.finish():
                 yield encoder.encode(event)
         except BackendError as exc:
             rec.finish_reason, rec.error = "error", exc.message
             yield encoder.encode(StreamError(f"{exc.backend or 'backend'}: {exc.message}", "api_error"))
         finally:
             metrics.active_streams.dec()
-            if rec.usage is None:  # cut off or the provider reported nothing: estimate, and say so
+            rec.guard_events = [asdict(e) for e in guards.events]
+            if rec.usage is None:  # cut off, or the provider reported nothing: estimate, and say so
                 rec.usage = Usage(rec.prompt_estimate, (text_chars + 3) // 4, estimated=True)
             outcome.release(rec.usage.total_tokens)
             self.ref.recorder.finish(rec)
