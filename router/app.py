@@ -110,9 +110,11 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
     same_sessions = previous is not None and previous.config.session == config.session
     sessions = previous.sessions if same_sessions else make_repository(config.session)
     limiter = previous.dispatcher.limiter if previous is not None else None
+    dispatcher = Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter)
+    dispatcher.health = previous.dispatcher.health if previous is not None else None
     return RuntimeState(
         config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
-        sessions=sessions, dispatcher=Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter),
+        sessions=sessions, dispatcher=dispatcher,
         auth=Authenticator(config.auth_keys, enabled=not disable_auth, admin_keys=config.admin_keys),
         commands_enabled=config.interactive_commands and not disable_commands,
     )
@@ -150,6 +152,7 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     pipeline = Pipeline(ref)
     app = ProxyApp(middleware=[ProxyMiddleware(ref)])
     monitor = HealthMonitor(ref)
+    ref.state.dispatcher.health = monitor
     reloader = Reloader(ref, config.source_path, build_kwargs=kwargs)
     ref.on_startup += [monitor.start, reloader.start]
     ref.on_shutdown += [monitor.stop, reloader.stop]

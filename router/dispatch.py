@@ -16,7 +16,7 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Mapping
+from typing import AsyncIterator, Mapping, Protocol
 
 from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
 from dsl import ir
@@ -25,6 +25,11 @@ from dsl.evaluate import Plan
 from .canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from .errors import ProxyError
 from .limits import KEY_GATE, KEY_USED, InProcessLimiter, Limiter, Rejection, Reservation
+
+class HealthLike(Protocol):
+    def allow(self, backend: str) -> bool: ...
+    def record(self, backend: str, ok: bool, kind: str | None = None) -> None: ...
+
 
 RETRY_KINDS = frozenset({"connection", "server", "overloaded"})
 # StreamError.kind (the wire codecs' error kinds) -> BackendError kind
@@ -101,6 +106,7 @@ class Dispatcher:
         self.retry = retry
         self.deadline = deadline
         self.rng = rng or random.Random()
+        self.health: HealthLike | None = None  # the circuit breaker, set by the app
 
     async def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
                        scopes: Mapping[str, str | None] | None = None) -> ChatResponse:
@@ -153,7 +159,17 @@ class Dispatcher:
         deadline = time.monotonic() + self.deadline
         last: BackendError | None = None
         local_rejection: Rejection | None = None
-        for target in ordered_targets(plan, self.rng):
+        targets = ordered_targets(plan, self.rng)
+        health = self.health
+        if health is not None:
+            # Skip backends whose circuit is open; if that leaves nothing, try them anyway
+            # (better a likely failure than a certain one).
+            allowed = [t for t in targets if health.allow(t.backend)]
+            for skipped in (t for t in targets if t not in allowed):
+                outcome.attempts.append(Attempt(skipped.backend, skipped.model or request.model, "circuit_open", 0.0,
+                                                error="backend is failing; skipped until it recovers"))
+            targets = allowed or targets
+        for target in targets:
             held = len(outcome.reservations)
             rejection = self._acquire([(lim, target.backend) for lim in per_backend], outcome)
             if rejection is not None:
@@ -216,10 +232,14 @@ class Dispatcher:
         except BackendError as exc:
             exc.backend = exc.backend or target.backend
             self._record(outcome, target, request, exc, started)
+            if self.health is not None:
+                self.health.record(target.backend, False, exc.kind)
             raise
         finally:
             KEY_GATE.reset(gate_token)
         outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), KEY_USED.get()))
+        if self.health is not None:
+            self.health.record(target.backend, True)
         return result
 
     @staticmethod
