@@ -17,6 +17,18 @@ from .registry import (
 )
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh])$")
+
+
+def parse_duration(value: object) -> int | None:
+    """Seconds from ``600``, ``"90s"``, ``"10m"``, ``"2h"``; None when it is not a duration."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return int(float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)])
+    return None
 
 
 class Context:
@@ -67,6 +79,11 @@ def coerce(value: object, param: Param, what: str, span: ir.Span | None, ctx: Co
         if param.minimum is not None and value < param.minimum or param.maximum is not None and value > param.maximum:
             raise fail()
         return int(value) if t == "int" else value
+    if t == "duration":
+        seconds = parse_duration(value if not isinstance(value, ir.Chain) else _chain_as_word(value))
+        if seconds is None or param.minimum is not None and seconds < param.minimum:
+            raise fail()
+        return seconds
     if t == "chain":
         if isinstance(value, ir.Chain):
             return value

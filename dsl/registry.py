@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ParamType = Literal["int", "number", "bool", "string", "name", "target", "chain", "enum", "any"]
+ParamType = Literal["int", "number", "bool", "string", "name", "target", "chain", "enum", "duration", "any"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ class Param:
             "name": "a name",
             "target": "a target backend:model",
             "chain": "a route like backend:model -> backend:model",
+            "duration": "a duration in seconds, or like 90s, 10m, 2h",
             "any": "a value",
         }[self.type] + bounds
 
@@ -122,6 +123,7 @@ SESSION_SETTINGS: dict[str, Param] = {
         Param("loop_detection", "bool", help="text loop detection on/off"),
         Param("tool_call_repair", "bool", help="repair tool calls written as text"),
         Param("tool_call_loop_detection", "bool", help="tool-call loop detection on/off"),
+        Param("cache", "bool", help="response cache on/off for this session (rules opt in)"),
     )
 }
 
@@ -177,6 +179,7 @@ class ProcessorSpec:
     name: str
     params: tuple[Param, ...]
     summary: str
+    guard: bool = True  # an agent guard (router/guards); False for the response cache
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -209,6 +212,12 @@ POST_PROCESSORS: dict[str, ProcessorSpec] = {
                 Param("mode", "enum", choices=("break", "chance_then_block")),
             ),
             "stop an agent that repeats the same tool call",
+        ),
+        ProcessorSpec(
+            "cache",
+            (Param("enabled", "bool", default=True), Param("ttl", "duration", minimum=1)),
+            "answer identical requests from a bounded in-process cache for ttl (default 5m)",
+            guard=False,
         ),
     )
 }

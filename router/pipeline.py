@@ -21,10 +21,11 @@ from dsl.evaluate import Facts, Plan, evaluate
 from dsl.session import session_ruleset
 
 from .canonical import (
-    ChatRequest, ChatResponse, Message, StreamEvent, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
+    ChatRequest, ChatResponse, Message, ResponseAccumulator, StreamEvent, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
 )
 from .dispatch import Outcome
 from .errors import ProxyError
+from .cache import ResponseCache, cache_ttl, request_key
 from .frontends import Frontend
 from .guards import GuardChain, ToolCallHistory, apply_to_response, build_chain
 from .metrics import Metrics
@@ -102,6 +103,7 @@ class Pipeline:
     def __init__(self, state_ref: "StateRef") -> None:
         self.ref = state_ref
         self._tool_histories: TTLCache[str, ToolCallHistory] = TTLCache(maxsize=10_000, ttl=3600)
+        self.cache = ResponseCache()
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -240,15 +242,22 @@ class Pipeline:
         scopes = {"session": session.id, "caller": ctx.caller}
         guards = build_chain(request=request, rule_post=plan.post, config=state.config,
                              session_params=session.params, history=self._history(session.id))
+        cache = self._cache_lookup(request, plan, session, headers)
+        if isinstance(cache, ChatResponse):
+            rec.cache_hit, rec.backend, rec.model = True, "cache", cache.model
+            rec.usage, rec.finish_reason = Usage(), cache.finish_reason  # no provider tokens spent
+            return self._local_reply(frontend, request, cache, headers, ctx, rec)
         if request.stream:
             started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
             rec.ttfb = time.perf_counter() - rec.started
             rec.backend, rec.model = started.target.backend, started.target.model
             encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
-            return StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards), headers)
+            return StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, cache), headers)
         response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
         response = apply_to_response(guards, response)
         rec.guard_events = [asdict(e) for e in guards.events]
+        if cache is not None and not guards.events:
+            self.cache.put(cache[0], response, cache[1])
         rec.ttfb = time.perf_counter() - rec.started
         outcome_d.release(response.usage.total_tokens)
         target = outcome_d.target
@@ -302,10 +311,27 @@ class Pipeline:
             if value is not None:
                 setattr(request, key, int(value) if key == "max_tokens" else float(value))
 
+    def _cache_lookup(self, request: ChatRequest, plan: Plan, session: Session,
+                      headers: dict[str, str]) -> ChatResponse | tuple[str, int] | None:
+        """A cached answer, or (key, ttl) to store this one under, or None when caching is off."""
+        ttl = cache_ttl(plan, session.params)
+        if ttl is None:
+            return None
+        key = request_key(request, plan)
+        cached = self.cache.get(key)
+        headers["x-cache"] = "hit" if cached is not None else "miss"
+        self.ref.metrics.cache.labels(headers["x-cache"]).inc()
+        return cached if cached is not None else (key, ttl)
+
     def _proxy_reply(self, frontend: Frontend, request: ChatRequest, text: str, headers: dict[str, str],
                      ctx: RequestContext, rec: RequestRecord) -> Reply:
         response = ChatResponse(id=f"proxy-{uuid.uuid4().hex[:24]}", model=request.model or "proxy",
                                 parts=[TextPart(text)], usage=Usage(), created=int(time.time()))
+        return self._local_reply(frontend, request, response, headers, ctx, rec)
+
+    def _local_reply(self, frontend: Frontend, request: ChatRequest, response: ChatResponse,
+                     headers: dict[str, str], ctx: RequestContext, rec: RequestRecord) -> Reply:
+        """An answer the proxy has itself (a command reply, a cached answer): JSON or replayed as a stream."""
         if request.stream:
             recorder = self.ref.recorder
 
@@ -320,7 +346,8 @@ class Pipeline:
         return JsonReply(200, frontend.codec.encode_response(response), headers)
 
     async def _stream_body(self, encoder: Any, started: Any, report: str | None, outcome: Outcome,
-                           rec: RequestRecord, guards: GuardChain) -> AsyncIterator[bytes]:
+                           rec: RequestRecord, guards: GuardChain,
+                           cache: tuple[str, int] | None = None) -> AsyncIterator[bytes]:
         """Events go through the guards, then the client's encoder. When the stream ends for any
         reason (done, cut by a guard, failed, client gone): close the upstream, release the
         limits with the real usage, write the usage record."""
@@ -330,10 +357,14 @@ class Pipeline:
         text_chars = 0
         rec.finish_reason = "incomplete"  # until a StreamEnd says otherwise (client went away)
 
+        keep = ResponseAccumulator() if cache is not None else None
+
         def out(upstream_event: StreamEvent) -> list[bytes]:
             nonlocal text_chars
             frames = []
             for event in guards.feed(upstream_event):
+                if keep is not None:
+                    keep.feed(event)
                 if isinstance(event, TextDelta):
                     text_chars += len(event.text)
                 elif isinstance(event, StreamEnd):
@@ -358,6 +389,8 @@ class Pipeline:
                         break  # a guard cut the stream: stop reading (and paying for) the rest
             for event in guards.finish():
                 yield encoder.encode(event)
+            if keep is not None and cache is not None and not guards.events and rec.finish_reason not in ("error", "incomplete"):
+                self.cache.put(cache[0], keep.result(), cache[1])
         except BackendError as exc:
             rec.finish_reason, rec.error = "error", exc.message
             yield encoder.encode(StreamError(f"{exc.backend or 'backend'}: {exc.message}", "api_error"))

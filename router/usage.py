@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 log = logging.getLogger("llm_proxy.usage")
@@ -112,14 +112,22 @@ class SQLiteUsageStore:
         self._lock = threading.Lock()  # one connection, used from worker threads one at a time
         with self._lock:
             if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._connection().execute("PRAGMA journal_mode=WAL")
+                self._connection().execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         self._writer: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self._warned_drop = False
+        self._closing = False
 
     # ---- writing ---------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """The connection, reopened if a shutdown closed it (test clients cycle the lifespan)."""
+        if self._db is None:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+        return self._db
 
     async def start(self) -> None:
         if self._writer is None:
@@ -128,7 +136,12 @@ class SQLiteUsageStore:
 
     def _put(self, item: tuple[str, Any]) -> bool:
         if self._queue is None:  # not started (tests, check): write synchronously
-            self._write_batch([item])
+            try:
+                self._write_batch([item])
+            except Exception:  # noqa: BLE001 - recording must never fail a request
+                self.dropped += 1
+                log.exception("usage store: could not write a record (dropped so far: %d)", self.dropped)
+                return False
             return True
         try:
             self._queue.put_nowait(item)
@@ -158,8 +171,8 @@ class SQLiteUsageStore:
                 try:
                     batch.append(queue.get_nowait())
                 except asyncio.QueueEmpty:
-                    if time.monotonic() >= deadline:
-                        break
+                    if self._closing or time.monotonic() >= deadline:
+                        break  # closing: write now, do not wait out the batching window
                     await asyncio.sleep(min(0.02, self.flush_interval))
             try:
                 await asyncio.to_thread(self._write_batch, batch)
@@ -173,18 +186,18 @@ class SQLiteUsageStore:
         usage = [_usage_row(r) for kind, r in batch if kind == "usage"]
         audits = [(r.ts, r.type, r.actor, r.outcome, json.dumps(r.detail)) for kind, r in batch if kind == "audit"]
         with self._lock:
-            self._db.execute("BEGIN")
+            self._connection().execute("BEGIN")
             try:
                 if usage:
-                    self._db.executemany(
+                    self._connection().executemany(
                         f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(_USAGE_COLUMNS))})",
                         usage)
                 if audits:
-                    self._db.executemany("INSERT INTO audit (ts, type, actor, outcome, detail) VALUES (?, ?, ?, ?, ?)",
+                    self._connection().executemany("INSERT INTO audit (ts, type, actor, outcome, detail) VALUES (?, ?, ?, ?, ?)",
                                          audits)
-                self._db.execute("COMMIT")
+                self._connection().execute("COMMIT")
             except Exception:
-                self._db.execute("ROLLBACK")
+                self._connection().execute("ROLLBACK")
                 raise
             self.written += len(batch)
             now = time.time()
@@ -196,8 +209,8 @@ class SQLiteUsageStore:
         self._last_prune = now
         if self.retention_days > 0:
             cutoff = now - self.retention_days * 86400
-            self._db.execute("DELETE FROM usage WHERE ts < ?", (cutoff,))
-            self._db.execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
+            self._connection().execute("DELETE FROM usage WHERE ts < ?", (cutoff,))
+            self._connection().execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
 
     async def flush(self) -> None:
         if self._queue is not None:
@@ -206,6 +219,7 @@ class SQLiteUsageStore:
     async def close(self) -> None:
         """Flush what is queued, stop the writer, close the database."""
         if self._writer is not None:
+            self._closing = True
             await self.flush()
             self._writer.cancel()
             try:
@@ -213,14 +227,17 @@ class SQLiteUsageStore:
             except asyncio.CancelledError:
                 pass
             self._writer = None
-        with self._lock:
-            self._db.close()
+        self._queue = None  # anything recorded after shutdown is written directly
+        if self.path != ":memory:":  # an in-memory database would lose its rows; a file keeps them
+            with self._lock:
+                self._db.close()
+                self._db = None  # type: ignore[assignment]
 
     # ---- reading ---------------------------------------------------------------------------------
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            return self._connection().execute(sql, args).fetchall()
 
     async def stats(self, since: float | None = None, until: float | None = None,
                     group_by: str | None = None) -> dict[str, Any]:
@@ -262,10 +279,17 @@ class SQLiteUsageStore:
         return items, (items[-1]["id"] if len(items) == limit else None)
 
 
+_ROW_KINDS = tuple((c, 2 if c in _JSON_COLUMNS else 1 if c in _BOOL_COLUMNS else 0) for c in _USAGE_COLUMNS)
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def _usage_row(record: UsageRecord) -> tuple[Any, ...]:
-    data = asdict(record)
-    return tuple(json.dumps(data[c]) if c in _JSON_COLUMNS else int(data[c]) if c in _BOOL_COLUMNS else data[c]
-                 for c in _USAGE_COLUMNS)
+    """One row; plain attribute reads (``asdict`` deep-copies, and this runs for every request)."""
+    out = []
+    for column, kind in _ROW_KINDS:
+        value = getattr(record, column)
+        out.append(((_dumps(value) if value else "[]") if kind == 2 else int(value)) if kind else value)
+    return tuple(out)
 
 
 def _usage_dict(row: sqlite3.Row) -> dict[str, Any]:
