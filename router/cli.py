@@ -67,6 +67,11 @@ def serve(argv: Sequence[str]) -> int:
     parser.add_argument("--disable-auth", action="store_true", help="accept requests without an API key")
     parser.add_argument("--disable-interactive-commands", action="store_true", help="treat !/ text as plain text")
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    parser.add_argument("--log-format", choices=("text", "json"), default=None, help="log lines as text or JSON")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (limits, caches and health are per process)")
+    parser.add_argument("--drain-timeout", type=float, default=30.0,
+                        help="seconds to let open requests and streams finish on SIGTERM")
     args = parser.parse_args(argv)
     from .server import run  # imported late: `check` must not need the server's dependencies
 

@@ -6,11 +6,13 @@ import argparse
 import dataclasses
 import ipaddress
 import logging
+import os
 import sys
 
 from dsl.errors import RulesError, RulesErrors
 
 from .config import load_config
+from .logs import config_secrets, setup_logging
 
 log = logging.getLogger("llm_proxy")
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             print(err.render(), file=sys.stderr)
         return 2
     level = (args.log_level or config.logging.level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(level, args.log_format or config.logging.format, config_secrets(config))
     disable_auth = args.disable_auth
     if not config.auth_keys and not disable_auth:
         if not _is_loopback(args.host):
@@ -56,11 +58,23 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     print(f"llm-interactive-proxy on http://{args.host}:{args.port} — backends: {', '.join(config.backends)}; "
-          f"default: {config.default_backend}; rules: {len(app.state_ref.state.rules.rules)}", file=sys.stderr)
+          f"default: {config.default_backend}; rules: {len(app.state_ref.state.rules.rules)}"
+          + (f"; {args.workers} workers" if args.workers > 1 else ""), file=sys.stderr)
+    common = dict(host=args.host, port=args.port, log_level=level.lower(), access_log=False, lifespan="on",
+                  log_config=None, timeout_graceful_shutdown=args.drain_timeout)
+    if args.workers > 1:
+        # Each worker imports router.asgi and builds the same app from these variables.
+        os.environ["LLM_PROXY_CONFIG"] = config.source_path or ""
+        os.environ["LLM_PROXY_DISABLE_AUTH"] = "1" if disable_auth else "0"
+        os.environ["LLM_PROXY_DISABLE_COMMANDS"] = "1" if args.disable_interactive_commands else "0"
+        uvicorn.run("router.asgi:create", factory=True, workers=args.workers, **common)
+        return 0
     import gc
 
     gc.collect()
     gc.freeze()  # start-up objects (grammar, rules, codecs) never need scanning again
     gc.set_threshold(20_000, 50, 100)  # requests allocate many short-lived objects; collect less often
-    uvicorn.run(app, host=args.host, port=args.port, log_level=level.lower(), access_log=False, lifespan="on")
+    # SIGTERM: uvicorn stops accepting, lets requests and streams finish for up to drain_timeout,
+    # then the lifespan shutdown flushes the usage queue and closes connectors.
+    uvicorn.run(app, **common)
     return 0

@@ -1,0 +1,21 @@
+"""ASGI entry point for ``--workers N`` (uvicorn imports it in each worker process).
+
+The serving options travel in environment variables set by ``llm-interactive-proxy`` itself, so
+every worker builds the same app. Each worker has its own in-process limits, caches and health
+state until a shared store backs them (see README "Running it").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from .app import ProxyApp, create_app
+from .config import load_config
+
+
+def create() -> ProxyApp:
+    config = load_config(os.environ.get("LLM_PROXY_CONFIG") or None)
+    if os.environ.get("LLM_PROXY_DISABLE_COMMANDS") == "1":
+        config = dataclasses.replace(config, interactive_commands=False)
+    return create_app(config, disable_auth=os.environ.get("LLM_PROXY_DISABLE_AUTH") == "1")

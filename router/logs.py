@@ -1,0 +1,87 @@
+"""Logging set-up: readable text by default, JSON lines with ``--log-format json``, and a
+redaction filter on every handler so no API key or OAuth token reaches a log, whoever logs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Iterable
+
+# Shapes of credentials, redacted even when we do not know the exact value.
+_CREDENTIAL = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|ya29\.[0-9A-Za-z_\-.]+"
+                         r"|(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{8,}|(?i:(?:x-api-key|x-goog-api-key|authorization)"
+                         r"['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{6,})")
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces known secrets and credential-shaped strings in the final message (and extras)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
+        return _CREDENTIAL.sub("[redacted]", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.scrub(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, self.scrub(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and every ``extra`` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": round(record.created, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+               "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                out[key] = value
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        return json.dumps(out, default=str)
+
+
+def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> RedactingFilter:
+    """Configure the root logger once: one stderr handler, the chosen format, redaction on."""
+    handler = logging.StreamHandler()
+    redactor = RedactingFilter(secrets)
+    handler.addFilter(redactor)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # let uvicorn's records reach our handler
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    return redactor
+
+
+def config_secrets(config: object) -> list[str]:
+    """Every key the config holds: client, admin and backend keys."""
+    keys = list(getattr(config, "auth_keys", ())) + list(getattr(config, "admin_keys", ()))
+    for backend in getattr(config, "backends", {}).values():
+        keys += list(backend.api_keys)
+    return keys
