@@ -252,10 +252,18 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
+class RateLimited(ProxyError):
+    """One of the plan's own limits refused the request (not a provider's 429)."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        seconds = max(1, int(rejection.retry_after + 0.999))
+        super().__init__(429, f"{rejection.describe()}; retry in {seconds}s", "rate_limit",
+                         headers={"Retry-After": str(seconds)})
+        self.rejection = rejection
+
+
 def _limited(rejection: Rejection) -> ProxyError:
-    seconds = max(1, int(rejection.retry_after + 0.999))
-    return ProxyError(429, f"{rejection.describe()}; retry in {seconds}s", "rate_limit",
-                      headers={"Retry-After": str(seconds)})
+    return RateLimited(rejection)
 
 
 def to_proxy_error(exc: BackendError | None, attempts: int) -> ProxyError:

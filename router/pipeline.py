@@ -23,7 +23,7 @@ from dsl.session import session_ruleset
 from .canonical import (
     ChatRequest, ChatResponse, Message, ResponseAccumulator, StreamEvent, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
 )
-from .dispatch import Outcome
+from .dispatch import Outcome, RateLimited
 from .errors import ProxyError
 from .cache import ResponseCache, cache_ttl, request_key
 from .frontends import Frontend
@@ -182,6 +182,11 @@ class Pipeline:
         except ProxyError as exc:
             rec.status, rec.error, rec.error_kind = exc.status, exc.message, exc.kind
             self.ref.recorder.finish(rec)
+            if isinstance(exc, RateLimited):
+                limit = exc.rejection.limit
+                self.ref.recorder.audit("rate_limit", ctx.caller, "rejected", session=ctx.session_id,
+                                        limit=f"{limit.kind}({limit.amount}, per={limit.per})",
+                                        scope=exc.rejection.scope_value)
             raise
         except BaseException:
             rec.status, rec.error = 500, "internal error"
