@@ -25,6 +25,7 @@ _NUMBER_SUFFIX = {"k": 1_000, "M": 1_000_000}
 # Terminal names → words a person understands, for "expected ..." hints.
 _FRIENDLY = {
     "WORD": "a name",
+    "TARGET": "a target backend:model",
     "STRING": "a quoted string",
     "NUMBER": "a number",
     "PERCENT": "a weight like 70%",
@@ -131,6 +132,10 @@ class _ToIR(Transformer):
 
     def quoted_model(self, tok: Token) -> str:
         return unquote(tok)
+
+    def target_token(self, tok: Token) -> ir.Target:
+        backend, _, model = str(tok).partition(":")
+        return ir.Target(backend, model, self._at(tok))
 
     def target(self, backend: Token, model: str | None = None) -> ir.Target:
         return ir.Target(str(backend), model, self._at(backend))
