@@ -34,7 +34,4 @@ class AnthropicBackend(HttpBackend):
             yield event
 
     async def fetch_models(self) -> list[str]:
-        response, _key = await self.call("GET", f"{self.base_url}/v1/models", None)
-        data = await self.read_json(response)
-        items = data.get("data", []) if isinstance(data, dict) else []
-        return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
+        return await self.model_ids(f"{self.base_url}/v1/models", "data", "id")

@@ -39,7 +39,5 @@ class GeminiBackend(HttpBackend):
             yield event
 
     async def fetch_models(self) -> list[str]:
-        response, _key = await self.call("GET", f"{self.base_url}/v1beta/models", None)
-        data = await self.read_json(response)
-        items = data.get("models", []) if isinstance(data, dict) else []
-        return [str(m["name"]).removeprefix("models/") for m in items if isinstance(m, dict) and "name" in m]
+        names = await self.model_ids(f"{self.base_url}/v1beta/models", "models", "name")
+        return [name.removeprefix("models/") for name in names]

@@ -278,6 +278,13 @@ class HttpBackend(Backend):
     async def fetch_models(self) -> list[str]:
         return []
 
+    async def model_ids(self, url: str, list_key: str, id_key: str) -> list[str]:
+        """GET a provider's model listing: ``{list_key: [{id_key: ...}, ...]}``."""
+        response, _key = await self.call("GET", url, None)
+        data = await self.read_json(response)
+        items = data.get(list_key, []) if isinstance(data, dict) else []
+        return [str(m[id_key]) for m in items if isinstance(m, dict) and id_key in m]
+
     async def health(self) -> Health:
         started = time.perf_counter()
         try:

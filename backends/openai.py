@@ -29,10 +29,7 @@ class OpenAIBackend(HttpBackend):
             yield event
 
     async def fetch_models(self) -> list[str]:
-        response, _key = await self.call("GET", f"{self.base_url}/models", None)
-        data = await self.read_json(response)
-        items = data.get("data", []) if isinstance(data, dict) else []
-        return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
+        return await self.model_ids(f"{self.base_url}/models", "data", "id")
 
 
 class OpenRouterBackend(OpenAIBackend):
