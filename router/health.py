@@ -113,6 +113,9 @@ class HealthMonitor:
         if ok:
             self.record(name, True)
         else:
+            # A failed check counts like a failed request: a backend that stays down opens its
+            # circuit even when no traffic reaches it, and dispatch skips it until a check passes.
+            self.record(name, False, error or "check_failed")
             status.ok, status.last_error = False, error
         self.ref.metrics.backend_up.labels(name).set(1 if status.ok else 0)
 

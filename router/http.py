@@ -83,7 +83,28 @@ def send(resp: falcon.asgi.Response, reply: Reply) -> None:
     resp.content_type = "text/event-stream"
     resp.set_header("Cache-Control", "no-cache")
     resp.set_header("X-Accel-Buffering", "no")
-    resp.stream = reply.chunks
+    resp.sse = _frames(reply.chunks)
+
+
+class _Frame(falcon.asgi.SSEvent):
+    """An already-encoded SSE frame. Sent through Falcon's SSE path because that path watches for
+    the client hanging up (``resp.stream`` does not): then the pipeline stops reading upstream."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def serialize(self, handler: Any = None) -> bytes:
+        return self.raw
+
+
+async def _frames(chunks: Any) -> Any:
+    try:
+        async for chunk in chunks:
+            yield _Frame(chunk)
+    finally:
+        await chunks.aclose()  # the pipeline's finally: upstream closed, usage recorded
 
 
 def render_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, err: ProxyError) -> None:

@@ -47,11 +47,32 @@ def estimate_completion(chars: int) -> int:
     return (chars + 3) // 4
 
 
+def _attempt_dict(attempt: Any) -> dict[str, Any]:
+    """An attempt as a plain dict (its fields are scalars: no need for ``asdict``'s deep copy)."""
+    if isinstance(attempt, dict):
+        return attempt
+    fields = getattr(attempt, "__dataclass_fields__", None)
+    if fields is None:
+        return asdict(attempt)
+    return {name: getattr(attempt, name) for name in fields}
+
+
 class Recorder:
     def __init__(self, store: UsageStore, metrics: Metrics, prices: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.prices = prices or {}
+        # Labelled children by label values: ``labels()`` takes a lock and builds a key every call,
+        # and this runs for every request. Bounded like the labels themselves.
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._dropped_seen = -1
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def cost(self, model: str | None, usage: Usage) -> float | None:
         """Price per million tokens from config (``prices: {model: {input, output}}``); unknown → None."""
@@ -67,7 +88,7 @@ class Recorder:
         rec.finished = True
         elapsed = time.perf_counter() - rec.started
         usage = rec.usage or Usage()
-        attempts = [a if isinstance(a, dict) else asdict(a) for a in rec.attempts]
+        attempts = [_attempt_dict(a) for a in rec.attempts]
         self.store.record(UsageRecord(
             ts=rec.ts, request_id=rec.request_id, session_id=rec.session_id, caller=rec.caller,
             frontend=rec.frontend, requested_model=rec.requested_model, backend=rec.backend, model=rec.model,
@@ -80,26 +101,35 @@ class Recorder:
             error=rec.error,
         ))
         m = self.metrics
+        child = self._child
         model = m.model_label(rec.model or rec.requested_model)
         backend = rec.backend or "-"
-        m.requests.labels(rec.frontend, backend, model, str(rec.status)).inc()
-        m.latency.labels(rec.frontend, backend).observe(elapsed)
+        child(m.requests, rec.frontend, backend, model, str(rec.status)).inc()
+        child(m.latency, rec.frontend, backend).observe(elapsed)
         if rec.ttfb is not None:
-            m.ttfb.labels(backend).observe(rec.ttfb)
+            child(m.ttfb, backend).observe(rec.ttfb)
         if usage.prompt_tokens:
-            m.tokens.labels(backend, model, "prompt").inc(usage.prompt_tokens)
+            child(m.tokens, backend, model, "prompt").inc(usage.prompt_tokens)
         if usage.completion_tokens:
-            m.tokens.labels(backend, model, "completion").inc(usage.completion_tokens)
-        failed = [a for a in attempts if a.get("status") != "ok"]
-        for attempt in failed:
-            m.errors.labels(attempt.get("backend") or "-", attempt.get("status") or "-").inc()
-        if failed and rec.status < 400:
-            m.failovers.labels(backend).inc()
+            child(m.tokens, backend, model, "completion").inc(usage.completion_tokens)
+        if len(attempts) > 1 or (attempts and attempts[0].get("status") != "ok"):
+            failed = [a for a in attempts if a.get("status") != "ok"]
+            for attempt in failed:
+                child(m.errors, attempt.get("backend") or "-", attempt.get("status") or "-").inc()
+            if failed and rec.status < 400:
+                child(m.failovers, backend).inc()
         if rec.status == 429:
-            m.rate_limited.labels("proxy").inc()
+            # The proxy's own limits refuse before any backend answers (such attempts take no
+            # time); a 429 passed on from the providers is theirs.
+            # (The pipeline audits the proxy's own rejections.)
+            own = all(a.get("status") == "rate_limited" and not a.get("latency_ms") for a in attempts)
+            child(m.rate_limited, "proxy" if own else "upstream").inc()
         for event in rec.guard_events:
-            m.guard_events.labels(event.get("kind", "-")).inc()
-        m.usage_dropped.set(self.store.dropped)
+            child(m.guard_events, event.get("kind", "-")).inc()
+        dropped = self.store.dropped
+        if dropped != self._dropped_seen:
+            self._dropped_seen = dropped
+            m.usage_dropped.set(dropped)
 
     def audit(self, type_: str, actor: str | None, outcome: str, **detail: Any) -> None:
         self.store.audit(AuditRecord(ts=time.time(), type=type_, actor=actor, outcome=outcome, detail=detail))

@@ -38,7 +38,8 @@ class Reloader:
         self.watch = watch and config_path is not None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._retired: set[asyncio.Task[None]] = set()
+        self._retired: set[asyncio.Task[Any]] = set()
+        self._signal_loop: asyncio.AbstractEventLoop | None = None
 
     def _snapshot(self) -> dict[str, float]:
         """Modification times of the config file and every rule file."""
@@ -64,13 +65,14 @@ class Reloader:
             try:
                 config = await asyncio.to_thread(load_config, self.config_path)
                 new = await asyncio.to_thread(build_state, config, previous=old, **self.build_kwargs)
-            except RulesError as exc:
-                text = _render(exc)
+            except Exception as exc:  # noqa: BLE001 - whatever is wrong with the new config, keep the old one
+                text = _render(exc) if isinstance(exc, RulesError) else f"error: {type(exc).__name__}: {exc}"
                 log.error("reload (%s) rejected; still serving generation %d:\n%s", reason, self.ref.generation, text)
                 self.ref.recorder.audit("config_reload", actor, "rejected", reason=reason, errors=text)
                 return False, text
             self.ref.state = new
             self.ref.generation += 1
+            self.ref.metrics.config_generation.set(self.ref.generation)
             changed = sorted(set(old.backends) ^ set(new.backends))
             message = (f"generation {self.ref.generation}: {len(new.backends)} backend(s), "
                        f"{len(new.rules.rules)} rule(s)" + (f"; backends added/removed: {', '.join(changed)}" if changed else ""))
@@ -87,9 +89,14 @@ class Reloader:
             return
 
         async def close_later() -> None:
-            await asyncio.sleep(grace + 5)
-            for backend in stale:
-                await backend.aclose()
+            try:
+                await asyncio.sleep(grace + 5)
+            finally:  # also at shutdown (cancelled): never leave the old connectors' pools open
+                for backend in stale:
+                    try:
+                        await backend.aclose()
+                    except Exception:  # noqa: BLE001
+                        log.exception("closing a retired backend failed")
 
         task = asyncio.get_running_loop().create_task(close_later())
         self._retired.add(task)
@@ -107,19 +114,36 @@ class Reloader:
             if settled != now:
                 continue
             seen = settled
-            await self.reload(actor="file-watcher", reason="file change")
+            try:
+                await self.reload(actor="file-watcher", reason="file change")
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one reload
+                log.exception("reload after a file change failed")
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload(actor="SIGHUP", reason="SIGHUP")))
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests) or no signals
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+            self._signal_loop = loop
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError):  # not the main thread, no SIGHUP
             pass
         if self.watch and self._task is None:
             self._task = loop.create_task(self._watch())
 
+    def _on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload(actor="SIGHUP", reason="SIGHUP"))
+        self._retired.add(task)  # keep a reference until it is done (the loop holds tasks weakly)
+        task.add_done_callback(self._retired.discard)
+
     async def stop(self) -> None:
-        for task in [self._task, *self._retired]:
-            if task is not None:
-                task.cancel()
+        if self._signal_loop is not None:
+            try:
+                self._signal_loop.remove_signal_handler(signal.SIGHUP)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+            self._signal_loop = None
+        tasks = [t for t in [self._task, *self._retired] if t is not None]
+        for task in tasks:
+            task.cancel()
         self._task = None
+        # Wait for them: retired connectors close in their ``finally`` before the loop goes away.
+        await asyncio.gather(*tasks, return_exceptions=True)

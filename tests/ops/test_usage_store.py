@@ -86,3 +86,17 @@ async def test_writer_sustains_thousands_of_records_per_second(tmp_path) -> None
     reopened = SQLiteUsageStore(str(tmp_path / "u.db"))
     assert (await reopened.stats())["totals"]["requests"] == 5000
     await reopened.close()
+
+
+async def test_close_flushes_at_once_and_a_broken_store_never_raises(tmp_path) -> None:
+    store = SQLiteUsageStore(str(tmp_path / "u.db"), flush_interval=30.0)
+    await store.start()
+    store.record(rec(1))
+    started = time.monotonic()
+    await store.close()  # does not wait out the 30 s batching window
+    assert time.monotonic() - started < 2 and store.written == 1
+    broken = SQLiteUsageStore()
+    broken._db.close()  # writes fail from now on
+    assert broken.record(rec(2)) is False and broken.audit(
+        AuditRecord(ts=BASE, type="auth_failure", actor="x", outcome="rejected")) is False
+    assert broken.dropped == 2

@@ -1,0 +1,211 @@
+"""Usage recording and metrics: what they cost, measured in one run.
+
+python benchmarks/usage_bench.py [--records 50000] [--requests 5000] [--rounds 5]
+
+(a) Writer throughput: ``--records`` usage records enqueued as fast as an event loop can (yielding
+    every 100 records, as request handlers would) into a SQLite file with the default store settings;
+    prints records/s actually written (enqueue → flushed on disk) and how many were dropped because
+    the bounded queue (20,000) was full; then records offered at a steady 10,000/s for 2 s (expect
+    no drops). Target: >= 5,000 records/s.
+(b) Request throughput in process: the ASGI app is called directly (no sockets) with an echo
+    backend, ``--requests`` chat requests with usage recording + metrics on, and the same number
+    with the recorder swapped for a no-op; on/off alternate in ``--rounds`` rounds so machine noise
+    hits both. Prints requests/s each way and the cost of recording. Target: <= 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from router.app import create_app  # noqa: E402
+from router.config import load_config  # noqa: E402
+from router.usage import SQLiteUsageStore, UsageRecord  # noqa: E402
+
+KEY = "bench-client-key-0123456789"
+
+
+def sample_record(i: int) -> UsageRecord:
+    return UsageRecord(
+        ts=time.time(), request_id=f"bench-{i:x}", session_id=f"sess-{i % 50}", caller="key-0123456789ab",
+        frontend="openai", requested_model="gpt-4o", backend="openai", model="gpt-4o", status=200,
+        finish_reason="stop", prompt_tokens=812, completion_tokens=164, latency_ms=412.5, ttfb_ms=180.2,
+        stream=bool(i % 2), route_rule="default", rules=["guards", "default"],
+        attempts=[{"backend": "openai", "model": "gpt-4o", "status": "ok", "latency_ms": 410.1, "key_id": "bk-1a2b3c4d5e",
+                   "error": None}])
+
+
+async def writer_throughput(n: int, directory: Path) -> dict[str, Any]:
+    store = SQLiteUsageStore(str(directory / "writer.db"))
+    await store.start()
+    started = time.perf_counter()
+    for i in range(n):
+        store.record(sample_record(i))
+        if i % 100 == 99:
+            await asyncio.sleep(0)
+    enqueued = time.perf_counter() - started
+    await store.close()  # flushes everything queued
+    elapsed = time.perf_counter() - started
+    return {"offered": n, "written": store.written, "dropped": store.dropped, "seconds": elapsed,
+            "enqueue_seconds": enqueued, "rate": store.written / elapsed}
+
+
+async def paced_writer(rate: int, seconds: float, directory: Path) -> dict[str, Any]:
+    """Records offered at a steady ``rate`` per second (a busy proxy, not a burst): any drops?"""
+    store = SQLiteUsageStore(str(directory / "paced.db"))
+    await store.start()
+    n = int(rate * seconds)
+    started = time.perf_counter()
+    for i in range(n):
+        store.record(sample_record(i))
+        if i % 50 == 49:
+            await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.perf_counter()))
+    await store.close()
+    return {"offered": n, "written": store.written, "dropped": store.dropped,
+            "seconds": time.perf_counter() - started}
+
+
+class NoopRecorder:
+    """The recorder with recording switched off: no usage rows, no metric updates."""
+
+    def __init__(self, real: Any) -> None:
+        self.store, self.metrics, self.prices = real.store, real.metrics, real.prices
+
+    def finish(self, rec: Any) -> None:
+        rec.finished = True
+
+    def audit(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class Driver:
+    """Calls the ASGI app directly with a prepared chat request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.bodies = [json.dumps({"model": m, "stream": s, "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}).encode()
+                       for m, s in (("gpt-4", False), ("echo-large", False), ("gpt-4", True), ("gpt-4o", False))]
+        self.failures = 0
+
+    async def request(self, i: int) -> None:
+        body = self.bodies[i % len(self.bodies)]
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": "/v2/chat/completions", "raw_path": b"/v2/chat/completions",
+                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+                 "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                             (b"authorization", f"Bearer {KEY}".encode()), (b"content-length", str(len(body)).encode())]}
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        status = 0
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await self.app(scope, receive, send)
+        if status != 200:
+            self.failures += 1
+
+    async def run(self, count: int, offset: int) -> float:
+        started = time.perf_counter()
+        for i in range(count):
+            await self.request(offset + i)
+        return time.perf_counter() - started
+
+
+async def lifespan(app: Any, event: str) -> None:
+    messages = [{"type": f"lifespan.{event}"}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(3600)
+        return {}
+
+    done = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"].startswith(f"lifespan.{event}."):
+            done.set()
+
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    await done.wait()
+    task.cancel()
+
+
+async def request_cost(requests: int, rounds: int, directory: Path) -> dict[str, Any]:
+    (directory / "config.yaml").write_text(yaml.safe_dump({
+        "backends": {"echo": {"type": "echo", "models": ["echo", "echo-large"]}}, "default_backend": "echo",
+        "auth": {"api_keys": [KEY]}, "usage": {"path": str(directory / "requests.db")}}))
+    app = create_app(load_config(str(directory / "config.yaml"), env={}))
+    app.reloader.watch = False
+    ref = app.state_ref
+    real, noop = ref.recorder, NoopRecorder(ref.recorder)
+    await lifespan(app, "startup")
+    driver = Driver(app)
+    per_round = max(1, requests // rounds)
+    await driver.run(500, 0)  # warm up both paths
+    ref.recorder = noop
+    await driver.run(500, 0)
+    times = {"on": 0.0, "off": 0.0}
+    offset = 0
+    for r in range(rounds):
+        for mode in (("on", "off") if r % 2 == 0 else ("off", "on")):
+            ref.recorder = real if mode == "on" else noop
+            times[mode] += await driver.run(per_round, offset)
+            offset += per_round
+    ref.recorder = real
+    await real.store.flush()
+    written = real.store.written
+    await lifespan(app, "shutdown")
+    total = per_round * rounds
+    return {"requests": total, "on_rps": total / times["on"], "off_rps": total / times["off"],
+            "cost": times["on"] / times["off"] - 1, "failures": driver.failures, "written": written,
+            "dropped": real.store.dropped}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--requests", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        w = await writer_throughput(args.records, directory)
+        print(f"usage writer: {w['written']:,} of {w['offered']:,} records written in {w['seconds']:.2f}s "
+              f"(enqueued in {w['enqueue_seconds']:.2f}s) = {w['rate']:,.0f} records/s; dropped {w['dropped']:,} "
+              f"[target >= 5,000/s: {'ok' if w['rate'] >= 5000 else 'MISSED'}]")
+        p = await paced_writer(10_000, 2.0, directory)
+        print(f"usage writer at a steady 10,000 records/s: {p['written']:,} of {p['offered']:,} written in "
+              f"{p['seconds']:.2f}s; dropped {p['dropped']:,}")
+        c = await request_cost(args.requests, args.rounds, directory)
+        print(f"requests in process ({c['requests']:,} each way, {args.rounds} alternating rounds): "
+              f"recording on {c['on_rps']:,.0f} req/s, off {c['off_rps']:,.0f} req/s; "
+              f"cost {c['cost'] * 100:+.1f}% [target <= 5%: {'ok' if c['cost'] <= 0.05 else 'MISSED'}]; "
+              f"failures {c['failures']}, usage rows written {c['written']:,}, dropped {c['dropped']}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
