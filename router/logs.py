@@ -14,6 +14,8 @@ from typing import Iterable
 _CREDENTIAL = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|ya29\.[0-9A-Za-z_\-.]+"
                          r"|(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{8,}|(?i:(?:x-api-key|x-goog-api-key|authorization)"
                          r"['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{6,})")
+# Substrings every credential shape above contains; the regex only runs when one is present.
+_TRIGGERS = ("sk-", "AIza", "ya29.", "earer", "EARER", "api-key", "API-KEY", "uthorization", "UTHORIZATION")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -23,12 +25,15 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self._known = re.compile("|".join(map(re.escape, self.secrets))) if self.secrets else None
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, "[redacted]")
-        return _CREDENTIAL.sub("[redacted]", text)
+        """Runs on every log line, so the common case (nothing secret-shaped) is two fast scans."""
+        if self._known is not None and self._known.search(text):
+            text = self._known.sub("[redacted]", text)
+        if any(t in text for t in _TRIGGERS):
+            text = _CREDENTIAL.sub("[redacted]", text)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -245,8 +245,11 @@ class Pipeline:
         if not anonymous:
             await sessions.save(session)
         scopes = {"session": session.id, "caller": ctx.caller}
+        # Anonymous requests have no session to remember tool calls in: the request's own
+        # history is what the tool-call loop detector counts for them.
+        history = ToolCallHistory() if anonymous else self._history(session.id)
         guards = build_chain(request=request, rule_post=plan.post, config=state.config,
-                             session_params=session.params, history=self._history(session.id))
+                             session_params=session.params, history=history)
         cache = self._cache_lookup(request, plan, session, headers)
         if isinstance(cache, ChatResponse):
             rec.cache_hit, rec.backend, rec.model = True, "cache", cache.model

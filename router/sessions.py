@@ -44,9 +44,19 @@ _ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _FORMAT_VERSION = 1
 
 
+_ID_POOL: list[str] = []
+
+
 def new_session_id() -> str:
-    """A fresh random id for clients that send no ``x-session-id``."""
-    return uuid.uuid4().hex
+    """A fresh random (unguessable) id for clients that send no ``x-session-id``.
+
+    Ids are cut from one ``os.urandom`` call per 256 ids: one system call per request was a
+    measurable share of a request's CPU.
+    """
+    if not _ID_POOL:
+        raw = os.urandom(16 * 256).hex()
+        _ID_POOL.extend(raw[i:i + 32] for i in range(0, len(raw), 32))
+    return _ID_POOL.pop()
 
 
 def valid_session_id(value: object) -> bool:

@@ -9,6 +9,9 @@ entries that matched (in the order given; naming a processor switches it on unle
 
 from __future__ import annotations
 
+from functools import lru_cache
+from types import SimpleNamespace
+
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -119,9 +122,19 @@ def build_chain(*, request: ChatRequest, rule_post: tuple["PostProcessor", ...],
                 new_call_id: Callable[[], str] | None = None) -> GuardChain:
     """The guard chain for one request. ``new_call_id`` is for tests (predictable tool-call ids)."""
     ctx = GuardContext(request=request, history=history, new_call_id=new_call_id)
-    settings = resolve_settings(rule_post, config, session_params)
+    switches = tuple((k, session_params.get(k)) for k in ORDER if isinstance(session_params.get(k), bool))
+    settings = _resolved(rule_post, config.session, config.loop_detection, config.tool_call_loop_detection, switches)
     guards = [GUARDS[name](settings[name], ctx) for name in ORDER if settings[name].get("enabled")]
     return GuardChain(guards, ctx)
+
+
+@lru_cache(maxsize=256)
+def _resolved(rule_post: tuple["PostProcessor", ...], session: Any, loop: Any, tool_loop: Any,
+              switches: tuple[tuple[str, bool], ...]) -> dict[str, dict[str, Any]]:
+    """Settings per (rules, the config sections guards read, session switches): the same few
+    combinations on every request. Guards only read their settings, so sharing them is safe."""
+    sections = SimpleNamespace(session=session, loop_detection=loop, tool_call_loop_detection=tool_loop)
+    return resolve_settings(rule_post, sections, dict(switches))  # type: ignore[arg-type]
 
 
 def apply_to_response(chain: GuardChain, response: ChatResponse) -> ChatResponse:

@@ -4,7 +4,7 @@ what the flags do to the app that uvicorn is given (uvicorn itself is replaced b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import falcon.testing
 import pytest
@@ -15,14 +15,24 @@ from router.cli import main
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    import gc
+    import logging
+
     import uvicorn
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
     monkeypatch.delenv("LLM_PROXY_API_KEYS", raising=False)
     monkeypatch.delenv("LLM_PROXY_CONFIG", raising=False)
-    return calls
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # the server freezes the heap; not in a test run
+    root = logging.getLogger()
+    handlers, level, threshold = list(root.handlers), root.level, gc.get_threshold()
+    yield calls
+    # the CLI configures logging on the real root logger: put the test run's back
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    gc.set_threshold(*threshold)
 
 
 def _config(tmp_path: Path, **overrides: Any) -> str:
