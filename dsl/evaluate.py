@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import time as _time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
@@ -46,8 +47,24 @@ class Facts:
 
     @classmethod
     def build(cls, model: str, *, now: datetime | None = None, **kwargs: Any) -> "Facts":
-        now = now or datetime.now()
-        return cls(model=model, time=now.strftime("%H:%M"), weekday=WEEKDAYS[now.weekday()], **kwargs)
+        if now is None:
+            clock, weekday = _clock_now()
+        else:
+            clock, weekday = now.strftime("%H:%M"), WEEKDAYS[now.weekday()]
+        return cls(model=model, time=clock, weekday=weekday, **kwargs)
+
+
+_clock_cache: tuple[int, str, str] = (-1, "00:00", "mon")
+
+
+def _clock_now() -> tuple[str, str]:
+    """Local "HH:MM" and weekday, formatted once per second rather than once per request."""
+    global _clock_cache
+    second = int(_time.time())
+    if _clock_cache[0] != second:
+        now = datetime.fromtimestamp(second)
+        _clock_cache = (second, now.strftime("%H:%M"), WEEKDAYS[now.weekday()])
+    return _clock_cache[1], _clock_cache[2]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 # Shapes of credentials, redacted even when we do not know the exact value.
 _CREDENTIAL = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|ya29\.[0-9A-Za-z_\-.]+"
@@ -64,9 +65,40 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that does not flush after every line (a write system call per request).
+
+    Lines at WARNING and above are flushed at once; the rest at most ``interval`` seconds later by
+    a small daemon thread, and at exit (``logging.shutdown`` flushes every handler).
+    """
+
+    def __init__(self, stream: Any = None, interval: float = 0.5) -> None:
+        super().__init__(stream)
+        self._wake = threading.Event()
+        thread = threading.Thread(target=self._flusher, args=(interval,), name="log-flusher", daemon=True)
+        thread.start()
+
+    def _flusher(self, interval: float) -> None:
+        while not self._wake.wait(interval):
+            try:
+                self.flush()
+            except (OSError, ValueError):  # stream closed at shutdown
+                return
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING:
+                self.flush()
+        except RecursionError:  # pragma: no cover - as logging.StreamHandler does
+            raise
+        except Exception:  # noqa: BLE001
+            self.handleError(record)
+
+
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> RedactingFilter:
     """Configure the root logger once: one stderr handler, the chosen format, redaction on."""
-    handler = logging.StreamHandler()
+    handler = BufferedStreamHandler()
     redactor = RedactingFilter(secrets)
     handler.addFilter(redactor)
     if fmt == "json":

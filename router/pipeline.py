@@ -249,7 +249,7 @@ class Pipeline:
         # history is what the tool-call loop detector counts for them.
         history = ToolCallHistory() if anonymous else self._history(session.id)
         guards = build_chain(request=request, rule_post=plan.post, config=state.config,
-                             session_params=session.params, history=history)
+                             session_params=session.params, history=history, skip_idle=True)
         cache = self._cache_lookup(request, plan, session, headers)
         if isinstance(cache, ChatResponse):
             rec.cache_hit, rec.backend, rec.model = True, "cache", cache.model

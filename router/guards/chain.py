@@ -117,14 +117,19 @@ def resolve_settings(rule_post: tuple["PostProcessor", ...], config: "AppConfig"
     return settings
 
 
+# Guards that can only act on tool calls: without declared tools there are none to repair or count.
+TOOL_GUARDS = frozenset({"tool_call_repair", "tool_call_loop_detection"})
+
+
 def build_chain(*, request: ChatRequest, rule_post: tuple["PostProcessor", ...], config: "AppConfig",
                 session_params: Mapping[str, Any], history: ToolCallHistory,
-                new_call_id: Callable[[], str] | None = None) -> GuardChain:
+                new_call_id: Callable[[], str] | None = None, skip_idle: bool = False) -> GuardChain:
     """The guard chain for one request. ``new_call_id`` is for tests (predictable tool-call ids)."""
     ctx = GuardContext(request=request, history=history, new_call_id=new_call_id)
     switches = tuple((k, session_params.get(k)) for k in ORDER if isinstance(session_params.get(k), bool))
     settings = _resolved(rule_post, config.session, config.loop_detection, config.tool_call_loop_detection, switches)
-    guards = [GUARDS[name](settings[name], ctx) for name in ORDER if settings[name].get("enabled")]
+    idle = TOOL_GUARDS if skip_idle and not request.tools else frozenset()
+    guards = [GUARDS[name](settings[name], ctx) for name in ORDER if settings[name].get("enabled") and name not in idle]
     return GuardChain(guards, ctx)
 
 
