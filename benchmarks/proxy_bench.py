@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--streams", type=int, default=1000)
     args = parser.parse_args()
-    ports = {name: free_port() for name in ("upstream", "pass_aiohttp", "pass_httpx", "proxy")}
+    ports = {name: free_port() for name in ("upstream", "pass_aiohttp", "pass_httpx", "proxy", "proxy_norecord")}
     upstream = f"http://127.0.0.1:{ports['upstream']}"
     work = Path(tempfile.mkdtemp())
     (work / "routes.d").mkdir()
@@ -155,12 +155,15 @@ def main() -> None:
         proxy = start([PY, "-m", "router.cli", "--config", str(work / "config.yaml"), "--port", str(ports["proxy"])],
                       ports["proxy"], env)
         procs.append(proxy)
+        procs.append(start([PY, str(HERE / "_proxy_variant.py"), "norecord", "--config", str(work / "config.yaml"),
+                            "--port", str(ports["proxy_norecord"])], ports["proxy_norecord"], env))
         auth = {"Authorization": f"Bearer {KEY}"}
         targets = {
             "direct to upstream": (f"{upstream}/v1/chat/completions", {}),
             "falcon+httpx pass-through": (f"http://127.0.0.1:{ports['pass_httpx']}/v1/chat/completions", {}),
             "falcon+aiohttp pass-through": (f"http://127.0.0.1:{ports['pass_aiohttp']}/v1/chat/completions", {}),
             "proxy (full default path)": (f"http://127.0.0.1:{ports['proxy']}/v2/chat/completions", auth),
+            "proxy, usage+metrics off": (f"http://127.0.0.1:{ports['proxy_norecord']}/v2/chat/completions", auth),
         }
         for url, headers in targets.values():  # warm up connections and code paths
             load(url, 4, 1, headers)
@@ -178,6 +181,8 @@ def main() -> None:
         print()
         print(f"proxy / falcon+aiohttp pass-through, req/s @32: {proxy_r[0] / base[0]:.2f}   (target >= 0.60)")
         print(f"falcon+aiohttp / falcon+httpx pass-through:    {base[0] / results['falcon+httpx pass-through'][0]:.2f}x")
+        off = results["proxy, usage+metrics off"]
+        print(f"usage recording + metrics cost, req/s @32:      {(off[0] - proxy_r[0]) / off[0] * 100:+.1f}%   (target <= 5%)")
         print(f"added p50 latency @1, proxy vs direct:          {proxy_r[1] - direct[1]:.3f} ms   (target <= 0.6 ms)")
         print(f"added p50 latency @1, pass-through vs direct:   {base[1] - direct[1]:.3f} ms")
         cpu0 = cpu_seconds(proxy.pid)
