@@ -8,7 +8,6 @@ in batches to keep timer overhead out; the machine is shared, so look at p50 fir
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 import time
 from pathlib import Path

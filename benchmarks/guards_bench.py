@@ -33,7 +33,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dsl.ir import PostProcessor  # noqa: E402
 from router.canonical import (  # noqa: E402
     ChatRequest, StreamEnd, StreamEvent, StreamStart, TextDelta, Tool,
 )

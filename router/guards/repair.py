@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router.canonical import (
-    StreamEnd, StreamError, StreamEvent, TextDelta, Tool, ToolCallDelta, ToolCallStart,
+    StreamEnd, StreamEvent, TextDelta, Tool, ToolCallDelta, ToolCallStart,
 )
 from router.guards.base import Guard, register
 
