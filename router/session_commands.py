@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 from dsl import ir
 from dsl.commands import ParsedMessage
 from dsl.evaluate import Plan
-from dsl.printer import print_chain, print_post, print_rules
+from dsl.printer import print_chain, print_rules
 from dsl.registry import COMMANDS, SESSION_SETTINGS
 from dsl.session import apply_route_edit, session_rules
 
@@ -165,7 +165,3 @@ def route_list_text(s: Session, ctx: CommandContext) -> str:
     else:
         lines.append("File rules: none")
     return "\n".join(lines)
-
-
-def guard_names(post: Iterable[ir.PostProcessor]) -> list[str]:
-    return [print_post(p) for p in post if p.param("enabled", True)]
