@@ -159,10 +159,12 @@ class SQLiteUsageStore:
             return False
 
     def record(self, record: UsageRecord) -> bool:
-        return self._put(("usage", record))
+        # Queued as a flat row of strings and numbers: the garbage collector stops tracking such
+        # tuples, so thousands of queued records cost it nothing.
+        return self._put(("usage", _usage_row(record)))
 
     def audit(self, record: AuditRecord) -> bool:
-        return self._put(("audit", record))
+        return self._put(("audit", (record.ts, record.type, record.actor, record.outcome, json.dumps(record.detail))))
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -203,8 +205,8 @@ class SQLiteUsageStore:
             db.close()
 
     def _write_batch(self, batch: list[tuple[str, Any]]) -> None:
-        usage = [_usage_row(r) for kind, r in batch if kind == "usage"]
-        audits = [(r.ts, r.type, r.actor, r.outcome, json.dumps(r.detail)) for kind, r in batch if kind == "audit"]
+        usage = [row for kind, row in batch if kind == "usage"]
+        audits = [row for kind, row in batch if kind == "audit"]
         with self._lock:
             self._connection().execute("BEGIN")
             try:
