@@ -26,6 +26,7 @@ GROUPS = {
     "day": "strftime('%Y-%m-%d', ts, 'unixepoch')", "frontend": "frontend", "requested_model": "requested_model",
 }
 CHECKPOINT_SECONDS = 30.0
+MEMORY_MAX_ROWS = 50_000
 AUDIT_TYPES = ("config_reload", "auth_failure", "session_command", "rate_limit")
 
 
@@ -100,8 +101,12 @@ CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
 
 class SQLiteUsageStore:
     def __init__(self, path: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
-                 batch_size: int = 256, flush_interval: float = 0.2) -> None:
+                 batch_size: int = 256, flush_interval: float = 0.2, max_rows: int | None = None) -> None:
         self.path = path or ":memory:"
+        # In memory (no usage.path) the newest MEMORY_MAX_ROWS records are kept; a file keeps
+        # everything within retention_days.
+        self.max_rows = max_rows if max_rows is not None else (MEMORY_MAX_ROWS if self.path == ":memory:" else 0)
+        self._rows_checked = 0
         self.retention_days = retention_days
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -225,6 +230,15 @@ class SQLiteUsageStore:
             now = time.time()
             if now - self._last_prune > 3600:
                 self._prune(now)
+            if self.max_rows and self.written - self._rows_checked >= 1000:
+                self._rows_checked = self.written
+                self._cap_rows()
+
+    def _cap_rows(self) -> None:
+        """Keep at most ``max_rows`` of each table (the in-memory default must not grow forever)."""
+        for table in ("usage", "audit"):
+            self._connection().execute(f"DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - ?",
+                                       (self.max_rows,))
 
     def _prune(self, now: float) -> None:
         """Retention: rows older than ``retention_days`` go (called under the lock)."""

@@ -100,3 +100,18 @@ async def test_close_flushes_at_once_and_a_broken_store_never_raises(tmp_path) -
     assert broken.record(rec(2)) is False and broken.audit(
         AuditRecord(ts=BASE, type="auth_failure", actor="x", outcome="rejected")) is False
     assert broken.dropped == 2
+
+
+async def test_in_memory_store_keeps_only_the_newest_rows() -> None:
+    store = SQLiteUsageStore(max_rows=100)
+    await store.start()
+    for i in range(2500):
+        store.record(rec(i))
+        if i % 200 == 0:
+            await asyncio.sleep(0)
+    await store.flush()
+    stats = await store.stats()
+    items, _ = await store.recent(limit=1)
+    assert stats["totals"]["requests"] <= 100 + 1000  # capped every 1,000 writes
+    assert items[0]["request_id"] == "r2499"
+    await store.close()
