@@ -109,10 +109,7 @@ async def test_failing_requests_open_the_circuit_and_dispatch_skips_the_backend(
     app = build_app(tmp_path, {"10-fo.yaml": rules}, backends={
         "echo": {"type": "echo"}, "other": {"type": "echo"},
         "dead": {"type": "openai", "base_url": f"http://127.0.0.1:{closed_port()}/v1", "api_key": "sk-dead-2"}})
-    if getattr(app.state_ref.state.dispatcher, "health", None) is None:
-        import pytest
-
-        pytest.skip("dispatch does not consult the health monitor in this build")
+    assert app.state_ref.state.dispatcher.health is app.monitor  # the breaker dispatch consults
     async with falcon.testing.ASGIConductor(app) as client:
         for _ in range(3):  # each request fails twice on dead (one retry), then echo answers
             assert (await post_chat(client, model="fo")).status_code == 200
