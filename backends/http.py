@@ -8,11 +8,12 @@ aiohttp's ClientSession is the outbound client because it measured fastest here
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import re
 import time
-from typing import Any, AsyncIterator, Callable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 import aiohttp
 
@@ -230,13 +231,20 @@ class HttpBackend(Backend):
         raise BackendError("rate_limited", "every API key of this backend is cooling down",
                            retry_after=self.keys.retry_after() or 1.0, backend=self.name)
 
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Socket trouble while reading a body (idle timeout, reset) as a classified BackendError."""
+        try:
+            yield
+        except asyncio.TimeoutError:
+            raise BackendError("timeout", f"{what} idle for more than {self.timeouts.idle:g}s", backend=self.name) from None
+        except aiohttp.ClientError as exc:
+            raise BackendError("connection", f"{what} was cut off: {exc}", backend=self.name) from None
+
     async def read_json(self, response: aiohttp.ClientResponse) -> Any:
         try:
-            raw = await response.read()
-        except asyncio.TimeoutError:
-            raise BackendError("timeout", f"response body stalled for {self.timeouts.idle:g}s", backend=self.name) from None
-        except aiohttp.ClientError as exc:
-            raise BackendError("connection", f"response body was cut off: {exc}", backend=self.name) from None
+            with self._reading("response body"):
+                raw = await response.read()
         finally:
             response.release()
         try:
@@ -250,15 +258,12 @@ class HttpBackend(Backend):
 
         parser = SSEParser()
         try:
-            async for chunk in response.content.iter_any():
-                for item in parser.feed(chunk):
+            with self._reading("stream"):
+                async for chunk in response.content.iter_any():
+                    for item in parser.feed(chunk):
+                        yield item
+                for item in parser.close():
                     yield item
-            for item in parser.close():
-                yield item
-        except asyncio.TimeoutError:
-            raise BackendError("timeout", f"stream idle for more than {self.timeouts.idle:g}s", backend=self.name) from None
-        except aiohttp.ClientError as exc:
-            raise BackendError("connection", f"stream was cut off: {exc}", backend=self.name) from None
         finally:
             response.close()
 
