@@ -216,7 +216,8 @@ class Dispatcher:
         KEY_USED.set(None)
         try:
             # the connectors encode ``stream`` from the request: it must match the call made
-            attempt_request = dataclasses.replace(request, model=model, stream=stream)
+            same = request.model == model and request.stream == stream
+            attempt_request = request if same else dataclasses.replace(request, model=model, stream=stream)
             if stream:
                 events = backend.stream(attempt_request).__aiter__()
                 try:
