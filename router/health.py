@@ -15,8 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from .tasks import cancel_and_wait
+
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import StateRef
+
 
 log = logging.getLogger("llm_proxy.health")
 
@@ -137,13 +140,8 @@ class HealthMonitor:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def report(self) -> dict[str, Any]:
         now = self.clock()

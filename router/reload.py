@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from dsl.errors import RulesError, RulesErrors
 
+from .tasks import cancel_and_wait
+
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import StateRef
+
 
 log = logging.getLogger("llm_proxy.reload")
 
@@ -141,9 +144,7 @@ class Reloader:
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
             self._signal_loop = None
-        tasks = [t for t in [self._task, *self._retired] if t is not None]
-        for task in tasks:
-            task.cancel()
+        tasks = [self._task, *self._retired]
         self._task = None
-        # Wait for them: retired connectors close in their ``finally`` before the loop goes away.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Waited for: retired connectors close in their ``finally`` before the loop goes away.
+        await cancel_and_wait(*tasks)

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .tasks import cancel_and_wait
+
 log = logging.getLogger("llm_proxy.usage")
 
 GROUPS = {
@@ -257,11 +259,7 @@ class SQLiteUsageStore:
         if self._writer is not None:
             self._closing = True
             await self.flush()
-            self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._writer)
             self._writer = None
         self._queue = None  # anything recorded after shutdown is written directly
         if self.path != ":memory:" and self._db is not None:

@@ -37,6 +37,7 @@ from router.canonical import (
 from router.errors import ProxyError
 from router.wire import sse
 from router.wire.common import (
+    nonempty_list, required_model,
     args_object, dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int,
     get_list, get_num, get_obj, get_str, leftover, merge_extra, new_id, one_of, str_list,
 )
@@ -68,13 +69,9 @@ _ERROR_IN = {v: k for k, v in _ERROR_OUT.items() if k != "timeout"}
 def decode_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
     """Client body -> ChatRequest; every malformed field is a 400 naming it."""
     body = expect_object(body, "body")
-    model = model or get_str(body, "model", required=True)
-    if not model:
-        fail("model", "must not be empty")
+    model = required_model(body, model)
     max_tokens = get_int(body, "max_tokens", required=True, minimum=1)
-    raw_messages = get_list(body, "messages", required=True)
-    if not raw_messages:
-        fail("messages", "must contain at least one message")
+    raw_messages = nonempty_list(body, "messages", "message")
     messages: list[Message] = []
     mid_system: list[TextPart] = []
     for i, raw in enumerate(raw_messages):

@@ -78,6 +78,22 @@ def get_int(obj: dict[str, Any], key: str, prefix: str = "", required: bool = Fa
     return value
 
 
+def required_model(body: dict[str, Any], model: str | None) -> str:
+    """The model from the URL path when given, else the body's non-empty ``model``."""
+    model = model or get_str(body, "model", required=True)
+    if not model:
+        fail("model", "must not be empty")
+    return model
+
+
+def nonempty_list(obj: dict[str, Any], key: str, what: str) -> list[Any]:
+    """A required array that must hold at least one ``what``."""
+    items = get_list(obj, key, required=True)
+    if not items:
+        fail(key, f"must contain at least one {what}")
+    return items
+
+
 def get_num(obj: dict[str, Any], key: str, prefix: str = "") -> float | None:
     value = _get(obj, key, prefix, False)
     if value is _MISSING:

@@ -48,6 +48,7 @@ from router.canonical import (
 from router.errors import ProxyError
 from router.wire import sse
 from router.wire.common import (
+    nonempty_list,
     args_object, derived_call_id, dump_args, expect_object, fail, fill_tool_result_names, get_bool,
     get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64, leftover, new_id, one_of, str_list,
 )
@@ -235,9 +236,7 @@ def decode_request(body: Any, *, model: str | None = None, stream: bool | None =
     body = expect_object(body, "body")
     if not model:
         fail("model", "required (Gemini takes it from the URL path /models/{model}:generateContent)")
-    raw_contents = get_list(body, "contents", required=True)
-    if not raw_contents:
-        fail("contents", "must contain at least one content")
+    raw_contents = nonempty_list(body, "contents", "content")
     ids = _Ids()
     messages: list[Message] = []
     for i, raw in enumerate(raw_contents):

@@ -34,6 +34,7 @@ from router.canonical import (
 from router.errors import ProxyError
 from router.wire import sse
 from router.wire.common import (
+    nonempty_list, required_model,
     dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int, get_list,
     get_num, get_obj, get_str, image_from_url, image_to_url, leftover, merge_extra, new_id, one_of,
     str_list,
@@ -78,12 +79,8 @@ def _now() -> int:
 def decode_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
     """Client body -> ChatRequest; every malformed field is a 400 naming it."""
     body = expect_object(body, "body")
-    model = model or get_str(body, "model", required=True)
-    if not model:
-        fail("model", "must not be empty")
-    raw_messages = get_list(body, "messages", required=True)
-    if not raw_messages:
-        fail("messages", "must contain at least one message")
+    model = required_model(body, model)
+    raw_messages = nonempty_list(body, "messages", "message")
     system: list[TextPart] = []
     messages: list[Message] = []
     for i, raw in enumerate(raw_messages):
