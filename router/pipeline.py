@@ -141,8 +141,11 @@ class Pipeline:
                     parts.append(part)
             if index == latest_index:
                 latest = combined
-                combined.text = "" if _only_reminders(parts) else "x"
-                kept.append(Message("user", parts))
+                # What is left for the model decides whether the proxy answers by itself: the
+                # person's remaining text; other parts (images, tool results) count as content.
+                remaining = Message("user", parts)
+                combined.text = "" if _only_reminders(parts) else (remaining.typed_text() or "[non-text content]")
+                kept.append(remaining)
             elif parts and not _only_reminders(parts):
                 kept.append(Message("user", parts))
             elif combined.commands or combined.errors:
