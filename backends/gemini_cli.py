@@ -14,12 +14,12 @@ Requests are Gemini ``GenerateContentRequest`` bodies wrapped as ``{"model", "pr
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 
+from router import fastjson
 from router.canonical import ChatRequest, ChatResponse, StreamEvent
 from router.config import AppConfig, BackendConfig
 from router.wire import gemini as wire
@@ -175,8 +175,8 @@ class CodeAssistBackend(HttpBackend):
         decoder = wire.StreamDecoder()
         async for _event, data in self.sse_data(response):
             try:
-                obj = json.loads(data)
-            except json.JSONDecodeError:
+                obj = fastjson.loads(data)
+            except fastjson.JSONDecodeError:
                 raise BackendError("server", f"Code Assist sent a frame that is not JSON: {data[:200]!r}",
                                    backend=self.name) from None
             inner = obj.get("response", obj) if isinstance(obj, dict) else obj

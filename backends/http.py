@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 import aiohttp
 
+from router import fastjson
 from router.canonical import ChatRequest, ChatResponse, StreamEvent
 from router.config import AppConfig, BackendConfig, Timeouts
 
@@ -152,7 +153,7 @@ class HttpBackend(Backend):
         headers = {**self.extra_headers, **self.auth_headers(key)}
         data = None
         if body is not None:
-            data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            data = fastjson.dumps(body)
             headers["Content-Type"] = "application/json"
         try:
             if self.timeouts.first_byte == self.timeouts.idle:
@@ -248,8 +249,8 @@ class HttpBackend(Backend):
         finally:
             response.release()
         try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return fastjson.loads(raw)
+        except fastjson.JSONDecodeError:
             raise BackendError("server", f"the provider sent a body that is not JSON: {raw[:200]!r}", backend=self.name) from None
 
     async def sse_data(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, str]]:
@@ -313,8 +314,8 @@ async def stream_events(backend: HttpBackend, response: aiohttp.ClientResponse, 
         if data == "[DONE]":
             break
         try:
-            obj = json.loads(data)
-        except json.JSONDecodeError:
+            obj = fastjson.loads(data)
+        except fastjson.JSONDecodeError:
             raise BackendError("server", f"the provider sent a stream frame that is not JSON: {data[:200]!r}",
                                backend=backend.name) from None
         for event in decoder.feed(obj):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from typing import Any
 
 import falcon
 import falcon.asgi
 
+from . import fastjson
 from .errors import ProxyError
 from .frontends import frontend_for_path
 from .pipeline import JsonReply, Reply, StreamReply
@@ -39,27 +38,12 @@ async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
     if not raw.strip():
         raise ProxyError(400, "request body is empty; send a JSON object", "invalid_request")
     try:
-        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
-    except UnicodeDecodeError:
-        raise ProxyError(400, "request body is not UTF-8 JSON", "invalid_request") from None
-    except json.JSONDecodeError as exc:
+        return fastjson.loads(raw)
+    except fastjson.JSONDecodeError as exc:
+        if "depth limit" in exc.msg:
+            raise ProxyError(400, "request body is nested too deeply to be a chat request", "invalid_request") from None
         raise ProxyError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          "invalid_request") from None
-    except RecursionError:
-        raise ProxyError(400, "request body is nested too deeply to be a chat request", "invalid_request") from None
-
-
-def _reject_constant(name: str) -> Any:
-    """``NaN``/``Infinity`` are not JSON; accepted, they would be forwarded as invalid JSON upstream."""
-    raise ProxyError(400, f"request body is not valid JSON: {name} is not a JSON number", "invalid_request")
-
-
-def _finite_float(text: str) -> float:
-    """``1e999`` parses to infinity, which no provider accepts and JSON cannot carry back out."""
-    value = float(text)
-    if math.isinf(value):
-        raise ProxyError(400, f"request body has a number out of range: {text[:40]}", "invalid_request")
-    return value
 
 
 def lower_headers(req: falcon.asgi.Request) -> dict[str, str]:
@@ -75,7 +59,7 @@ def send(resp: falcon.asgi.Response, reply: Reply) -> None:
         resp.set_header(name, value)
     if isinstance(reply, JsonReply):
         resp.status = reply.status
-        resp.data = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        resp.data = fastjson.dumps(reply.body)
         resp.content_type = "application/json"
         return
     assert isinstance(reply, StreamReply)

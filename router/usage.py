@@ -14,6 +14,8 @@ import asyncio
 import json
 import logging
 import sqlite3
+
+import orjson
 import threading
 import time
 from dataclasses import dataclass, field
@@ -319,7 +321,8 @@ class SQLiteUsageStore:
 
 
 _ROW_KINDS = tuple((c, 2 if c in _JSON_COLUMNS else 1 if c in _BOOL_COLUMNS else 0) for c in _USAGE_COLUMNS)
-_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode("utf-8")
 
 
 def _usage_row(record: UsageRecord) -> tuple[Any, ...]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import mimetypes
 import uuid
 from typing import Any, NoReturn
 
+from router import fastjson
 from router.canonical import ImagePart, Message, ToolCallPart, ToolResultPart
 from router.errors import ProxyError
 
@@ -185,7 +185,7 @@ def guess_media_type(image: ImagePart) -> str:
 # --- tool calls ---------------------------------------------------------------------------------
 
 def dump_args(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return fastjson.dumps_str(value)
 
 
 def args_object(call: ToolCallPart) -> dict[str, Any]:

@@ -7,9 +7,10 @@ with network chunks that split a frame anywhere (even inside a multi-byte UTF-8 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+from router import fastjson
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 
@@ -20,7 +21,7 @@ def frame(data: str | dict[str, Any], event: str | None = None) -> bytes:
     Dicts are JSON-encoded compactly; a string with newlines becomes several ``data:`` lines so the
     receiver joins them back with ``\\n``.
     """
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":")) if isinstance(data, dict) else data
+    text = fastjson.dumps_str(data) if isinstance(data, dict) else data
     lines = [f"event: {event}"] if event else []
     lines.extend(f"data: {line}" for line in text.split("\n"))
     return ("\n".join(lines) + "\n\n").encode("utf-8")
