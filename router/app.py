@@ -46,6 +46,9 @@ OPEN_PATHS = frozenset({"/", "/health"})
 class ProxyMiddleware:
     """Auth, the ``/v1`` deprecation headers, one access-log line per request, and lifecycle.
 
+    Chat requests get their access-log line from their usage record when they end (with rule,
+    backend and model; for a stream that is when the stream ends); every other request gets it here.
+
     One class rather than three: Falcon awaits every middleware method on every request.
     """
 
@@ -68,11 +71,12 @@ class ProxyMiddleware:
         if req.path.startswith("/v1/"):
             resp.set_header("Deprecation", "true")
             resp.set_header("Link", f'<{req.path.replace("/v1/", "/v2/", 1)}>; rel="successor-version"')
-        if log.isEnabledFor(logging.INFO):
+        if log.isEnabledFor(logging.INFO) and not getattr(req.context, "access_logged", False):
             started = getattr(req.context, "started", None)
             elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
-            log.info("%s %s %s %.1fms", req.method, req.path, resp.status, elapsed,
-                     extra={"session": resp.get_header("x-session-id"), "caller": getattr(req.context, "caller", None)})
+            log.info("%s %s %d %.1fms", req.method, req.path, resp.status_code, elapsed,
+                     extra={"caller": getattr(req.context, "caller", None), "status": resp.status_code,
+                            "latency_ms": round(elapsed, 1)})
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         await self.ref.recorder.store.start()

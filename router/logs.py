@@ -11,13 +11,15 @@ import threading
 import time
 from typing import Any, Iterable
 
+import orjson
+
 # Shapes of credentials, redacted even when we do not know the exact value.
 _CREDENTIAL = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|ya29\.[0-9A-Za-z_\-.]+"
                          r"|(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{8,}|(?i:(?:x-api-key|x-goog-api-key|authorization)"
                          r"['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{6,})")
-# Substrings every credential shape above contains; the regex only runs when one is present.
+# Substrings every credential shape above contains; the full regex only runs when one is present.
 _TRIGGERS = ("sk-", "AIza", "ya29.", "earer", "EARER", "api-key", "API-KEY", "uthorization", "UTHORIZATION")
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
 class RedactingFilter(logging.Filter):
@@ -27,9 +29,13 @@ class RedactingFilter(logging.Filter):
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
         self._known = re.compile("|".join(map(re.escape, self.secrets))) if self.secrets else None
+        # One scan for "is anything secret-shaped here at all": every log line passes through it.
+        self._suspect = re.compile("|".join(map(re.escape, [*self.secrets, *_TRIGGERS]))).search
 
     def scrub(self, text: str) -> str:
-        """Runs on every log line, so the common case (nothing secret-shaped) is two fast scans."""
+        """Runs on every log line, so the common case (nothing secret-shaped) is one regex scan."""
+        if not self._suspect(text):
+            return text
         if self._known is not None and self._known.search(text):
             text = self._known.sub("[redacted]", text)
         if any(t in text for t in _TRIGGERS):
@@ -45,10 +51,27 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self.scrub(record.exc_text)
-        for key, value in list(record.__dict__.items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, self.scrub(value))
+        attributes = record.__dict__
+        for key in attributes.keys() - _STANDARD:  # the ``extra`` fields
+            value = attributes[key]
+            if isinstance(value, str):
+                attributes[key] = self.scrub(value)
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message``; the time text is made once per second, not once per line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
+        return f"{self._stamp},{int(record.msecs):03d}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,12 +80,16 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": round(record.created, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+        attributes = record.__dict__
+        for key in attributes.keys() - _STANDARD:
+            if not key.startswith("_"):
+                out[key] = attributes[key]
         if record.exc_text:
             out["exception"] = record.exc_text
-        return json.dumps(out, default=str)
+        try:
+            return orjson.dumps(out, default=str).decode("utf-8")
+        except TypeError:  # what orjson cannot encode (integers wider than 64 bits)
+            return json.dumps(out, default=str)
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -104,7 +131,7 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> Redactin
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     # A record per request: skip what our formats never print (caller frame, thread, process).
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = False

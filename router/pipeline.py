@@ -43,6 +43,7 @@ log = logging.getLogger("llm_proxy.request")
 class RequestContext:
     headers: Mapping[str, str]  # lower-case names
     caller: str | None
+    path: str = ""
     request_id: str = field(default_factory=lambda: next_request_id())
     session_id: str = ""
     # Keyword arguments for the front end's StreamEncoder (OpenAI: include_usage from stream_options).
@@ -179,7 +180,8 @@ class Pipeline:
 
     async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext) -> Reply:
         """Serve one request and make sure exactly one usage record is written for it."""
-        rec = RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller, stream=request.stream)
+        rec = RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller, stream=request.stream,
+                            path=ctx.path)
         try:
             reply = await self._chat(frontend, request, ctx, rec)
         except ProxyError as exc:

@@ -16,7 +16,10 @@ from .pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate
 
 
 def _context(req: falcon.asgi.Request) -> RequestContext:
-    return RequestContext(headers=lower_headers(req), caller=getattr(req.context, "caller", None))
+    """The pipeline's view of the request. From here on the pipeline's usage record writes the
+    access-log line (it knows the rule, backend and model); the middleware does not."""
+    req.context.access_logged = True
+    return RequestContext(headers=lower_headers(req), caller=getattr(req.context, "caller", None), path=req.path)
 
 
 class ChatResource:

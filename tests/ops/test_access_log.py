@@ -1,0 +1,79 @@
+"""The access log: exactly one line per request, and for chat requests the fields an operator
+needs to find out why a request went where it went (request id, session, rule, backend, model)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import falcon.testing
+import pytest
+
+from ops_support import AUTH, build_app, post_chat, rule_file, wait_records
+from proxy_support import sse_data
+from router.logs import setup_logging
+
+
+@pytest.fixture
+def access_lines():
+    """Access-log lines as our own handler writes them, in the given format."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+
+    def install(fmt: str) -> io.StringIO:
+        setup_logging("info", fmt, ["sk-never-logged-123456"])
+        out = io.StringIO()
+        root.handlers[0].stream = out
+        return out
+
+    yield install
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved[0]:
+        root.addHandler(handler)
+    root.setLevel(saved[1])
+
+
+def _access(out: io.StringIO) -> list[str]:
+    logging.getLogger().handlers[0].flush()
+    return [line for line in out.getvalue().splitlines()
+            if "llm_proxy.access" in line and "/v2/usage/recent" not in line]  # wait_records polls that
+
+
+async def test_one_text_line_per_request_with_rule_backend_and_model(tmp_path: Path, access_lines) -> None:
+    out = access_lines("text")
+    app = build_app(tmp_path, {"10.yaml": rule_file(("to-other", "model == 'gpt-4'", "other:mirror"))},
+                    backends={"echo": {"type": "echo"}, "other": {"type": "echo"}})
+    async with falcon.testing.ASGIConductor(app) as client:
+        ok = await post_chat(client, text="hello", headers={"x-session-id": "sess-1"})
+        assert ok.status_code == 200
+        streamed = await post_chat(client, "anthropic", text="streamed", stream=True)
+        assert sse_data(streamed.text)[-1]["type"] == "message_stop"
+        bad = await client.simulate_post("/v2/chat/completions", headers=AUTH, body=b"{not json")
+        assert bad.status_code == 400
+        models = await client.simulate_get("/v2/models", headers=AUTH)
+        assert models.status_code == 200
+        await wait_records(client, 2)
+    lines = _access(out)
+    assert len(lines) == 4, lines  # one per request: two chats, the bad body, the listing
+    chat = next(line for line in lines if ok.headers["x-request-id"] in line)
+    assert "POST /v2/chat/completions 200" in chat
+    for field in ("session=sess-1", "rule=to-other", "backend=other", "model=mirror"):
+        assert field in chat, chat
+    assert any(streamed.headers["x-request-id"] in line and "/v2/messages 200" in line for line in lines)
+    assert any("POST /v2/chat/completions 400" in line for line in lines)
+    assert any("GET /v2/models 200" in line for line in lines)
+
+
+async def test_json_lines_carry_the_fields_as_keys(tmp_path: Path, access_lines) -> None:
+    out = access_lines("json")
+    app = build_app(tmp_path, backends={"echo": {"type": "echo"}})
+    async with falcon.testing.ASGIConductor(app) as client:
+        ok = await post_chat(client, text="hello", headers={"x-session-id": "sess-2"})
+        await wait_records(client, 1)
+    [line] = [json.loads(x) for x in _access(out)]
+    assert line["request_id"] == ok.headers["x-request-id"]
+    assert (line["session"], line["backend"], line["status"]) == ("sess-2", "echo", 200)
+    assert line["latency_ms"] >= 0 and line["level"] == "info"
