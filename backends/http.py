@@ -16,6 +16,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 import aiohttp
+from yarl import URL
 
 from router import fastjson
 from router.canonical import ChatRequest, ChatResponse, StreamEvent
@@ -125,6 +126,7 @@ class HttpBackend(Backend):
         self.extra_headers = dict(cfg.headers)
         self._session: aiohttp.ClientSession | None = None
         self._models: tuple[float, list[str]] | None = None
+        self._urls: dict[str, URL] = {}
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -133,8 +135,10 @@ class HttpBackend(Backend):
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
             timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect, sock_read=self.timeouts.idle)
+            # No cookie jar: the session is shared by every client of this backend, and a cookie a
+            # provider sets for one request must not ride along on everyone else's.
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True,
-                                                  json_serialize=json.dumps)
+                                                  json_serialize=json.dumps, cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def aclose(self) -> None:
@@ -151,6 +155,11 @@ class HttpBackend(Backend):
                     params: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
         """Send and wait for the response headers within the first-byte timeout."""
         headers = {**self.extra_headers, **self.auth_headers(key)}
+        target = self._urls.get(url)
+        if target is None:  # parsed once: a backend calls a handful of URLs (Gemini: one per model)
+            if len(self._urls) >= 512:
+                self._urls.clear()
+            target = self._urls[url] = URL(url)
         data = None
         if body is not None:
             data = fastjson.dumps(body)
@@ -159,18 +168,18 @@ class HttpBackend(Backend):
             if self.timeouts.first_byte == self.timeouts.idle:
                 # aiohttp's sock_read (= idle) already bounds the wait for the first byte: no timer
                 # of our own per request (each costs a loop lookup and a heap entry).
-                return await self.session.request(method, url, data=data, headers=headers, params=params)
+                return await self.session.request(method, target, data=data, headers=headers, params=params)
             if self.timeouts.first_byte > self.timeouts.idle:
                 # sock_read also bounds the wait for the headers, so the idle limit would cut a slow
                 # start short: wait up to first_byte for them, then hold the socket to idle.
-                response = await self.session.request(method, url, data=data, headers=headers, params=params,
+                response = await self.session.request(method, target, data=data, headers=headers, params=params,
                                                       timeout=self._slow_start)
                 protocol = response.connection.protocol if response.connection is not None else None
                 if protocol is not None:
                     protocol.read_timeout = self.timeouts.idle
                 return response
             async with asyncio.timeout(self.timeouts.first_byte):
-                return await self.session.request(method, url, data=data, headers=headers, params=params)
+                return await self.session.request(method, target, data=data, headers=headers, params=params)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s", backend=self.name) from None
         except aiohttp.ClientConnectorError as exc:

@@ -3,38 +3,109 @@
 Model names come from clients and are unbounded, so only the first ``MAX_MODELS`` distinct models
 get their own label value; the rest are counted as ``other``. Backends and front ends are bounded
 by configuration. Each app has its own registry, so tests and reloads never collide.
+
+The per-request series (requests, latency, tokens, ...) are plain dicts updated by the event
+loop thread and turned into metric families when ``/metrics`` is scraped: prometheus-client's
+own Counter/Histogram take a lock per update (a histogram three), which measured as a visible
+share of the proxy's per-request CPU. Rare updates (health, reloads, cache) use the client's
+metric objects directly. The exposition format is prometheus-client's either way.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 MAX_MODELS = 50
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
-__all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
+__all__ = ["Metrics", "CONTENT_TYPE_LATEST", "CounterSeries", "HistogramSeries"]
+
+
+class CounterSeries:
+    """A labelled counter as ``{label values: total}``; ``inc`` is one dict update, no lock."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, labels: tuple[str, ...], amount: float = 1) -> None:
+        values = self.values
+        values[labels] = values.get(labels, 0) + amount
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, value in list(self.values.items()):
+            family.add_metric(labels, value)
+        return family
+
+
+class HistogramSeries:
+    """A labelled histogram as per-bucket counts (not cumulative) and a sum per label set."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...],
+                 buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self.buckets = buckets
+        self.values: dict[tuple[str, ...], list[float]] = {}  # [count per bucket..., +Inf count, sum]
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        row = self.values.get(labels)
+        if row is None:
+            row = self.values[labels] = [0.0] * (len(self.buckets) + 2)
+        row[bisect_left(self.buckets, value)] += 1  # the first bucket whose bound is >= value
+        row[-1] += value
+
+    def family(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        bounds = [*(_le(b) for b in self.buckets), "+Inf"]
+        for labels, row in list(self.values.items()):
+            cumulative, running = [], 0.0
+            for bound, count in zip(bounds, row):
+                running += count
+                cumulative.append((bound, running))
+            family.add_metric(labels, cumulative, sum_value=row[-1])
+        return family
+
+
+def _le(bound: float) -> str:
+    return floatToGoString(bound)  # the same bucket labels as prometheus-client's own Histogram
+
+
+class _SeriesCollector:
+    """Hands the dict-backed series to the registry at scrape time."""
+
+    def __init__(self, series: list[CounterSeries | HistogramSeries]) -> None:
+        self.series = series
+
+    def collect(self) -> Iterator[Metric]:
+        for series in self.series:
+            yield series.family()
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("llm_proxy_requests", "Client requests by outcome",
-                                ["frontend", "backend", "model", "status"], registry=r)
-        self.errors = Counter("llm_proxy_errors", "Failed attempts by error class", ["backend", "kind"], registry=r)
-        self.failovers = Counter("llm_proxy_failovers", "Requests served by a later target of their chain",
-                                 ["backend"], registry=r)
-        self.latency = Histogram("llm_proxy_request_seconds", "Whole request time", ["frontend", "backend"],
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.ttfb = Histogram("llm_proxy_ttfb_seconds", "Time to the first byte from the backend", ["backend"],
-                              buckets=LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("llm_proxy_tokens", "Tokens reported by providers", ["backend", "model", "type"],
-                              registry=r)
+        self.requests = CounterSeries("llm_proxy_requests", "Client requests by outcome",
+                                      ("frontend", "backend", "model", "status"))
+        self.errors = CounterSeries("llm_proxy_errors", "Failed attempts by error class", ("backend", "kind"))
+        self.failovers = CounterSeries("llm_proxy_failovers", "Requests served by a later target of their chain",
+                                       ("backend",))
+        self.latency = HistogramSeries("llm_proxy_request_seconds", "Whole request time", ("frontend", "backend"))
+        self.ttfb = HistogramSeries("llm_proxy_ttfb_seconds", "Time to the first byte from the backend", ("backend",))
+        self.tokens = CounterSeries("llm_proxy_tokens", "Tokens reported by providers", ("backend", "model", "type"))
+        self.rate_limited = CounterSeries("llm_proxy_rate_limit_rejections", "Requests refused by a rate limit",
+                                          ("scope",))
+        self.guard_events = CounterSeries("llm_proxy_guard_events", "Agent-guard interventions", ("kind",))
+        r.register(_SeriesCollector([self.requests, self.errors, self.failovers, self.latency, self.ttfb,
+                                     self.tokens, self.rate_limited, self.guard_events]))
         self.active_streams = Gauge("llm_proxy_active_streams", "Streams being relayed now", registry=r)
-        self.rate_limited = Counter("llm_proxy_rate_limit_rejections", "Requests refused by a rate limit",
-                                    ["scope"], registry=r)
-        self.guard_events = Counter("llm_proxy_guard_events", "Agent-guard interventions", ["kind"], registry=r)
         self.backend_up = Gauge("llm_proxy_backend_up", "1 when the last health check passed", ["backend"], registry=r)
         self.config_generation = Gauge("llm_proxy_config_generation", "Config reloads applied since start",
                                        registry=r)

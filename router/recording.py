@@ -78,17 +78,7 @@ class Recorder:
         self.store = store
         self.metrics = metrics
         self.prices = prices or {}
-        # Labelled children by label values: ``labels()`` takes a lock and builds a key every call,
-        # and this runs for every request. Bounded like the labels themselves.
-        self._children: dict[tuple[Any, ...], Any] = {}
         self._dropped_seen = -1
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
 
     def cost(self, model: str | None, usage: Usage) -> float | None:
         """Price per million tokens from config (``prices: {model: {input, output}}``); unknown → None."""
@@ -117,31 +107,30 @@ class Recorder:
             error=rec.error,
         ))
         m = self.metrics
-        child = self._child
         model = m.model_label(rec.model or rec.requested_model)
         backend = rec.backend or "-"
-        child(m.requests, rec.frontend, backend, model, str(rec.status)).inc()
-        child(m.latency, rec.frontend, backend).observe(elapsed)
+        m.requests.inc((rec.frontend, backend, model, str(rec.status)))
+        m.latency.observe((rec.frontend, backend), elapsed)
         if rec.ttfb is not None:
-            child(m.ttfb, backend).observe(rec.ttfb)
+            m.ttfb.observe((backend,), rec.ttfb)
         if usage.prompt_tokens:
-            child(m.tokens, backend, model, "prompt").inc(usage.prompt_tokens)
+            m.tokens.inc((backend, model, "prompt"), usage.prompt_tokens)
         if usage.completion_tokens:
-            child(m.tokens, backend, model, "completion").inc(usage.completion_tokens)
+            m.tokens.inc((backend, model, "completion"), usage.completion_tokens)
         if len(attempts) > 1 or (attempts and attempts[0].get("status") != "ok"):
             failed = [a for a in attempts if a.get("status") != "ok"]
             for attempt in failed:
-                child(m.errors, attempt.get("backend") or "-", attempt.get("status") or "-").inc()
+                m.errors.inc((attempt.get("backend") or "-", attempt.get("status") or "-"))
             if failed and rec.status < 400:
-                child(m.failovers, backend).inc()
+                m.failovers.inc((backend,))
         if rec.status == 429:
             # The proxy's own limits refuse before any backend answers (such attempts take no
             # time); a 429 passed on from the providers is theirs.
             # (The pipeline audits the proxy's own rejections.)
             own = all(a.get("status") == "rate_limited" and not a.get("latency_ms") for a in attempts)
-            child(m.rate_limited, "proxy" if own else "upstream").inc()
+            m.rate_limited.inc(("proxy" if own else "upstream",))
         for event in rec.guard_events:
-            child(m.guard_events, event.get("kind", "-")).inc()
+            m.guard_events.inc((event.get("kind", "-"),))
         if access_log.isEnabledFor(logging.INFO):
             log_access(rec, elapsed * 1000)
         dropped = self.store.dropped
