@@ -93,14 +93,18 @@ class JsonFormatter(logging.Formatter):
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler that does not flush after every line (a write system call per request).
+    """A stream handler that writes lines in batches, not one write system call per request.
 
-    Lines at WARNING and above are flushed at once; the rest at most ``interval`` seconds later by
+    ``sys.stderr`` is line-buffered even when redirected (Python >= 3.9), so writing to it line by
+    line costs a system call per line; the lines are kept here instead and written together when
+    ``max_lines`` are pending, at once for WARNING and above, at most ``interval`` seconds later by
     a small daemon thread, and at exit (``logging.shutdown`` flushes every handler).
     """
 
-    def __init__(self, stream: Any = None, interval: float = 0.5) -> None:
+    def __init__(self, stream: Any = None, interval: float = 0.5, max_lines: int = 256) -> None:
         super().__init__(stream)
+        self._pending: list[str] = []
+        self._max_lines = max_lines
         self._wake = threading.Event()
         thread = threading.Thread(target=self._flusher, args=(interval,), name="log-flusher", daemon=True)
         thread.start()
@@ -112,11 +116,29 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             except (OSError, ValueError):  # stream closed at shutdown
                 return
 
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_pending()
+            super().flush()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            text, self._pending = "".join(self._pending), []
+            self.stream.write(text)
+
+    def setStream(self, stream: Any) -> Any:  # noqa: N802 - logging's name
+        with self.lock:  # type: ignore[union-attr]
+            self._write_pending()
+        return super().setStream(stream)
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + self.terminator)
-            if record.levelno >= logging.WARNING:
-                self.flush()
+            pending = self._pending
+            pending.append(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING or len(pending) >= self._max_lines:
+                self._write_pending()
+                if record.levelno >= logging.WARNING:
+                    self.stream.flush()
         except RecursionError:  # pragma: no cover - as logging.StreamHandler does
             raise
         except Exception:  # noqa: BLE001

@@ -77,3 +77,30 @@ async def test_json_lines_carry_the_fields_as_keys(tmp_path: Path, access_lines)
     assert line["request_id"] == ok.headers["x-request-id"]
     assert (line["session"], line["backend"], line["status"]) == ("sess-2", "echo", 200)
     assert line["latency_ms"] >= 0 and line["level"] == "info"
+
+
+def test_buffered_handler_batches_lines_and_writes_warnings_at_once() -> None:
+    from router.logs import BufferedStreamHandler
+
+    class CountingStream(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return super().write(text)
+
+    stream = CountingStream()
+    handler = BufferedStreamHandler(stream, interval=60, max_lines=50)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("test.buffered")
+    log.propagate, log.level = False, logging.INFO
+    log.addHandler(handler)
+    try:
+        for i in range(120):
+            log.info("line %d", i)
+        assert stream.writes == 2  # two batches of 50; 20 lines still pending
+        log.warning("careful")
+        assert stream.writes == 3 and stream.getvalue().splitlines()[-1] == "careful"
+        assert stream.getvalue().splitlines() == [f"line {i}" for i in range(120)] + ["careful"]
+    finally:
+        log.removeHandler(handler)
