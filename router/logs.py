@@ -68,24 +68,33 @@ class TextFormatter(logging.Formatter):
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return self._time(record.created)
+
+    def _time(self, created: float) -> str:
+        second = int(created)
         if second != self._second:
             self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
-        return f"{self._stamp},{int(record.msecs):03d}"
+        return f"{self._stamp},{int((created - second) * 1000):03d}"
+
+    def line(self, created: float, levelname: str, name: str, message: str, fields: dict[str, Any]) -> str:
+        """What :meth:`format` makes of a record without exception (see :class:`AccessLog`)."""
+        return f"{self._time(created)} {levelname} {name}: {message}"
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and every ``extra`` field."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": round(record.created, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-               "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         attributes = record.__dict__
-        for key in attributes.keys() - _STANDARD:
-            if not key.startswith("_"):
-                out[key] = attributes[key]
-        if record.exc_text:
-            out["exception"] = record.exc_text
+        fields = {key: attributes[key] for key in attributes.keys() - _STANDARD if not key.startswith("_")}
+        return self.line(record.created, record.levelname, record.name, record.getMessage(), fields, record.exc_text)
+
+    def line(self, created: float, levelname: str, name: str, message: str, fields: dict[str, Any],
+             exc_text: str | None = None) -> str:
+        out = {"ts": round(created, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)),
+               "level": levelname.lower(), "logger": name, "message": message, **fields}
+        if exc_text:
+            out["exception"] = exc_text
         try:
             return orjson.dumps(out, default=str).decode("utf-8")
         except TypeError:  # what orjson cannot encode (integers wider than 64 bits)
@@ -131,6 +140,27 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._write_pending()
         return super().setStream(stream)
 
+    def write_line(self, levelname: str, name: str, message: str, fields: dict[str, Any]) -> bool:
+        """Format and queue one line without a LogRecord; False when this handler is set up in a
+        way the short path does not know (other filters or formatter): then log normally."""
+        formatter, filters = self.formatter, self.filters
+        if type(formatter) not in (TextFormatter, JsonFormatter) or \
+                any(type(f) is not RedactingFilter for f in filters):
+            return False
+        for redactor in filters:
+            # One scan over everything; the per-field work only when something looks secret.
+            texts = [v for v in fields.values() if isinstance(v, str)]
+            if redactor._suspect("\n".join([message, *texts])):  # type: ignore[union-attr]
+                message = redactor.scrub(message)  # type: ignore[union-attr]
+                fields = {k: redactor.scrub(v) if isinstance(v, str) else v for k, v in fields.items()}  # type: ignore[union-attr]
+        text = formatter.line(time.time(), levelname, name, message, fields) + self.terminator  # type: ignore[union-attr]
+        with self.lock:  # type: ignore[union-attr]
+            pending = self._pending
+            pending.append(text)
+            if len(pending) >= self._max_lines:
+                self._write_pending()
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             pending = self._pending
@@ -143,6 +173,50 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             raise
         except Exception:  # noqa: BLE001
             self.handleError(record)
+
+
+class AccessLog:
+    """The one info line per request, without the cost of a LogRecord when it can.
+
+    At a few thousand requests a second the logging machinery (record, filters, handler lock,
+    formatter) was ~8% of the proxy's CPU. When the line would end up only in our own handler (the
+    logger and its parents have no other handlers or filters), it is formatted and queued there
+    directly, redacted and formatted exactly as a record would be; otherwise (tests capturing
+    logs, an operator's own logging set-up) it is logged the ordinary way.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def info(self, message: str, fields: dict[str, Any]) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        handler = _sole_handler(logger)
+        if handler is None or not handler.write_line("INFO", logger.name, message, fields):
+            logger.info(message, extra=fields)
+
+
+def _sole_handler(logger: logging.Logger) -> BufferedStreamHandler | None:
+    """Our handler when it is the only place an info record of ``logger`` would go, else None."""
+    found = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters or current.disabled:
+            return None
+        if current.handlers:
+            if found is not None or len(current.handlers) != 1:
+                return None
+            found = current.handlers[0]
+        if not current.propagate:
+            break
+        current = current.parent
+    if type(found) is not BufferedStreamHandler or found.level > logging.INFO:
+        return None
+    return found
 
 
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> RedactingFilter:

@@ -7,16 +7,16 @@ finish when the stream ends — also when it was cut off, failed or the client w
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from .canonical import Usage
+from .logs import AccessLog
 from .metrics import Metrics
 from .usage import AuditRecord, UsageRecord, UsageStore
 
-access_log = logging.getLogger("llm_proxy.access")
+access_log = AccessLog("llm_proxy.access")
 
 
 @dataclass(slots=True)
@@ -49,11 +49,13 @@ class RequestRecord:
 
 def log_access(rec: RequestRecord, elapsed_ms: float) -> None:
     """The request's one access-log line: readable in text logs, every field a key in JSON logs."""
+    if not access_log.enabled():
+        return
     line = (f"POST {rec.path or rec.frontend} {rec.status} {elapsed_ms:.1f}ms request={rec.request_id} "
             f"session={rec.session_id} rule={rec.route_rule or '-'} backend={rec.backend or '-'} model={rec.model or '-'}")
     if rec.error_kind:
         line += f" error={rec.error_kind}"
-    access_log.info(line, extra={
+    access_log.info(line, {
         "request_id": rec.request_id, "session": rec.session_id, "caller": rec.caller, "status": rec.status,
         "latency_ms": round(elapsed_ms, 1), "rules": rec.rules, "backend": rec.backend, "model": rec.model,
         "stream": rec.stream})
@@ -131,8 +133,7 @@ class Recorder:
             m.rate_limited.inc(("proxy" if own else "upstream",))
         for event in rec.guard_events:
             m.guard_events.inc((event.get("kind", "-"),))
-        if access_log.isEnabledFor(logging.INFO):
-            log_access(rec, elapsed * 1000)
+        log_access(rec, elapsed * 1000)
         dropped = self.store.dropped
         if dropped != self._dropped_seen:
             self._dropped_seen = dropped

@@ -104,3 +104,35 @@ def test_buffered_handler_batches_lines_and_writes_warnings_at_once() -> None:
         assert stream.getvalue().splitlines() == [f"line {i}" for i in range(120)] + ["careful"]
     finally:
         log.removeHandler(handler)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_short_path_writes_what_a_log_record_would(access_lines, fmt: str) -> None:
+    """AccessLog skips the LogRecord when only our handler listens: same line, same redaction."""
+    from router.logs import AccessLog
+
+    out = access_lines(fmt)
+    fields = {"request_id": "r-1", "session": "s-1", "caller": "sk-never-logged-123456", "status": 200,
+              "rules": ["a", "b"], "backend": None, "latency_ms": 1.5}
+    message = "POST /v2/chat/completions 200 1.5ms key=sk-never-logged-123456 auth=Bearer abcdefghijklmnop"
+    AccessLog("llm_proxy.access").info(message, fields)           # the short path
+    logging.getLogger("llm_proxy.access").info(message, extra=fields)  # the ordinary path
+    short, ordinary = _access(out)
+    assert "sk-never-logged" not in out.getvalue() and "abcdefghijklmnop" not in out.getvalue()
+    if fmt == "json":
+        short_obj, ordinary_obj = json.loads(short), json.loads(ordinary)
+        for obj in (short_obj, ordinary_obj):
+            obj.pop("ts"), obj.pop("time")
+        assert short_obj == ordinary_obj and short_obj["caller"] == "[redacted]"
+    else:
+        assert short.split(" ", 2)[2] == ordinary.split(" ", 2)[2]  # all but date and time
+        assert short.split(" ")[1][8] == ","  # HH:MM:SS,mmm as logging writes it
+
+
+def test_access_lines_reach_other_handlers_the_ordinary_way(caplog) -> None:
+    from router.logs import AccessLog
+
+    caplog.set_level(logging.INFO)
+    AccessLog("llm_proxy.access").info("GET /x 200 1.0ms", {"caller": "k1"})
+    [record] = [r for r in caplog.records if r.name == "llm_proxy.access"]
+    assert record.getMessage() == "GET /x 200 1.0ms" and record.caller == "k1"
