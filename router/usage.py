@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import operator
 import sqlite3
-
-import orjson
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 from .tasks import cancel_and_wait
 
@@ -320,17 +321,22 @@ class SQLiteUsageStore:
         return items, (items[-1]["id"] if len(items) == limit else None)
 
 
-_ROW_KINDS = tuple((c, 2 if c in _JSON_COLUMNS else 1 if c in _BOOL_COLUMNS else 0) for c in _USAGE_COLUMNS)
+_ROW_VALUES = operator.attrgetter(*_USAGE_COLUMNS)  # every column in one C call
+_ROW_JSON = tuple(i for i, c in enumerate(_USAGE_COLUMNS) if c in _JSON_COLUMNS)
+_ROW_BOOL = tuple(i for i, c in enumerate(_USAGE_COLUMNS) if c in _BOOL_COLUMNS)
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode("utf-8")
 
 
 def _usage_row(record: UsageRecord) -> tuple[Any, ...]:
     """One row; plain attribute reads (``asdict`` deep-copies, and this runs for every request)."""
-    out = []
-    for column, kind in _ROW_KINDS:
-        value = getattr(record, column)
-        out.append(((_dumps(value) if value else "[]") if kind == 2 else int(value)) if kind else value)
+    out = list(_ROW_VALUES(record))
+    for i in _ROW_JSON:
+        out[i] = _dumps(out[i]) if out[i] else "[]"
+    for i in _ROW_BOOL:
+        out[i] = int(out[i])
     return tuple(out)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from router.canonical import ChatRequest, StreamEvent
+from router.canonical import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
     from router.config import AppConfig
@@ -55,7 +55,7 @@ class Guard:
     params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Mapping[str, Any], ctx: GuardContext) -> None:
-        self.settings = dict(settings)
+        self.settings = settings  # shared between requests (see chain._resolved): read only
         self.ctx = ctx
         self.stop = False
 
@@ -66,6 +66,11 @@ class Guard:
 
     def feed(self, event: StreamEvent) -> list[StreamEvent]:
         return [event]
+
+    def leaves_unchanged(self, response: "ChatResponse") -> bool:
+        """True when this guard certainly would not touch this whole (non-streamed) reply, so
+        the chain need not replay it as events. The default is the safe answer: it might."""
+        return False
 
     def finish(self) -> list[StreamEvent]:
         return []

@@ -147,7 +147,7 @@ def apply_to_response(chain: GuardChain, response: ChatResponse) -> ChatResponse
 
     The response's id, model, created time and usage are kept (a cut stream has no usage of its own).
     """
-    if not chain.guards:
+    if all(guard.leaves_unchanged(response) for guard in chain.guards):
         return response
     acc = ResponseAccumulator()
     for event in response_to_events(response):

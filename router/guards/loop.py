@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from router.canonical import StreamEnd, StreamEvent, TextDelta, ThinkingDelta
+from router.canonical import ChatResponse, StreamEnd, StreamEvent, TextDelta, ThinkingDelta
 from router.guards.base import NOTE_PREFIX, Guard, register
 
 if TYPE_CHECKING:
@@ -161,6 +161,17 @@ class LoopDetectionGuard(Guard):
         reps = int(self.settings["min_repetitions"])
         self._text = RepetitionDetector(lo, hi, reps)
         self._thinking = RepetitionDetector(lo, hi, reps)
+
+    def leaves_unchanged(self, response: ChatResponse) -> bool:
+        """No loop fits in fewer than ``min_pattern_length * min_repetitions`` characters (the
+        shortest span of any detection; sub-minimum units need four times more): most replies."""
+        shortest = int(self.settings["min_pattern_length"]) * int(self.settings["min_repetitions"])
+        chars = 0
+        for part in response.parts:
+            text = getattr(part, "text", None)
+            if isinstance(text, str):
+                chars += len(text)
+        return chars < shortest
 
     @classmethod
     def config_defaults(cls, config: "AppConfig") -> dict[str, Any]:

@@ -9,7 +9,10 @@ import pytest
 
 import guards_support as gs
 from dsl.ir import PostProcessor
-from router.canonical import ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ThinkingDelta
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.canonical import ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart
 from router.guards import apply_to_response
 from router.guards.loop import RepetitionDetector
 
@@ -125,3 +128,21 @@ def test_detector_memory_is_a_window() -> None:
     for _ in range(100_000):
         assert d.feed(" ".join(rng.choice(words) for _ in range(3)) + " ") is None
         assert d.buffered <= d.window + 40
+
+
+@settings(max_examples=300, deadline=None)
+@given(unit=st.text(alphabet="ab c.", min_size=1, max_size=30), reps=st.integers(1, 60),
+       min_len=st.integers(2, 30), min_reps=st.integers(2, 6), thinking=st.booleans())
+def test_short_replies_skip_the_replay_only_when_no_loop_could_be_cut(unit: str, reps: int, min_len: int,
+                                                                      min_reps: int, thinking: bool) -> None:
+    """``leaves_unchanged`` lets a non-streamed reply skip the guards; it must never skip a cut."""
+    text = unit * reps
+    post = (PostProcessor("loop_detection", (("min_pattern_length", min_len), ("min_repetitions", min_reps))),)
+    [guard] = gs.chain(post=post, session=ONLY_LOOP).guards
+    parts = [ThinkingPart(text), TextPart("ok")] if thinking else [TextPart(text)]
+    stream = [StreamStart("resp", "m"), *((ThinkingDelta(text), TextDelta("ok")) if thinking else (TextDelta(text),)),
+              StreamEnd("stop")]
+    replayed = gs.normalize(gs.run(gs.chain(post=post, session=ONLY_LOOP), stream))
+    if guard.leaves_unchanged(ChatResponse(id="r", model="m", parts=parts)):
+        assert replayed[-1] == ("end", "stop")
+    assert guard.leaves_unchanged(ChatResponse(id="r", model="m", parts=[TextPart("x" * (min_len * min_reps - 1))]))
