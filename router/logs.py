@@ -9,7 +9,7 @@ import logging
 import re
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import orjson
 
@@ -30,7 +30,12 @@ class RedactingFilter(logging.Filter):
         self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
         self._known = re.compile("|".join(map(re.escape, self.secrets))) if self.secrets else None
         # One scan for "is anything secret-shaped here at all": every log line passes through it.
-        self._suspect = re.compile("|".join(map(re.escape, [*self.secrets, *_TRIGGERS]))).search
+        # A few literals are found faster by ``in`` one after the other than by one regex.
+        literals = (*self.secrets, *_TRIGGERS)
+        if len(literals) <= 24:
+            self._suspect: Callable[[str], object] = lambda text: any(lit in text for lit in literals)
+        else:
+            self._suspect = re.compile("|".join(map(re.escape, literals))).search
 
     def scrub(self, text: str) -> str:
         """Runs on every log line, so the common case (nothing secret-shaped) is one regex scan."""
@@ -76,7 +81,7 @@ class TextFormatter(logging.Formatter):
             self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
         return f"{self._stamp},{int((created - second) * 1000):03d}"
 
-    def line(self, created: float, levelname: str, name: str, message: str, fields: dict[str, Any]) -> str:
+    def line(self, created: float, levelname: str, name: str, message: str) -> str:
         """What :meth:`format` makes of a record without exception (see :class:`AccessLog`)."""
         return f"{self._time(created)} {levelname} {name}: {message}"
 
@@ -140,26 +145,37 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._write_pending()
         return super().setStream(stream)
 
-    def write_line(self, levelname: str, name: str, message: str, fields: dict[str, Any]) -> bool:
+    def write_line(self, levelname: str, name: str, message: str, fields: Callable[[], dict[str, Any]]) -> bool:
         """Format and queue one line without a LogRecord; False when this handler is set up in a
-        way the short path does not know (other filters or formatter): then log normally."""
+        way the short path does not know (other filters or formatter): then log normally.
+        ``fields`` is only called when the format prints them (JSON)."""
         formatter, filters = self.formatter, self.filters
-        if type(formatter) not in (TextFormatter, JsonFormatter) or \
-                any(type(f) is not RedactingFilter for f in filters):
+        if any(type(f) is not RedactingFilter for f in filters):
             return False
-        for redactor in filters:
-            # One scan over everything; the per-field work only when something looks secret.
-            texts = [v for v in fields.values() if isinstance(v, str)]
-            if redactor._suspect("\n".join([message, *texts])):  # type: ignore[union-attr]
+        if type(formatter) is TextFormatter:
+            for redactor in filters:
                 message = redactor.scrub(message)  # type: ignore[union-attr]
-                fields = {k: redactor.scrub(v) if isinstance(v, str) else v for k, v in fields.items()}  # type: ignore[union-attr]
-        text = formatter.line(time.time(), levelname, name, message, fields) + self.terminator  # type: ignore[union-attr]
+            text = formatter.line(time.time(), levelname, name, message)
+        elif type(formatter) is JsonFormatter:
+            text = formatter.line(time.time(), levelname, name, *self._redacted(message, fields()))
+        else:
+            return False
+        text += self.terminator
         with self.lock:  # type: ignore[union-attr]
             pending = self._pending
             pending.append(text)
             if len(pending) >= self._max_lines:
                 self._write_pending()
         return True
+
+    def _redacted(self, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        for redactor in self.filters:
+            # One scan over everything; the per-field work only when something looks secret.
+            texts = [v for v in fields.values() if isinstance(v, str)]
+            if redactor._suspect("\n".join([message, *texts])):  # type: ignore[union-attr]
+                message = redactor.scrub(message)  # type: ignore[union-attr]
+                fields = {k: redactor.scrub(v) if isinstance(v, str) else v for k, v in fields.items()}  # type: ignore[union-attr]
+        return message, fields
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -191,13 +207,14 @@ class AccessLog:
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
-    def info(self, message: str, fields: dict[str, Any]) -> None:
+    def info(self, message: str, fields: Callable[[], dict[str, Any]]) -> None:
+        """``fields`` makes the ``extra`` fields; text lines do not print them, so it may not be called."""
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
         handler = _sole_handler(logger)
         if handler is None or not handler.write_line("INFO", logger.name, message, fields):
-            logger.info(message, extra=fields)
+            logger.info(message, extra=fields())
 
 
 def _sole_handler(logger: logging.Logger) -> BufferedStreamHandler | None:

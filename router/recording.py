@@ -55,7 +55,7 @@ def log_access(rec: RequestRecord, elapsed_ms: float) -> None:
             f"session={rec.session_id} rule={rec.route_rule or '-'} backend={rec.backend or '-'} model={rec.model or '-'}")
     if rec.error_kind:
         line += f" error={rec.error_kind}"
-    access_log.info(line, {
+    access_log.info(line, lambda: {
         "request_id": rec.request_id, "session": rec.session_id, "caller": rec.caller, "status": rec.status,
         "latency_ms": round(elapsed_ms, 1), "rules": rec.rules, "backend": rec.backend, "model": rec.model,
         "stream": rec.stream})

@@ -115,7 +115,7 @@ def test_short_path_writes_what_a_log_record_would(access_lines, fmt: str) -> No
     fields = {"request_id": "r-1", "session": "s-1", "caller": "sk-never-logged-123456", "status": 200,
               "rules": ["a", "b"], "backend": None, "latency_ms": 1.5}
     message = "POST /v2/chat/completions 200 1.5ms key=sk-never-logged-123456 auth=Bearer abcdefghijklmnop"
-    AccessLog("llm_proxy.access").info(message, fields)           # the short path
+    AccessLog("llm_proxy.access").info(message, lambda: fields)   # the short path
     logging.getLogger("llm_proxy.access").info(message, extra=fields)  # the ordinary path
     short, ordinary = _access(out)
     assert "sk-never-logged" not in out.getvalue() and "abcdefghijklmnop" not in out.getvalue()
@@ -133,6 +133,6 @@ def test_access_lines_reach_other_handlers_the_ordinary_way(caplog) -> None:
     from router.logs import AccessLog
 
     caplog.set_level(logging.INFO)
-    AccessLog("llm_proxy.access").info("GET /x 200 1.0ms", {"caller": "k1"})
+    AccessLog("llm_proxy.access").info("GET /x 200 1.0ms", lambda: {"caller": "k1"})
     [record] = [r for r in caplog.records if r.name == "llm_proxy.access"]
     assert record.getMessage() == "GET /x 200 1.0ms" and record.caller == "k1"
