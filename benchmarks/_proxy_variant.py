@@ -1,7 +1,7 @@
 """The proxy with one part switched off, for on/off comparisons in one benchmark run.
 
 python benchmarks/_proxy_variant.py norecord --config FILE --port P
-  norecord: no usage records and no metrics (Recorder.finish does nothing)
+  norecord: no usage records and no metric updates (the access-log line is still written)
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ variant = sys.argv[1]
 if variant == "norecord":
     import router.recording as recording
 
-    recording.Recorder.finish = lambda self, rec: None  # type: ignore[method-assign]
+    recording.Recorder.store_usage = lambda self, *args: None  # type: ignore[method-assign]
+    recording.Recorder.count = lambda self, *args: None  # type: ignore[method-assign]
 else:
     raise SystemExit(f"unknown variant {variant!r}")
 

@@ -11,10 +11,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+import orjson
+
 from .canonical import Usage
 from .logs import AccessLog
 from .metrics import Metrics
-from .usage import AuditRecord, UsageRecord, UsageStore
+from .usage import AuditRecord, UsageStore
 
 access_log = AccessLog("llm_proxy.access")
 
@@ -61,6 +63,10 @@ def log_access(rec: RequestRecord, elapsed_ms: float) -> None:
         "stream": rec.stream})
 
 
+def _json_list(items: Any) -> str:
+    return orjson.dumps(list(items), default=str).decode("utf-8") if items else "[]"
+
+
 def estimate_completion(chars: int) -> int:
     return (chars + 3) // 4
 
@@ -97,17 +103,23 @@ class Recorder:
         elapsed = time.perf_counter() - rec.started
         usage = rec.usage or Usage()
         attempts = [_attempt_dict(a) for a in rec.attempts]
-        self.store.record(UsageRecord(
-            ts=rec.ts, request_id=rec.request_id, session_id=rec.session_id, caller=rec.caller,
-            frontend=rec.frontend, requested_model=rec.requested_model, backend=rec.backend, model=rec.model,
-            status=rec.status, finish_reason=rec.finish_reason, prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
-            tokens_estimated=usage.estimated, latency_ms=round(elapsed * 1000, 3),
-            ttfb_ms=round(rec.ttfb * 1000, 3) if rec.ttfb is not None else None, stream=rec.stream,
-            cache_hit=rec.cache_hit, cost=self.cost(rec.model, usage) if rec.status < 400 else None,
-            route_rule=rec.route_rule, rules=list(rec.rules), attempts=attempts, guard_events=rec.guard_events,
-            error=rec.error,
+        self.store_usage(rec, usage, elapsed, attempts)
+        self.count(rec, usage, elapsed, attempts)
+        log_access(rec, elapsed * 1000)
+
+    def store_usage(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[dict[str, Any]]) -> None:
+        """The usage row, in ``USAGE_COLUMNS`` order (no UsageRecord in between: this runs per request)."""
+        self.store.record_row((
+            rec.ts, rec.request_id, rec.session_id, rec.caller, rec.frontend, rec.requested_model, rec.backend,
+            rec.model, rec.status, rec.finish_reason, usage.prompt_tokens, usage.completion_tokens,
+            usage.cached_tokens, int(usage.estimated), round(elapsed * 1000, 3),
+            round(rec.ttfb * 1000, 3) if rec.ttfb is not None else None, int(rec.stream), int(rec.cache_hit),
+            self.cost(rec.model, usage) if rec.status < 400 else None, rec.route_rule,
+            _json_list(rec.rules), _json_list(attempts), _json_list(rec.guard_events), rec.error,
         ))
+
+    def count(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[dict[str, Any]]) -> None:
+        """Metric updates for one finished request."""
         m = self.metrics
         model = m.model_label(rec.model or rec.requested_model)
         backend = rec.backend or "-"
@@ -133,7 +145,6 @@ class Recorder:
             m.rate_limited.inc(("proxy" if own else "upstream",))
         for event in rec.guard_events:
             m.guard_events.inc((event.get("kind", "-"),))
-        log_access(rec, elapsed * 1000)
         dropped = self.store.dropped
         if dropped != self._dropped_seen:
             self._dropped_seen = dropped

@@ -76,6 +76,7 @@ class UsageStore(Protocol):
     dropped: int
 
     def record(self, record: UsageRecord) -> bool: ...
+    def record_row(self, row: tuple[Any, ...]) -> bool: ...
     def audit(self, record: AuditRecord) -> bool: ...
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -86,6 +87,7 @@ class UsageStore(Protocol):
 
 
 _USAGE_COLUMNS = [f for f in UsageRecord.__dataclass_fields__]
+USAGE_COLUMNS = tuple(_USAGE_COLUMNS)  # the order of a row given to ``record_row``
 _JSON_COLUMNS = {"rules", "attempts", "guard_events"}
 _BOOL_COLUMNS = {"tokens_estimated", "stream", "cache_hit"}
 
@@ -118,7 +120,10 @@ class SQLiteUsageStore:
         self.dropped = 0
         self.written = 0
         self._queue_size = queue_size
-        self._queue: asyncio.Queue[tuple[str, Any]] | None = None
+        # Rows waiting for the writer: a plain list (appending is all a request does) until start().
+        self._pending: list[tuple[str, Any]] | None = None
+        self._wake: asyncio.Event | None = None  # set when the first row arrives after a write
+        self._idle: asyncio.Event | None = None  # set when nothing is waiting to be written
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()  # one connection, used from worker threads one at a time
@@ -145,11 +150,15 @@ class SQLiteUsageStore:
 
     async def start(self) -> None:
         if self._writer is None:
-            self._queue = asyncio.Queue(self._queue_size)
+            self._closing = False
+            self._pending = []
+            self._wake, self._idle = asyncio.Event(), asyncio.Event()
+            self._idle.set()
             self._writer = asyncio.get_running_loop().create_task(self._run())
 
     def _put(self, item: tuple[str, Any]) -> bool:
-        if self._queue is None:  # not started (tests, check): write synchronously
+        pending = self._pending
+        if pending is None:  # not started (tests, check): write synchronously
             try:
                 self._write_batch([item])
             except Exception:  # noqa: BLE001 - recording must never fail a request
@@ -157,53 +166,61 @@ class SQLiteUsageStore:
                 log.exception("usage store: could not write a record (dropped so far: %d)", self.dropped)
                 return False
             return True
-        try:
-            self._queue.put_nowait(item)
-            self._warned_drop = False
-            return True
-        except asyncio.QueueFull:
+        if len(pending) >= self._queue_size:
             self.dropped += 1
             if not self._warned_drop:
                 self._warned_drop = True
                 log.warning("usage queue full: dropping records (dropped so far: %d)", self.dropped)
             return False
+        if not pending:  # the first row since the last write: wake the writer
+            self._warned_drop = False
+            self._wake.set()  # type: ignore[union-attr]
+            self._idle.clear()  # type: ignore[union-attr]
+        pending.append(item)
+        return True
 
     def record(self, record: UsageRecord) -> bool:
-        # Queued as a flat row of strings and numbers: the garbage collector stops tracking such
-        # tuples, so thousands of queued records cost it nothing.
-        return self._put(("usage", _usage_row(record)))
+        return self.record_row(_usage_row(record))
+
+    def record_row(self, row: tuple[Any, ...]) -> bool:
+        """A usage row in ``USAGE_COLUMNS`` order (the recorder builds it without a UsageRecord).
+
+        Queued as a flat row of strings and numbers: the garbage collector stops tracking such
+        tuples, so thousands of queued records cost it nothing."""
+        return self._put(("usage", row))
 
     def audit(self, record: AuditRecord) -> bool:
         return self._put(("audit", (record.ts, record.type, record.actor, record.outcome, json.dumps(record.detail))))
 
     async def _run(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
+        assert self._wake is not None and self._idle is not None
         while True:
-            item = await queue.get()
-            batch = [item]
+            await self._wake.wait()
+            # Gather a batch: up to ``flush_interval`` or ``batch_size`` rows, whichever first.
             deadline = time.monotonic() + self.flush_interval
-            while len(batch) < self.batch_size:
+            while not self._closing and len(self._pending or ()) < self.batch_size and time.monotonic() < deadline:
+                await asyncio.sleep(min(0.02, self.flush_interval))
+            self._wake.clear()
+            rows, self._pending = self._pending or [], []
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start:start + self.batch_size]
                 try:
-                    batch.append(queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    if self._closing or time.monotonic() >= deadline:
-                        break  # closing: write now, do not wait out the batching window
-                    await asyncio.sleep(min(0.02, self.flush_interval))
-            try:
-                # On the loop thread, in batches of at most ``batch_size``: with WAL and
-                # synchronous=NORMAL a commit writes to the page cache without fsync (checkpoints
-                # run in a worker thread, below), so a batch takes ~1-3 ms. Measured here, handing
-                # batches to a thread cost ~100 us per request in GIL hand-offs with the loop.
-                self._write_batch(batch)
-                if self.path != ":memory:" and time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
-                    self._last_checkpoint = time.monotonic()
+                    # On the loop thread, in batches of at most ``batch_size``: with WAL and
+                    # synchronous=NORMAL a commit writes to the page cache without fsync
+                    # (checkpoints run in a worker thread, below), so a batch takes ~1-3 ms.
+                    # Measured here, handing batches to a thread cost ~100 us per request in GIL
+                    # hand-offs with the loop.
+                    self._write_batch(batch)
+                except Exception:  # noqa: BLE001 - a disk error must not kill the writer
+                    log.exception("usage writer failed to store %d records", len(batch))
+            if not self._pending:
+                self._idle.set()
+            if self.path != ":memory:" and time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
+                self._last_checkpoint = time.monotonic()
+                try:
                     await asyncio.to_thread(self._checkpoint)
-            except Exception:  # noqa: BLE001 - a disk error must not kill the writer
-                log.exception("usage writer failed to store %d records", len(batch))
-            finally:
-                for _ in batch:
-                    queue.task_done()
+                except Exception:  # noqa: BLE001
+                    log.exception("usage store: WAL checkpoint failed")
 
     def _checkpoint(self) -> None:
         """Move the WAL into the database file (the only step that fsyncs), on its own connection
@@ -254,8 +271,9 @@ class SQLiteUsageStore:
             self._connection().execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
 
     async def flush(self) -> None:
-        if self._queue is not None:
-            await self._queue.join()
+        """Wait until every row recorded so far is written."""
+        if self._idle is not None and self._writer is not None:
+            await self._idle.wait()
 
     async def close(self) -> None:
         """Flush what is queued, stop the writer, close the database."""
@@ -264,7 +282,7 @@ class SQLiteUsageStore:
             await self.flush()
             await cancel_and_wait(self._writer)
             self._writer = None
-        self._queue = None  # anything recorded after shutdown is written directly
+        self._pending = self._wake = self._idle = None  # anything recorded after shutdown is written directly
         if self.path != ":memory:" and self._db is not None:
             try:
                 self._checkpoint()

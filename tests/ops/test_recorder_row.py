@@ -1,0 +1,43 @@
+"""The recorder writes usage rows without building a UsageRecord: its row must be exactly the row
+the store makes of the equivalent UsageRecord (column order, JSON and boolean columns)."""
+
+from __future__ import annotations
+
+from router.canonical import Usage
+from router.metrics import Metrics
+from router.recording import Recorder, RequestRecord
+from router.usage import USAGE_COLUMNS, UsageRecord, _usage_row
+
+
+class CapturingStore:
+    dropped = 0
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def record_row(self, row: tuple) -> bool:
+        self.rows.append(row)
+        return True
+
+
+def test_recorder_row_matches_the_usage_record_row() -> None:
+    store = CapturingStore()
+    recorder = Recorder(store, Metrics(), {"m-1": {"input": 2.0, "output": 4.0}})  # type: ignore[arg-type]
+    rec = RequestRecord("req-1", "anthropic", "client-model", session_id="s-1", caller="k-1", stream=True,
+                        started=0.0, ts=1_700_000_000.5, rules=("r1", "r2"), route_rule="r2", backend="b-1",
+                        model="m-1", status=200, finish_reason="tool_calls",
+                        usage=Usage(100, 50, cached_tokens=7), ttfb=0.0123,
+                        guard_events=[{"kind": "repair", "detail": "x"}], cache_hit=True, error=None)
+    rec.attempts = [{"backend": "b-0", "model": "m-0", "status": "timeout", "latency_ms": 3.0, "key_id": "kid"},
+                    {"backend": "b-1", "model": "m-1", "status": "ok", "latency_ms": 9.5, "key_id": None}]
+    recorder.finish(rec)
+    [row] = store.rows
+    latency = row[USAGE_COLUMNS.index("latency_ms")]
+    expected = _usage_row(UsageRecord(
+        ts=rec.ts, request_id="req-1", session_id="s-1", caller="k-1", frontend="anthropic",
+        requested_model="client-model", backend="b-1", model="m-1", status=200, finish_reason="tool_calls",
+        prompt_tokens=100, completion_tokens=50, cached_tokens=7, tokens_estimated=False, latency_ms=latency,
+        ttfb_ms=12.3, stream=True, cache_hit=True, cost=round(100 * 2.0 / 1e6 + 50 * 4.0 / 1e6, 8),
+        route_rule="r2", rules=["r1", "r2"], attempts=rec.attempts, guard_events=rec.guard_events, error=None))
+    assert row == expected
+    assert len(row) == len(USAGE_COLUMNS)
