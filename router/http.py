@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 import falcon
 import falcon.asgi
@@ -46,12 +46,10 @@ async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
                          "invalid_request") from None
 
 
-def lower_headers(req: falcon.asgi.Request) -> dict[str, str]:
-    """Header names in lower case, computed once per request (auth and the pipeline share it)."""
-    cached = getattr(req.context, "lower_headers", None)
-    if cached is None:
-        cached = req.context.lower_headers = {k.lower(): v for k, v in req.headers.items()}
-    return cached
+def lower_headers(req: falcon.asgi.Request) -> Mapping[str, str]:
+    """Header names in lower case: Falcon's ASGI ``req.headers`` already is that (ASGI servers send
+    lower-case names), parsed once per request and cached by Falcon. Read only."""
+    return req.headers
 
 
 def send(resp: falcon.asgi.Response, reply: Reply) -> None:

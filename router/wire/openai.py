@@ -119,6 +119,8 @@ def _content_items(raw: Any, param: str) -> list[Any]:
 
 
 def _decode_parts(raw: Any, role: str, param: str) -> list[Part]:
+    if type(raw) is str:  # the common case, and one that needs no checks
+        return [TextPart(raw)]
     parts: list[Part] = []
     for j, item in enumerate(_content_items(raw, param)):
         p = field_path(param, j)
