@@ -29,9 +29,12 @@ from .registry import WEEKDAYS
 Predicate = Callable[["Facts"], bool]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Facts:
-    """What rules may look at. Build with :meth:`build` so time facts are derived once."""
+    """What rules may look at. Build with :meth:`build` so time facts are derived once.
+
+    Read only by convention: not ``frozen`` because a frozen dataclass sets each of its eleven
+    fields through ``object.__setattr__``, and one Facts is built for every request."""
 
     model: str
     frontend: str = "openai"

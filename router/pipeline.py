@@ -243,11 +243,12 @@ class Pipeline:
 
         outcome_d = Outcome()
         rec.attempts = outcome_d.attempts
-        session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
-                             "rules": list(plan.rules)}, state.config.session.max_history)
         # Saved before dispatch, not in the background: a client's next request may arrive as soon
         # as this reply does, and must see the one-off consumed (file sessions are re-read each time).
+        # An anonymous session is never stored, so it keeps no history either.
         if not anonymous:
+            session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
+                                 "rules": list(plan.rules)}, state.config.session.max_history)
             await sessions.save(session)
         scopes = {"session": session.id, "caller": ctx.caller}
         # Anonymous requests have no session to remember tool calls in: the request's own
