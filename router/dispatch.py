@@ -16,7 +16,7 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Mapping, Protocol
+from typing import AsyncIterator, Awaitable, Mapping, Protocol
 
 from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
 from dsl import ir
@@ -108,13 +108,15 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.health: HealthLike | None = None  # the circuit breaker, set by the app
 
-    async def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
-                       scopes: Mapping[str, str | None] | None = None) -> ChatResponse:
-        return await self._walk(plan, request, outcome, False, scopes or {})  # type: ignore[return-value]
+    # ``complete`` and ``stream`` hand back the walk's coroutine rather than awaiting it: one
+    # coroutine frame less to create and resume on every request.
+    def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
+                 scopes: Mapping[str, str | None] | None = None) -> Awaitable[ChatResponse]:
+        return self._walk(plan, request, outcome, False, scopes or {})  # type: ignore[return-value]
 
-    async def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome,
-                     scopes: Mapping[str, str | None] | None = None) -> StreamStarted:
-        return await self._walk(plan, request, outcome, True, scopes or {})  # type: ignore[return-value]
+    def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome,
+               scopes: Mapping[str, str | None] | None = None) -> Awaitable[StreamStarted]:
+        return self._walk(plan, request, outcome, True, scopes or {})  # type: ignore[return-value]
 
     # ---- limits ----------------------------------------------------------------------------------
 
@@ -143,64 +145,60 @@ class Dispatcher:
         """The caller releases ``outcome`` when a reply ends; on any failure it is released here
         (deadline, cancellation by a client that hung up, an unexpected connector exception)."""
         try:
-            return await self._walk_chain(plan, request, outcome, stream, scopes)
+            shared = [(lim, scopes.get(lim.per) or "-") for lim in plan.limits if lim.per in ("session", "caller")]
+            rejection = self._acquire(shared, outcome)
+            if rejection is not None:
+                raise _limited(rejection)
+            per_backend = [lim for lim in plan.limits if lim.per == "backend"]
+            per_key = [lim for lim in plan.limits if lim.per == "key"]
+            deadline = time.monotonic() + self.deadline
+            last: BackendError | None = None
+            local_rejection: Rejection | None = None
+            targets = ordered_targets(plan, self.rng)
+            health = self.health
+            if health is not None:
+                # Skip backends whose circuit is open; if that leaves nothing, try them anyway
+                # (better a likely failure than a certain one).
+                allowed = [t for t in targets if health.allow(t.backend)]
+                for skipped in (t for t in targets if t not in allowed):
+                    outcome.attempts.append(Attempt(skipped.backend, skipped.model or request.model, "circuit_open", 0.0,
+                                                    error="backend is failing; skipped until it recovers"))
+                targets = allowed or targets
+            for target in targets:
+                held = len(outcome.reservations)
+                rejection = self._acquire([(lim, target.backend) for lim in per_backend], outcome)
+                if rejection is not None:
+                    local_rejection = rejection
+                    outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited", 0.0,
+                                                    error=rejection.describe()))
+                    continue
+                for attempt in range(self.retry.retries + 1):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ProxyError(504, f"no backend answered within proxy_timeout ({self.deadline:g}s)", "timeout")
+                    try:
+                        # Each attempt is bounded by the connector's connect/first-byte/idle timeouts;
+                        # the deadline bounds the walk, checked between attempts (no timer per request).
+                        result = await self._try(target, request, stream, per_key, outcome)
+                        outcome.target = target
+                        return result
+                    except BackendError as exc:
+                        last = exc
+                        if not exc.retryable:
+                            raise to_proxy_error(exc, len(outcome.attempts)) from None
+                        if exc.kind not in RETRY_KINDS or attempt == self.retry.retries:
+                            break
+                        await asyncio.sleep(min(self.retry.delay(attempt, self.rng), max(0.0, deadline - time.monotonic())))
+                # This target failed: its backend and key slots are not held while the next one answers.
+                for reservation in outcome.reservations[held:]:
+                    reservation.release(0)
+                del outcome.reservations[held:]
+            if last is None and local_rejection is not None:
+                raise _limited(local_rejection)
+            raise to_proxy_error(last, len(outcome.attempts))
         except BaseException:
             outcome.release()
             raise
-
-    async def _walk_chain(self, plan: Plan, request: ChatRequest, outcome: Outcome, stream: bool,
-                          scopes: Mapping[str, str | None]) -> ChatResponse | StreamStarted:
-        shared = [(lim, scopes.get(lim.per) or "-") for lim in plan.limits if lim.per in ("session", "caller")]
-        rejection = self._acquire(shared, outcome)
-        if rejection is not None:
-            raise _limited(rejection)
-        per_backend = [lim for lim in plan.limits if lim.per == "backend"]
-        per_key = [lim for lim in plan.limits if lim.per == "key"]
-        deadline = time.monotonic() + self.deadline
-        last: BackendError | None = None
-        local_rejection: Rejection | None = None
-        targets = ordered_targets(plan, self.rng)
-        health = self.health
-        if health is not None:
-            # Skip backends whose circuit is open; if that leaves nothing, try them anyway
-            # (better a likely failure than a certain one).
-            allowed = [t for t in targets if health.allow(t.backend)]
-            for skipped in (t for t in targets if t not in allowed):
-                outcome.attempts.append(Attempt(skipped.backend, skipped.model or request.model, "circuit_open", 0.0,
-                                                error="backend is failing; skipped until it recovers"))
-            targets = allowed or targets
-        for target in targets:
-            held = len(outcome.reservations)
-            rejection = self._acquire([(lim, target.backend) for lim in per_backend], outcome)
-            if rejection is not None:
-                local_rejection = rejection
-                outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited", 0.0,
-                                                error=rejection.describe()))
-                continue
-            for attempt in range(self.retry.retries + 1):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ProxyError(504, f"no backend answered within proxy_timeout ({self.deadline:g}s)", "timeout")
-                try:
-                    # Each attempt is bounded by the connector's connect/first-byte/idle timeouts;
-                    # the deadline bounds the walk, checked between attempts (no timer per request).
-                    result = await self._try(target, request, stream, per_key, outcome)
-                    outcome.target = target
-                    return result
-                except BackendError as exc:
-                    last = exc
-                    if not exc.retryable:
-                        raise to_proxy_error(exc, len(outcome.attempts)) from None
-                    if exc.kind not in RETRY_KINDS or attempt == self.retry.retries:
-                        break
-                    await asyncio.sleep(min(self.retry.delay(attempt, self.rng), max(0.0, deadline - time.monotonic())))
-            # This target failed: its backend and key slots are not held while the next one answers.
-            for reservation in outcome.reservations[held:]:
-                reservation.release(0)
-            del outcome.reservations[held:]
-        if last is None and local_rejection is not None:
-            raise _limited(local_rejection)
-        raise to_proxy_error(last, len(outcome.attempts))
 
     async def _try(self, target: ir.Target, request: ChatRequest, stream: bool, per_key: list[ir.Limit],
                    outcome: Outcome) -> ChatResponse | StreamStarted:
