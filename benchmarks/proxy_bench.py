@@ -1,6 +1,6 @@
 """Whole-path load benchmark: client → proxy → local fake upstream, next to the baselines, one run.
 
-python benchmarks/proxy_bench.py [--duration 10] [--streams 1000]
+python benchmarks/proxy_bench.py [--duration 8] [--streams 1000] [--pairs 6]
 
 Starts, each in its own process on 127.0.0.1: the fake OpenAI upstream, a bare Falcon+aiohttp
 pass-through, a bare Falcon+httpx pass-through (the outbound-client comparison), and the proxy on
@@ -137,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--pairs", type=int, default=6, help="alternating on/off pairs for the recording cost")
     args = parser.parse_args()
     ports = {name: free_port() for name in ("upstream", "pass_aiohttp", "pass_httpx", "proxy", "proxy_norecord")}
     upstream = f"http://127.0.0.1:{ports['upstream']}"
@@ -186,9 +187,13 @@ def main() -> None:
         on_url, on_headers = targets["proxy (full default path)"]
         off_url, off_headers = targets["proxy, usage+metrics off"]
         costs = []
-        for _ in range(4):
-            on = load(on_url, 32, max(3, args.duration // 2), on_headers)[0]
-            off = load(off_url, 32, max(3, args.duration // 2), off_headers)[0]
+        for i in range(args.pairs):
+            # Alternate which one goes first, so a drift in machine load hits both sides.
+            first, second = ((on_url, on_headers), (off_url, off_headers)) if i % 2 == 0 else \
+                ((off_url, off_headers), (on_url, on_headers))
+            a = load(first[0], 32, max(3, args.duration // 2), first[1])[0]
+            b = load(second[0], 32, max(3, args.duration // 2), second[1])[0]
+            on, off = (a, b) if i % 2 == 0 else (b, a)
             costs.append((off - on) / off * 100)
         print(f"usage recording + metrics cost, req/s @32:      {statistics.median(costs):+.1f}% median of "
               f"{len(costs)} alternating pairs ({', '.join(f'{c:+.1f}' for c in costs)})   (target <= 5%)")
