@@ -63,6 +63,10 @@ def log_access(rec: RequestRecord, elapsed_ms: float) -> None:
         "stream": rec.stream})
 
 
+def _field(attempt: Any, name: str) -> Any:
+    return attempt.get(name) if isinstance(attempt, dict) else getattr(attempt, name, None)
+
+
 def _json_list(items: Any) -> str:
     return orjson.dumps(list(items), default=str).decode("utf-8") if items else "[]"
 
@@ -102,12 +106,14 @@ class Recorder:
         rec.finished = True
         elapsed = time.perf_counter() - rec.started
         usage = rec.usage or Usage()
-        attempts = [_attempt_dict(a) for a in rec.attempts]
+        # Attempts stay as they are (dataclasses or dicts): orjson writes both, and the metrics
+        # only look inside them when something failed.
+        attempts = rec.attempts
         self.store_usage(rec, usage, elapsed, attempts)
         self.count(rec, usage, elapsed, attempts)
         log_access(rec, elapsed * 1000)
 
-    def store_usage(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[dict[str, Any]]) -> None:
+    def store_usage(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:
         """The usage row, in ``USAGE_COLUMNS`` order (no UsageRecord in between: this runs per request)."""
         self.store.record_row((
             rec.ts, rec.request_id, rec.session_id, rec.caller, rec.frontend, rec.requested_model, rec.backend,
@@ -118,7 +124,7 @@ class Recorder:
             _json_list(rec.rules), _json_list(attempts), _json_list(rec.guard_events), rec.error,
         ))
 
-    def count(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[dict[str, Any]]) -> None:
+    def count(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:
         """Metric updates for one finished request."""
         m = self.metrics
         model = m.model_label(rec.model or rec.requested_model)
@@ -131,13 +137,15 @@ class Recorder:
             m.tokens.inc((backend, model, "prompt"), usage.prompt_tokens)
         if usage.completion_tokens:
             m.tokens.inc((backend, model, "completion"), usage.completion_tokens)
-        if len(attempts) > 1 or (attempts and attempts[0].get("status") != "ok"):
+        if len(attempts) > 1 or (attempts and _field(attempts[0], "status") != "ok"):
+            attempts = [_attempt_dict(a) for a in attempts]
             failed = [a for a in attempts if a.get("status") != "ok"]
             for attempt in failed:
                 m.errors.inc((attempt.get("backend") or "-", attempt.get("status") or "-"))
             if failed and rec.status < 400:
                 m.failovers.inc((backend,))
         if rec.status == 429:
+            attempts = [_attempt_dict(a) for a in attempts]
             # The proxy's own limits refuse before any backend answers (such attempts take no
             # time); a 429 passed on from the providers is theirs.
             # (The pipeline audits the proxy's own rejections.)

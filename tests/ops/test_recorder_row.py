@@ -41,3 +41,19 @@ def test_recorder_row_matches_the_usage_record_row() -> None:
         route_rule="r2", rules=["r1", "r2"], attempts=rec.attempts, guard_events=rec.guard_events, error=None))
     assert row == expected
     assert len(row) == len(USAGE_COLUMNS)
+
+
+def test_attempt_objects_are_stored_like_their_dicts() -> None:
+    from dataclasses import asdict
+
+    from router.dispatch import Attempt
+
+    rows = []
+    for as_dict in (False, True):
+        store = CapturingStore()
+        rec = RequestRecord("req-2", "openai", "m", started=0.0, ts=1.0, backend="b", model="m")
+        attempts = [Attempt("a", "m", "timeout", 5.0, "kid", "slow"), Attempt("b", "m", "ok", 1.0)]
+        rec.attempts = [asdict(a) for a in attempts] if as_dict else attempts
+        Recorder(store, Metrics()).finish(rec)  # type: ignore[arg-type]
+        rows.append(store.rows[0][USAGE_COLUMNS.index("attempts")])
+    assert rows[0] == rows[1] and '"status":"timeout"' in rows[0]
