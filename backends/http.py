@@ -13,7 +13,7 @@ import email.utils
 import json
 import re
 import time
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import aiohttp
 from yarl import URL
@@ -120,7 +120,7 @@ class HttpBackend(Backend):
         self.cfg = cfg
         self.base_url = (cfg.base_url or self.default_base_url).rstrip("/")
         self.timeouts: Timeouts = cfg.timeouts(app.proxy_timeout)
-        self._slow_start = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
+        self._slow_start_timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
                                                  sock_read=self.timeouts.first_byte)
         self.keys = KeyPool.of(cfg.api_keys, clock)
         self.extra_headers = dict(cfg.headers)
@@ -151,9 +151,11 @@ class HttpBackend(Backend):
     def secrets(self) -> list[str]:
         return self.keys.secrets()
 
-    async def _send(self, method: str, url: str, key: str, body: Any | None,
-                    params: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
-        """Send and wait for the response headers within the first-byte timeout."""
+    def _send(self, method: str, url: str, key: str, body: Any | None,
+              params: Mapping[str, str] | None = None) -> Awaitable[aiohttp.ClientResponse]:
+        """The request, as an awaitable that gives the response once its headers arrived within
+        the first-byte timeout. Not a coroutine itself (one frame less per request): ``call``
+        awaits it and turns socket errors into BackendErrors (``_connection_error``)."""
         headers = {**self.extra_headers, **self.auth_headers(key)}
         target = self._urls.get(url)
         if target is None:  # parsed once: a backend calls a handful of URLs (Gemini: one per model)
@@ -164,31 +166,40 @@ class HttpBackend(Backend):
         if body is not None:
             data = fastjson.dumps(body)
             headers["Content-Type"] = "application/json"
-        try:
-            if self.timeouts.first_byte == self.timeouts.idle:
-                # aiohttp's sock_read (= idle) already bounds the wait for the first byte: no timer
-                # of our own per request (each costs a loop lookup and a heap entry).
-                return await self.session.request(method, target, data=data, headers=headers, params=params)
-            if self.timeouts.first_byte > self.timeouts.idle:
-                # sock_read also bounds the wait for the headers, so the idle limit would cut a slow
-                # start short: wait up to first_byte for them, then hold the socket to idle.
-                response = await self.session.request(method, target, data=data, headers=headers, params=params,
-                                                      timeout=self._slow_start)
-                protocol = response.connection.protocol if response.connection is not None else None
-                if protocol is not None:
-                    protocol.read_timeout = self.timeouts.idle
-                return response
-            async with asyncio.timeout(self.timeouts.first_byte):
-                return await self.session.request(method, target, data=data, headers=headers, params=params)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s", backend=self.name) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise BackendError("connection", f"cannot connect to {self.base_url}: {exc.os_error or exc}",
-                               backend=self.name) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
-            raise BackendError("connection", f"connection to {self.base_url} failed: {exc}", backend=self.name) from None
-        except aiohttp.ClientError as exc:
-            raise BackendError("connection", f"request to {self.base_url} failed: {exc}", backend=self.name) from None
+        if self.timeouts.first_byte == self.timeouts.idle:
+            # aiohttp's sock_read (= idle) already bounds the wait for the first byte: no timer
+            # of our own per request (each costs a loop lookup and a heap entry).
+            return self.session.request(method, target, data=data, headers=headers, params=params)
+        if self.timeouts.first_byte > self.timeouts.idle:
+            return self._slow_start(method, target, data, headers, params)
+        return self._within_first_byte(method, target, data, headers, params)
+
+    async def _slow_start(self, method: str, target: URL, data: bytes | None, headers: dict[str, str],
+                          params: Mapping[str, str] | None) -> aiohttp.ClientResponse:
+        # sock_read also bounds the wait for the headers, so the idle limit would cut a slow
+        # start short: wait up to first_byte for them, then hold the socket to idle.
+        response = await self.session.request(method, target, data=data, headers=headers, params=params,
+                                              timeout=self._slow_start_timeout)
+        protocol = response.connection.protocol if response.connection is not None else None
+        if protocol is not None:
+            protocol.read_timeout = self.timeouts.idle
+        return response
+
+    async def _within_first_byte(self, method: str, target: URL, data: bytes | None, headers: dict[str, str],
+                                 params: Mapping[str, str] | None) -> aiohttp.ClientResponse:
+        async with asyncio.timeout(self.timeouts.first_byte):
+            return await self.session.request(method, target, data=data, headers=headers, params=params)
+
+    def _connection_error(self, exc: BaseException) -> BackendError:
+        """What a failed send means, as a classified error."""
+        if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+            return BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s", backend=self.name)
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return BackendError("connection", f"cannot connect to {self.base_url}: {exc.os_error or exc}",
+                                backend=self.name)
+        if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
+            return BackendError("connection", f"connection to {self.base_url} failed: {exc}", backend=self.name)
+        return BackendError("connection", f"request to {self.base_url} failed: {exc}", backend=self.name)
 
     async def _error_from(self, response: aiohttp.ClientResponse) -> BackendError:
         try:
@@ -221,7 +232,10 @@ class HttpBackend(Backend):
                 gated += 1
                 continue
             KEY_USED.set(key.label)
-            response = await self._send(method, url, key.value, body, params)
+            try:
+                response = await self._send(method, url, key.value, body, params)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise self._connection_error(exc) from None
             if response.status < 400:
                 self.keys.succeeded(key)
                 return response, key
@@ -253,8 +267,12 @@ class HttpBackend(Backend):
 
     async def read_json(self, response: aiohttp.ClientResponse) -> Any:
         try:
-            with self._reading("response body"):
-                raw = await response.read()
+            raw = await response.read()  # (the same handling as ``_reading``, inline: it runs per request)
+        except asyncio.TimeoutError:
+            raise BackendError("timeout", f"response body idle for more than {self.timeouts.idle:g}s",
+                               backend=self.name) from None
+        except aiohttp.ClientError as exc:
+            raise BackendError("connection", f"response body was cut off: {exc}", backend=self.name) from None
         finally:
             response.release()
         try:

@@ -179,11 +179,92 @@ class Pipeline:
     # ---- the request ---------------------------------------------------------------------------
 
     async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext) -> Reply:
-        """Serve one request and make sure exactly one usage record is written for it."""
+        """Serve one request and make sure exactly one usage record is written for it (a JSON
+        reply's now; a stream's when it ends). One coroutine on purpose: a helper coroutine per
+        request costs a frame to create and resume."""
         rec = RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller, stream=request.stream,
                             path=ctx.path)
         try:
-            reply = await self._chat(frontend, request, ctx, rec)
+            state = self.ref.state
+            sessions = state.sessions
+            requested = request.model
+            ctx.session_id = session_id_from(ctx.headers)
+            rec.session_id = ctx.session_id
+            # A client that sends no session id gets a fresh session it may adopt (the id is in the
+            # reply); it is stored only once a command changes it, so anonymous traffic neither fills
+            # the store nor evicts real sessions.
+            anonymous = not (ctx.headers.get("x-session-id") or ctx.headers.get("x-claude-code-session-id"))
+            session = Session(id=ctx.session_id) if anonymous else await sessions.get_or_create(ctx.session_id)
+            headers = {"x-session-id": session.id, "x-request-id": ctx.request_id}
+
+            parsed = None
+            if state.commands_enabled:
+                parsed = self._strip_commands(request, state)
+            facts, plan = self._plan(state, request, requested, session, ctx, frontend)
+            report: str | None = None
+            if parsed is not None and (parsed.commands or parsed.errors):
+                outcome = apply_commands(session, parsed, self._command_context(state, plan))
+                if outcome.changed and not outcome.failed:
+                    session = outcome.session
+                    await sessions.save(session)
+                    facts, plan = self._plan(state, request, requested, session, ctx, frontend)
+                    self._audit_commands(parsed, ctx)
+                if parsed.only_commands or outcome.failed:
+                    log.info("command reply", extra={"request_id": ctx.request_id, "session": session.id})
+                    rec.backend, rec.model, rec.finish_reason = "proxy", request.model, "stop"
+                    return self._done(self._proxy_reply(frontend, request, outcome.text(), headers, ctx, rec), rec)
+                if session.interactive:
+                    report = outcome.text()
+
+            if not request.messages:
+                raise ProxyError(400, "messages: no message left to send after removing commands", "invalid_request",
+                                 param="messages")
+            if session.oneoff:
+                session.oneoff = None
+            self._apply_overrides(request, plan, session)
+            rec.rules, rec.route_rule, rec.prompt_estimate = plan.rules, plan.route_rule, facts.tokens
+
+            outcome_d = Outcome()
+            rec.attempts = outcome_d.attempts
+            # Saved before dispatch, not in the background: a client's next request may arrive as soon
+            # as this reply does, and must see the one-off consumed (file sessions are re-read each time).
+            # An anonymous session is never stored, so it keeps no history either.
+            if not anonymous:
+                session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
+                                     "rules": list(plan.rules)}, state.config.session.max_history)
+                await sessions.save(session)
+            scopes = {"session": session.id, "caller": ctx.caller}
+            # Anonymous requests have no session to remember tool calls in: the request's own
+            # history is what the tool-call loop detector counts for them.
+            history = ToolCallHistory() if anonymous else self._history(session.id)
+            guards = build_chain(request=request, rule_post=plan.post, config=state.config,
+                                 session_params=session.params, history=history, skip_idle=True)
+            cache = self._cache_lookup(request, plan, session, headers)
+            if isinstance(cache, ChatResponse):
+                rec.cache_hit, rec.backend, rec.model = True, "cache", cache.model
+                rec.usage, rec.finish_reason = Usage(), cache.finish_reason  # no provider tokens spent
+                return self._done(self._local_reply(frontend, request, cache, headers, ctx, rec), rec)
+            if request.stream:
+                started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
+                rec.ttfb = time.perf_counter() - rec.started
+                rec.backend, rec.model = started.target.backend, started.target.model
+                encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
+                return self._done(StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, cache), headers), rec)
+            response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
+            response = apply_to_response(guards, response)
+            rec.guard_events = [asdict(e) for e in guards.events]
+            if cache is not None and not guards.events:
+                self.cache.put(cache[0], response, cache[1])
+            rec.ttfb = time.perf_counter() - rec.started
+            outcome_d.release(response.usage.total_tokens)
+            target = outcome_d.target
+            rec.backend, rec.model = (target.backend, target.model) if target else (None, response.model)
+            rec.usage, rec.finish_reason = response.usage, response.finish_reason
+            if not response.usage.prompt_tokens and not response.usage.completion_tokens:
+                rec.usage = Usage(rec.prompt_estimate, (len(response.text()) + 3) // 4, estimated=True)
+            if report:
+                response.parts.insert(0, TextPart(f"[proxy]\n{report}\n\n"))
+            return self._done(JsonReply(200, frontend.codec.encode_response(response), headers), rec)
         except ProxyError as exc:
             rec.status, rec.error, rec.error_kind = exc.status, exc.message, exc.kind
             self.ref.recorder.finish(rec)
@@ -197,91 +278,11 @@ class Pipeline:
             rec.status, rec.error = 500, "internal error"
             self.ref.recorder.finish(rec)
             raise
+
+    def _done(self, reply: Reply, rec: RequestRecord) -> Reply:
         if isinstance(reply, JsonReply):
             self.ref.recorder.finish(rec)
         return reply
-
-    async def _chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext, rec: RequestRecord) -> Reply:
-        state = self.ref.state
-        sessions = state.sessions
-        requested = request.model
-        ctx.session_id = session_id_from(ctx.headers)
-        rec.session_id = ctx.session_id
-        # A client that sends no session id gets a fresh session it may adopt (the id is in the
-        # reply); it is stored only once a command changes it, so anonymous traffic neither fills
-        # the store nor evicts real sessions.
-        anonymous = not (ctx.headers.get("x-session-id") or ctx.headers.get("x-claude-code-session-id"))
-        session = Session(id=ctx.session_id) if anonymous else await sessions.get_or_create(ctx.session_id)
-        headers = {"x-session-id": session.id, "x-request-id": ctx.request_id}
-
-        parsed = None
-        if state.commands_enabled:
-            parsed = self._strip_commands(request, state)
-        facts, plan = self._plan(state, request, requested, session, ctx, frontend)
-        report: str | None = None
-        if parsed is not None and (parsed.commands or parsed.errors):
-            outcome = apply_commands(session, parsed, self._command_context(state, plan))
-            if outcome.changed and not outcome.failed:
-                session = outcome.session
-                await sessions.save(session)
-                facts, plan = self._plan(state, request, requested, session, ctx, frontend)
-                self._audit_commands(parsed, ctx)
-            if parsed.only_commands or outcome.failed:
-                log.info("command reply", extra={"request_id": ctx.request_id, "session": session.id})
-                rec.backend, rec.model, rec.finish_reason = "proxy", request.model, "stop"
-                return self._proxy_reply(frontend, request, outcome.text(), headers, ctx, rec)
-            if session.interactive:
-                report = outcome.text()
-
-        if not request.messages:
-            raise ProxyError(400, "messages: no message left to send after removing commands", "invalid_request",
-                             param="messages")
-        if session.oneoff:
-            session.oneoff = None
-        self._apply_overrides(request, plan, session)
-        rec.rules, rec.route_rule, rec.prompt_estimate = plan.rules, plan.route_rule, facts.tokens
-
-        outcome_d = Outcome()
-        rec.attempts = outcome_d.attempts
-        # Saved before dispatch, not in the background: a client's next request may arrive as soon
-        # as this reply does, and must see the one-off consumed (file sessions are re-read each time).
-        # An anonymous session is never stored, so it keeps no history either.
-        if not anonymous:
-            session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
-                                 "rules": list(plan.rules)}, state.config.session.max_history)
-            await sessions.save(session)
-        scopes = {"session": session.id, "caller": ctx.caller}
-        # Anonymous requests have no session to remember tool calls in: the request's own
-        # history is what the tool-call loop detector counts for them.
-        history = ToolCallHistory() if anonymous else self._history(session.id)
-        guards = build_chain(request=request, rule_post=plan.post, config=state.config,
-                             session_params=session.params, history=history, skip_idle=True)
-        cache = self._cache_lookup(request, plan, session, headers)
-        if isinstance(cache, ChatResponse):
-            rec.cache_hit, rec.backend, rec.model = True, "cache", cache.model
-            rec.usage, rec.finish_reason = Usage(), cache.finish_reason  # no provider tokens spent
-            return self._local_reply(frontend, request, cache, headers, ctx, rec)
-        if request.stream:
-            started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
-            rec.ttfb = time.perf_counter() - rec.started
-            rec.backend, rec.model = started.target.backend, started.target.model
-            encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
-            return StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, cache), headers)
-        response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
-        response = apply_to_response(guards, response)
-        rec.guard_events = [asdict(e) for e in guards.events]
-        if cache is not None and not guards.events:
-            self.cache.put(cache[0], response, cache[1])
-        rec.ttfb = time.perf_counter() - rec.started
-        outcome_d.release(response.usage.total_tokens)
-        target = outcome_d.target
-        rec.backend, rec.model = (target.backend, target.model) if target else (None, response.model)
-        rec.usage, rec.finish_reason = response.usage, response.finish_reason
-        if not response.usage.prompt_tokens and not response.usage.completion_tokens:
-            rec.usage = Usage(rec.prompt_estimate, (len(response.text()) + 3) // 4, estimated=True)
-        if report:
-            response.parts.insert(0, TextPart(f"[proxy]\n{report}\n\n"))
-        return JsonReply(200, frontend.codec.encode_response(response), headers)
 
     def _audit_commands(self, parsed: ParsedMessage, ctx: RequestContext) -> None:
         """Commands that change routing are security-relevant: who moved traffic where."""
