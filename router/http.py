@@ -27,14 +27,17 @@ async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
     if length is not None and length > max_bytes:
         raise ProxyError(413, f"request body is {length} bytes; the limit is {max_bytes} (max_body_bytes)",
                          "request_too_large")
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in req.stream:
-        total += len(chunk)
-        if total > max_bytes:
-            raise ProxyError(413, f"request body exceeds {max_bytes} bytes (max_body_bytes)", "request_too_large")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    if length is not None:
+        raw = await req.stream.read()  # Falcon stops at Content-Length, checked above
+    else:  # chunked: count while reading
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in req.stream:
+            total += len(chunk)
+            if total > max_bytes:
+                raise ProxyError(413, f"request body exceeds {max_bytes} bytes (max_body_bytes)", "request_too_large")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
     if not raw.strip():
         raise ProxyError(400, "request body is empty; send a JSON object", "invalid_request")
     try:

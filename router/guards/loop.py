@@ -156,11 +156,17 @@ class LoopDetectionGuard(Guard):
 
     def __init__(self, settings: Any, ctx: Any) -> None:
         super().__init__(settings, ctx)
-        lo = int(self.settings["min_pattern_length"])
-        hi = max(int(self.settings["max_pattern_length"]), lo)
-        reps = int(self.settings["min_repetitions"])
-        self._text = RepetitionDetector(lo, hi, reps)
-        self._thinking = RepetitionDetector(lo, hi, reps)
+        # Detectors are made when the first text of their channel arrives: one guard is built
+        # for every request, and most non-streamed replies never need one (``leaves_unchanged``).
+        self._detectors: dict[type, RepetitionDetector] = {}
+
+    def _detector(self, channel: type) -> RepetitionDetector:
+        detector = self._detectors.get(channel)
+        if detector is None:
+            lo = int(self.settings["min_pattern_length"])
+            hi = max(int(self.settings["max_pattern_length"]), lo)
+            detector = self._detectors[channel] = RepetitionDetector(lo, hi, int(self.settings["min_repetitions"]))
+        return detector
 
     def leaves_unchanged(self, response: ChatResponse) -> bool:
         """No loop fits in fewer than ``min_pattern_length * min_repetitions`` characters (the
@@ -181,16 +187,16 @@ class LoopDetectionGuard(Guard):
 
     @property
     def buffered(self) -> int:
-        return self._text.buffered + self._thinking.buffered
+        return sum(d.buffered for d in self._detectors.values())
 
     def feed(self, event: StreamEvent) -> list[StreamEvent]:
         if type(event) is TextDelta:
-            hit = self._text.feed(event.text)
+            hit = self._detector(TextDelta).feed(event.text)
             if hit is None:
                 return [event]
             return self._cut(TextDelta(event.text[:hit.keep]) if hit.keep else None, hit, "text")
         if type(event) is ThinkingDelta:
-            hit = self._thinking.feed(event.text)
+            hit = self._detector(ThinkingDelta).feed(event.text)
             if hit is None:
                 return [event]
             return self._cut(ThinkingDelta(event.text[:hit.keep]) if hit.keep else None, hit, "thinking")
