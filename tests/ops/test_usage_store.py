@@ -115,3 +115,18 @@ async def test_in_memory_store_keeps_only_the_newest_rows() -> None:
     assert stats["totals"]["requests"] <= 100 + 1000  # capped every 1,000 writes
     assert items[0]["request_id"] == "r2499"
     await store.close()
+
+
+async def test_batches_of_many_rows_keep_order_and_every_column(tmp_path) -> None:
+    """Rows are inserted 32 per statement plus the remainder: none lost, none reordered."""
+    store = SQLiteUsageStore(str(tmp_path / "u.db"), queue_size=1000)
+    await store.start()
+    for i in range(100):  # 3 statements of 32 and 4 single rows in one batch
+        store.record(rec(i, cost=i / 1000))
+    await store.close()
+    reopened = SQLiteUsageStore(str(tmp_path / "u.db"))
+    items, _ = await reopened.recent(limit=200)
+    assert [i["request_id"] for i in items] == [f"r{i}" for i in range(99, -1, -1)]
+    assert [i["id"] for i in items] == sorted((i["id"] for i in items), reverse=True)
+    assert items[0]["cost"] == 0.099 and items[0]["attempts"][0]["key_id"] == "bk-1" and items[0]["rules"] == ["r1"]
+    await reopened.close()
