@@ -99,7 +99,6 @@ CREATE TABLE IF NOT EXISTS usage (
                ("status", "prompt_tokens", "completion_tokens", "cached_tokens") or c in _BOOL_COLUMNS else " TEXT")
                for c in _USAGE_COLUMNS)}
 );
-CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, type TEXT, actor TEXT, outcome TEXT, detail TEXT
 );
@@ -134,6 +133,11 @@ class SQLiteUsageStore:
                 self._connection().execute("PRAGMA synchronous=NORMAL")
                 self._connection().execute("PRAGMA wal_autocheckpoint=0")  # checkpoints: _checkpoint
             self._db.executescript(_SCHEMA)
+            if self.path != ":memory:":
+                # Time-range queries over months of rows need the index; the in-memory store holds
+                # at most MEMORY_MAX_ROWS (a scan takes milliseconds) and skips its upkeep on every
+                # insert and every capping delete.
+                self._db.execute("CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts)")
         self._writer: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self._warned_drop = False
