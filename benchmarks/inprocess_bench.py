@@ -1,0 +1,165 @@
+"""The proxy's own CPU per request, without sockets: where to look when proxy_bench.py's ratio is low.
+
+python benchmarks/inprocess_bench.py [--requests 10000] [--rounds 5] [--profile]
+
+Calls the ASGI app directly (no uvicorn, no network) with the full default path of proxy_bench.py:
+auth, session, the shipped example rules, OpenAI in and out, guards, usage record, metrics and the
+access log (to an in-memory stream). The backend is an OpenAI connector minus its socket: it
+encodes the request to OpenAI JSON and decodes a canned OpenAI reply, so the wire work is counted.
+Next to it, a bare Falcon app that reads the body and returns bytes: the least any Falcon app does.
+Prints the best round of each (µs per request) and the difference — the proxy's own code.
+``--profile`` adds a cProfile listing of the proxy (slower; use it for where, not how much).
+Live numbers are larger than these (cache effects of a busy process): use proxy_bench.py for
+the targets, this for finding what to make cheaper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import logging
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import falcon.asgi  # noqa: E402
+
+from backends.base import Backend  # noqa: E402
+from router import fastjson  # noqa: E402
+from router.app import create_app  # noqa: E402
+from router.canonical import ChatRequest, ChatResponse  # noqa: E402
+from router.config import load_config  # noqa: E402
+from router.logs import setup_logging  # noqa: E402
+from router.wire import openai as wire  # noqa: E402
+
+KEY = "bench-client-key"
+BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}).encode()
+REPLY = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the benchmark upstream."},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}}).encode()
+
+
+class SocketlessOpenAI(Backend):
+    """What an OpenAI connector does to a request and a reply, without the HTTP round trip."""
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        fastjson.dumps(wire.encode_request(request))
+        return wire.decode_response(fastjson.loads(REPLY))
+
+    def stream(self, request: ChatRequest) -> Any:  # pragma: no cover - not measured here
+        raise NotImplementedError
+
+
+def scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                        (b"content-length", str(len(BODY)).encode()), *headers],
+            "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000)}
+
+
+async def call(app: Any, request_scope: dict[str, Any]) -> int:
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(dict(request_scope), receive, send)
+    await asyncio.sleep(0)  # let the usage writer and other tasks run, as in a server
+    return status
+
+
+async def best_round(app: Any, request_scope: dict[str, Any], requests: int, rounds: int) -> float:
+    for _ in range(500):
+        assert await call(app, request_scope) == 200
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(requests):
+            await call(app, request_scope)
+        best = min(best, (time.perf_counter() - started) / requests * 1e6)
+    return best
+
+
+class Bare:
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        await req.stream.read()
+        resp.data = REPLY
+        resp.content_type = "application/json"
+
+
+async def lifespan(app: Any, event: str) -> None:
+    messages = [{"type": f"lifespan.{event}"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else await asyncio.Event().wait()  # type: ignore[return-value]
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    task = asyncio.get_running_loop().create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    await asyncio.sleep(0.05)
+    task.cancel()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp())
+    try:
+        (work / "routes.d").mkdir()
+        shutil.copy(ROOT / "routes.d" / "10-examples.yaml", work / "routes.d")
+        (work / "config.yaml").write_text(
+            "backends:\n  up:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n"
+            f"default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
+        config = load_config(str(work / "config.yaml"), env={})
+        setup_logging("info", "text", [KEY])
+        logging.getLogger().handlers[0].stream = io.StringIO()  # the access log, kept off the terminal
+        proxy = create_app(config, backends={"up": SocketlessOpenAI("up")})
+        proxy.reloader.watch = False
+        await lifespan(proxy, "startup")
+        bare = falcon.asgi.App()
+        bare.add_route("/v1/chat/completions", Bare())
+        bare_us = await best_round(bare, scope("/v1/chat/completions", []), args.requests, args.rounds)
+        proxy_scope = scope("/v2/chat/completions", [(b"authorization", f"Bearer {KEY}".encode())])
+        proxy_us = await best_round(proxy, proxy_scope, args.requests, args.rounds)
+        print(f"in process, best of {args.rounds} rounds of {args.requests} requests:")
+        print(f"  bare Falcon app (read body, return bytes)   {bare_us:7.1f} µs per request")
+        print(f"  proxy, full default path, socketless backend {proxy_us:6.1f} µs per request")
+        print(f"  the proxy's own code                         {proxy_us - bare_us:6.1f} µs per request")
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(args.requests):
+                await call(proxy, proxy_scope)
+            profiler.disable()
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+            print(out.getvalue())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
