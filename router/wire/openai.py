@@ -76,8 +76,63 @@ def _now() -> int:
 
 # --- requests -----------------------------------------------------------------------------------
 
+_SIMPLE_KEYS = frozenset({"model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens"})
+
+
+def _number(value: Any) -> bool:
+    return (type(value) is int or type(value) is float) and value == value
+
+
+def _decode_simple(body: Any, model: str | None, stream: bool | None) -> ChatRequest | None:
+    """The common request (text messages, a few scalar settings) decoded without the general
+    checks; None for anything else, which the general path decodes (or rejects) as always.
+    It must give exactly what the general path gives (property-tested)."""
+    if type(body) is not dict or not body.keys() <= _SIMPLE_KEYS:
+        return None
+    model = model or body.get("model")
+    raw_messages = body.get("messages")
+    if type(model) is not str or not model or type(raw_messages) is not list or not raw_messages:
+        return None
+    system: list[TextPart] = []
+    messages: list[Message] = []
+    for raw in raw_messages:
+        if type(raw) is not dict or len(raw) != 2:
+            return None
+        role, content = raw.get("role"), raw.get("content")
+        if type(content) is not str:
+            return None
+        if role == "user":
+            messages.append(Message("user", [TextPart(content)]))
+        elif role == "assistant":
+            messages.append(Message("assistant", [TextPart(content)] if content else []))
+        elif role == "system" or role == "developer":
+            system.append(TextPart(content))
+        else:
+            return None
+    flag = body.get("stream")
+    temperature, top_p, max_tokens = body.get("temperature"), body.get("top_p"), body.get("max_tokens")
+    if (flag is not None and type(flag) is not bool) \
+            or (temperature is not None and not _number(temperature)) \
+            or (top_p is not None and not _number(top_p)) \
+            or (max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1)):
+        return None
+    return ChatRequest(
+        model=model, messages=messages, system=system, tools=[], tool_choice=None,
+        temperature=None if temperature is None else float(temperature),
+        top_p=None if top_p is None else float(top_p), max_tokens=max_tokens, stop=[],
+        stream=stream if stream is not None else bool(flag), thinking_budget=None, extra={FORMAT: {}},
+    )
+
+
 def decode_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
     """Client body -> ChatRequest; every malformed field is a 400 naming it."""
+    simple = _decode_simple(body, model, stream)
+    if simple is not None:
+        return simple
+    return _decode_general(body, model, stream)
+
+
+def _decode_general(body: Any, model: str | None, stream: bool | None) -> ChatRequest:
     body = expect_object(body, "body")
     model = required_model(body, model)
     raw_messages = nonempty_list(body, "messages", "message")

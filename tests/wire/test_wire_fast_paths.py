@@ -1,0 +1,82 @@
+"""The OpenAI decoders' fast paths for the common shapes must agree exactly with the general
+decoders: same ChatRequest/ChatResponse, or both refusing with the same error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.errors import ProxyError
+from router.wire import openai
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=3))
+ROLES = st.sampled_from(["user", "assistant", "system", "developer", "tool", "robot", 3])
+CONTENT = st.one_of(st.text(max_size=8), st.none(), st.integers(), st.just([{"type": "text", "text": "x"}]))
+
+
+@st.composite
+def messages(draw: Any) -> list[Any]:
+    out = []
+    for _ in range(draw(st.integers(0, 4))):
+        message: dict[str, Any] = {"role": draw(ROLES), "content": draw(CONTENT)}
+        if draw(st.integers(0, 9)) == 0:
+            message["name"] = "n"
+        if draw(st.integers(0, 19)) == 0:
+            del message["content"]
+        out.append(message if draw(st.integers(0, 19)) else "not an object")
+    return out
+
+
+@st.composite
+def bodies(draw: Any) -> Any:
+    body: dict[str, Any] = {"model": draw(st.one_of(st.just("gpt-4"), st.just(""), st.none(), st.integers())),
+                            "messages": draw(messages())}
+    for key in ("stream", "temperature", "top_p", "max_tokens", "stream_options", "stop", "n"):
+        if draw(st.booleans()):
+            body[key] = draw(SCALARS)
+    if draw(st.integers(0, 9)) == 0:
+        del body["messages"]
+    return body if draw(st.integers(0, 29)) else ["not", "an", "object"]
+
+
+def _outcome(decode: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return ("ok", decode(*args, **kwargs))
+    except ProxyError as err:
+        return ("error", err.status, err.message, err.param)
+
+
+@st.composite
+def simple_bodies(draw: Any) -> dict[str, Any]:
+    """Mostly what the fast path takes, now and then one field off."""
+    body: dict[str, Any] = {"model": "gpt-4", "messages": [
+        {"role": draw(st.sampled_from(["user", "assistant", "system", "developer"])),
+         "content": draw(st.sampled_from(["", "hi", "two words"]))} for _ in range(draw(st.integers(1, 4)))]}
+    for key, values in (("stream", st.booleans()), ("temperature", st.floats(0, 2)), ("top_p", st.integers(0, 1)),
+                        ("max_tokens", st.integers(0, 5)), ("stream_options", st.just({"include_usage": True}))):
+        if draw(st.booleans()):
+            body[key] = draw(values)
+    if draw(st.integers(0, 4)) == 0:
+        body[draw(st.sampled_from(["stream", "temperature", "max_tokens", "model"]))] = draw(SCALARS)
+    return body
+
+
+@settings(max_examples=600, deadline=None)
+@given(body=st.one_of(bodies(), simple_bodies()), path_model=st.sampled_from([None, "from-path"]),
+       stream=st.sampled_from([None, True, False]))
+def test_request_fast_path_equals_general_path(body: Any, path_model: str | None, stream: bool | None) -> None:
+    fast = _outcome(openai.decode_request, body, model=path_model, stream=stream)
+    general = _outcome(openai._decode_general, body, path_model, stream)
+    assert fast == general
+
+
+def test_fast_path_is_taken_for_the_common_shape() -> None:
+    body = {"model": "m", "stream": True, "temperature": 0.2, "max_tokens": 10,
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": ""}, {"role": "user", "content": "again"}]}
+    fast = openai._decode_simple(body, None, None)
+    assert fast is not None and fast == openai._decode_general(body, None, None)
+    assert openai._decode_simple({**body, "tools": []}, None, None) is None
