@@ -357,8 +357,43 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
 
 
+def _decode_simple_response(body: Any) -> ChatResponse | None:
+    """A plain text reply decoded without the general checks; None for anything else (tool calls,
+    reasoning, refusals, odd types), which the general path decodes or rejects. It must give
+    exactly what the general path gives (property-tested)."""
+    if type(body) is not dict:
+        return None
+    choices = body.get("choices")
+    if type(choices) is not list or not choices or type(choices[0]) is not dict:
+        return None
+    choice = choices[0]
+    message = choice.get("message")
+    if type(message) is not dict:
+        return None
+    content = message.get("content")
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    refusal, calls = message.get("refusal"), message.get("tool_calls")
+    if (content is not None and type(content) is not str) or (isinstance(reasoning, str) and reasoning) \
+            or (isinstance(refusal, str) and refusal) or (calls is not None and calls != []):
+        return None
+    id_, model, created = body.get("id"), body.get("model"), body.get("created")
+    if (id_ is not None and type(id_) is not str) or (model is not None and type(model) is not str) \
+            or (created is not None and type(created) is not int):
+        return None
+    return ChatResponse(id=id_ or "", model=model or "", parts=[TextPart(content)] if content else [],
+                        finish_reason=_FINISH_IN.get(str(choice.get("finish_reason")), "stop"),
+                        usage=decode_usage(body.get("usage")) or Usage(), created=created or 0)
+
+
 def decode_response(body: Any) -> ChatResponse:
     """Backend reply -> ChatResponse (malformed bodies are a 502)."""
+    simple = _decode_simple_response(body)
+    if simple is not None:
+        return simple
+    return _decode_general_response(body)
+
+
+def _decode_general_response(body: Any) -> ChatResponse:
     try:
         body = expect_object(body, "body")
         choices = get_list(body, "choices")

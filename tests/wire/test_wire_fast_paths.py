@@ -80,3 +80,47 @@ def test_fast_path_is_taken_for_the_common_shape() -> None:
     fast = openai._decode_simple(body, None, None)
     assert fast is not None and fast == openai._decode_general(body, None, None)
     assert openai._decode_simple({**body, "tools": []}, None, None) is None
+
+
+ODD = st.one_of(st.none(), st.booleans(), st.integers(-1, 2), st.floats(0, 2), st.text(max_size=4),
+                st.just([]), st.just({}), st.just([{"id": "c1", "type": "function",
+                                                    "function": {"name": "f", "arguments": "{}"}}]))
+
+
+@st.composite
+def replies(draw: Any) -> Any:
+    """Mostly plain text replies as providers send them, with any one field now and then odd."""
+    message: dict[str, Any] = {"role": "assistant", "content": draw(st.sampled_from(["", "Hello.", None]))}
+    for key in ("refusal", "reasoning_content", "reasoning", "tool_calls", "annotations"):
+        if draw(st.integers(0, 3)) == 0:
+            message[key] = draw(ODD)
+    choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None,
+                              "finish_reason": draw(st.sampled_from(["stop", "length", "tool_calls", None, 7]))}
+    body: dict[str, Any] = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000,
+                            "model": "gpt-4o", "choices": [choice], "system_fingerprint": "fp",
+                            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15,
+                                      "prompt_tokens_details": {"cached_tokens": draw(st.integers(0, 4))}}}
+    for _ in range(draw(st.integers(0, 2))):
+        where = draw(st.sampled_from(["body", "choice", "message"]))
+        target = {"body": body, "choice": choice, "message": message}[where]
+        key = draw(st.sampled_from({"body": ["id", "model", "created", "choices", "usage"],
+                                    "choice": ["message", "finish_reason"],
+                                    "message": ["content", "tool_calls", "refusal"]}[where]))
+        if draw(st.booleans()):
+            target[key] = draw(ODD)
+        else:
+            target.pop(key, None)
+    return body if draw(st.integers(0, 29)) else "not an object"
+
+
+@settings(max_examples=800, deadline=None)
+@given(body=replies())
+def test_response_fast_path_equals_general_path(body: Any) -> None:
+    assert _outcome(openai.decode_response, body) == _outcome(openai._decode_general_response, body)
+
+
+def test_response_fast_path_is_taken_for_a_plain_reply() -> None:
+    body = {"id": "x", "model": "m", "created": 1, "choices": [{"message": {"role": "assistant", "content": "hi",
+            "refusal": None, "tool_calls": []}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1}}
+    fast = openai._decode_simple_response(body)
+    assert fast is not None and fast == openai._decode_general_response(body)
