@@ -54,6 +54,9 @@ def session_rules(routes: Iterable[Mapping[str, Any]], backend: str | None = Non
     return rules
 
 
+_NOTHING: tuple[tuple[tuple[str, str], ...], None, None, None] = ((), None, None, None)
+
+
 @lru_cache(maxsize=4096)
 def _compiled(key: tuple[tuple[tuple[str, str], ...], str | None, str | None, str | None]) -> RuleSet:
     routes, backend, model, oneoff = key
@@ -63,5 +66,7 @@ def _compiled(key: tuple[tuple[tuple[str, str], ...], str | None, str | None, st
 def session_ruleset(routes: Iterable[Mapping[str, Any]], backend: str | None = None, model: str | None = None,
                     oneoff: str | None = None) -> RuleSet:
     """Compiled session rules, cached by content: most requests of a session reuse one RuleSet."""
+    if not routes and backend is None and model is None and oneoff is None:
+        return _compiled(_NOTHING)  # a session that changed nothing: most requests
     key = (tuple((r["model"], r["route"]) for r in routes), backend, model, oneoff)
     return _compiled(key)

@@ -33,7 +33,13 @@ class RedactingFilter(logging.Filter):
         # A few literals are found faster by ``in`` one after the other than by one regex.
         literals = (*self.secrets, *_TRIGGERS)
         if len(literals) <= 24:
-            self._suspect: Callable[[str], object] = lambda text: any(lit in text for lit in literals)
+            def suspect(text: str) -> bool:
+                for literal in literals:
+                    if literal in text:
+                        return True
+                return False
+
+            self._suspect: Callable[[str], object] = suspect
         else:
             self._suspect = re.compile("|".join(map(re.escape, literals))).search
 

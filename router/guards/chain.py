@@ -126,11 +126,31 @@ def build_chain(*, request: ChatRequest, rule_post: tuple["PostProcessor", ...],
                 new_call_id: Callable[[], str] | None = None, skip_idle: bool = False) -> GuardChain:
     """The guard chain for one request. ``new_call_id`` is for tests (predictable tool-call ids)."""
     ctx = GuardContext(request=request, history=history, new_call_id=new_call_id)
-    switches = tuple((k, session_params.get(k)) for k in ORDER if isinstance(session_params.get(k), bool))
-    settings = _resolved(rule_post, config.session, config.loop_detection, config.tool_call_loop_detection, switches)
+    switches = tuple((k, session_params[k]) for k in ORDER if isinstance(session_params.get(k), bool)) \
+        if session_params else ()
+    if not rule_post and not switches:
+        settings = _config_defaults(config)
+    else:
+        settings = _resolved(rule_post, config.session, config.loop_detection, config.tool_call_loop_detection,
+                             switches)
     idle = TOOL_GUARDS if skip_idle and not request.tools else frozenset()
     guards = [GUARDS[name](settings[name], ctx) for name in ORDER if settings[name].get("enabled") and name not in idle]
     return GuardChain(guards, ctx)
+
+
+_defaults: dict[int, tuple[Any, dict[str, dict[str, Any]]]] = {}
+
+
+def _config_defaults(config: "AppConfig") -> dict[str, dict[str, Any]]:
+    """Settings when no rule and no session switch says anything: one lookup per config object
+    (hashing the config sections for ``_resolved`` on every request showed in profiles)."""
+    entry = _defaults.get(id(config))
+    if entry is None or entry[0] is not config:  # ids are reused once a reloaded config is freed
+        if len(_defaults) >= 16:
+            _defaults.clear()
+        entry = _defaults[id(config)] = (config, _resolved((), config.session, config.loop_detection,
+                                                            config.tool_call_loop_detection, ()))
+    return entry[1]
 
 
 @lru_cache(maxsize=256)
