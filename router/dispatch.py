@@ -145,12 +145,15 @@ class Dispatcher:
         """The caller releases ``outcome`` when a reply ends; on any failure it is released here
         (deadline, cancellation by a client that hung up, an unexpected connector exception)."""
         try:
-            shared = [(lim, scopes.get(lim.per) or "-") for lim in plan.limits if lim.per in ("session", "caller")]
-            rejection = self._acquire(shared, outcome)
-            if rejection is not None:
-                raise _limited(rejection)
-            per_backend = [lim for lim in plan.limits if lim.per == "backend"]
-            per_key = [lim for lim in plan.limits if lim.per == "key"]
+            per_backend: list[ir.Limit] = []
+            per_key: list[ir.Limit] = []
+            if plan.limits:  # most plans have none
+                shared = [(lim, scopes.get(lim.per) or "-") for lim in plan.limits if lim.per in ("session", "caller")]
+                rejection = self._acquire(shared, outcome)
+                if rejection is not None:
+                    raise _limited(rejection)
+                per_backend = [lim for lim in plan.limits if lim.per == "backend"]
+                per_key = [lim for lim in plan.limits if lim.per == "key"]
             deadline = time.monotonic() + self.deadline
             last: BackendError | None = None
             local_rejection: Rejection | None = None
@@ -166,7 +169,7 @@ class Dispatcher:
                 targets = allowed or targets
             for target in targets:
                 held = len(outcome.reservations)
-                rejection = self._acquire([(lim, target.backend) for lim in per_backend], outcome)
+                rejection = self._acquire([(lim, target.backend) for lim in per_backend], outcome) if per_backend else None
                 if rejection is not None:
                     local_rejection = rejection
                     outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited", 0.0,

@@ -100,6 +100,9 @@ def session_id_from(headers: Mapping[str, str]) -> str:
     return sid
 
 
+_NO_TOOLS_HISTORY = ToolCallHistory()  # handed to chains that build no tool guards; never written
+
+
 class Pipeline:
     def __init__(self, state_ref: "StateRef") -> None:
         self.ref = state_ref
@@ -235,8 +238,12 @@ class Pipeline:
                 await sessions.save(session)
             scopes = {"session": session.id, "caller": ctx.caller}
             # Anonymous requests have no session to remember tool calls in: the request's own
-            # history is what the tool-call loop detector counts for them.
-            history = ToolCallHistory() if anonymous else self._history(session.id)
+            # history is what the tool-call loop detector counts for them. Without declared tools
+            # the tool guards are not built (skip_idle), so no history is needed at all.
+            if not request.tools:
+                history = _NO_TOOLS_HISTORY
+            else:
+                history = ToolCallHistory() if anonymous else self._history(session.id)
             guards = build_chain(request=request, rule_post=plan.post, config=state.config,
                                  session_params=session.params, history=history, skip_idle=True)
             cache = self._cache_lookup(request, plan, session, headers)

@@ -186,3 +186,19 @@ def test_memory_stays_bounded_over_megabytes() -> None:
         assert peak["tool_call_repair"] <= cap + 200, (pattern[:20], peak)
         assert peak["loop_detection"] <= 2 * 500 * 5 + 200, (pattern[:20], peak)
         assert peak["tool_call_loop_detection"] == 0
+
+
+def test_without_declared_tools_no_guard_touches_the_history() -> None:
+    """The pipeline hands tool-less requests one shared, never-written history (no allocation per
+    request); that is only safe because the tool guards are not built for them."""
+    from router.guards import build_chain
+    from router.guards.chain import TOOL_GUARDS
+    from router.pipeline import _NO_TOOLS_HISTORY
+
+    chain = build_chain(request=gs.request(tools=[]), rule_post=(), config=gs.CONFIG, session_params={},
+                        history=_NO_TOOLS_HISTORY, skip_idle=True)
+    assert [g.name for g in chain.guards] == ["loop_detection"]
+    with_tools = build_chain(request=gs.request(), rule_post=(), config=gs.CONFIG, session_params={},
+                             history=ToolCallHistory(), skip_idle=True)
+    assert {g.name for g in with_tools.guards} >= TOOL_GUARDS
+    assert len(_NO_TOOLS_HISTORY) == 0
