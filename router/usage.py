@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import orjson
 
@@ -75,6 +75,7 @@ class AuditRecord:
 
 class UsageStore(Protocol):
     dropped: int
+    before_read: Callable[[], None]
 
     def record(self, record: UsageRecord) -> bool: ...
     def record_row(self, row: tuple[Any, ...]) -> bool: ...
@@ -143,6 +144,8 @@ class SQLiteUsageStore:
         self._warned_drop = False
         self._closing = False
         self._last_checkpoint = time.monotonic()
+        # Called before every read and at close: the recorder hands over what it still holds.
+        self.before_read: Callable[[], None] = lambda: None
 
     # ---- writing ---------------------------------------------------------------------------------
 
@@ -280,6 +283,7 @@ class SQLiteUsageStore:
 
     async def close(self) -> None:
         """Flush what is queued, stop the writer, close the database."""
+        self.before_read()  # what the recorder still holds comes in first
         if self._writer is not None:
             self._closing = True
             await self.flush()
@@ -304,6 +308,7 @@ class SQLiteUsageStore:
 
     async def stats(self, since: float | None = None, until: float | None = None,
                     group_by: str | None = None) -> dict[str, Any]:
+        self.before_read()
         where, args = _range(since, until)
         totals_sql = ("SELECT COUNT(*) AS requests, SUM(status >= 400) AS errors, SUM(prompt_tokens) AS prompt_tokens, "
                       "SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens, "
@@ -323,6 +328,7 @@ class SQLiteUsageStore:
         return out
 
     async def recent(self, limit: int = 50, cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        self.before_read()
         sql = "SELECT * FROM usage" + (" WHERE id < ?" if cursor else "") + " ORDER BY id DESC LIMIT ?"
         args = ((cursor,) if cursor else ()) + (limit,)
         rows = await asyncio.to_thread(self._query, sql, args)

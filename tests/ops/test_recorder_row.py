@@ -57,3 +57,32 @@ def test_attempt_objects_are_stored_like_their_dicts() -> None:
         Recorder(store, Metrics()).finish(rec)  # type: ignore[arg-type]
         rows.append(store.rows[0][USAGE_COLUMNS.index("attempts")])
     assert rows[0] == rows[1] and '"status":"timeout"' in rows[0]
+
+
+async def test_finished_requests_are_accounted_in_batches_and_before_any_read() -> None:
+    import asyncio
+    import time
+
+    from router.recording import ACCOUNT_DELAY
+    from router.usage import SQLiteUsageStore
+
+    store, metrics = SQLiteUsageStore(), Metrics()
+    recorder = Recorder(store, metrics)
+    await store.start()
+    try:
+        for i in range(3):
+            recorder.finish(RequestRecord(f"req-{i}", "openai", "m", started=0.0, ts=time.time(), backend="b", model="m"))
+        assert len(recorder._pending) == 3  # accounted later, together
+        assert 'llm_proxy_requests_total{backend="b",frontend="openai",model="m",status="200"} 3.0' \
+            in metrics.render().decode()  # a scrape drains first
+        assert recorder._pending == []
+        recorder.finish(RequestRecord("req-3", "openai", "m", started=0.0, ts=time.time(), backend="b", model="m"))
+        await asyncio.sleep(ACCOUNT_DELAY * 3)  # ... or the timer does
+        assert recorder._pending == []
+        await store.flush()
+        items, _ = await store.recent(limit=10)
+        assert [i["request_id"] for i in items] == ["req-3", "req-2", "req-1", "req-0"]
+    finally:
+        recorder.finish(RequestRecord("req-4", "openai", "m", started=0.0, ts=time.time()))
+        await store.close()  # close drains too: nothing is lost
+    assert (await store.stats())["totals"]["requests"] == 5
