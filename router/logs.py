@@ -151,7 +151,8 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._write_pending()
         return super().setStream(stream)
 
-    def write_line(self, levelname: str, name: str, message: str, fields: Callable[[], dict[str, Any]]) -> bool:
+    def write_line(self, levelname: str, name: str, message: str, fields: Callable[[], dict[str, Any]],
+                   created: float | None = None) -> bool:
         """Format and queue one line without a LogRecord; False when this handler is set up in a
         way the short path does not know (other filters or formatter): then log normally.
         ``fields`` is only called when the format prints them (JSON)."""
@@ -161,9 +162,9 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if type(formatter) is TextFormatter:
             for redactor in filters:
                 message = redactor.scrub(message)  # type: ignore[union-attr]
-            text = formatter.line(time.time(), levelname, name, message)
+            text = formatter.line(created or time.time(), levelname, name, message)
         elif type(formatter) is JsonFormatter:
-            text = formatter.line(time.time(), levelname, name, *self._redacted(message, fields()))
+            text = formatter.line(created or time.time(), levelname, name, *self._redacted(message, fields()))
         else:
             return False
         text += self.terminator
@@ -213,14 +214,18 @@ class AccessLog:
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
-    def info(self, message: str, fields: Callable[[], dict[str, Any]]) -> None:
-        """``fields`` makes the ``extra`` fields; text lines do not print them, so it may not be called."""
+    def info(self, message: str, fields: Callable[[], dict[str, Any]], created: float | None = None) -> None:
+        """``fields`` makes the ``extra`` fields; text lines do not print them, so it may not be called.
+        ``created``: when it happened, if that was earlier than now (lines written in batches)."""
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
         handler = _sole_handler(logger)
-        if handler is None or not handler.write_line("INFO", logger.name, message, fields):
-            logger.info(message, extra=fields())
+        if handler is None or not handler.write_line("INFO", logger.name, message, fields, created):
+            record = logger.makeRecord(logger.name, logging.INFO, "(access)", 0, message, (), None, extra=fields())
+            if created is not None:
+                record.created, record.msecs = created, (created - int(created)) * 1000
+            logger.handle(record)
 
 
 def _sole_handler(logger: logging.Logger) -> BufferedStreamHandler | None:

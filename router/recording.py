@@ -52,7 +52,7 @@ class RequestRecord:
     path: str = ""
 
 
-def log_access(rec: RequestRecord, elapsed_ms: float) -> None:
+def log_access(rec: RequestRecord, elapsed_ms: float, ended: float | None = None) -> None:
     """The request's one access-log line: readable in text logs, every field a key in JSON logs."""
     if not access_log.enabled():
         return
@@ -63,7 +63,7 @@ def log_access(rec: RequestRecord, elapsed_ms: float) -> None:
     access_log.info(line, lambda: {
         "request_id": rec.request_id, "session": rec.session_id, "caller": rec.caller, "status": rec.status,
         "latency_ms": round(elapsed_ms, 1), "rules": rec.rules, "backend": rec.backend, "model": rec.model,
-        "stream": rec.stream})
+        "stream": rec.stream}, ended)
 
 
 def _field(attempt: Any, name: str) -> Any:
@@ -94,7 +94,7 @@ class Recorder:
         self.metrics = metrics
         self.prices = prices or {}
         self._dropped_seen = -1
-        self._pending: list[tuple[RequestRecord, Usage, float]] = []
+        self._pending: list[tuple[RequestRecord, Usage, float, float]] = []
         store.before_read = self.drain
         metrics.before_read = self.drain
 
@@ -111,7 +111,7 @@ class Recorder:
             return
         rec.finished = True
         elapsed = time.perf_counter() - rec.started
-        self._pending.append((rec, rec.usage or Usage(), elapsed))
+        self._pending.append((rec, rec.usage or Usage(), elapsed, time.time()))
         if len(self._pending) == 1:
             try:
                 asyncio.get_running_loop().call_later(ACCOUNT_DELAY, self.drain)
@@ -119,10 +119,9 @@ class Recorder:
                 self.drain()
         elif len(self._pending) >= ACCOUNT_BATCH:
             self.drain()
-        log_access(rec, elapsed * 1000)
 
     def drain(self) -> None:
-        """Usage rows and metric updates of every request finished so far.
+        """Usage rows, metric updates and access-log lines of every request finished so far.
 
         Finished requests are accounted in batches, at most ``ACCOUNT_DELAY`` seconds later: done
         one by one between requests, the same work measured about twice as expensive in the
@@ -131,12 +130,14 @@ class Recorder:
         hooks), and so does shutdown, so nothing is read stale and nothing is lost.
         """
         pending, self._pending = self._pending, []
-        for rec, usage, elapsed in pending:
+        for rec, usage, elapsed, _ended in pending:
             # Attempts stay as they are (dataclasses or dicts): orjson writes both, and the
             # metrics only look inside them when something failed.
             self.store_usage(rec, usage, elapsed, rec.attempts)
-        for rec, usage, elapsed in pending:
+        for rec, usage, elapsed, _ended in pending:
             self.count(rec, usage, elapsed, rec.attempts)
+        for rec, _usage, elapsed, ended in pending:  # the access lines, stamped with when each ended
+            log_access(rec, elapsed * 1000, ended)
 
     def store_usage(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:
         """The usage row, in ``USAGE_COLUMNS`` order (no UsageRecord in between: this runs per request)."""

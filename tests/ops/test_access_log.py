@@ -136,3 +136,31 @@ def test_access_lines_reach_other_handlers_the_ordinary_way(caplog) -> None:
     AccessLog("llm_proxy.access").info("GET /x 200 1.0ms", lambda: {"caller": "k1"})
     [record] = [r for r in caplog.records if r.name == "llm_proxy.access"]
     assert record.getMessage() == "GET /x 200 1.0ms" and record.caller == "k1"
+
+
+def test_lines_written_later_keep_the_time_the_request_ended(access_lines) -> None:
+    """Access lines are written in batches (with the usage rows): each keeps its own time."""
+    import time
+
+    from router.logs import AccessLog
+
+    ended = time.time() - 3600
+    out = access_lines("json")
+    AccessLog("llm_proxy.access").info("POST /x 200 1.0ms", lambda: {}, ended)
+    [line] = [json.loads(x) for x in _access(out)]
+    assert line["ts"] == round(ended, 3)
+
+    class Collect(logging.Handler):  # another handler listening: the ordinary path keeps it too
+        records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    collect = Collect()
+    logging.getLogger("llm_proxy.access").addHandler(collect)
+    try:
+        AccessLog("llm_proxy.access").info("POST /y 200 1.0ms", lambda: {}, ended)
+    finally:
+        logging.getLogger("llm_proxy.access").removeHandler(collect)
+    [record] = collect.records
+    assert record.getMessage() == "POST /y 200 1.0ms" and record.created == ended
