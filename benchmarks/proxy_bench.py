@@ -139,7 +139,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--pairs", type=int, default=6, help="alternating on/off pairs for the recording cost")
+    parser.add_argument("--pairs", type=int, default=6,
+                        help="alternating pairs for the proxy/pass-through ratio and for the recording cost")
     args = parser.parse_args()
     ports = {name: free_port() for name in ("upstream", "pass_aiohttp", "pass_httpx", "proxy", "proxy_switch")}
     upstream = f"http://127.0.0.1:{ports['upstream']}"
@@ -184,7 +185,20 @@ def main() -> None:
         proxy_r = results["proxy (full default path)"]
         direct = results["direct to upstream"]
         print()
-        print(f"proxy / falcon+aiohttp pass-through, req/s @32: {proxy_r[0] / base[0]:.2f}   (target >= 0.60)")
+        print(f"proxy / falcon+aiohttp pass-through, req/s @32: {proxy_r[0] / base[0]:.2f} in the table above")
+        # One pair of 8 s figures moves by +-10% on this shared machine: the headline ratio is the
+        # median over several pairs, alternating which of the two goes first.
+        ratios = []
+        pass_url, pass_headers = targets["falcon+aiohttp pass-through"]
+        proxy_url, proxy_headers = targets["proxy (full default path)"]
+        for i in range(args.pairs):
+            order = [(proxy_url, proxy_headers), (pass_url, pass_headers)]
+            if i % 2:
+                order.reverse()
+            got = {url: load(url, 32, max(3, args.duration // 2), headers)[0] for url, headers in order}
+            ratios.append(got[proxy_url] / got[pass_url])
+        print(f"proxy / falcon+aiohttp pass-through, req/s @32: {statistics.median(ratios):.2f} median of {len(ratios)} "
+              f"alternating pairs ({', '.join(f'{r:.2f}' for r in ratios)})   (target >= 0.60)")
         print(f"falcon+aiohttp / falcon+httpx pass-through:    {base[0] / results['falcon+httpx pass-through'][0]:.2f}x")
         # The cost of recording is a small difference between two noisy figures. It is measured on
         # one proxy process switched on and off (SIGUSR1/SIGUSR2), alternating which goes first:
