@@ -54,6 +54,8 @@ class CodeAssistBackend(HttpBackend):
         self._project_lock = asyncio.Lock()
         self._token = ""
 
+    headers_follow_key = False  # the OAuth token is refreshed behind the key's back
+
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
 

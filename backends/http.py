@@ -114,6 +114,8 @@ class HttpBackend(Backend):
     """Base of the provider connectors. Subclasses say how to build requests and read replies."""
 
     default_base_url = ""
+    # True when auth_headers() depends on the key alone, so the headers per key can be kept.
+    headers_follow_key = True
 
     def __init__(self, cfg: BackendConfig, app: AppConfig, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(cfg.name)
@@ -127,6 +129,7 @@ class HttpBackend(Backend):
         self._session: aiohttp.ClientSession | None = None
         self._models: tuple[float, list[str]] | None = None
         self._urls: dict[str, URL] = {}
+        self._headers: dict[tuple[str, bool], dict[str, str]] = {}
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -156,16 +159,21 @@ class HttpBackend(Backend):
         """The request, as an awaitable that gives the response once its headers arrived within
         the first-byte timeout. Not a coroutine itself (one frame less per request): ``call``
         awaits it and turns socket errors into BackendErrors (``_connection_error``)."""
-        headers = {**self.extra_headers, **self.auth_headers(key)}
+        headers = self._headers.get((key, body is not None)) if self.headers_follow_key else None
+        if headers is None:  # the same few per backend: made once (aiohttp copies what it is given)
+            headers = {**self.extra_headers, **self.auth_headers(key)}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            if self.headers_follow_key:
+                if len(self._headers) >= 64:
+                    self._headers.clear()
+                self._headers[(key, body is not None)] = headers
         target = self._urls.get(url)
         if target is None:  # parsed once: a backend calls a handful of URLs (Gemini: one per model)
             if len(self._urls) >= 512:
                 self._urls.clear()
             target = self._urls[url] = URL(url)
-        data = None
-        if body is not None:
-            data = fastjson.dumps(body)
-            headers["Content-Type"] = "application/json"
+        data = fastjson.dumps(body) if body is not None else None
         if self.timeouts.first_byte == self.timeouts.idle:
             # aiohttp's sock_read (= idle) already bounds the wait for the first byte: no timer
             # of our own per request (each costs a loop lookup and a heap entry).

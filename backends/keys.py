@@ -43,8 +43,11 @@ class KeyPool:
 
     def candidates(self) -> list[_Key]:
         """Keys to try for one call, in rotation order, cooled-down keys left out."""
-        now = self.clock()
         n = len(self.keys)
+        if n == 1:  # the common case: nothing to rotate
+            key = self.keys[0]
+            return [key] if key.cool_until <= 0.0 or key.cool_until <= self.clock() else []
+        now = self.clock()
         start = self._next
         self._next = (self._next + 1) % n
         order = [self.keys[(start + i) % n] for i in range(n)]
