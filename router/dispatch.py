@@ -213,7 +213,9 @@ class Dispatcher:
                                  + ", ".join(sorted(self.backends)), backend=target.backend)
             self._record(outcome, target, request, error, started)
             raise error
-        gate_token = KEY_GATE.set(self._key_gate(per_key, outcome))
+        # Per-key limits reach the connector's key loop through a context variable; without any
+        # (most plans) it keeps its default and is not touched.
+        gate_token = KEY_GATE.set(self._key_gate(per_key, outcome)) if per_key else None
         KEY_USED.set(None)
         try:
             # the connectors encode ``stream`` from the request: it must match the call made
@@ -238,7 +240,8 @@ class Dispatcher:
                 self.health.record(target.backend, False, exc.kind)
             raise
         finally:
-            KEY_GATE.reset(gate_token)
+            if gate_token is not None:
+                KEY_GATE.reset(gate_token)
         outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), KEY_USED.get()))
         if self.health is not None:
             self.health.record(target.backend, True)

@@ -38,7 +38,7 @@ async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
                 raise ProxyError(413, f"request body exceeds {max_bytes} bytes (max_body_bytes)", "request_too_large")
             chunks.append(chunk)
         raw = b"".join(chunks)
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise ProxyError(400, "request body is empty; send a JSON object", "invalid_request")
     try:
         return fastjson.loads(raw)

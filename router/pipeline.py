@@ -118,8 +118,11 @@ class Pipeline:
         that followed them, so the provider sees a clean conversation.
         """
         prefix = state.config.command_prefix
-        known = state.backend_names
         messages = request.messages
+        if not any(prefix in part.text for message in messages if message.role == "user"
+                   for part in message.parts if isinstance(part, TextPart)):
+            return None  # no command anywhere: most requests
+        known = state.backend_names
         latest_index = len(messages) - 1 if messages and messages[-1].role == "user" else -1
         latest: ParsedMessage | None = None
         kept: list[Message] = []
