@@ -13,6 +13,7 @@ import falcon
 import falcon.asgi
 
 from .errors import ProxyError
+from .http import logged
 from .metrics import CONTENT_TYPE_LATEST
 from .pipeline import StateRef
 from .usage import AUDIT_TYPES, GROUPS
@@ -82,6 +83,7 @@ class AdminResource:
             raise ProxyError(403, "this endpoint is for operators: use a key listed in auth.admin_keys", "permission")
 
 
+@logged
 class UsageStatsResource(AdminResource):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self._authorize(req)
@@ -90,6 +92,7 @@ class UsageStatsResource(AdminResource):
         resp.media = await self.ref.recorder.store.stats(_time(req, "since"), _time(req, "until"), group_by)
 
 
+@logged
 class UsageRecentResource(AdminResource):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self._authorize(req)
@@ -99,6 +102,7 @@ class UsageRecentResource(AdminResource):
         resp.media = {"data": items, "next_cursor": cursor}
 
 
+@logged
 class AuditLogsResource(AdminResource):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self._authorize(req)
@@ -109,6 +113,7 @@ class AuditLogsResource(AdminResource):
         resp.media = {"data": items, "next_cursor": cursor}
 
 
+@logged
 class MetricsResource(AdminResource):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self._authorize(req)
@@ -117,6 +122,7 @@ class MetricsResource(AdminResource):
         resp.content_type = CONTENT_TYPE_LATEST
 
 
+@logged
 class BackendHealthResource(AdminResource):
     def __init__(self, ref: StateRef, report: Callable[[], dict[str, Any]]) -> None:
         super().__init__(ref)
@@ -127,6 +133,7 @@ class BackendHealthResource(AdminResource):
         resp.media = {"backends": self.report()}
 
 
+@logged
 class ReloadResource(AdminResource):
     def __init__(self, ref: StateRef, reload: Callable[..., Any]) -> None:
         super().__init__(ref)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Mapping
 
 import falcon
@@ -14,6 +15,33 @@ from .frontends import frontend_for_path
 from .pipeline import JsonReply, Reply, StreamReply
 
 log = logging.getLogger("llm_proxy.http")
+access_log = logging.getLogger("llm_proxy.access")
+
+
+def log_request(req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+    """The access-log line of a request that no usage record logs (everything but chat): called
+    by the ``logged`` resources after their responder and by the error handlers, once."""
+    context = req.context
+    if getattr(context, "access_logged", False) or not access_log.isEnabledFor(logging.INFO):
+        return
+    context.access_logged = True
+    started = getattr(context, "started", None)
+    elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
+    access_log.info("%s %s %d %.1fms", req.method, req.path, resp.status_code, elapsed,
+                    extra={"caller": getattr(context, "caller", None), "status": resp.status_code,
+                           "latency_ms": round(elapsed, 1)})
+
+
+async def _log_after(req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any, *args: Any,
+                     **kwargs: Any) -> None:
+    log_request(req, resp)
+
+
+def logged(cls: type) -> type:
+    """Class decorator for every resource that is not a chat endpoint: its responders write the
+    access-log line (chat requests get theirs from the usage record, so the hot path has no
+    response middleware at all)."""
+    return falcon.after(_log_after)(cls)
 
 _FALCON_KIND = {
     400: "invalid_request", 401: "authentication", 403: "permission", 404: "not_found", 405: "invalid_request",
@@ -105,6 +133,7 @@ async def handle_proxy_error(req: falcon.asgi.Request, resp: falcon.asgi.Respons
     log.log(logging.WARNING if ex.status >= 500 else logging.INFO, "%s %s -> %d %s", req.method, req.path,
             ex.status, ex.message)
     render_error(req, resp, ex)
+    log_request(req, resp)
 
 
 async def handle_http_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError,
@@ -119,6 +148,7 @@ async def handle_http_error(req: falcon.asgi.Request, resp: falcon.asgi.Response
         message = ex.description or ex.title or "request error"
     err = ProxyError(status, message, _FALCON_KIND.get(status, "invalid_request"), headers=dict(ex.headers or {}))
     render_error(req, resp, err)
+    log_request(req, resp)
 
 
 async def handle_unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any) -> None:
@@ -129,3 +159,4 @@ async def handle_unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response
     log.exception("unhandled error on %s %s", req.method, req.path)
     render_error(req, resp, ProxyError(500, "internal error in the proxy; the operator's log has the details",
                                        "api_error"))
+    log_request(req, resp)

@@ -11,7 +11,7 @@ import falcon.asgi
 
 from .errors import ProxyError
 from .frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, OPENAI, Frontend
-from .http import lower_headers, read_json, send
+from .http import logged, lower_headers, read_json, send
 from .pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate_prompt_tokens
 
 
@@ -51,6 +51,7 @@ def _include_usage(body: dict[str, Any]) -> bool:
     return bool(options.get("include_usage"))
 
 
+@logged
 class AnthropicCountTokensResource:
     """``POST /v1/messages/count_tokens``: Claude Code asks before long turns; we estimate."""
 
@@ -65,6 +66,7 @@ class AnthropicCountTokensResource:
         resp.media = {"input_tokens": estimate_prompt_tokens(request)}
 
 
+@logged
 class GeminiModelResource:
     """``/v1beta|v2/models/{model}:{action}``: generateContent, streamGenerateContent, countTokens.
 
@@ -114,6 +116,7 @@ async def _as_json_array(reply: StreamReply) -> JsonReply:
     return JsonReply(200, items, reply.headers)  # type: ignore[arg-type]
 
 
+@logged
 class ModelsResource:
     """Model listings: OpenAI shape at ``/v1|v2/models``, Gemini shape at ``/v2/models/list`` and ``/v1beta/models``."""
 
@@ -165,11 +168,13 @@ def _gemini_model(backend: str, model: str) -> dict[str, Any]:
             "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}
 
 
+@logged
 class HealthResource:
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = {"status": "ok"}
 
 
+@logged
 class RootResource:
     """``GET|HEAD /``: Claude Code probes the base URL before its first request."""
 

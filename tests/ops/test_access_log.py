@@ -164,3 +164,17 @@ def test_lines_written_later_keep_the_time_the_request_ended(access_lines) -> No
         logging.getLogger("llm_proxy.access").removeHandler(collect)
     [record] = collect.records
     assert record.getMessage() == "POST /y 200 1.0ms" and record.created == ended
+
+
+async def test_v1_paths_carry_deprecation_headers_on_success_and_error(tmp_path: Path) -> None:
+    app = build_app(tmp_path, backends={"echo": {"type": "echo"}})
+    async with falcon.testing.ASGIConductor(app) as client:
+        ok = await client.simulate_get("/v1/models", headers=AUTH)
+        denied = await client.simulate_get("/v1/models")  # no key: 401, still marked
+        bad = await client.simulate_post("/v1/chat/completions", headers=AUTH, body=b"{")
+        current = await client.simulate_get("/v2/models", headers=AUTH)
+    for reply, status in ((ok, 200), (denied, 401), (bad, 400)):
+        assert reply.status_code == status
+        assert reply.headers["deprecation"] == "true"
+        assert reply.headers["link"].startswith("</v2/") and 'rel="successor-version"' in reply.headers["link"]
+    assert "deprecation" not in current.headers
