@@ -8,6 +8,7 @@ finish when the stream ends — also when it was cut off, failed or the client w
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
@@ -20,6 +21,7 @@ from .metrics import Metrics
 from .usage import AuditRecord, UsageStore
 
 access_log = AccessLog("llm_proxy.access")
+log = logging.getLogger("llm_proxy.usage")
 ACCOUNT_DELAY = 0.05  # seconds a finished request may wait to be accounted (see Recorder.drain)
 ACCOUNT_BATCH = 256  # ... or until this many are waiting
 
@@ -130,14 +132,17 @@ class Recorder:
         hooks), and so does shutdown, so nothing is read stale and nothing is lost.
         """
         pending, self._pending = self._pending, []
-        for rec, usage, elapsed, _ended in pending:
-            # Attempts stay as they are (dataclasses or dicts): orjson writes both, and the
-            # metrics only look inside them when something failed.
-            self.store_usage(rec, usage, elapsed, rec.attempts)
-        for rec, usage, elapsed, _ended in pending:
-            self.count(rec, usage, elapsed, rec.attempts)
-        for rec, _usage, elapsed, ended in pending:  # the access lines, stamped with when each ended
-            log_access(rec, elapsed * 1000, ended)
+        try:
+            for rec, usage, elapsed, _ended in pending:
+                # Attempts stay as they are (dataclasses or dicts): orjson writes both, and the
+                # metrics only look inside them when something failed.
+                self.store_usage(rec, usage, elapsed, rec.attempts)
+            for rec, usage, elapsed, _ended in pending:
+                self.count(rec, usage, elapsed, rec.attempts)
+            for rec, _usage, elapsed, ended in pending:  # the access lines, stamped with when each ended
+                log_access(rec, elapsed * 1000, ended)
+        except Exception:  # noqa: BLE001 - accounting must never break a reader, shutdown or the loop
+            log.exception("accounting %d finished requests failed", len(pending))
 
     def store_usage(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:
         """The usage row, in ``USAGE_COLUMNS`` order (no UsageRecord in between: this runs per request)."""
