@@ -13,7 +13,7 @@ Encoding falls back to ``json`` for what orjson cannot encode (integers wider th
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -31,9 +31,10 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def dumps_str(value: Any) -> str:
-    """Compact JSON as text (for JSON embedded in JSON: tool-call arguments, SSE data lines)."""
+def dumps_str(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact JSON as text (JSON inside JSON, SSE data lines, log lines, usage columns).
+    ``default`` turns what JSON has no type for into something it has (``str`` for log fields)."""
     try:
-        return orjson.dumps(value).decode("utf-8")
+        return orjson.dumps(value, default=default).decode("utf-8")
     except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)

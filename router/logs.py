@@ -4,14 +4,13 @@ redaction filter on every handler so no API key or OAuth token reaches a log, wh
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
 import time
 from typing import Any, Callable, Iterable
 
-import orjson
+from . import fastjson
 
 # Shapes of credentials, redacted even when we do not know the exact value.
 _CREDENTIAL = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|ya29\.[0-9A-Za-z_\-.]+"
@@ -106,10 +105,7 @@ class JsonFormatter(logging.Formatter):
                "level": levelname.lower(), "logger": name, "message": message, **fields}
         if exc_text:
             out["exception"] = exc_text
-        try:
-            return orjson.dumps(out, default=str).decode("utf-8")
-        except TypeError:  # what orjson cannot encode (integers wider than 64 bits)
-            return json.dumps(out, default=str)
+        return fastjson.dumps_str(out, default=str)
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -13,12 +13,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-import orjson
-
 from .canonical import Usage
 from .logs import AccessLog
 from .metrics import Metrics
-from .usage import AuditRecord, UsageStore
+from .usage import AuditRecord, UsageStore, json_column
 
 access_log = AccessLog("llm_proxy.access")
 log = logging.getLogger("llm_proxy.usage")
@@ -70,10 +68,6 @@ def log_access(rec: RequestRecord, elapsed_ms: float, ended: float | None = None
 
 def _field(attempt: Any, name: str) -> Any:
     return attempt.get(name) if isinstance(attempt, dict) else getattr(attempt, name, None)
-
-
-def _json_list(items: Any) -> str:
-    return orjson.dumps(list(items), default=str).decode("utf-8") if items else "[]"
 
 
 def estimate_completion(chars: int) -> int:
@@ -152,7 +146,7 @@ class Recorder:
             usage.cached_tokens, int(usage.estimated), round(elapsed * 1000, 3),
             round(rec.ttfb * 1000, 3) if rec.ttfb is not None else None, int(rec.stream), int(rec.cache_hit),
             self.cost(rec.model, usage) if rec.status < 400 else None, rec.route_rule,
-            _json_list(rec.rules), _json_list(attempts), _json_list(rec.guard_events), rec.error,
+            json_column(rec.rules), json_column(attempts), json_column(rec.guard_events), rec.error,
         ))
 
     def count(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:

@@ -21,8 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-import orjson
-
+from . import fastjson
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("llm_proxy.usage")
@@ -369,15 +368,16 @@ _ROW_JSON = tuple(i for i, c in enumerate(_USAGE_COLUMNS) if c in _JSON_COLUMNS)
 _ROW_BOOL = tuple(i for i, c in enumerate(_USAGE_COLUMNS) if c in _BOOL_COLUMNS)
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode("utf-8")
+def json_column(value: Any) -> str:
+    """A list column (rules, attempts, guard events) as JSON text; both row builders use it."""
+    return fastjson.dumps_str(value, default=str) if value else "[]"
 
 
 def _usage_row(record: UsageRecord) -> tuple[Any, ...]:
     """One row; plain attribute reads (``asdict`` deep-copies, and this runs for every request)."""
     out = list(_ROW_VALUES(record))
     for i in _ROW_JSON:
-        out[i] = _dumps(out[i]) if out[i] else "[]"
+        out[i] = json_column(out[i])
     for i in _ROW_BOOL:
         out[i] = int(out[i])
     return tuple(out)
