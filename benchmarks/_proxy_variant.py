@@ -1,7 +1,5 @@
-"""The proxy with one part switched off, for on/off comparisons in one benchmark run.
+"""The proxy with one part switchable, for on/off comparisons in one benchmark run.
 
-python benchmarks/_proxy_variant.py norecord --config FILE --port P
-  norecord:   no usage records and no metric updates (the access-log line is still written)
 python benchmarks/_proxy_variant.py switchable --config FILE --port P
   switchable: usage records and metric updates on; SIGUSR2 switches them off, SIGUSR1 on again.
               Comparing one process with itself keeps differences between processes (memory
@@ -19,10 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import router.recording as recording  # noqa: E402
 
 variant = sys.argv[1]
-if variant == "norecord":
-    recording.Recorder.store_usage = lambda self, *args: None  # type: ignore[method-assign]
-    recording.Recorder.count = lambda self, *args: None  # type: ignore[method-assign]
-elif variant == "switchable":
+if variant == "switchable":
     store_usage, count = recording.Recorder.store_usage, recording.Recorder.count
     recording_on = [True]
 

@@ -42,8 +42,16 @@ class RedactingFilter(logging.Filter):
         else:
             self._suspect = re.compile("|".join(map(re.escape, literals))).search
 
+    def scrub_line(self, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A message and its string fields: one scan over all of them, the per-field work only
+        when something looks secret."""
+        texts = [v for v in fields.values() if isinstance(v, str)]
+        if not self._suspect("\n".join([message, *texts])):
+            return message, fields
+        return self.scrub(message), {k: self.scrub(v) if isinstance(v, str) else v for k, v in fields.items()}
+
     def scrub(self, text: str) -> str:
-        """Runs on every log line, so the common case (nothing secret-shaped) is one regex scan."""
+        """Runs on every log line, so the common case (nothing secret-shaped) is one scan."""
         if not self._suspect(text):
             return text
         if self._known is not None and self._known.search(text):
@@ -173,11 +181,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def _redacted(self, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         for redactor in self.filters:
-            # One scan over everything; the per-field work only when something looks secret.
-            texts = [v for v in fields.values() if isinstance(v, str)]
-            if redactor._suspect("\n".join([message, *texts])):  # type: ignore[union-attr]
-                message = redactor.scrub(message)  # type: ignore[union-attr]
-                fields = {k: redactor.scrub(v) if isinstance(v, str) else v for k, v in fields.items()}  # type: ignore[union-attr]
+            message, fields = redactor.scrub_line(message, fields)  # type: ignore[union-attr]
         return message, fields
 
     def emit(self, record: logging.LogRecord) -> None:

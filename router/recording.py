@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .canonical import Usage
@@ -67,21 +67,12 @@ def log_access(rec: RequestRecord, elapsed_ms: float, ended: float | None = None
 
 
 def _field(attempt: Any, name: str) -> Any:
+    """A field of an attempt, which is a dispatch Attempt or (from tests and tools) a dict."""
     return attempt.get(name) if isinstance(attempt, dict) else getattr(attempt, name, None)
 
 
 def estimate_completion(chars: int) -> int:
     return (chars + 3) // 4
-
-
-def _attempt_dict(attempt: Any) -> dict[str, Any]:
-    """An attempt as a plain dict (its fields are scalars: no need for ``asdict``'s deep copy)."""
-    if isinstance(attempt, dict):
-        return attempt
-    fields = getattr(attempt, "__dataclass_fields__", None)
-    if fields is None:
-        return asdict(attempt)
-    return {name: getattr(attempt, name) for name in fields}
 
 
 class Recorder:
@@ -162,19 +153,16 @@ class Recorder:
             m.tokens.inc((backend, model, "prompt"), usage.prompt_tokens)
         if usage.completion_tokens:
             m.tokens.inc((backend, model, "completion"), usage.completion_tokens)
-        if len(attempts) > 1 or (attempts and _field(attempts[0], "status") != "ok"):
-            attempts = [_attempt_dict(a) for a in attempts]
-            failed = [a for a in attempts if a.get("status") != "ok"]
-            for attempt in failed:
-                m.errors.inc((attempt.get("backend") or "-", attempt.get("status") or "-"))
-            if failed and rec.status < 400:
-                m.failovers.inc((backend,))
+        failed = [a for a in attempts if _field(a, "status") != "ok"]
+        for attempt in failed:
+            m.errors.inc((_field(attempt, "backend") or "-", _field(attempt, "status") or "-"))
+        if failed and rec.status < 400:
+            m.failovers.inc((backend,))
         if rec.status == 429:
-            attempts = [_attempt_dict(a) for a in attempts]
             # The proxy's own limits refuse before any backend answers (such attempts take no
             # time); a 429 passed on from the providers is theirs.
             # (The pipeline audits the proxy's own rejections.)
-            own = all(a.get("status") == "rate_limited" and not a.get("latency_ms") for a in attempts)
+            own = all(_field(a, "status") == "rate_limited" and not _field(a, "latency_ms") for a in attempts)
             m.rate_limited.inc(("proxy" if own else "upstream",))
         for event in rec.guard_events:
             m.guard_events.inc((event.get("kind", "-"),))
