@@ -13,23 +13,23 @@ from . import fastjson
 from .errors import ProxyError
 from .frontends import frontend_for_path
 from .pipeline import JsonReply, Reply, StreamReply
+from .recording import access_log
 
 log = logging.getLogger("llm_proxy.http")
-access_log = logging.getLogger("llm_proxy.access")
 
 
 def log_request(req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
     """The access-log line of a request that no usage record logs (everything but chat): called
     by the ``logged`` resources after their responder and by the error handlers, once."""
     context = req.context
-    if getattr(context, "access_logged", False) or not access_log.isEnabledFor(logging.INFO):
+    if getattr(context, "access_logged", False) or not access_log.enabled():
         return
     context.access_logged = True
     started = getattr(context, "started", None)
     elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
-    access_log.info("%s %s %d %.1fms", req.method, req.path, resp.status_code, elapsed,
-                    extra={"caller": getattr(context, "caller", None), "status": resp.status_code,
-                           "latency_ms": round(elapsed, 1)})
+    status = resp.status_code
+    access_log.info(f"{req.method} {req.path} {status} {elapsed:.1f}ms", lambda: {
+        "caller": getattr(context, "caller", None), "status": status, "latency_ms": round(elapsed, 1)})
 
 
 async def _log_after(req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any, *args: Any,
