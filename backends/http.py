@@ -21,6 +21,7 @@ from yarl import URL
 from router import fastjson
 from router.canonical import ChatRequest, ChatResponse, StreamEvent
 from router.config import AppConfig, BackendConfig, Timeouts
+from router.limits import KEY_GATE, KEY_USED
 
 from .base import Backend, BackendError, ErrorKind, Health
 from .keys import KeyPool, _Key
@@ -230,8 +231,6 @@ class HttpBackend(Backend):
     async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None
                    ) -> tuple[aiohttp.ClientResponse, _Key]:
         """One logical call: try keys in rotation; a 429/401 cools that key and moves to the next."""
-        from router.limits import KEY_GATE, KEY_USED
-
         gate = KEY_GATE.get()
         last: BackendError | None = None
         gated = 0

@@ -210,6 +210,7 @@ class RuleSet:
         self._by_model = {
             model: tuple(sorted(rules_for + unkeyed, key=lambda c: c.order)) for model, rules_for in keyed.items()
         }
+        self._plans: dict[tuple[Any, ...], Plan] = {}  # see ``evaluate``
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -218,39 +219,60 @@ class RuleSet:
         return self._by_model.get(model, self._unkeyed)
 
 
+# Plans kept per file rule set (``RuleSet._plans``): a few per model in use; cleared when full.
+PLAN_MEMO_SIZE = 4096
+
+
 EMPTY = RuleSet(())
 
 
 def evaluate(facts: Facts, rules: RuleSet, *, session_rules: RuleSet = EMPTY, default_backend: str = "echo") -> Plan:
-    """The plan for one request: session rules first, then file rules (see module docstring)."""
+    """The plan for one request: session rules first, then file rules (see module docstring).
+
+    Which rules match is decided per request; the Plan those rules make (with the model and the
+    fallback backend) is the same every time, so it is built once and kept on the rule set.
+    """
+    model = facts.model
+    fallback = facts.backend or default_backend
+    hits: list[_Compiled] = []
+    for ruleset in (session_rules, rules):
+        if ruleset.rules:
+            for c in ruleset.candidates(model):
+                if c.predicate is None or c.predicate(facts):
+                    hits.append(c)
+    # Session rule sets are distinct objects (hashed by identity), so their orders cannot be
+    # confused with the file rules' own.
+    key = (session_rules, model, fallback, *[c.order for c in hits])
+    plans = rules._plans
+    plan = plans.get(key)
+    if plan is None:
+        if len(plans) >= PLAN_MEMO_SIZE:  # models come from clients: keep the memo bounded
+            plans.clear()
+        plan = plans[key] = _make_plan(hits, model, fallback)
+    return plan
+
+
+def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str) -> Plan:
     route: ir.Chain | None = None
     route_rule: str | None = None
     limits: list[ir.Limit] = []
     post: dict[str, ir.PostProcessor] = {}
     overrides: dict[str, ir.Scalar] = {}
-    matched: list[str] = []
-    model = facts.model
-    for ruleset in (session_rules, rules):
-        if not ruleset.rules:
-            continue
-        for c in ruleset.candidates(model):
-            if c.predicate is not None and not c.predicate(facts):
-                continue
-            rule = c.rule
-            matched.append(rule.name)
-            if route is None and rule.route is not None:
-                route, route_rule = rule.route, rule.name
-            if rule.limits:
-                limits.extend(rule.limits)
-            for p in rule.post:
-                post.setdefault(p.name, p)
-            for key, value in rule.overrides:
-                overrides.setdefault(key, value)
+    for c in hits:
+        rule = c.rule
+        if route is None and rule.route is not None:
+            route, route_rule = rule.route, rule.name
+        limits.extend(rule.limits)
+        for p in rule.post:
+            post.setdefault(p.name, p)
+        for key, value in rule.overrides:
+            overrides.setdefault(key, value)
     if route is None:
-        chain: tuple[ir.Link, ...] = (ir.Target(facts.backend or default_backend, model),)
+        chain: tuple[ir.Link, ...] = (ir.Target(fallback, model),)
     else:
         chain = tuple(_resolve(link, model) for link in route.links)
-    return Plan(chain, tuple(limits), tuple(post.values()), tuple(overrides.items()), tuple(matched), route_rule)
+    return Plan(chain, tuple(limits), tuple(post.values()), tuple(overrides.items()),
+                tuple(c.rule.name for c in hits), route_rule)
 
 
 def _resolve(link: ir.Link, model: str) -> ir.Link:

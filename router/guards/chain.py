@@ -128,29 +128,38 @@ def build_chain(*, request: ChatRequest, rule_post: tuple["PostProcessor", ...],
     ctx = GuardContext(request=request, history=history, new_call_id=new_call_id)
     switches = tuple((k, session_params[k]) for k in ORDER if isinstance(session_params.get(k), bool)) \
         if session_params else ()
-    if not rule_post and not switches:
-        settings = _config_defaults(config)
-    else:
-        settings = _resolved(rule_post, config.session, config.loop_detection, config.tool_call_loop_detection,
-                             switches)
-    idle = TOOL_GUARDS if skip_idle and not request.tools else frozenset()
-    guards = [GUARDS[name](settings[name], ctx) for name in ORDER if settings[name].get("enabled") and name not in idle]
-    return GuardChain(guards, ctx)
+    enabled = _enabled(config, rule_post, switches)
+    if skip_idle and not request.tools:
+        return GuardChain([cls(settings, ctx) for name, cls, settings in enabled if name not in TOOL_GUARDS], ctx)
+    return GuardChain([cls(settings, ctx) for _name, cls, settings in enabled], ctx)
 
 
-_defaults: dict[int, tuple[Any, dict[str, dict[str, Any]]]] = {}
+_Enabled = tuple[tuple[str, type[Guard], dict[str, Any]], ...]
+_per_config: dict[int, tuple[Any, dict[tuple[int, tuple[tuple[str, bool], ...]], tuple[Any, _Enabled]]]] = {}
 
 
-def _config_defaults(config: "AppConfig") -> dict[str, dict[str, Any]]:
-    """Settings when no rule and no session switch says anything: one lookup per config object
-    (hashing the config sections for ``_resolved`` on every request showed in profiles)."""
-    entry = _defaults.get(id(config))
+def _enabled(config: "AppConfig", rule_post: tuple["PostProcessor", ...],
+             switches: tuple[tuple[str, bool], ...]) -> _Enabled:
+    """The enabled guards, in order, with their settings, for (config, the rules' ``post``, session
+    switches): the same few combinations on every request. Looked up by the identity of the
+    config and of ``rule_post`` (plans are kept per rule set, so a rule's ``post`` tuple is the
+    same object every time): hashing the config sections per request showed in profiles."""
+    entry = _per_config.get(id(config))
     if entry is None or entry[0] is not config:  # ids are reused once a reloaded config is freed
-        if len(_defaults) >= 16:
-            _defaults.clear()
-        entry = _defaults[id(config)] = (config, _resolved((), config.session, config.loop_detection,
-                                                            config.tool_call_loop_detection, ()))
-    return entry[1]
+        if len(_per_config) >= 16:
+            _per_config.clear()
+        entry = _per_config[id(config)] = (config, {})
+    memo = entry[1]
+    key = (id(rule_post), switches)
+    hit = memo.get(key)
+    if hit is not None and hit[0] is rule_post:  # the entry holds rule_post, so its id is not reused
+        return hit[1]
+    settings = _resolved(rule_post, config.session, config.loop_detection, config.tool_call_loop_detection, switches)
+    enabled = tuple((name, GUARDS[name], settings[name]) for name in ORDER if settings[name].get("enabled"))
+    if len(memo) >= 1024:
+        memo.clear()
+    memo[key] = (rule_post, enabled)
+    return enabled
 
 
 @lru_cache(maxsize=256)

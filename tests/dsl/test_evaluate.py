@@ -181,3 +181,47 @@ def test_group_order_is_not_decided_by_evaluation() -> None:
     rs = RuleSet([ir.Rule("g", route=parse("(50% openai:a | 50% azure:b)", "chain"))])
     plans = {evaluate(Facts.build("m"), rs) for _ in range(5)}
     assert len(plans) == 1  # pure: the weighted pick happens in dispatch, with its own RNG
+
+
+fact_sets = st.fixed_dictionaries({
+    "model": st.sampled_from(["gpt-4", "gpt-4-turbo", "claude-3", "x"]), "tokens": st.sampled_from([0, 150_000]),
+    "stream": st.booleans(), "backend": st.sampled_from([None, "openrouter"]),
+    "headers": st.sampled_from([{}, {"x-team": "free"}, {"x-priority": "high"}]),
+    "now": st.sampled_from([MONDAY_10, SUNDAY_10]),
+})
+
+
+@settings(max_examples=100)
+@given(st.lists(fact_sets, min_size=1, max_size=20), st.sampled_from(["echo", "openai"]))
+def test_kept_plans_equal_fresh_ones(sequence: list, default_backend: str) -> None:
+    """Plans are kept per rule set: a request never gets one made for different facts."""
+    loaded = load_rules_text(RULES, "rules.yaml", BACKENDS)
+    kept = RuleSet(loaded.rules)
+    for kwargs in sequence:
+        facts = Facts.build(**kwargs)
+        assert evaluate(facts, kept, default_backend=default_backend) == \
+            evaluate(facts, RuleSet(loaded.rules), default_backend=default_backend)
+    for kwargs in sequence:  # and the same plan object once made
+        facts = Facts.build(**kwargs)
+        assert evaluate(facts, kept, default_backend=default_backend) is evaluate(facts, kept, default_backend=default_backend)
+
+
+def test_kept_plans_tell_session_rule_sets_apart(rules: RuleSet) -> None:
+    one = session_ruleset([{"model": "gpt-4", "route": "anthropic:claude-3"}])
+    two = session_ruleset([{"model": "gpt-4", "route": "gemini:gemini-1.5-pro"}])
+    facts = Facts.build("gpt-4", now=SUNDAY_10)
+    assert [str(t) for t in evaluate(facts, rules, session_rules=one).targets()] == ["anthropic:claude-3"]
+    assert [str(t) for t in evaluate(facts, rules, session_rules=two).targets()] == ["gemini:gemini-1.5-pro"]
+    assert [str(t) for t in evaluate(facts, rules).targets()] == ["openai:gpt-4o", "anthropic:claude-3-5-sonnet"]
+
+
+def test_kept_plans_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    evaluation = importlib.import_module("dsl.evaluate")  # (the package exports a function of that name)
+    monkeypatch.setattr(evaluation, "PLAN_MEMO_SIZE", 8)
+    rs = RuleSet([ir.Rule("any", limits=(ir.Limit("rpm", 1),))])
+    for i in range(50):  # model names come from clients
+        plan = evaluate(Facts.build(f"model-{i}"), rs, default_backend="echo")
+        assert [str(t) for t in plan.targets()] == [f"echo:model-{i}"]
+        assert len(rs._plans) <= 8

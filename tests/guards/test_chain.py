@@ -74,8 +74,10 @@ def test_precedence(cid, cfg, post, session, enabled, overrides) -> None:
     assert {n for n, s in settings.items() if s["enabled"]} == enabled
     for (name, key), value in overrides.items():
         assert settings[name][key] == value
-    chain = gs.chain(post=post, session=session, config=config)
-    assert [g.name for g in chain.guards] == [n for n in ORDER if n in enabled]
+    for _ in range(2):  # the second chain comes from the settings kept per (config, post, switches)
+        chain = gs.chain(post=post, session=session, config=config)
+        assert [g.name for g in chain.guards] == [n for n in ORDER if n in enabled]
+        assert [g.settings for g in chain.guards] == [settings[n] for n in ORDER if n in enabled]
 
 
 def test_no_guards_is_a_pass_through() -> None:
