@@ -42,6 +42,10 @@ class RedactingFilter(logging.Filter):
         else:
             self._suspect = re.compile("|".join(map(re.escape, literals))).search
 
+    def suspects(self, text: str) -> bool:
+        """Whether anything in ``text`` looks like a secret (then :meth:`scrub` has work to do)."""
+        return bool(self._suspect(text))
+
     def scrub_line(self, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """A message and its string fields: one scan over all of them, the per-field work only
         when something looks secret."""
@@ -179,6 +183,33 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self._write_pending()
         return True
 
+    def write_lines(self, levelname: str, name: str,
+                    lines: list[tuple[str, Callable[[], dict[str, Any]], float]]) -> bool:
+        """:meth:`write_line` for a batch of (message, fields, created): the same text, with one
+        redaction scan over the whole batch (the per-line scrub only when it finds something)
+        and one lock. False when this handler is set up in a way the short path does not know."""
+        formatter, filters = self.formatter, self.filters
+        if any(type(f) is not RedactingFilter for f in filters):
+            return False
+        if type(formatter) is not TextFormatter:  # JSON lines carry their fields: one by one
+            return all([self.write_line(levelname, name, message, fields, created)
+                        for message, fields, created in lines])
+        line, end = formatter.line, self.terminator
+        chunk = "".join([line(created, levelname, name, message) + end for message, _fields, created in lines])
+        if any(redactor.suspects(chunk) for redactor in filters):  # type: ignore[attr-defined]
+            texts = []
+            for message, _fields, created in lines:
+                for redactor in filters:
+                    message = redactor.scrub(message)  # type: ignore[attr-defined]
+                texts.append(line(created, levelname, name, message) + end)
+            chunk = "".join(texts)
+        with self.lock:  # type: ignore[union-attr]
+            pending = self._pending
+            pending.append(chunk)
+            if len(pending) + len(lines) > self._max_lines:
+                self._write_pending()
+        return True
+
     def _redacted(self, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         for redactor in self.filters:
             message, fields = redactor.scrub_line(message, fields)  # type: ignore[union-attr]
@@ -226,6 +257,18 @@ class AccessLog:
             if created is not None:
                 record.created, record.msecs = created, (created - int(created)) * 1000
             logger.handle(record)
+
+    def info_many(self, lines: list[tuple[str, Callable[[], dict[str, Any]], float]]) -> None:
+        """Several lines of (message, fields, created), as :meth:`info` would write them one by one;
+        the recorder's batches come here: one handler lookup and one redaction scan for all."""
+        logger = self.logger
+        if not lines or not logger.isEnabledFor(logging.INFO):
+            return
+        handler = _sole_handler(logger)
+        if handler is not None and handler.write_lines("INFO", logger.name, lines):
+            return
+        for message, fields, created in lines:
+            self.info(message, fields, created)
 
 
 def _sole_handler(logger: logging.Logger) -> BufferedStreamHandler | None:

@@ -11,9 +11,10 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .canonical import Usage
+from .dispatch import Attempt
 from .logs import AccessLog
 from .metrics import Metrics
 from .usage import AuditRecord, UsageStore, json_column
@@ -52,18 +53,19 @@ class RequestRecord:
     path: str = ""
 
 
-def log_access(rec: RequestRecord, elapsed_ms: float, ended: float | None = None) -> None:
-    """The request's one access-log line: readable in text logs, every field a key in JSON logs."""
-    if not access_log.enabled():
-        return
+def access_line(rec: RequestRecord, elapsed_ms: float) -> tuple[str, Callable[[], dict[str, Any]]]:
+    """The access-log message of a finished request, and its fields for JSON logs (made on demand)."""
     line = (f"POST {rec.path or rec.frontend} {rec.status} {elapsed_ms:.1f}ms request={rec.request_id} "
             f"session={rec.session_id} rule={rec.route_rule or '-'} backend={rec.backend or '-'} model={rec.model or '-'}")
     if rec.error_kind:
         line += f" error={rec.error_kind}"
-    access_log.info(line, lambda: {
+    return line, lambda: {
         "request_id": rec.request_id, "session": rec.session_id, "caller": rec.caller, "status": rec.status,
         "latency_ms": round(elapsed_ms, 1), "rules": rec.rules, "backend": rec.backend, "model": rec.model,
-        "stream": rec.stream}, ended)
+        "stream": rec.stream}
+
+
+_STATUS = {code: str(code) for code in (200, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504)}
 
 
 def _field(attempt: Any, name: str) -> Any:
@@ -82,6 +84,9 @@ class Recorder:
         self.prices = prices or {}
         self._dropped_seen = -1
         self._pending: list[tuple[RequestRecord, Usage, float, float]] = []
+        # The rules column as JSON per rules tuple: plans are kept per rule set, so the same few
+        # tuples come back (looked up by identity; the entry holds the tuple, so ids stay unique).
+        self._rules_json: dict[int, tuple[tuple[str, ...], str]] = {}
         store.before_read = self.drain
         metrics.before_read = self.drain
 
@@ -124,20 +129,27 @@ class Recorder:
                 self.store_usage(rec, usage, elapsed, rec.attempts)
             for rec, usage, elapsed, _ended in pending:
                 self.count(rec, usage, elapsed, rec.attempts)
-            for rec, _usage, elapsed, ended in pending:  # the access lines, stamped with when each ended
-                log_access(rec, elapsed * 1000, ended)
+            if access_log.enabled():  # the access lines, each stamped with when its request ended
+                access_log.info_many([(*access_line(rec, elapsed * 1000), ended) for rec, _usage, elapsed, ended in pending])
         except Exception:  # noqa: BLE001 - accounting must never break a reader, shutdown or the loop
             log.exception("accounting %d finished requests failed", len(pending))
 
     def store_usage(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:
         """The usage row, in ``USAGE_COLUMNS`` order (no UsageRecord in between: this runs per request)."""
+        rules = rec.rules
+        known = self._rules_json.get(id(rules))
+        if known is None or known[0] is not rules:
+            if len(self._rules_json) >= 1024:
+                self._rules_json.clear()
+            known = self._rules_json[id(rules)] = (rules, json_column(rules))
+        ttfb = rec.ttfb
         self.store.record_row((
             rec.ts, rec.request_id, rec.session_id, rec.caller, rec.frontend, rec.requested_model, rec.backend,
             rec.model, rec.status, rec.finish_reason, usage.prompt_tokens, usage.completion_tokens,
             usage.cached_tokens, int(usage.estimated), round(elapsed * 1000, 3),
-            round(rec.ttfb * 1000, 3) if rec.ttfb is not None else None, int(rec.stream), int(rec.cache_hit),
-            self.cost(rec.model, usage) if rec.status < 400 else None, rec.route_rule,
-            json_column(rec.rules), json_column(attempts), json_column(rec.guard_events), rec.error,
+            round(ttfb * 1000, 3) if ttfb is not None else None, int(rec.stream), int(rec.cache_hit),
+            self.cost(rec.model, usage) if self.prices and rec.status < 400 else None, rec.route_rule,
+            known[1], json_column(attempts), json_column(rec.guard_events) if rec.guard_events else "[]", rec.error,
         ))
 
     def count(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:
@@ -145,7 +157,8 @@ class Recorder:
         m = self.metrics
         model = m.model_label(rec.model or rec.requested_model)
         backend = rec.backend or "-"
-        m.requests.inc((rec.frontend, backend, model, str(rec.status)))
+        status = rec.status
+        m.requests.inc((rec.frontend, backend, model, _STATUS.get(status) or str(status)))
         m.latency.observe((rec.frontend, backend), elapsed)
         if rec.ttfb is not None:
             m.ttfb.observe((backend,), rec.ttfb)
@@ -153,12 +166,15 @@ class Recorder:
             m.tokens.inc((backend, model, "prompt"), usage.prompt_tokens)
         if usage.completion_tokens:
             m.tokens.inc((backend, model, "completion"), usage.completion_tokens)
-        failed = [a for a in attempts if _field(a, "status") != "ok"]
+        if len(attempts) == 1 and type(attempts[0]) is Attempt and attempts[0].status == "ok":
+            failed: list[Any] = []  # most requests: one attempt, and it worked
+        else:
+            failed = [a for a in attempts if _field(a, "status") != "ok"]
         for attempt in failed:
             m.errors.inc((_field(attempt, "backend") or "-", _field(attempt, "status") or "-"))
-        if failed and rec.status < 400:
+        if failed and status < 400:
             m.failovers.inc((backend,))
-        if rec.status == 429:
+        if status == 429:
             # The proxy's own limits refuse before any backend answers (such attempts take no
             # time); a 429 passed on from the providers is theirs.
             # (The pipeline audits the proxy's own rejections.)

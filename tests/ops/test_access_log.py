@@ -178,3 +178,40 @@ async def test_v1_paths_carry_deprecation_headers_on_success_and_error(tmp_path:
         assert reply.headers["deprecation"] == "true"
         assert reply.headers["link"].startswith("</v2/") and 'rel="successor-version"' in reply.headers["link"]
     assert "deprecation" not in current.headers
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_batch_of_lines_is_what_the_lines_one_by_one_are(access_lines, fmt: str) -> None:
+    """The recorder writes its batches with ``info_many``: the same lines as ``info`` one at a
+    time, redacted line by line when anything in the batch looks secret."""
+    from router.logs import AccessLog
+
+    out = access_lines(fmt)
+    log = AccessLog("llm_proxy.access")
+    clean = [(f"POST /v2/chat/completions 200 {i}.0ms request=r-{i}", (lambda i=i: {"n": i}), 1_700_000_000.0 + i)
+             for i in range(5)]
+    secret = [("POST /v2/x 401 1.0ms key=sk-never-logged-123456", lambda: {"caller": "sk-never-logged-123456"},
+               1_700_000_010.0),
+              ("GET /x auth=Bearer\nabcdefghijklmnop", lambda: {}, 1_700_000_011.0)]
+    for batch in (clean, clean[:2] + secret + clean[2:]):
+        log.info_many(batch)
+        many = _access(out)
+        out.seek(0), out.truncate()
+        for message, fields, created in batch:
+            log.info(message, fields, created)
+        one_by_one = _access(out)
+        out.seek(0), out.truncate()
+        assert many == one_by_one and len(many) >= len(batch)
+        assert "sk-never-logged" not in "\n".join(many) and "abcdefghijklmnop" not in "\n".join(many)
+    assert "request=r-4" in many[-1]
+
+
+def test_a_batch_reaches_other_handlers_the_ordinary_way(caplog) -> None:
+    from router.logs import AccessLog
+
+    caplog.set_level(logging.INFO)
+    AccessLog("llm_proxy.access").info_many([("GET /a 200 1.0ms", lambda: {"caller": "k1"}, 1.0),
+                                             ("GET /b 200 1.0ms", lambda: {"caller": "k2"}, 2.0)])
+    records = [r for r in caplog.records if r.name == "llm_proxy.access"]
+    assert [(r.getMessage(), r.caller, r.created) for r in records] == [("GET /a 200 1.0ms", "k1", 1.0),
+                                                                        ("GET /b 200 1.0ms", "k2", 2.0)]

@@ -86,3 +86,17 @@ async def test_finished_requests_are_accounted_in_batches_and_before_any_read() 
         recorder.finish(RequestRecord("req-4", "openai", "m", started=0.0, ts=time.time()))
         await store.close()  # close drains too: nothing is lost
     assert (await store.stats())["totals"]["requests"] == 5
+
+
+def test_rules_column_follows_each_records_rules() -> None:
+    """The rules JSON is kept per rules tuple (plans are shared): it must never be another's."""
+    import json
+
+    store = CapturingStore()
+    recorder = Recorder(store, Metrics())  # type: ignore[arg-type]
+    shared = ("guards", "route-a")
+    sequence = [shared, ("other",), shared, (), tuple(["guards", "route-a"]), ("x", "y", "z"), shared]
+    for i, rules in enumerate(sequence):
+        recorder.finish(RequestRecord(f"req-{i}", "openai", "m", started=0.0, ts=1.0, rules=rules))
+    column = USAGE_COLUMNS.index("rules")
+    assert [json.loads(row[column]) for row in store.rows] == [list(r) for r in sequence]
