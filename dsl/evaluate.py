@@ -31,7 +31,8 @@ Predicate = Callable[["Facts"], bool]
 
 @dataclass(slots=True)
 class Facts:
-    """What rules may look at. Build with :meth:`build` so time facts are derived once.
+    """What rules may look at. :meth:`build` derives the time facts; the proxy's pipeline fills in
+    only the facts its rules read (``RuleSet.reads``) and leaves the others at their defaults.
 
     Read only by convention: not ``frozen`` because a frozen dataclass sets each of its eleven
     fields through ``object.__setattr__``, and one Facts is built for every request."""
@@ -51,7 +52,7 @@ class Facts:
     @classmethod
     def build(cls, model: str, *, now: datetime | None = None, **kwargs: Any) -> "Facts":
         if now is None:
-            clock, weekday = _clock_now()
+            clock, weekday = clock_now()
         else:
             clock, weekday = now.strftime("%H:%M"), WEEKDAYS[now.weekday()]
         return cls(model=model, time=clock, weekday=weekday, **kwargs)
@@ -60,7 +61,7 @@ class Facts:
 _clock_cache: tuple[int, str, str] = (-1, "00:00", "mon")
 
 
-def _clock_now() -> tuple[str, str]:
+def clock_now() -> tuple[str, str]:
     """Local "HH:MM" and weekday, formatted once per second rather than once per request."""
     global _clock_cache
     second = int(_time.time())
@@ -158,6 +159,20 @@ def compile_condition(cond: ir.Condition) -> Predicate:
     raise TypeError(f"unknown condition node {cond!r}")  # pragma: no cover
 
 
+def facts_read(cond: ir.Condition | None) -> frozenset[str]:
+    """The facts ``cond`` looks at, by family: ``model``, ``tokens``, ``time``, ``header``,
+    ``session`` (any ``session.x``), ... The request side skips working out facts no rule reads
+    (the prompt's token estimate walks every message)."""
+    if cond is None or isinstance(cond, ir.Const):
+        return frozenset()
+    if isinstance(cond, (ir.And, ir.Or)):
+        return frozenset().union(*map(facts_read, cond.items))
+    if isinstance(cond, ir.Not):
+        return facts_read(cond.item)
+    name = cond.fact.name
+    return frozenset(("session",) if name.startswith("session.") else (name,))
+
+
 def literal_models(cond: ir.Condition | None) -> frozenset[str] | None:
     """The model names ``cond`` can only match, or None when it may match any model."""
     if cond is None:
@@ -192,6 +207,8 @@ class RuleSet:
 
     def __init__(self, rules: Sequence[ir.Rule]) -> None:
         self.rules = tuple(rules)
+        # What the conditions look at (see ``facts_read``): facts outside it need not be worked out.
+        self.reads: frozenset[str] = frozenset().union(*(facts_read(r.when) for r in self.rules))
         compiled = [
             _Compiled(i, r, None if r.when is None or r.when == ir.Const(True) else compile_condition(r.when))
             for i, r in enumerate(self.rules)

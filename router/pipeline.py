@@ -7,6 +7,7 @@ overrides → dispatch (failover) → encode in the client's format, JSON or SSE
 from __future__ import annotations
 
 import itertools
+from types import MappingProxyType
 import logging
 import time
 import uuid
@@ -17,7 +18,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from backends.base import BackendError
 from dsl.commands import ParsedMessage, parse_message
-from dsl.evaluate import Facts, Plan, evaluate
+from dsl.evaluate import Facts, Plan, clock_now, evaluate
 from dsl.session import session_ruleset
 
 from .canonical import (
@@ -100,6 +101,8 @@ def session_id_from(headers: Mapping[str, str]) -> str:
     return sid
 
 
+_NO_SESSION_FACTS: Mapping[str, Any] = MappingProxyType({})  # for rules that read no session.* fact
+_NO_CLOCK = ("00:00", "mon")  # for rules that read neither time nor weekday
 _NO_TOOLS_HISTORY = ToolCallHistory()  # handed to chains that build no tool guards; never written
 
 
@@ -228,7 +231,7 @@ class Pipeline:
             if session.oneoff:
                 session.oneoff = None
             self._apply_overrides(request, plan, session)
-            rec.rules, rec.route_rule, rec.prompt_estimate = plan.rules, plan.route_rule, facts.tokens
+            rec.rules, rec.route_rule = plan.rules, plan.route_rule
 
             outcome_d = Outcome()
             rec.attempts = outcome_d.attempts
@@ -259,7 +262,7 @@ class Pipeline:
                 rec.ttfb = time.perf_counter() - rec.started
                 rec.backend, rec.model = started.target.backend, started.target.model
                 encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
-                return self._done(StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, cache), headers), rec)
+                return self._done(StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, request, cache), headers), rec)
             response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
             response = apply_to_response(guards, response)
             rec.guard_events = [asdict(e) for e in guards.events]
@@ -271,7 +274,7 @@ class Pipeline:
             rec.backend, rec.model = (target.backend, target.model) if target else (None, response.model)
             rec.usage, rec.finish_reason = response.usage, response.finish_reason
             if not response.usage.prompt_tokens and not response.usage.completion_tokens:
-                rec.usage = Usage(rec.prompt_estimate, (len(response.text()) + 3) // 4, estimated=True)
+                rec.usage = Usage(estimate_prompt_tokens(request), (len(response.text()) + 3) // 4, estimated=True)
             if report:
                 response.parts.insert(0, TextPart(f"[proxy]\n{report}\n\n"))
             return self._done(JsonReply(200, frontend.codec.encode_response(response), headers), rec)
@@ -311,15 +314,21 @@ class Pipeline:
             client_backend, model = prefix, rest or _default_model(state, prefix)
         if session.model:
             model = session.model
-        facts = Facts.build(
-            model, frontend=frontend.name, backend=client_backend or session.backend, caller=ctx.caller,
-            tokens=estimate_prompt_tokens(request), stream=request.stream, tools=bool(request.tools),
-            headers=ctx.headers,
-            session={"project": session.project, "project_dir": session.project_dir, "backend": session.backend,
-                     "model": session.model, "id": session.id},
-        )
         session_rules = session_ruleset(session.route_edits, session.backend if not client_backend else None,
                                         None, session.oneoff)
+        # Facts no rule looks at are left at their defaults: the token estimate walks the whole
+        # conversation (long for agents), the clock and the session mapping cost per request.
+        reads = state.ruleset.reads
+        if session_rules.reads:
+            reads = reads | session_rules.reads
+        facts = Facts(
+            model, frontend.name, client_backend or session.backend, ctx.caller,
+            estimate_prompt_tokens(request) if "tokens" in reads else 0, request.stream, bool(request.tools),
+            ctx.headers,
+            {"project": session.project, "project_dir": session.project_dir, "backend": session.backend,
+             "model": session.model, "id": session.id} if "session" in reads else _NO_SESSION_FACTS,
+            *(clock_now() if "time" in reads or "weekday" in reads else _NO_CLOCK),
+        )
         plan = evaluate(facts, state.ruleset, session_rules=session_rules, default_backend=state.config.default_backend)
         request.model = model
         return facts, plan
@@ -371,7 +380,7 @@ class Pipeline:
         return JsonReply(200, frontend.codec.encode_response(response), headers)
 
     async def _stream_body(self, encoder: Any, started: Any, report: str | None, outcome: Outcome,
-                           rec: RequestRecord, guards: GuardChain,
+                           rec: RequestRecord, guards: GuardChain, request: ChatRequest,
                            cache: tuple[str, int] | None = None) -> AsyncIterator[bytes]:
         """Events go through the guards, then the client's encoder. When the stream ends for any
         reason (done, cut by a guard, failed, client gone): close the upstream, release the
@@ -423,7 +432,7 @@ class Pipeline:
             metrics.active_streams.dec()
             rec.guard_events = [asdict(e) for e in guards.events]
             if rec.usage is None:  # cut off, or the provider reported nothing: estimate, and say so
-                rec.usage = Usage(rec.prompt_estimate, (text_chars + 3) // 4, estimated=True)
+                rec.usage = Usage(estimate_prompt_tokens(request), (text_chars + 3) // 4, estimated=True)
             outcome.release(rec.usage.total_tokens)
             self.ref.recorder.finish(rec)
             aclose = getattr(events, "aclose", None)

@@ -43,7 +43,6 @@ class RequestRecord:
     status: int = 200
     finish_reason: str | None = None
     usage: Usage | None = None
-    prompt_estimate: int = 0  # our own count, used when the provider reports no usage
     ttfb: float | None = None  # seconds
     guard_events: list[dict[str, Any]] = field(default_factory=list)
     cache_hit: bool = False

@@ -60,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"llm-interactive-proxy on http://{args.host}:{args.port} — backends: {', '.join(config.backends)}; "
           f"default: {config.default_backend}; rules: {len(app.state_ref.state.rules.rules)}"
           + (f"; {args.workers} workers" if args.workers > 1 else ""), file=sys.stderr)
+    # No "server: uvicorn" header: it tells clients nothing they need (and attackers what runs
+    # here), and uvicorn validates every response header it writes.
     common = dict(host=args.host, port=args.port, log_level=level.lower(), access_log=False, lifespan="on",
-                  log_config=None, timeout_graceful_shutdown=args.drain_timeout)
+                  log_config=None, timeout_graceful_shutdown=args.drain_timeout, server_header=False)
     if args.workers > 1:
         # Each worker imports router.asgi and builds the same app from these variables.
         os.environ["LLM_PROXY_CONFIG"] = config.source_path or ""

@@ -308,3 +308,23 @@ def test_corrupt_session_file_gives_a_fresh_session(make_client, tmp_path, caplo
     caplog.set_level(logging.WARNING)
     assert reply_model("openai", chat(client, "openai", "hi", session="corrupt-me")) == "gpt-4"
     assert any("corrupt" in r.getMessage() for r in caplog.records)
+
+
+def test_accepted_keys_are_remembered_only_while_configured() -> None:
+    """A key that matched is looked up directly next time; wrong keys are never remembered, and a
+    reload (a new Authenticator) forgets keys that were removed."""
+    from router.auth import Authenticator
+    from router.errors import ProxyError
+
+    auth = Authenticator(["key-one-123456", "key-two-123456"])
+    first = auth.identify({"authorization": "Bearer key-one-123456"}, {})
+    assert auth.identify({"x-api-key": "key-one-123456"}, {}) == first
+    for i in range(100):
+        with pytest.raises(ProxyError):
+            auth.identify({"authorization": f"Bearer wrong-{i}"}, {})
+    assert len(auth._accepted) == 1
+    reloaded = Authenticator(["key-two-123456"])
+    with pytest.raises(ProxyError):
+        reloaded.identify({"authorization": "Bearer key-one-123456"}, {})
+    assert reloaded.identify({"authorization": "Bearer key-two-123456"}, {}) == \
+        auth.identify({"authorization": "Bearer key-two-123456"}, {})

@@ -45,6 +45,7 @@ def test_defaults_serve_on_loopback_without_auth(served, tmp_path):
     assert main(["--config", _config(tmp_path), "--port", "0"]) == 0
     [call] = served
     assert call["host"] == "127.0.0.1" and call["port"] == 0
+    assert call["server_header"] is False  # no "server: uvicorn" on replies
     client = falcon.testing.TestClient(call["app"])
     assert "Welcome" in reply_text("openai", chat(client, "openai", "!/hello"))
 
