@@ -9,6 +9,9 @@ encodes the request to OpenAI JSON and decodes a canned OpenAI reply, so the wir
 Next to it, a bare Falcon app that reads the body and returns bytes: the least any Falcon app does.
 Prints the best round of each (µs per request) and the difference — the proxy's own code.
 ``--profile`` adds a cProfile listing of the proxy (slower; use it for where, not how much).
+``--instructions`` counts machine instructions per request instead of timing (valgrind's
+callgrind, the difference between runs of 500 and 1,500 requests): slow (~1 min) but the same
+from run to run, so a change can be compared on a noisy shared machine (A/B to ~0.5%).
 Live numbers are larger than these (cache effects of a busy process): use proxy_bench.py for
 the targets, this for finding what to make cheaper.
 """
@@ -120,12 +123,45 @@ async def lifespan(app: Any, event: str) -> None:
     task.cancel()
 
 
+def instructions_per_request(which: str) -> float:
+    """Instructions of 1,000 more requests: (run of 1,500) - (run of 500), over 1,000. The two
+    runs go side by side (valgrind is single-threaded)."""
+    import os
+    import re
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt install valgrind)")
+
+    def count(requests: int) -> int:
+        with tempfile.TemporaryDirectory() as out:
+            done = subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.out", sys.executable, __file__,
+                 "--only", which, "--requests", str(requests)],
+                capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, check=True)
+        found = re.search(r"Collected : ([\d,]+)", done.stderr)
+        if found is None:
+            raise SystemExit(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
+        return int(found.group(1).replace(",", ""))
+
+    with ThreadPoolExecutor(2) as pool:
+        short, long = pool.map(count, (500, 1500))
+    return (long - short) / 1000
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
     args = parser.parse_args()
+    if args.instructions:
+        for which in ("bare", "proxy"):
+            print(f"  {which:6} {instructions_per_request(which):9,.0f} instructions per request")
+        return
     work = Path(tempfile.mkdtemp())
     try:
         (work / "routes.d").mkdir()
@@ -141,8 +177,14 @@ async def main() -> None:
         await lifespan(proxy, "startup")
         bare = falcon.asgi.App()
         bare.add_route("/v1/chat/completions", Bare())
-        bare_us = await best_round(bare, scope("/v1/chat/completions", []), args.requests, args.rounds)
+        bare_scope = scope("/v1/chat/completions", [])
         proxy_scope = scope("/v2/chat/completions", [(b"authorization", f"Bearer {KEY}".encode())])
+        if args.only:  # under valgrind (see instructions_per_request): warm up, then exactly --requests
+            app, only_scope = (bare, bare_scope) if args.only == "bare" else (proxy, proxy_scope)
+            for _ in range(300 + args.requests):
+                await call(app, only_scope)
+            return
+        bare_us = await best_round(bare, bare_scope, args.requests, args.rounds)
         proxy_us = await best_round(proxy, proxy_scope, args.requests, args.rounds)
         print(f"in process, best of {args.rounds} rounds of {args.requests} requests:")
         print(f"  bare Falcon app (read body, return bytes)   {bare_us:7.1f} µs per request")
