@@ -321,7 +321,7 @@ class Pipeline:
         reads = state.ruleset.reads
         if session_rules.reads:
             reads = reads | session_rules.reads
-        facts = Facts(
+        facts = Facts(  # positional, in Facts' field order (keywords cost per request)
             model, frontend.name, client_backend or session.backend, ctx.caller,
             estimate_prompt_tokens(request) if "tokens" in reads else 0, request.stream, bool(request.tools),
             ctx.headers,
