@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from dsl import Facts, RuleSet, evaluate, ir, load_rules_text, parse_message
-from dsl.evaluate import compile_condition, literal_models
+from dsl.evaluate import compile_condition, facts_read, literal_models
 from dsl.parser import parse
 from dsl.session import apply_route_edit, route_rule, session_ruleset
 
@@ -225,3 +225,37 @@ def test_kept_plans_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         plan = evaluate(Facts.build(f"model-{i}"), rs, default_backend="echo")
         assert [str(t) for t in plan.targets()] == [f"echo:model-{i}"]
         assert len(rs._plans) <= 8
+
+
+ATOMS = ['model == "a"', 'model ~ "a*"', "tokens > 10", "tokens <= 3", "stream", "tools", 'caller == "k"',
+         'frontend == "anthropic"', 'backend == "b"', 'header("x-team") == "blue"', 'header("x-team")',
+         'session.project == "p"', "session.id", 'time >= "12:00"', 'weekday in ["sat", "sun"]', "true", "false"]
+conditions = st.recursive(
+    st.sampled_from(ATOMS),
+    lambda inner: st.one_of(st.builds(lambda a, b: f"({a}) and ({b})", inner, inner),
+                            st.builds(lambda a, b: f"({a}) or ({b})", inner, inner),
+                            st.builds(lambda a: f"not ({a})", inner)),
+    max_leaves=6)
+full_facts = st.builds(
+    lambda model, tokens, stream, tools, caller, frontend, backend, team, project, clock: Facts(
+        model, frontend, backend, caller, tokens, stream, tools, {"x-team": team} if team else {},
+        {"project": project, "id": "s-1" if project else None}, *clock),
+    st.sampled_from(["a", "ab", "b"]), st.integers(0, 20), st.booleans(), st.booleans(),
+    st.sampled_from([None, "k", "j"]), st.sampled_from(["openai", "anthropic"]), st.sampled_from([None, "b", "c"]),
+    st.sampled_from([None, "blue", "red"]), st.sampled_from([None, "p", "q"]),
+    st.sampled_from([("09:00", "mon"), ("13:00", "sat"), ("23:59", "sun")]))
+
+
+@settings(max_examples=300)
+@given(conditions, full_facts)
+def test_facts_a_condition_does_not_read_cannot_change_it(text: str, facts: Facts) -> None:
+    """The pipeline leaves facts outside ``RuleSet.reads`` at their defaults: that must never
+    change what a condition decides."""
+    import dataclasses
+
+    cond = parse(text, "condition")
+    reads = facts_read(cond)
+    blank = Facts(facts.model)  # every other fact at its default
+    kept = {f.name: getattr(facts, f.name) for f in dataclasses.fields(Facts)
+            if f.name in reads or (f.name == "headers" and "header" in reads) or f.name == "model"}
+    assert compile_condition(cond)(facts) == compile_condition(cond)(dataclasses.replace(blank, **kept))
