@@ -293,6 +293,13 @@ def _encode_user_content(parts: list[Part]) -> str | list[dict[str, Any]]:
 
 
 def _encode_message(message: Message) -> list[dict[str, Any]]:
+    parts = message.parts
+    if len(parts) == 1 and type(parts[0]) is TextPart:  # one text part: most turns
+        return [{"role": "assistant" if message.role == "assistant" else "user", "content": parts[0].text}]
+    return _encode_message_general(message)
+
+
+def _encode_message_general(message: Message) -> list[dict[str, Any]]:
     if message.role == "assistant":
         text = "".join(p.text for p in message.parts if isinstance(p, TextPart))
         calls = [_encode_tool_call(p) for p in message.parts if isinstance(p, ToolCallPart)]
@@ -421,8 +428,11 @@ def _decode_general_response(body: Any) -> ChatResponse:
 
 
 def encode_response(resp: ChatResponse) -> dict[str, Any]:
-    text = resp.text()
-    calls = [_encode_tool_call(p) for p in resp.tool_calls()]
+    parts = resp.parts
+    if len(parts) == 1 and type(parts[0]) is TextPart:  # a plain text reply: most replies
+        text, calls = parts[0].text, []
+    else:
+        text, calls = resp.text(), [_encode_tool_call(p) for p in resp.tool_calls()]
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
     if calls:
         message["tool_calls"] = calls

@@ -124,3 +124,39 @@ def test_response_fast_path_is_taken_for_a_plain_reply() -> None:
             "refusal": None, "tool_calls": []}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1}}
     fast = openai._decode_simple_response(body)
     assert fast is not None and fast == openai._decode_general_response(body)
+
+
+# --- encoders: the one-text-part shortcuts agree with the general encoding ----------------------
+
+from router.canonical import (  # noqa: E402
+    ChatResponse, ImagePart, Message, TextPart, ThinkingPart, ToolCallPart, ToolResultPart, Usage,
+)
+
+TEXTS = st.sampled_from(["", "hi", "two words"])
+PARTS = st.one_of(
+    st.builds(TextPart, TEXTS), st.builds(ThinkingPart, TEXTS),
+    st.builds(ImagePart, url=st.just("https://example.invalid/a.png")),
+    st.builds(ToolCallPart, id=st.just("call-1"), name=st.just("f"), arguments=st.just('{"a": 1}')),
+    st.builds(ToolResultPart, tool_call_id=st.just("call-1"), content=st.lists(st.builds(TextPart, TEXTS), max_size=2)),
+)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(["user", "assistant"]), st.lists(PARTS, max_size=3))
+def test_message_encoding_shortcut_matches_the_general_encoding(role: str, parts: list) -> None:
+    message = Message(role, parts)  # type: ignore[arg-type]
+    assert openai._encode_message(message) == openai._encode_message_general(message)
+
+
+@settings(max_examples=200)
+@given(st.lists(PARTS, max_size=3), st.sampled_from(["stop", "length", "tool_calls", "loop"]))
+def test_response_encoding_shortcut_matches_the_general_encoding(parts: list, finish: str) -> None:
+    response = ChatResponse(id="r-1", model="m", parts=parts, finish_reason=finish,  # type: ignore[arg-type]
+                            usage=Usage(3, 4), created=1)
+    text, calls = response.text(), [openai._encode_tool_call(p) for p in response.tool_calls()]
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    body = openai.encode_response(response)
+    assert body["choices"][0]["message"] == message
+    assert body["usage"] == openai.encode_usage(Usage(3, 4)) and body["id"] == "r-1"
