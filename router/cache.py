@@ -31,8 +31,12 @@ def cache_ttl(plan: Plan, session_params: dict[str, object]) -> int | None:
     """Seconds to cache this request's answer, or None when caching is off for it."""
     if session_params.get("cache") is False:
         return None
-    spec = next((p for p in plan.post if p.name == "cache"), None)
-    if spec is None or not spec.param("enabled", True):
+    for spec in plan.post:  # (a loop, not next() over a generator: this runs per request)
+        if spec.name == "cache":
+            break
+    else:
+        return None
+    if not spec.param("enabled", True):
         return None
     return int(spec.param("ttl", DEFAULT_TTL) or DEFAULT_TTL)
 

@@ -265,7 +265,8 @@ class Pipeline:
                 return self._done(StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, request, cache), headers), rec)
             response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
             response = apply_to_response(guards, response)
-            rec.guard_events = [asdict(e) for e in guards.events]
+            if guards.events:
+                rec.guard_events = [asdict(e) for e in guards.events]
             if cache is not None and not guards.events:
                 self.cache.put(cache[0], response, cache[1])
             rec.ttfb = time.perf_counter() - rec.started

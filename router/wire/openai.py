@@ -254,7 +254,8 @@ def _decode_tool_choice(raw: Any) -> ToolChoice | None:
 
 def encode_request(req: ChatRequest) -> dict[str, Any]:
     """ChatRequest -> OpenAI body (for OpenAI-compatible backends)."""
-    extra = dict(req.extra.get(FORMAT, {}))
+    extra = req.extra.get(FORMAT)
+    extra = dict(extra) if extra else {}
     messages: list[dict[str, Any]] = []
     if req.system:
         messages.append({"role": "system", "content": "\n\n".join(p.text for p in req.system)})
@@ -270,14 +271,15 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
         body["top_p"] = req.top_p
     if req.max_tokens is not None:
         body["max_completion_tokens" if "max_completion_tokens" in extra else "max_tokens"] = req.max_tokens
-    extra.pop("max_completion_tokens", None)
+    if extra:
+        extra.pop("max_completion_tokens", None)
     if req.stop:
         body["stop"] = list(req.stop)
     if req.tools:
         body["tools"] = [_encode_tool(t) for t in req.tools]
     if req.tool_choice is not None:
         body["tool_choice"] = _encode_tool_choice(req.tool_choice)
-    return merge_extra(body, extra)
+    return merge_extra(body, extra) if extra else body
 
 
 def _encode_user_content(parts: list[Part]) -> str | list[dict[str, Any]]:
@@ -355,6 +357,8 @@ def decode_usage(raw: Any) -> Usage | None:
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:  # what providers send
+        return value
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
