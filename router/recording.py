@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from . import fastjson
 from .canonical import Usage
 from .dispatch import Attempt
 from .logs import AccessLog
@@ -62,6 +63,16 @@ def access_line(rec: RequestRecord, elapsed_ms: float) -> tuple[str, Callable[[]
         "request_id": rec.request_id, "session": rec.session_id, "caller": rec.caller, "status": rec.status,
         "latency_ms": round(elapsed_ms, 1), "rules": rec.rules, "backend": rec.backend, "model": rec.model,
         "stream": rec.stream}
+
+
+def _attempts_json(attempts: list[Any]) -> str:
+    """The attempts column. One Attempt (most requests) is written from a dict: orjson reads a
+    slots dataclass field by field, ~60% slower; the text is the same (tested)."""
+    if len(attempts) == 1 and type(attempt := attempts[0]) is Attempt:
+        return fastjson.dumps_str([{"backend": attempt.backend, "model": attempt.model, "status": attempt.status,
+                                    "latency_ms": attempt.latency_ms, "key_id": attempt.key_id,
+                                    "error": attempt.error}], default=str)
+    return json_column(attempts)
 
 
 _STATUS = {code: str(code) for code in (200, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504)}
@@ -148,7 +159,7 @@ class Recorder:
             usage.cached_tokens, int(usage.estimated), round(elapsed * 1000, 3),
             round(ttfb * 1000, 3) if ttfb is not None else None, int(rec.stream), int(rec.cache_hit),
             self.cost(rec.model, usage) if self.prices and rec.status < 400 else None, rec.route_rule,
-            known[1], json_column(attempts), json_column(rec.guard_events) if rec.guard_events else "[]", rec.error,
+            known[1], _attempts_json(attempts), json_column(rec.guard_events) if rec.guard_events else "[]", rec.error,
         ))
 
     def count(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:

@@ -26,6 +26,17 @@ from .tasks import cancel_and_wait
 
 log = logging.getLogger("llm_proxy.usage")
 
+
+def _bind_none(value: None) -> None:
+    """Binds None as NULL, as sqlite3 does anyway. Registered because without an adapter for
+    NoneType, Python's sqlite3 module looks for one on every None parameter and raises and
+    clears an AttributeError each time: with a few NULL columns per usage row that was ~15% of
+    the cost of writing it (measured with valgrind: ~2,000 instructions per None)."""
+    return None
+
+
+sqlite3.register_adapter(type(None), _bind_none)
+
 GROUPS = {
     "backend": "backend", "model": "model", "caller": "caller", "session": "session_id", "rule": "route_rule",
     "day": "strftime('%Y-%m-%d', ts, 'unixepoch')", "frontend": "frontend", "requested_model": "requested_model",
@@ -349,9 +360,10 @@ class SQLiteUsageStore:
 
 _ONE_ROW = f"({', '.join('?' * len(_USAGE_COLUMNS))})"
 _INSERT_ONE = f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) VALUES {_ONE_ROW}"
-# Rows go in 32 per statement: a statement step per row was a fifth of the writer's cost, and
-# 32 x 24 parameters stay under SQLite's oldest limit of 999 per statement.
-_ROWS_PER_INSERT = 32
+# Several rows per statement: a statement step per row was a fifth of the writer's cost. 128 rows
+# measured ~8% cheaper per row than 32; SQLite before 3.32 allows only 999 parameters per
+# statement, where 32 x 24 still fit.
+_ROWS_PER_INSERT = 128 if sqlite3.sqlite_version_info >= (3, 32, 0) else 32
 _INSERT_MANY = f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) VALUES {', '.join([_ONE_ROW] * _ROWS_PER_INSERT)}"
 
 

@@ -100,3 +100,13 @@ def test_rules_column_follows_each_records_rules() -> None:
         recorder.finish(RequestRecord(f"req-{i}", "openai", "m", started=0.0, ts=1.0, rules=rules))
     column = USAGE_COLUMNS.index("rules")
     assert [json.loads(row[column]) for row in store.rows] == [list(r) for r in sequence]
+
+
+def test_one_attempt_is_written_as_orjson_writes_the_dataclass() -> None:
+    from router.dispatch import Attempt
+    from router.recording import _attempts_json
+    from router.usage import json_column
+
+    for attempt in (Attempt("up", "m", "ok", 0.312, "key-1"), Attempt("up", "m", "timeout", 12.0, None, "slow"),
+                    Attempt("b", "m\u00e9", "ok", 1e-7)):
+        assert _attempts_json([attempt]) == json_column([attempt])

@@ -118,15 +118,32 @@ async def test_in_memory_store_keeps_only_the_newest_rows() -> None:
 
 
 async def test_batches_of_many_rows_keep_order_and_every_column(tmp_path) -> None:
-    """Rows are inserted 32 per statement plus the remainder: none lost, none reordered."""
+    """Rows are inserted many per statement plus the remainder: none lost, none reordered."""
+    from router.usage import _ROWS_PER_INSERT
+
     store = SQLiteUsageStore(str(tmp_path / "u.db"), queue_size=1000)
     await store.start()
-    for i in range(100):  # 3 statements of 32 and 4 single rows in one batch
+    n = _ROWS_PER_INSERT + _ROWS_PER_INSERT // 2 + 3  # one batch: full statements and single rows
+    for i in range(n):
         store.record(rec(i, cost=i / 1000))
     await store.close()
     reopened = SQLiteUsageStore(str(tmp_path / "u.db"))
-    items, _ = await reopened.recent(limit=200)
-    assert [i["request_id"] for i in items] == [f"r{i}" for i in range(99, -1, -1)]
+    items, _ = await reopened.recent(limit=500)
+    assert [i["request_id"] for i in items] == [f"r{i}" for i in range(n - 1, -1, -1)]
     assert [i["id"] for i in items] == sorted((i["id"] for i in items), reverse=True)
-    assert items[0]["cost"] == 0.099 and items[0]["attempts"][0]["key_id"] == "bk-1" and items[0]["rules"] == ["r1"]
+    assert items[0]["cost"] == (n - 1) / 1000 and items[0]["attempts"][0]["key_id"] == "bk-1" and items[0]["rules"] == ["r1"]
     await reopened.close()
+
+
+async def test_none_columns_are_stored_as_null() -> None:
+    """None is bound through the NoneType adapter the store registers: still SQL NULL."""
+    import sqlite3
+
+    store = SQLiteUsageStore()
+    store.record(rec(0, cost=None, route_rule=None, error=None))
+    nulls = store._db.execute("SELECT typeof(cost), typeof(route_rule), typeof(error) FROM usage").fetchone()
+    assert tuple(nulls) == ("null", "null", "null")
+    assert sqlite3.connect(":memory:").execute("SELECT ? IS NULL", (None,)).fetchone() == (1,)
+    items, _ = await store.recent(limit=1)
+    assert items[0]["cost"] is None and items[0]["error"] is None
+    await store.close()
