@@ -159,50 +159,32 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._write_pending()
         return super().setStream(stream)
 
-    def write_line(self, levelname: str, name: str, message: str, fields: Callable[[], dict[str, Any]],
-                   created: float | None = None) -> bool:
-        """Format and queue one line without a LogRecord; False when this handler is set up in a
-        way the short path does not know (other filters or formatter): then log normally.
+    def write_lines(self, levelname: str, name: str,
+                    lines: list[tuple[str, Callable[[], dict[str, Any]], float | None]]) -> bool:
+        """Format and queue (message, fields, created) lines without LogRecords, as :meth:`format`
+        would write them, under one lock; False when this handler is set up in a way the short
+        path does not know (other filters or formatter): then log normally. Text lines get one
+        redaction scan over the whole batch (the per-line scrub only when it finds something);
         ``fields`` is only called when the format prints them (JSON)."""
         formatter, filters = self.formatter, self.filters
         if any(type(f) is not RedactingFilter for f in filters):
             return False
+        end, now = self.terminator, time.time()
         if type(formatter) is TextFormatter:
-            for redactor in filters:
-                message = redactor.scrub(message)  # type: ignore[union-attr]
-            text = formatter.line(created or time.time(), levelname, name, message)
+            line = formatter.line
+            chunk = "".join([line(created or now, levelname, name, message) + end for message, _f, created in lines])
+            if any(redactor.suspects(chunk) for redactor in filters):  # type: ignore[attr-defined]
+                texts = []
+                for message, _fields, created in lines:
+                    for redactor in filters:
+                        message = redactor.scrub(message)  # type: ignore[attr-defined]
+                    texts.append(line(created or now, levelname, name, message) + end)
+                chunk = "".join(texts)
         elif type(formatter) is JsonFormatter:
-            text = formatter.line(created or time.time(), levelname, name, *self._redacted(message, fields()))
+            chunk = "".join([formatter.line(created or now, levelname, name, *self._redacted(message, fields())) + end
+                             for message, fields, created in lines])
         else:
             return False
-        text += self.terminator
-        with self.lock:  # type: ignore[union-attr]
-            pending = self._pending
-            pending.append(text)
-            if len(pending) >= self._max_lines:
-                self._write_pending()
-        return True
-
-    def write_lines(self, levelname: str, name: str,
-                    lines: list[tuple[str, Callable[[], dict[str, Any]], float]]) -> bool:
-        """:meth:`write_line` for a batch of (message, fields, created): the same text, with one
-        redaction scan over the whole batch (the per-line scrub only when it finds something)
-        and one lock. False when this handler is set up in a way the short path does not know."""
-        formatter, filters = self.formatter, self.filters
-        if any(type(f) is not RedactingFilter for f in filters):
-            return False
-        if type(formatter) is not TextFormatter:  # JSON lines carry their fields: one by one
-            return all([self.write_line(levelname, name, message, fields, created)
-                        for message, fields, created in lines])
-        line, end = formatter.line, self.terminator
-        chunk = "".join([line(created, levelname, name, message) + end for message, _fields, created in lines])
-        if any(redactor.suspects(chunk) for redactor in filters):  # type: ignore[attr-defined]
-            texts = []
-            for message, _fields, created in lines:
-                for redactor in filters:
-                    message = redactor.scrub(message)  # type: ignore[attr-defined]
-                texts.append(line(created, levelname, name, message) + end)
-            chunk = "".join(texts)
         with self.lock:  # type: ignore[union-attr]
             pending = self._pending
             pending.append(chunk)
@@ -248,19 +230,11 @@ class AccessLog:
     def info(self, message: str, fields: Callable[[], dict[str, Any]], created: float | None = None) -> None:
         """``fields`` makes the ``extra`` fields; text lines do not print them, so it may not be called.
         ``created``: when it happened, if that was earlier than now (lines written in batches)."""
-        logger = self.logger
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        handler = _sole_handler(logger)
-        if handler is None or not handler.write_line("INFO", logger.name, message, fields, created):
-            record = logger.makeRecord(logger.name, logging.INFO, "(access)", 0, message, (), None, extra=fields())
-            if created is not None:
-                record.created, record.msecs = created, (created - int(created)) * 1000
-            logger.handle(record)
+        self.info_many([(message, fields, created)])
 
-    def info_many(self, lines: list[tuple[str, Callable[[], dict[str, Any]], float]]) -> None:
-        """Several lines of (message, fields, created), as :meth:`info` would write them one by one;
-        the recorder's batches come here: one handler lookup and one redaction scan for all."""
+    def info_many(self, lines: list[tuple[str, Callable[[], dict[str, Any]], float | None]]) -> None:
+        """Several lines of (message, fields, created) at once (the recorder's batches): one handler
+        lookup, one redaction scan and one lock for all of them when only our handler listens."""
         logger = self.logger
         if not lines or not logger.isEnabledFor(logging.INFO):
             return
@@ -268,7 +242,10 @@ class AccessLog:
         if handler is not None and handler.write_lines("INFO", logger.name, lines):
             return
         for message, fields, created in lines:
-            self.info(message, fields, created)
+            record = logger.makeRecord(logger.name, logging.INFO, "(access)", 0, message, (), None, extra=fields())
+            if created is not None:
+                record.created, record.msecs = created, (created - int(created)) * 1000
+            logger.handle(record)
 
 
 def _sole_handler(logger: logging.Logger) -> BufferedStreamHandler | None:
