@@ -20,6 +20,7 @@ from router.canonical import (
 )
 from router.guards.base import GUARDS, Guard, GuardContext, GuardEvent
 from router.guards.tool_loop import ToolCallHistory
+from router.memo import IdentityMemo
 
 if TYPE_CHECKING:
     from dsl.ir import PostProcessor
@@ -135,7 +136,7 @@ def build_chain(*, request: ChatRequest, rule_post: tuple["PostProcessor", ...],
 
 
 _Enabled = tuple[tuple[str, type[Guard], dict[str, Any]], ...]
-_per_config: dict[int, tuple[Any, dict[tuple[int, tuple[tuple[str, bool], ...]], tuple[Any, _Enabled]]]] = {}
+_per_config: IdentityMemo[IdentityMemo[_Enabled]] = IdentityMemo(16)
 
 
 def _enabled(config: "AppConfig", rule_post: tuple["PostProcessor", ...],
@@ -144,21 +145,16 @@ def _enabled(config: "AppConfig", rule_post: tuple["PostProcessor", ...],
     switches): the same few combinations on every request. Looked up by the identity of the
     config and of ``rule_post`` (plans are kept per rule set, so a rule's ``post`` tuple is the
     same object every time): hashing the config sections per request showed in profiles."""
-    entry = _per_config.get(id(config))
-    if entry is None or entry[0] is not config:  # ids are reused once a reloaded config is freed
-        if len(_per_config) >= 16:
-            _per_config.clear()
-        entry = _per_config[id(config)] = (config, {})
-    memo = entry[1]
+    memo = _per_config.get(id(config), config)
+    if memo is None:
+        memo = _per_config.put(id(config), config, IdentityMemo(1024))
     key = (id(rule_post), switches)
-    hit = memo.get(key)
-    if hit is not None and hit[0] is rule_post:  # the entry holds rule_post, so its id is not reused
-        return hit[1]
-    settings = _resolved(rule_post, config.session, config.loop_detection, config.tool_call_loop_detection, switches)
-    enabled = tuple((name, GUARDS[name], settings[name]) for name in ORDER if settings[name].get("enabled"))
-    if len(memo) >= 1024:
-        memo.clear()
-    memo[key] = (rule_post, enabled)
+    enabled = memo.get(key, rule_post)
+    if enabled is None:
+        settings = _resolved(rule_post, config.session, config.loop_detection, config.tool_call_loop_detection,
+                             switches)
+        enabled = memo.put(key, rule_post, tuple((name, GUARDS[name], settings[name]) for name in ORDER
+                                                 if settings[name].get("enabled")))
     return enabled
 
 
