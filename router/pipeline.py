@@ -76,6 +76,11 @@ def next_request_id() -> str:
     return f"{_REQUEST_PREFIX}-{next(_request_counter):x}"
 
 
+def tokens_for(chars: int) -> int:
+    """Our token estimate for text we count ourselves: characters / 4, rounded up."""
+    return (chars + 3) // 4
+
+
 def estimate_prompt_tokens(request: ChatRequest) -> int:
     """Characters / 4 over all text: cheap, and what rules and limits need before the provider counts."""
     chars = sum(len(p.text) for p in request.system)
@@ -87,12 +92,16 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
             else:
                 for inner in getattr(part, "content", ()) or ():
                     chars += len(getattr(inner, "text", "") or "")
-    return (chars + 3) // 4
+    return tokens_for(chars)
 
 
-def session_id_from(headers: Mapping[str, str]) -> str:
-    """``x-session-id``, else Claude Code's own session header, else a new id."""
-    sid = headers.get("x-session-id") or headers.get("x-claude-code-session-id")
+def sent_session_id(headers: Mapping[str, str]) -> str | None:
+    """``x-session-id``, else Claude Code's own session header, else None (an anonymous client)."""
+    return headers.get("x-session-id") or headers.get("x-claude-code-session-id")
+
+
+def session_id_from(sid: str | None) -> str:
+    """The session id the client sent (:func:`sent_session_id`), checked; a new id when it sent none."""
     if sid is None:
         return new_session_id()
     if not valid_session_id(sid):
@@ -197,12 +206,12 @@ class Pipeline:
             state = self.ref.state
             sessions = state.sessions
             requested = request.model
-            ctx.session_id = session_id_from(ctx.headers)
-            rec.session_id = ctx.session_id
+            sent = sent_session_id(ctx.headers)
+            ctx.session_id = rec.session_id = session_id_from(sent)
             # A client that sends no session id gets a fresh session it may adopt (the id is in the
             # reply); it is stored only once a command changes it, so anonymous traffic neither fills
             # the store nor evicts real sessions.
-            anonymous = not (ctx.headers.get("x-session-id") or ctx.headers.get("x-claude-code-session-id"))
+            anonymous = not sent
             session = Session(id=ctx.session_id) if anonymous else await sessions.get_or_create(ctx.session_id)
             headers = {"x-session-id": session.id, "x-request-id": ctx.request_id}
 
@@ -275,7 +284,7 @@ class Pipeline:
             rec.backend, rec.model = (target.backend, target.model) if target else (None, response.model)
             rec.usage, rec.finish_reason = response.usage, response.finish_reason
             if not response.usage.prompt_tokens and not response.usage.completion_tokens:
-                rec.usage = Usage(estimate_prompt_tokens(request), (len(response.text()) + 3) // 4, estimated=True)
+                rec.usage = Usage(estimate_prompt_tokens(request), tokens_for(len(response.text())), estimated=True)
             if report:
                 response.parts.insert(0, TextPart(f"[proxy]\n{report}\n\n"))
             return self._done(JsonReply(200, frontend.codec.encode_response(response), headers), rec)
@@ -433,7 +442,7 @@ class Pipeline:
             metrics.active_streams.dec()
             rec.guard_events = [asdict(e) for e in guards.events]
             if rec.usage is None:  # cut off, or the provider reported nothing: estimate, and say so
-                rec.usage = Usage(estimate_prompt_tokens(request), (text_chars + 3) // 4, estimated=True)
+                rec.usage = Usage(estimate_prompt_tokens(request), tokens_for(text_chars), estimated=True)
             outcome.release(rec.usage.total_tokens)
             self.ref.recorder.finish(rec)
             aclose = getattr(events, "aclose", None)
@@ -469,4 +478,4 @@ class StateRef:
 
 
 __all__ = ["Pipeline", "StateRef", "RequestContext", "JsonReply", "StreamReply", "estimate_prompt_tokens",
-           "session_id_from"]
+           "session_id_from", "sent_session_id"]

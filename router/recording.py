@@ -84,10 +84,6 @@ def _field(attempt: Any, name: str) -> Any:
     return attempt.get(name) if isinstance(attempt, dict) else getattr(attempt, name, None)
 
 
-def estimate_completion(chars: int) -> int:
-    return (chars + 3) // 4
-
-
 class Recorder:
     def __init__(self, store: UsageStore, metrics: Metrics, prices: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self.store = store
