@@ -271,8 +271,7 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
         body["top_p"] = req.top_p
     if req.max_tokens is not None:
         body["max_completion_tokens" if "max_completion_tokens" in extra else "max_tokens"] = req.max_tokens
-    if extra:
-        extra.pop("max_completion_tokens", None)
+    extra.pop("max_completion_tokens", None)
     if req.stop:
         body["stop"] = list(req.stop)
     if req.tools:
