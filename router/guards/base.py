@@ -55,7 +55,7 @@ class Guard:
     params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Mapping[str, Any], ctx: GuardContext) -> None:
-        self.settings = settings  # shared between requests (see chain._resolved): read only
+        self.settings = settings  # shared between requests (see chain._enabled): read only
         self.ctx = ctx
         self.stop = False
 

@@ -9,8 +9,6 @@ entries that matched (in the order given; naming a processor switches it on unle
 
 from __future__ import annotations
 
-from functools import lru_cache
-from types import SimpleNamespace
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -151,20 +149,10 @@ def _enabled(config: "AppConfig", rule_post: tuple["PostProcessor", ...],
     key = (id(rule_post), switches)
     enabled = memo.get(key, rule_post)
     if enabled is None:
-        settings = _resolved(rule_post, config.session, config.loop_detection, config.tool_call_loop_detection,
-                             switches)
+        settings = resolve_settings(rule_post, config, dict(switches))
         enabled = memo.put(key, rule_post, tuple((name, GUARDS[name], settings[name]) for name in ORDER
                                                  if settings[name].get("enabled")))
     return enabled
-
-
-@lru_cache(maxsize=256)
-def _resolved(rule_post: tuple["PostProcessor", ...], session: Any, loop: Any, tool_loop: Any,
-              switches: tuple[tuple[str, bool], ...]) -> dict[str, dict[str, Any]]:
-    """Settings per (rules, the config sections guards read, session switches): the same few
-    combinations on every request. Guards only read their settings, so sharing them is safe."""
-    sections = SimpleNamespace(session=session, loop_detection=loop, tool_call_loop_detection=tool_loop)
-    return resolve_settings(rule_post, sections, dict(switches))  # type: ignore[arg-type]
 
 
 def apply_to_response(chain: GuardChain, response: ChatResponse) -> ChatResponse:
