@@ -8,17 +8,23 @@ by the grammar's ``command`` entry point. Text inside fenced (```` ``` ````/``~~
 from __future__ import annotations
 
 import re
+from array import array
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from . import ir
+from . import bounds, ir
 from .compile import Context, compile_command
-from .errors import RulesError
+from .errors import Location, RulesError, RulesSemanticError
 from .parser import parse
 
 DEFAULT_PREFIX = "!/"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*")
-_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})", re.M)
+# A fence opens a line: at the text's start, or after a newline. Both patterns begin with a literal
+# or a fixed set, so the regex engine skips ahead quickly (a leading ``^`` with re.M would test every
+# position of a megabyte line).
+_FENCE_AT_START = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
+_FENCE_AFTER_NEWLINE = re.compile(r"\n[ \t]{0,3}(`{3,}|~{3,})")
+_BACKTICKS = re.compile(r"`+")
 
 
 @dataclass(slots=True)
@@ -34,48 +40,70 @@ class ParsedMessage:
 
 def code_ranges(text: str) -> list[tuple[int, int]]:
     """Half-open ranges of ``text`` that are fenced code blocks or inline code spans."""
-    ranges: list[tuple[int, int]] = []
-    pos = 0
-    while True:
-        m = _FENCE.search(text, pos)
-        if m is None:
-            break
-        fence = m.group(1)
-        close = re.compile(rf"^[ \t]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.M)
-        line_end = text.find("\n", m.end())
-        end_match = close.search(text, line_end + 1) if line_end != -1 else None
-        end = end_match.end() if end_match else len(text)
-        ranges.append((m.start(), end))
-        pos = end
-    out: list[tuple[int, int]] = []
+    starts, ends = _code_spans(text)
+    return list(zip(starts, ends))
+
+
+def _code_spans(text: str) -> tuple[array[int], array[int]]:
+    """:func:`code_ranges` as two arrays (starts, ends).
+
+    Arrays, not lists of tuples: a megabyte of `` `a` `` pieces has hundreds of thousands of spans,
+    and freeing that many objects at once holds the GIL (and so the event loop) for a long moment.
+    """
+    starts, ends = array("q"), array("q")
     cursor = 0
-    for start, end in ranges + [(len(text), len(text))]:
-        out.extend(_inline_code(text, cursor, start))
-        if start < end:
-            out.append((start, end))
+    m = _FENCE_AT_START.match(text) or _FENCE_AFTER_NEWLINE.search(text)
+    while m is not None:
+        fence = m.group(1)
+        close = re.compile(rf"\n[ \t]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*(?=\n|\Z)")
+        line_end = text.find("\n", m.end())
+        end_match = close.search(text, line_end) if line_end != -1 else None
+        end = end_match.end() if end_match else len(text)
+        line_start = m.start() + (text[m.start()] == "\n")
+        _inline_code(text, cursor, line_start, starts, ends)
+        starts.append(line_start)
+        ends.append(end)
         cursor = end
-    return out
+        m = _FENCE_AFTER_NEWLINE.search(text, end)
+    _inline_code(text, cursor, len(text), starts, ends)
+    return starts, ends
 
 
-def _inline_code(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Inline code spans: a run of N backticks up to the next run of exactly N."""
-    out = []
-    i = start
-    while i < end:
-        j = text.find("`", i, end)
-        if j == -1:
-            break
-        k = j
-        while k < end and text[k] == "`":
-            k += 1
-        run = text[j:k]
-        m = re.compile(rf"(?<!`){run}(?!`)").search(text, k, end)
-        if m is None:
-            i = k
+def _inline_code(text: str, start: int, end: int, starts: array[int], ends: array[int]) -> None:
+    """Append the inline code spans of ``text[start:end]``: a run of N backticks up to the next run
+    of exactly N.
+
+    Linear in the text: every backtick run is found once (by the regex engine), and for each run
+    length a cursor walks forward over the runs of that length, never back.
+    """
+    run_starts, run_ends, run_lengths = array("q"), array("q"), array("q")
+    by_length: dict[int, array[int]] = {}
+    for m in _BACKTICKS.finditer(text, start, end):
+        run_start, run_end = m.span()
+        length = run_end - run_start
+        same = by_length.get(length)
+        if same is None:
+            same = by_length[length] = array("q")
+        same.append(len(run_starts))
+        run_starts.append(run_start)
+        run_ends.append(run_end)
+        run_lengths.append(length)
+    cursors = dict.fromkeys(by_length, 0)
+    count = len(run_starts)
+    i = 0
+    while i < count:
+        length = run_lengths[i]
+        same, c = by_length[length], cursors[length]
+        while c < len(same) and same[c] <= i:
+            c += 1
+        cursors[length] = c
+        if c == len(same):  # no closing run of this length: the backticks are literal
+            i += 1
             continue
-        out.append((j, m.end()))
-        i = m.end()
-    return out
+        closing = same[c]
+        starts.append(run_starts[i])
+        ends.append(run_ends[closing])
+        i = closing + 1
 
 
 def _command_end(text: str, start: int) -> int:
@@ -107,61 +135,135 @@ def _command_end(text: str, start: int) -> int:
     return len(text)
 
 
-def _position(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return line, column
+def _candidates(prefix: str) -> re.Pattern[str]:
+    """Where a command may start: the prefix at the start or after whitespace, then a name."""
+    pattern = _CANDIDATES.get(prefix)
+    if pattern is None:  # the prefix first, so the engine searches for it as a literal
+        escaped = re.escape(prefix)
+        pattern = _CANDIDATES[prefix] = re.compile(rf"{escaped}(?<!\S{escaped})(?=[A-Za-z])")
+    return pattern
 
 
-def find_commands(text: str, prefix: str = DEFAULT_PREFIX) -> list[tuple[int, int]]:
-    """(start, end) of every command in ``text``, prefix included, outside code."""
+_CANDIDATES: dict[str, re.Pattern[str]] = {}
+
+
+class TooManyCommands(Exception):
+    """More than ``limit`` commands: ``at`` is where the first extra one starts."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(at)
+        self.at = at
+
+
+def find_commands(text: str, prefix: str = DEFAULT_PREFIX, limit: int | None = None) -> list[tuple[int, int]]:
+    """(start, end) of every command in ``text``, prefix included, outside code.
+
+    Linear in the text: candidates are found by one regex, code spans are computed once, and a
+    candidate inside code moves the search past that whole span. With ``limit``, finding one more
+    command than that raises :class:`TooManyCommands` without scanning further.
+    """
     if prefix not in text:
         return []
-    code = code_ranges(text)
-    found = []
+    candidates = _candidates(prefix)
+    if candidates.search(text) is None:
+        return []
+    code_starts, code_ends = _code_spans(text)
+    code_index = 0
+    found: list[tuple[int, int]] = []
     pos = 0
-    while (at := text.find(prefix, pos)) != -1:
-        pos = at + len(prefix)
-        if at > 0 and not text[at - 1].isspace():
+    while (m := candidates.search(text, pos)) is not None:
+        at = m.start()
+        while code_index < len(code_ends) and code_ends[code_index] <= at:
+            code_index += 1
+        if code_index < len(code_ends) and code_starts[code_index] <= at:
+            pos = code_ends[code_index]  # inside code: nothing before the span's end is a command
             continue
-        if any(s <= at < e for s, e in code):
-            continue
-        if not _NAME.match(text, pos):
-            continue
-        end = _command_end(text, pos)
+        if limit is not None and len(found) == limit:
+            raise TooManyCommands(at)
+        end = _command_end(text, at + len(prefix))
         found.append((at, end))
         pos = end
     return found
 
 
+class _Lines:
+    """(line, column) of increasing offsets, counting each newline of the text once."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.offset, self.line, self.line_start = text, 0, 1, 0
+
+    def at(self, offset: int) -> tuple[int, int]:
+        newlines = self.text.count("\n", self.offset, offset)
+        if newlines:
+            self.line += newlines
+            self.line_start = self.text.rfind("\n", self.offset, offset) + 1
+        self.offset = offset
+        return self.line, offset - self.line_start + 1
+
+
 def parse_message(text: str, prefix: str = DEFAULT_PREFIX, known_backends: Iterable[str] | None = None,
                   file: str = "<message>") -> ParsedMessage:
-    """All commands of a message, compiled; errors are collected so the caller can refuse them all."""
+    """All commands of a message, compiled; errors are collected so the caller can refuse them all.
+
+    Linear in the message's length, and bounded (``dsl/bounds.py``): a message with too many
+    commands is one error, and an overlong command is refused before it is parsed.
+    """
     result = ParsedMessage()
-    spans = find_commands(text, prefix)
+    lines = _Lines(text)
+    try:
+        spans = find_commands(text, prefix, limit=bounds.MAX_COMMANDS_PER_MESSAGE)
+    except TooManyCommands as exc:
+        line, column = lines.at(exc.at)
+        result.errors.append(RulesSemanticError(
+            f"too many commands in one message (at most {bounds.MAX_COMMANDS_PER_MESSAGE}); send them in parts",
+            Location(file, line, column, text)))
+        result.text = text
+        return result
     if not spans:
         result.text = text
         return result
     ctx = Context(text, file, known_backends)
-    kept: list[str] = []
-    cursor = 0
     for start, end in spans:
-        before = text[cursor:start]
-        after = text[end:end + 1]
-        # Drop the blanks that separated the command from its neighbours, nothing else.
-        kept.append(before.rstrip(" \t") if (not after or after.isspace()) else before)
-        cursor = end
         body_start = start + len(prefix)
-        line, column = _position(text, body_start)
-        source = text[start:end]
+        line, column = lines.at(body_start)
         try:
+            if end - start > bounds.MAX_COMMAND_CHARS:
+                raise RulesSemanticError(f"command is {end - start} characters long; the limit is "
+                                         f"{bounds.MAX_COMMAND_CHARS}", Location(file, line, column, text))
             call = parse(text[body_start:end], "command", file=file, line=line, column=column, source=text)
             edits = compile_command(call, ctx)
         except RulesError as exc:
             result.errors.append(exc)
             continue
-        result.commands.append(ir.CompiledCommand(call.name, source, edits, ir.Span(file, line, column - len(prefix))))
+        result.commands.append(ir.CompiledCommand(call.name, text[start:end], edits,
+                                                  ir.Span(file, line, column - len(prefix))))
+    result.text = _without(text, spans)
+    return result
+
+
+def strip_commands(text: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, bool]:
+    """``text`` without its commands, and whether it had any; nothing is parsed.
+
+    For the earlier turns of a conversation: their commands ran when they were sent, and only need
+    to be kept from the provider. A message with more commands than one may hold was refused when
+    it was sent, so it is left as text. Linear, like :func:`find_commands`.
+    """
+    try:
+        spans = find_commands(text, prefix, limit=bounds.MAX_COMMANDS_PER_MESSAGE)
+    except TooManyCommands:  # it could never have run as commands: it is text
+        return text, False
+    return (_without(text, spans), True) if spans else (text, False)
+
+
+def _without(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with the ``spans`` cut out, and the blanks that separated them from their neighbours."""
+    kept: list[str] = []
+    cursor = 0
+    for start, end in spans:
+        before = text[cursor:start]
+        after = text[end:end + 1]
+        kept.append(before.rstrip(" \t") if (not after or after.isspace()) else before)
+        cursor = end
     rest = text[cursor:]
     kept.append(rest.lstrip(" \t") if kept and kept[-1].endswith(("\n", "")) and not kept[-1] else rest)
-    result.text = "".join(kept).strip()
-    return result
+    return "".join(kept).strip()

@@ -6,7 +6,9 @@ message: ``file:line:col: error: message`` then the source line with a caret und
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from itertools import islice
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,12 +21,37 @@ class Location:
     text: str = ""
 
     def excerpt(self) -> str:
-        lines = self.text.splitlines()
-        if not 1 <= self.line <= len(lines):
+        """The source line with a caret under the column; a long line is cut to a window around it.
+
+        A chat message may be megabytes long: the line is found without splitting the text, and
+        only the window is copied.
+        """
+        start = _line_start(self.text, self.line)
+        if start is None:
             return ""
-        source = lines[self.line - 1].expandtabs(1)
-        caret = " " * (max(self.column, 1) - 1) + "^"
-        return f"    {source}\n    {caret}"
+        end = self.text.find("\n", start)
+        end = len(self.text) if end == -1 else end
+        column = max(self.column, 1)
+        first = max(0, column - 1 - _EXCERPT_WIDTH // 2) if end - start > _EXCERPT_WIDTH else 0
+        shown = self.text[start + first:min(end, start + first + _EXCERPT_WIDTH)].rstrip("\r")
+        lead = "..." if first else ""
+        tail = "..." if start + first + _EXCERPT_WIDTH < end else ""
+        caret = " " * (column - 1 - first + len(lead)) + "^"
+        return f"    {lead}{shown.expandtabs(1)}{tail}\n    {caret}"
+
+
+def _line_start(text: str, line: int) -> int | None:
+    """Offset where 1-based ``line`` starts, or None when the text has fewer lines."""
+    if line < 1 or (line > 1 and text.count("\n") < line - 1):
+        return None
+    if line == 1:
+        return 0
+    newline = next(islice(_NEWLINE.finditer(text), line - 2, None))
+    return newline.end()
+
+
+_NEWLINE = re.compile("\n")
+_EXCERPT_WIDTH = 160
 
 
 class RulesError(Exception):

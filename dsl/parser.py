@@ -8,6 +8,7 @@ vocabulary and both commands and rule files get the same messages.
 from __future__ import annotations
 
 import ast
+from contextvars import ContextVar
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -87,15 +88,19 @@ class _Spans:
         return ir.Span(self.file, self.line + line - 1, column)
 
 
+_SPANS: ContextVar[_Spans] = ContextVar("dsl_parse_spans")
+"""The running parse's coordinates. The Lark parser and its transformer are built once and shared;
+a context variable keeps parses re-entrant: a reload parses rule files in a worker thread while
+commands are parsed on the event loop (and large messages in other threads)."""
+
+
 @v_args(inline=True)
 class _ToIR(Transformer):
-    """Builds raw IR nodes. ``spans`` is set per parse (parsers are cached, transformer too)."""
-
-    spans: _Spans
+    """Builds raw IR nodes; positions come from the running parse's :data:`_SPANS`."""
 
     def _at(self, token: Any) -> ir.Span | None:
         line = getattr(token, "line", None)
-        return self.spans.at(line, token.column) if line is not None else None
+        return _SPANS.get().at(line, token.column) if line is not None else None
 
     # values
     def string(self, tok: Token) -> str:
@@ -194,10 +199,10 @@ class _ToIR(Transformer):
 
 
 @cache
-def _parser() -> tuple[Lark, _ToIR]:
+def _parser() -> Lark:
     grammar = resources.files("dsl").joinpath("grammar.lark").read_text("utf-8")
     transformer = _ToIR()
-    lark = Lark(
+    return Lark(
         grammar,
         parser="lalr",
         lexer="contextual",
@@ -206,7 +211,6 @@ def _parser() -> tuple[Lark, _ToIR]:
         maybe_placeholders=True,
         cache=False,
     )
-    return lark, transformer
 
 
 def _expected(names: set[str] | frozenset[str]) -> str:
@@ -263,9 +267,9 @@ def parse(
 
     ``source`` is the whole file text, used for caret excerpts when ``text`` is a fragment of it.
     """
-    lark, transformer = _parser()
+    lark = _parser()
     spans = _Spans(file, line, column, exact)
-    transformer.spans = spans
+    token = _SPANS.set(spans)
     try:
         return lark.parse(text, start=start)
     except UnexpectedInput as exc:
@@ -280,6 +284,8 @@ def parse(
             raise orig from None
         span = spans.at(1, 1)
         raise RulesSyntaxError(str(orig), Location(span.file, span.line, span.column, source or text)) from None
+    finally:
+        _SPANS.reset(token)
 
 
 _WHAT = {

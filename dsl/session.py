@@ -11,7 +11,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
-from . import ir
+from . import bounds, ir
+from .errors import RulesSemanticError
 from .evaluate import RuleSet
 from .parser import parse
 from .printer import print_chain
@@ -23,14 +24,24 @@ def route_rule(model: str, chain: ir.Chain) -> ir.Rule:
 
 
 def apply_route_edit(routes: list[dict[str, str]], edit: ir.RouteEdit) -> list[dict[str, str]]:
-    """A new list of stored routes with ``edit`` applied (the input is not modified)."""
+    """A new list of stored routes with ``edit`` applied (the input is not modified).
+
+    Refused with :class:`RulesSemanticError` when the result would exceed ``dsl/bounds.py``: a
+    session's routes are turned back into rules on every request, so they stay small.
+    """
     current = {r["model"]: r["route"] for r in routes}
     if edit.op == "clear":
         current.pop(edit.model, None)
     else:
         assert edit.chain is not None
-        existing = parse(current[edit.model], "chain").links if edit.model in current else ()
+        existing = _chain(current[edit.model]).links if edit.model in current else ()
         links = existing + edit.chain.links if edit.op == "append" else edit.chain.links + existing
+        if len(links) > bounds.MAX_CHAIN_LINKS:
+            raise RulesSemanticError(f"route for {edit.model} would have {len(links)} targets; a session route "
+                                     f"has at most {bounds.MAX_CHAIN_LINKS}")
+        if edit.model not in current and len(current) >= bounds.MAX_SESSION_ROUTES:
+            raise RulesSemanticError(f"this session already has routes for {len(current)} models, the most it "
+                                     f"may have; clear one first")
         current[edit.model] = print_chain(ir.Chain(links))
     return [{"model": m, "route": r} for m, r in current.items()]
 

@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 from dsl import ir
 from dsl.commands import ParsedMessage
+from dsl.errors import RulesError
 from dsl.evaluate import Plan
 from dsl.printer import print_chain, print_rules
 from dsl.registry import COMMANDS, SESSION_SETTINGS
@@ -55,7 +56,11 @@ def apply_commands(session: Session, parsed: ParsedMessage, ctx: CommandContext)
     outcome = CommandOutcome(work)
     for command in parsed.commands:
         for edit in command.edits:
-            outcome.lines.append(_apply(work, edit, ctx, outcome))
+            try:
+                outcome.lines.append(_apply(work, edit, ctx, outcome))
+            except RulesError as err:  # over a bound: refuse the whole message, as for a syntax error
+                return CommandOutcome(session, ["The proxy could not run your command; nothing was changed.",
+                                                f"{command.source[:80]}: {err.message}"], failed=True)
     return outcome
 
 
