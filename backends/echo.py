@@ -1,7 +1,7 @@
 """The built-in ``echo`` backend: no network, answers with the last user message.
 
 It is the embedded default so the proxy starts and every front end, command and stream path can
-be tried without a provider key. To exercise tool-use turns it also understands one convention:
+be tried without a provider key. Like a provider's, its reply has a ceiling (``MAX_ECHO_CHARS``). To exercise tool-use turns it also understands one convention:
 a user message ``call <tool> <json arguments>`` naming a declared tool produces that tool call, and
 a tool result is answered with ``<tool> returned: <content>``.
 """
@@ -11,15 +11,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 from router.canonical import (
-    ChatRequest, ChatResponse, Part, StreamEvent, TextPart, ToolCallPart, ToolResultPart, Usage, response_to_events,
+    ChatRequest, ChatResponse, Part, StreamEvent, TextDelta, TextPart, ToolCallPart, ToolResultPart, Usage, response_to_events,
 )
+
+from router.wire.offload import run_sized
 
 from .base import Backend
 
 CHUNK_WORDS = 3
+MAX_ECHO_CHARS = 64 * 1024
+"""A provider's reply is bounded by its output limit; the echo's is bounded here, so a 10 MB message
+does not come back as a 10 MB reply for the guards and encoders to walk."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -45,6 +50,8 @@ class EchoBackend(Backend):
         elif call := self._tool_call(text, request):
             parts, finish = [call], "tool_calls"
         else:
+            if len(text) > MAX_ECHO_CHARS:
+                text = text[:MAX_ECHO_CHARS] + f"\n[echo: cut at {MAX_ECHO_CHARS} of {len(text)} characters]"
             parts = [TextPart(text or "(empty message)")]
         prompt = sum(estimate_tokens(m.text()) for m in request.messages) + sum(estimate_tokens(p.text) for p in request.system)
         completion = sum(estimate_tokens(p.text) if isinstance(p, TextPart) else estimate_tokens(p.arguments) for p in parts)  # type: ignore[union-attr]
@@ -68,27 +75,26 @@ class EchoBackend(Backend):
         return ToolCallPart(id=f"call_{uuid.uuid4().hex[:20]}", name=words[1], arguments=arguments)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        return self._reply(request)
+        return await run_sized(request.size, self._reply, request)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        for event in _chunked(response_to_events(self._reply(request))):
+        for event in _chunked(response_to_events(await run_sized(request.size, self._reply, request))):
             yield event
 
     async def list_models(self) -> list[str]:
         return list(self.models)
 
 
-def _chunked(events: list[StreamEvent]) -> list[StreamEvent]:
-    """Split text deltas into a few words each, so streams really arrive in several chunks."""
-    from router.canonical import TextDelta
+def _chunked(events: list[StreamEvent]) -> Iterator[StreamEvent]:
+    """Split text deltas into a few words each, so streams really arrive in several chunks.
 
-    out: list[StreamEvent] = []
+    A generator: a long echo is cut as it is sent, not all at once before the first chunk.
+    """
     for event in events:
         if isinstance(event, TextDelta):
             words = event.text.split(" ")
             for i in range(0, len(words), CHUNK_WORDS):
                 piece = " ".join(words[i:i + CHUNK_WORDS])
-                out.append(TextDelta(piece + (" " if i + CHUNK_WORDS < len(words) else "")))
+                yield TextDelta(piece + (" " if i + CHUNK_WORDS < len(words) else ""))
         else:
-            out.append(event)
-    return out
+            yield event

@@ -130,6 +130,10 @@ class ChatRequest:
     # Fields of the source format with no canonical slot, keyed by format name
     # ("openai" / "anthropic" / "gemini"); a backend of the same format may pass them on.
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Bytes of the client's body this request was decoded from: size-proportional work on it
+    # (command scan, token estimate, encoding for a provider) leaves the loop when it is large
+    # (``wire/offload.py``). Not part of what the request means.
+    size: int = field(default=0, compare=False)
 
     def last_user_message(self) -> Message | None:
         for message in reversed(self.messages):

@@ -49,8 +49,8 @@ _FALCON_KIND = {
 }
 
 
-async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
-    """The request body as JSON, refusing bodies over ``max_bytes`` before reading them whole."""
+async def read_body(req: falcon.asgi.Request, max_bytes: int) -> bytes:
+    """The raw request body, refusing bodies over ``max_bytes`` before reading them whole."""
     length = req.content_length
     if length is not None and length > max_bytes:
         raise ProxyError(413, f"request body is {length} bytes; the limit is {max_bytes} (max_body_bytes)",
@@ -68,6 +68,11 @@ async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
         raw = b"".join(chunks)
     if not raw or raw.isspace():
         raise ProxyError(400, "request body is empty; send a JSON object", "invalid_request")
+    return raw
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; malformed or too deeply nested bodies are a 400."""
     try:
         return fastjson.loads(raw)
     except fastjson.JSONDecodeError as exc:
@@ -75,6 +80,11 @@ async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
             raise ProxyError(400, "request body is nested too deeply to be a chat request", "invalid_request") from None
         raise ProxyError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          "invalid_request") from None
+
+
+async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
+    """The request body as JSON (:func:`read_body`, then :func:`parse_json`)."""
+    return parse_json(await read_body(req, max_bytes))
 
 
 def lower_headers(req: falcon.asgi.Request) -> Mapping[str, str]:

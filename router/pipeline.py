@@ -17,7 +17,7 @@ from cachetools import TTLCache
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from backends.base import BackendError
-from dsl.commands import ParsedMessage, parse_message
+from dsl.commands import ParsedMessage, parse_message, strip_commands
 from dsl.evaluate import Facts, Plan, clock_now, evaluate
 from dsl.session import session_ruleset
 
@@ -35,6 +35,7 @@ from .usage import SQLiteUsageStore
 from .session_commands import CommandContext, apply_commands
 from .sessions import Session, new_session_id, valid_session_id
 from .state import RuntimeState
+from .wire.offload import run_sized
 
 log = logging.getLogger("llm_proxy.request")
 
@@ -147,15 +148,23 @@ class Pipeline:
             if message.role != "user" or not any(isinstance(p, TextPart) and prefix in p.text for p in message.parts):
                 kept.append(message)
                 continue
+            # Only the latest message's commands run (and are parsed); earlier ones ran when they
+            # were sent and are only cut out, so a long history costs a scan, not a parse per turn.
             combined = ParsedMessage()
+            had_commands = False
             parts = []
             for part in message.parts:
                 if isinstance(part, TextPart) and prefix in part.text:
-                    parsed = parse_message(part.text, prefix, known)
-                    combined.commands += parsed.commands
-                    combined.errors += parsed.errors
-                    if parsed.text:
-                        parts.append(TextPart(parsed.text))
+                    if index == latest_index:
+                        parsed = parse_message(part.text, prefix, known)
+                        combined.commands += parsed.commands
+                        combined.errors += parsed.errors
+                        text = parsed.text
+                    else:
+                        text, found = strip_commands(part.text, prefix)
+                        had_commands = had_commands or found
+                    if text:
+                        parts.append(TextPart(text))
                 else:
                     parts.append(part)
             if index == latest_index:
@@ -167,7 +176,7 @@ class Pipeline:
                 kept.append(remaining)
             elif parts and not _only_reminders(parts):
                 kept.append(Message("user", parts))
-            elif combined.commands or combined.errors:
+            elif had_commands:
                 skip_next_assistant = True
             else:
                 kept.append(message)
@@ -217,7 +226,7 @@ class Pipeline:
 
             parsed = None
             if state.commands_enabled:
-                parsed = self._strip_commands(request, state)
+                parsed = await run_sized(request.size, self._strip_commands, request, state)
             facts, plan = self._plan(state, request, requested, session, ctx, frontend)
             report: str | None = None
             if parsed is not None and (parsed.commands or parsed.errors):
@@ -273,7 +282,7 @@ class Pipeline:
                 encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
                 return self._done(StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, request, cache), headers), rec)
             response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
-            response = apply_to_response(guards, response)
+            response = await run_sized(_text_size(response), apply_to_response, guards, response)
             if guards.events:
                 rec.guard_events = [asdict(e) for e in guards.events]
             if cache is not None and not guards.events:
@@ -448,6 +457,11 @@ class Pipeline:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def _text_size(response: ChatResponse) -> int:
+    """Characters of text and tool arguments in a reply: what the guards' work grows with."""
+    return sum(len(getattr(part, "text", None) or getattr(part, "arguments", None) or "") for part in response.parts)
 
 
 def _default_model(state: RuntimeState, backend: str) -> str:

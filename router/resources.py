@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 import falcon
 import falcon.asgi
 
 from .errors import ProxyError
+from .wire.offload import is_large, off_loop
 from .frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, OPENAI, Frontend
-from .http import logged, lower_headers, read_json, send
+from .http import logged, lower_headers, parse_json, read_body, read_json, send
+from .canonical import ChatRequest
 from .pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate_prompt_tokens
 
 
@@ -31,12 +33,28 @@ class ChatResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         state = self.pipeline.ref.state
-        body = await read_json(req, state.config.max_body_bytes)
-        request = self.frontend.codec.decode_request(body)
+        body, request = await read_chat(req, state.config.max_body_bytes, self.frontend.codec.decode_request)
         ctx = _context(req)
         if self.frontend is OPENAI:
             ctx.encoder_options["include_usage"] = _include_usage(body)
         send(resp, await self.pipeline.chat(self.frontend, request, ctx))
+
+
+async def read_chat(req: falcon.asgi.Request, max_bytes: int, decode: Callable[..., ChatRequest],
+                    **path: Any) -> tuple[Any, ChatRequest]:
+    """The body as JSON and as a canonical request; a large body is decoded off the loop."""
+    raw = await read_body(req, max_bytes)
+    if is_large(len(raw)):
+        body, request = await off_loop(_decode, raw, decode, path)
+    else:
+        body, request = _decode(raw, decode, path)
+    request.size = len(raw)
+    return body, request
+
+
+def _decode(raw: bytes, decode: Callable[..., ChatRequest], path: dict[str, Any]) -> tuple[Any, ChatRequest]:
+    body = parse_json(raw)
+    return body, decode(body, **path)
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
@@ -86,15 +104,16 @@ class GeminiModelResource:
                                   + "|".join(self.ACTIONS), "not_found")
         model = model.removeprefix("models/")
         state = self.pipeline.ref.state
-        body = await read_json(req, state.config.max_body_bytes)
         if action == "countTokens":
+            body = await read_json(req, state.config.max_body_bytes)
             if isinstance(body, dict) and isinstance(body.get("generateContentRequest"), dict):
                 body = body["generateContentRequest"]
             request = GEMINI.codec.decode_request(body, model=model, stream=False)
             resp.media = {"totalTokens": estimate_prompt_tokens(request)}
             return
         streaming = action == "streamGenerateContent"
-        request = GEMINI.codec.decode_request(body, model=model, stream=streaming)
+        _body, request = await read_chat(req, state.config.max_body_bytes, GEMINI.codec.decode_request,
+                                         model=model, stream=streaming)
         reply = await self.pipeline.chat(GEMINI, request, _context(req))
         if streaming and req.get_param("alt") != "sse" and isinstance(reply, StreamReply):
             reply = await _as_json_array(reply)
