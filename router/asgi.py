@@ -18,4 +18,5 @@ def create() -> ProxyApp:
     config = load_config(os.environ.get("LLM_PROXY_CONFIG") or None)
     if os.environ.get("LLM_PROXY_DISABLE_COMMANDS") == "1":
         config = dataclasses.replace(config, interactive_commands=False)
-    return create_app(config, disable_auth=os.environ.get("LLM_PROXY_DISABLE_AUTH") == "1")
+    return create_app(config, disable_auth=os.environ.get("LLM_PROXY_DISABLE_AUTH") == "1",
+                      loopback=os.environ.get("LLM_PROXY_LOOPBACK") == "1")

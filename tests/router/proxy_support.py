@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+import falcon.testing
 import yaml
 
 from router.app import ProxyApp
@@ -37,6 +38,15 @@ def write_config(directory: Path, **overrides: Any) -> AppConfig:
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return load_config(str(path), env={})
+
+
+class LoopbackClient(falcon.testing.TestClient):
+    """A test client whose requests say ``Host: localhost`` (Falcon's default is falconframework.org),
+    as a local program's would: local mode (no client keys) refuses other names."""
+
+    def simulate_request(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("host", "localhost")
+        return super().simulate_request(*args, **kwargs)
 
 
 class LiveServer:

@@ -4,35 +4,14 @@ what the flags do to the app that uvicorn is given (uvicorn itself is replaced b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import falcon.testing
 import pytest
 import yaml
 
-from proxy_support import API_KEY, BASE_CONFIG, chat, reply_text
+from proxy_support import API_KEY, BASE_CONFIG, LoopbackClient, chat, reply_text
 from router.cli import main
-
-
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    import gc
-    import logging
-
-    import uvicorn
-
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
-    monkeypatch.delenv("LLM_PROXY_API_KEYS", raising=False)
-    monkeypatch.delenv("LLM_PROXY_CONFIG", raising=False)
-    monkeypatch.setattr(gc, "freeze", lambda: None)  # the server freezes the heap; not in a test run
-    root = logging.getLogger()
-    handlers, level, threshold = list(root.handlers), root.level, gc.get_threshold()
-    yield calls
-    # the CLI configures logging on the real root logger: put the test run's back
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    gc.set_threshold(*threshold)
 
 
 def _config(tmp_path: Path, **overrides: Any) -> str:
@@ -46,7 +25,7 @@ def test_defaults_serve_on_loopback_without_auth(served, tmp_path):
     [call] = served
     assert call["host"] == "127.0.0.1" and call["port"] == 0
     assert call["server_header"] is False  # no "server: uvicorn" on replies
-    client = falcon.testing.TestClient(call["app"])
+    client = LoopbackClient(call["app"])
     assert "Welcome" in reply_text("openai", chat(client, "openai", "!/hello"))
 
 
@@ -64,7 +43,7 @@ def test_disable_auth_flag(served, tmp_path):
 
 def test_disable_interactive_commands_flag(served, tmp_path):
     assert main(["serve", "--config", _config(tmp_path), "--disable-interactive-commands"]) == 0
-    client = falcon.testing.TestClient(served[0]["app"])
+    client = LoopbackClient(served[0]["app"])
     for frontend in ("openai", "anthropic", "gemini"):
         assert reply_text(frontend, chat(client, frontend, "!/hello")) == "!/hello"
 
