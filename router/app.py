@@ -22,7 +22,7 @@ from .config import AppConfig
 from .dispatch import Dispatcher
 from .errors import ProxyError
 from .frontends import ANTHROPIC, OPENAI
-from .http import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers
+from .http import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link
 from .admin import (
     AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
 )
@@ -59,7 +59,7 @@ class ProxyMiddleware:
         req.context.started = time.perf_counter()
         if req.path.startswith("/v1/"):  # set first: error replies carry them too
             resp.set_header("Deprecation", "true")
-            resp.set_header("Link", f'<{req.path.replace("/v1/", "/v2/", 1)}>; rel="successor-version"')
+            resp.set_header("Link", successor_link(req.path))
         if req.path in OPEN_PATHS:
             return
         auth = self.ref.state.auth
