@@ -11,6 +11,7 @@ import sys
 from dsl.errors import RulesError, RulesErrors
 
 from .config import load_config
+from .connections import protocol_for
 from .local_guard import is_loopback_name
 from .logs import config_secrets, setup_logging
 
@@ -51,15 +52,18 @@ def run(args: argparse.Namespace) -> int:
           + (f"; {args.workers} workers" if args.workers > 1 else ""), file=sys.stderr)
     # No "server: uvicorn" header: it tells clients nothing they need (and attackers what runs
     # here), and uvicorn validates every response header it writes.
+    # No WebSocket upgrades (no endpoint uses them); the HTTP protocol bounds how long a client may
+    # take to send a request and how many connections may be open (router/connections.py).
     common = dict(host=args.host, port=args.port, log_level=level.lower(), access_log=False, lifespan="on",
-                  log_config=None, timeout_graceful_shutdown=args.drain_timeout, server_header=False)
+                  log_config=None, timeout_graceful_shutdown=args.drain_timeout, server_header=False, ws="none")
     if args.workers > 1:
         # Each worker imports router.asgi and builds the same app from these variables.
         os.environ["LLM_PROXY_CONFIG"] = config.source_path or ""
         os.environ["LLM_PROXY_DISABLE_AUTH"] = "1" if args.disable_auth else "0"
         os.environ["LLM_PROXY_LOOPBACK"] = "1" if loopback else "0"
         os.environ["LLM_PROXY_DISABLE_COMMANDS"] = "1" if args.disable_interactive_commands else "0"
-        uvicorn.run("router.asgi:create", factory=True, workers=args.workers, **common)
+        uvicorn.run("router.asgi:create", factory=True, workers=args.workers,
+                    http="router.connections:WorkerProtocol", **common)
         return 0
     import gc
 
@@ -68,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(20_000, 50, 100)  # requests allocate many short-lived objects; collect less often
     # SIGTERM: uvicorn stops accepting, lets requests and streams finish for up to drain_timeout,
     # then the lifespan shutdown flushes the usage queue and closes connectors.
-    uvicorn.run(app, **common)
+    uvicorn.run(app, http=protocol_for(app.state_ref), **common)
     return 0

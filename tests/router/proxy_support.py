@@ -21,6 +21,7 @@ import yaml
 
 from router.app import ProxyApp
 from router.config import AppConfig, load_config
+from router.connections import protocol_for
 
 API_KEY = "sk-test-client-key-0123456789"
 
@@ -61,7 +62,9 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        # Served the way ``llm-interactive-proxy`` serves it (router/server.py).
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="none",
+                                http=protocol_for(app.state_ref))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

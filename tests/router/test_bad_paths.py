@@ -113,6 +113,14 @@ def test_odd_query_strings(live_server, no_tracebacks, path, query):
     _check(status, headers, reply, frontend)
 
 
+@pytest.mark.parametrize("raw", [b"/v1/\xff", b"/v1/\x00", b"/v1/a b", b"/v1/\x7f", b"/v2/models\t", b"\xe2\x82\xac"])
+def test_bytes_the_http_parser_refuses_get_a_json_400(live_server, no_tracebacks, raw):
+    status, headers, reply = _exchange(live_server, _request("GET", raw))
+    assert status == 400, reply
+    assert headers["content-type"].startswith("application/json")
+    assert "invalid HTTP request" in error_message("openai", json.loads(reply))
+
+
 def test_odd_paths_in_process(client):
     """The same through Falcon's test client (no server): the Link header stays a valid header."""
     for path in ("/v1/€", "/v1/\r\nX: y", "/v1/\x00", "/v1/\x7f\x1b"):
