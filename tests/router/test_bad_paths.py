@@ -76,8 +76,15 @@ def _frontend(target: bytes, method: str = "GET") -> str:
 
 @pytest.fixture
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Any:
+    """No record with a traceback or at ERROR, ours or uvicorn's ("Exception in ASGI application";
+    uvicorn's loggers do not propagate to the root logger, so the capture is attached to them)."""
     caplog.set_level(logging.INFO)
-    yield
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        uvicorn_logger.removeHandler(caplog.handler)
     crashes = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert not crashes, [r.getMessage() for r in crashes]
 

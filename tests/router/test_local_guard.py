@@ -146,3 +146,35 @@ def test_without_keys_off_loopback_the_app_is_refused(make_app):
 
     with pytest.raises(ConfigError, match="without client keys"):
         make_app()
+
+
+def test_the_official_sdks_pass_the_guard(tmp_path):
+    """Local mode must not get in the way of the clients it serves: the three SDKs, plain and
+    streamed, at 127.0.0.1 and at localhost."""
+    import anthropic
+    import openai
+    from google import genai
+    from google.genai import types
+
+    from proxy_support import LiveServer, write_config
+    from router.app import create_app
+
+    app = create_app(write_config(tmp_path), loopback=True)
+    app.reloader.watch = False
+    server = LiveServer(app).start()
+    try:
+        for base in (server.url, server.url.replace("127.0.0.1", "localhost")):
+            oa = openai.OpenAI(api_key="anything", base_url=f"{base}/v2", max_retries=0, timeout=10)
+            assert oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}]) \
+                .choices[0].message.content == "hi"
+            assert "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(
+                model="m", stream=True, messages=[{"role": "user", "content": "a b"}]) if c.choices) == "a b"
+            an = anthropic.Anthropic(api_key="anything", base_url=base, max_retries=0, timeout=10)
+            assert an.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}]) \
+                .content[0].text == "hi"
+            assert an.messages.count_tokens(model="m", messages=[{"role": "user", "content": "hi"}]).input_tokens > 0
+            ga = genai.Client(api_key="anything", http_options=types.HttpOptions(base_url=base, timeout=10_000))
+            assert ga.models.generate_content(model="m", contents="hi").text == "hi"
+            assert "".join(c.text or "" for c in ga.models.generate_content_stream(model="m", contents="a b")) == "a b"
+    finally:
+        server.stop()
