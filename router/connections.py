@@ -11,8 +11,8 @@ per connection and a connection bound, from the ``server`` section of the config
   request arrived, else a plain close (an idle connection, as keep-alive expiry does).
 * ``body_timeout`` — from the end of the headers until the whole body is in. On expiry: a 408 if
   no reply has started, else a close (a client still sending after its reply, e.g. after a 401).
-* While the server itself is not reading (flow control: a pipelined request waits for the one
-  before it), the client is not the slow one: the timer starts over.
+* While the server holds a request up (it is not reading, or an earlier reply on the connection is
+  still going out: pipelining), the client is not the slow one: the timer starts over.
 * ``max_connections`` — a connection opened beyond it is closed at once, before anything is read,
   so clients over the limit hold nothing (SDKs retry a refused connection like a 503).
 
@@ -120,7 +120,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._timer_phase = _IDLE
         if self.transport.is_closing() or self.transport.get_protocol() is not self:
             return
-        if self.flow is not None and self.flow.read_paused:  # we are not reading: not the client's fault
+        if self._server_holds_up(phase):
             self._sync_timer()
             return
         if phase == _HEADERS:
@@ -138,6 +138,17 @@ class LimitedProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         else:
             self.transport.close()
+
+    def _server_holds_up(self, phase: int) -> bool:
+        """True while the server, not the client, holds the request up: it is not reading (flow
+        control), or an earlier reply on this connection is still going out (a pipelined request
+        waits for it, and a 408 written now would cut into that reply)."""
+        if self.flow is not None and self.flow.read_paused:
+            return True
+        if phase == _BODY:
+            return bool(self.pipeline)  # our request is queued behind another
+        cycle = self.cycle  # in the header phase: the previous request's, if any
+        return cycle is not None and not cycle.response_complete
 
     # ---- replies written here, not by the app --------------------------------------------------------
 

@@ -207,3 +207,41 @@ def test_a_reload_applies_new_limits_to_new_connections(tmp_path):
         assert _parse(reply)[0] == 408 and took <= 1 + SLACK
     finally:
         live.stop()
+
+
+async def test_a_pipelined_request_waits_without_cutting_into_the_reply_before_it(tmp_path):
+    """Request 2 is pipelined behind a slow streamed reply and finished only after header_timeout:
+    the server, not the client, held it up, so the first reply arrives whole and the second too."""
+    import asyncio
+
+    from fakes.provider import FakeProvider, delay
+
+    async with FakeProvider() as fake:
+        config = write_config(tmp_path, auth={"api_keys": [API_KEY]}, server={"header_timeout": 1, "body_timeout": 1},
+                              backends={"up": {"type": "openai-compatible", "base_url": fake.openai_base_url,
+                                               "api_key": fake.key("openai")}}, default_backend="up")
+        fake.on_model("slow", delay(2.5))
+        app = create_app(config)
+        app.reloader.watch = False
+        live = LiveServer(app).start()
+        try:
+            body = json.dumps({"model": "slow", "messages": [{"role": "user", "content": "hi"}]}).encode()
+            first = (b"POST /v2/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                     b"x-api-key: " + API_KEY.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            second = _request(close=True)
+
+            def exchange() -> bytes:
+                with _connect(live) as sock:
+                    sock.sendall(first + second[:20])  # the second request begins at once ...
+                    time.sleep(1.8)  # ... and is finished after header_timeout, while the first is served
+                    sock.sendall(second[20:])
+                    return _read_reply(sock, time.monotonic() + 10)
+
+            replies = await asyncio.to_thread(exchange)
+        finally:
+            live.stop()
+    import re
+
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", replies)]
+    assert statuses == [200, 200], replies[:800]
+    assert replies.count(b'"object":"chat.completion"') == 1 and replies.endswith(b"]}")
