@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import falcon.testing
-import pytest
 import yaml
 
 from proxy_support import API_KEY, BASE_CONFIG, LoopbackClient, chat, reply_text
