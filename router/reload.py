@@ -35,7 +35,9 @@ class Reloader:
                  poll_interval: float = 1.0, debounce: float = 0.5, watch: bool = True) -> None:
         self.ref = ref
         self.config_path = config_path
-        self.build_kwargs = {k: v for k, v in (build_kwargs or {}).items() if k in ("disable_auth", "disable_commands", "loopback")}
+        # The operator's start-up choices, kept across reloads (auth itself follows the config).
+        kept = ("disable_auth", "disable_commands", "loopback")
+        self.build_kwargs = {k: v for k, v in (build_kwargs or {}).items() if k in kept}
         self.poll_interval = poll_interval
         self.debounce = debounce
         self.watch = watch and config_path is not None
