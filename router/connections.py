@@ -59,6 +59,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self.settings: ServerConfig = ref.state.config.server if ref is not None else _DEFAULTS
         self._phase = _HEADERS  # a new connection owes us a request's headers
         self._request_begun = False
+        self._served = False  # a request has begun on this connection
         self._timer: asyncio.TimerHandle | None = None
         self._timer_phase = _IDLE
 
@@ -85,6 +86,9 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._served:  # a later request on the connection: its own clock (the first's runs from connect)
+            self._cancel_timer()
+        self._served = True
         self._request_begun = True
         self._phase = _HEADERS
 

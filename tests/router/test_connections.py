@@ -245,3 +245,18 @@ async def test_a_pipelined_request_waits_without_cutting_into_the_reply_before_i
     statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", replies)]
     assert statuses == [200, 200], replies[:800]
     assert replies.count(b'"object":"chat.completion"') == 1 and replies.endswith(b"]}")
+
+
+def test_each_request_on_a_connection_has_its_own_header_clock(server):
+    """The first request's headers are timed from connect; a later one's from its own first byte,
+    even when it begins in the same packet that ends the one before."""
+    import re
+
+    with _connect(server) as sock:
+        time.sleep(HEADER_TIMEOUT * 0.6)
+        second = _request(close=True)
+        sock.sendall(_request() + second[:12])
+        time.sleep(HEADER_TIMEOUT * 0.6)  # past header_timeout since connect, not since the second began
+        sock.sendall(second[12:])
+        replies = _read_reply(sock, time.monotonic() + 5)
+    assert [int(c) for c in re.findall(rb"HTTP/1\.1 (\d{3}) ", replies)] == [200, 200], replies[:300]
