@@ -1,7 +1,9 @@
 """Operator endpoints: usage stats and records, audit log, metrics, backend health, reload.
 
 With ``auth.admin_keys`` configured, only those keys may use them (403 for other valid keys);
-without, any client key may. Query parameters are checked and a bad one is a 400 naming it.
+without, any client key may, but the usage endpoints then show a client key only its own
+records (another caller's prompts' sizes, models and session ids are not its business). Query
+parameters are checked and a bad one is a 400 naming it.
 """
 
 from __future__ import annotations
@@ -82,6 +84,15 @@ class AdminResource:
         if getattr(req.context, "caller", None) not in state.auth.admin_ids:
             raise ProxyError(403, "this endpoint is for operators: use a key listed in auth.admin_keys", "permission")
 
+    def _own_records(self, req: falcon.asgi.Request) -> str | None:
+        """Whose usage records the caller may read: None (everyone's) for an admin key or when
+        auth is off (local mode, ``--disable-auth``); otherwise the caller's own key id."""
+        auth = self.ref.state.auth
+        caller = getattr(req.context, "caller", None)
+        if not auth.enabled or caller in auth.admin_ids:
+            return None
+        return caller
+
 
 @logged
 class UsageStatsResource(AdminResource):
@@ -89,7 +100,8 @@ class UsageStatsResource(AdminResource):
         self._authorize(req)
         _unknown_params(req, {"since", "until", "group_by"})
         group_by = _choice(req, "group_by", tuple(GROUPS))
-        resp.media = await self.ref.recorder.store.stats(_time(req, "since"), _time(req, "until"), group_by)
+        resp.media = await self.ref.recorder.store.stats(_time(req, "since"), _time(req, "until"), group_by,
+                                                         caller=self._own_records(req))
 
 
 @logged
@@ -98,7 +110,8 @@ class UsageRecentResource(AdminResource):
         self._authorize(req)
         _unknown_params(req, {"limit", "cursor"})
         limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
-        items, cursor = await self.ref.recorder.store.recent(limit, _int(req, "cursor", None, 1, 2**62))
+        items, cursor = await self.ref.recorder.store.recent(limit, _int(req, "cursor", None, 1, 2**62),
+                                                             caller=self._own_records(req))
         resp.media = {"data": items, "next_cursor": cursor}
 
 

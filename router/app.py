@@ -17,16 +17,17 @@ from backends.factory import build_backends
 from dsl.evaluate import RuleSet
 from dsl.loader import LoadedRules, load_rules_dir
 
-from .auth import Authenticator
+from .auth import authenticator_for
 from .config import AppConfig
 from .dispatch import Dispatcher
 from .errors import ProxyError
 from .frontends import ANTHROPIC, OPENAI
-from .http import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers
+from .http import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link
 from .admin import (
     AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
 )
 from .health import HealthMonitor
+from .local_guard import check_local_request
 from .metrics import Metrics
 from .pipeline import Pipeline, StateRef
 from .recording import Recorder
@@ -42,7 +43,8 @@ OPEN_PATHS = frozenset({"/", "/health"})
 
 
 class ProxyMiddleware:
-    """Auth, the ``/v1`` deprecation headers, one access-log line per request, and lifecycle.
+    """Auth (and local mode's browser guard), the ``/v1`` deprecation headers, one access-log line
+    per request, and lifecycle.
 
     Chat requests get their access-log line from their usage record when they end (with rule,
     backend and model; for a stream that is when the stream ends); every other request from its
@@ -57,11 +59,14 @@ class ProxyMiddleware:
         req.context.started = time.perf_counter()
         if req.path.startswith("/v1/"):  # set first: error replies carry them too
             resp.set_header("Deprecation", "true")
-            resp.set_header("Link", f'<{req.path.replace("/v1/", "/v2/", 1)}>; rel="successor-version"')
+            resp.set_header("Link", successor_link(req.path))
         if req.path in OPEN_PATHS:
             return
+        auth = self.ref.state.auth
         try:
-            req.context.caller = self.ref.state.auth.identify(lower_headers(req), req.params)
+            if auth.local_only:
+                check_local_request(req.method, lower_headers(req))
+            req.context.caller = auth.identify(lower_headers(req), req.params)
         except ProxyError as exc:
             # Audited with the source address and path, never the presented key.
             self.ref.recorder.audit("auth_failure", req.remote_addr, "rejected", path=req.path, reason=exc.message)
@@ -84,13 +89,16 @@ class ProxyMiddleware:
 
 
 def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends: Mapping[str, Backend] | None = None,
-                disable_auth: bool = False, disable_commands: bool = False,
+                disable_auth: bool = False, disable_commands: bool = False, loopback: bool = False,
                 previous: RuntimeState | None = None) -> RuntimeState:
-    """Everything a request needs. Raises :class:`dsl.RulesError` when the rules do not compile.
+    """Everything a request needs. Raises :class:`dsl.RulesError` when the rules do not compile,
+    or when the config has no client keys and ``loopback`` (the server listens on loopback only)
+    is False: auth is decided from the config on every build, so a reload turns it on and off.
 
     With ``previous`` (a reload), sessions and rate-limit counters carry over, and so do the
     connectors of backends whose configuration did not change (their pools stay warm).
     """
+    auth = authenticator_for(config, disable_auth=disable_auth, loopback=loopback)
     if rules is None:
         rules = load_rules_dir(config.routes_dir, known_backends=config.backends.keys())
         rules.raise_for_errors()
@@ -108,7 +116,7 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
     return RuntimeState(
         config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
         sessions=sessions, dispatcher=dispatcher,
-        auth=Authenticator(config.auth_keys, enabled=not disable_auth, admin_keys=config.admin_keys),
+        auth=auth,
         commands_enabled=config.interactive_commands and not disable_commands,
     )
 

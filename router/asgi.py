@@ -12,10 +12,14 @@ import os
 
 from .app import ProxyApp, create_app
 from .config import load_config
+from .connections import bind_worker
 
 
 def create() -> ProxyApp:
     config = load_config(os.environ.get("LLM_PROXY_CONFIG") or None)
     if os.environ.get("LLM_PROXY_DISABLE_COMMANDS") == "1":
         config = dataclasses.replace(config, interactive_commands=False)
-    return create_app(config, disable_auth=os.environ.get("LLM_PROXY_DISABLE_AUTH") == "1")
+    app = create_app(config, disable_auth=os.environ.get("LLM_PROXY_DISABLE_AUTH") == "1",
+                     loopback=os.environ.get("LLM_PROXY_LOOPBACK") == "1")
+    bind_worker(app.state_ref)  # this worker's connections follow this app's config
+    return app

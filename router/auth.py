@@ -10,6 +10,7 @@ import hashlib
 import hmac
 from typing import Any, Mapping
 
+from .config import AppConfig, ConfigError
 from .errors import ProxyError
 
 
@@ -36,16 +37,26 @@ def presented_key(headers: Mapping[str, str], query: Mapping[str, Any]) -> str |
 
 
 class Authenticator:
-    """Checks presented keys against the configured ones. ``enabled`` False accepts everyone."""
+    """Checks presented keys against the configured ones. ``enabled`` False accepts everyone.
+
+    ``local_only``: local mode (no keys, loopback): the middleware also refuses requests a web
+    page could have made (``router/local_guard.py``).
+    """
 
     def __init__(self, keys: tuple[str, ...] | list[str], enabled: bool = True,
-                 admin_keys: tuple[str, ...] | list[str] = ()) -> None:
+                 admin_keys: tuple[str, ...] | list[str] = (), *, local_only: bool = False) -> None:
         # Admin keys are client keys too; their ids unlock the operator endpoints.
         everything = list(dict.fromkeys([*keys, *admin_keys]))
         self._keys = [(k.encode("utf-8"), key_id(k)) for k in everything]
         self.admin_ids = frozenset(key_id(k) for k in admin_keys)
         self._accepted: dict[str, str] = {}
         self.enabled = enabled
+        self.local_only = local_only
+
+    @property
+    def mode(self) -> str:
+        """``keys`` (enforced), ``local`` (no keys, loopback only) or ``disabled`` (``--disable-auth``)."""
+        return "keys" if self.enabled else "local" if self.local_only else "disabled"
 
     def identify(self, headers: Mapping[str, str], query: Mapping[str, Any]) -> str | None:
         """The caller id of a valid key; raises 401 otherwise. None when auth is disabled and no key."""
@@ -70,3 +81,20 @@ class Authenticator:
         # a valid key is answered faster tells nothing the 200 does not.
         self._accepted[key] = found
         return found
+
+
+def authenticator_for(config: AppConfig, *, disable_auth: bool, loopback: bool) -> Authenticator:
+    """The auth policy of a config, decided the same way at start-up and on every reload.
+
+    Keys configured (``auth.api_keys`` or ``auth.admin_keys``): enforced. ``--disable-auth``:
+    everyone, deliberately. No keys: local mode, allowed only when the server listens on a
+    loopback address; elsewhere the config is refused (a reload keeps the previous one).
+    """
+    if disable_auth:
+        return Authenticator(config.auth_keys, enabled=False, admin_keys=config.admin_keys)
+    if config.auth_keys or config.admin_keys:
+        return Authenticator(config.auth_keys, admin_keys=config.admin_keys)
+    if not loopback:
+        raise ConfigError("refusing to serve a non-loopback address without client keys: set auth.api_keys or "
+                          "LLM_PROXY_API_KEYS, or pass --disable-auth deliberately")
+    return Authenticator((), enabled=False, local_only=True)

@@ -29,6 +29,7 @@ __all__ = [
     "ConfigError",
     "LoggingConfig",
     "LoopDetectionConfig",
+    "ServerConfig",
     "SessionConfig",
     "Timeouts",
     "ToolCallLoopDetectionConfig",
@@ -180,6 +181,20 @@ class UsageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Limits on client connections (``router/connections.py``).
+
+    Defaults: 10 s for a request's headers (a real client sends them in one packet), 60 s for its
+    body (10 MB at ~170 KB/s), 1024 open connections (well under a default 4096 file limit, with
+    room for upstream connections).
+    """
+
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "text"  # or "json"
@@ -203,6 +218,7 @@ class AppConfig:
     tool_call_loop_detection: ToolCallLoopDetectionConfig = field(default_factory=ToolCallLoopDetectionConfig)
     usage: UsageConfig = field(default_factory=UsageConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # model -> {input, output} per 1M tokens
     source_path: str | None = None  # absolute path of the file read, None for embedded defaults
 
@@ -226,6 +242,7 @@ class AppConfig:
             "tool_call_loop_detection": _asdict(self.tool_call_loop_detection),
             "usage": _asdict(self.usage),
             "logging": _asdict(self.logging),
+            "server": _asdict(self.server),
         }
 
     def __repr__(self) -> str:
@@ -470,6 +487,8 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
                           retention_days=usage.get("retention_days", 30)),
         logging=LoggingConfig(level=str(logging_section.get("level", "INFO")).upper(),
                               format=logging_section.get("format", "text")),
+        server=ServerConfig(**{k: (float(v) if k.endswith("timeout") else v)
+                               for k, v in _section(value, "server").items()}),
         prices=MappingProxyType({m: MappingProxyType(dict(p)) for m, p in (value.get("prices") or {}).items()}),
         source_path=os.path.abspath(file) if file else None,
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any, Mapping
+from urllib.parse import quote
 
 import falcon
 import falcon.asgi
@@ -91,6 +93,23 @@ def lower_headers(req: falcon.asgi.Request) -> Mapping[str, str]:
     """Header names in lower case: Falcon's ASGI ``req.headers`` already is that (ASGI servers send
     lower-case names), parsed once per request and cached by Falcon. Read only."""
     return req.headers
+
+
+# Characters a path may carry into a header unchanged (RFC 3986 pchar and "/", no "%": Falcon's
+# ``req.path`` is already decoded, so a "%" in it is a literal percent sign).
+_UNSAFE_IN_LINK = re.compile(r"[^A-Za-z0-9/._~:@!$&'()*+,;=-]")
+
+
+def successor_link(path: str) -> str:
+    """The ``Link`` header of a ``/v1/`` reply, naming the ``/v2/`` path.
+
+    ``req.path`` is percent-decoded, so it can hold anything a client encoded (``%0d%0a``, ``%00``,
+    non-ASCII): such a path is re-encoded, because a header value with those characters makes the
+    server drop the reply."""
+    successor = path.replace("/v1/", "/v2/", 1)
+    if _UNSAFE_IN_LINK.search(successor):
+        successor = quote(successor, safe="/:@!$&'()*+,;=-._~", errors="replace")
+    return f'<{successor}>; rel="successor-version"'
 
 
 def send(resp: falcon.asgi.Response, reply: Reply) -> None:

@@ -35,7 +35,9 @@ class Reloader:
                  poll_interval: float = 1.0, debounce: float = 0.5, watch: bool = True) -> None:
         self.ref = ref
         self.config_path = config_path
-        self.build_kwargs = {k: v for k, v in (build_kwargs or {}).items() if k in ("disable_auth", "disable_commands")}
+        # The operator's start-up choices, kept across reloads (auth itself follows the config).
+        kept = ("disable_auth", "disable_commands", "loopback")
+        self.build_kwargs = {k: v for k, v in (build_kwargs or {}).items() if k in kept}
         self.poll_interval = poll_interval
         self.debounce = debounce
         self.watch = watch and config_path is not None
@@ -79,6 +81,9 @@ class Reloader:
             changed = sorted(set(old.backends) ^ set(new.backends))
             message = (f"generation {self.ref.generation}: {len(new.backends)} backend(s), "
                        f"{len(new.rules.rules)} rule(s)" + (f"; backends added/removed: {', '.join(changed)}" if changed else ""))
+            if new.auth.mode != old.auth.mode:
+                message += f"; auth: {new.auth.mode}"
+                log.warning("reload (%s) switched auth from %s to %s", reason, old.auth.mode, new.auth.mode)
             log.info("reloaded (%s): %s", reason, message)
             self.ref.recorder.audit("config_reload", actor, "ok", reason=reason, generation=self.ref.generation,
                                     rules=len(new.rules.rules), backends=sorted(new.backends))

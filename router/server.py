@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import logging
 import os
 import sys
@@ -12,18 +11,11 @@ import sys
 from dsl.errors import RulesError, RulesErrors
 
 from .config import load_config
+from .connections import protocol_for
+from .local_guard import is_loopback_name
 from .logs import config_secrets, setup_logging
 
 log = logging.getLogger("llm_proxy")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,25 +28,23 @@ def run(args: argparse.Namespace) -> int:
         return 2
     level = (args.log_level or config.logging.level).upper()
     setup_logging(level, args.log_format or config.logging.format, config_secrets(config))
-    disable_auth = args.disable_auth
-    if not config.auth_keys and not disable_auth:
-        if not _is_loopback(args.host):
-            print(f"refusing to listen on {args.host} without client keys: set auth.api_keys or LLM_PROXY_API_KEYS, "
-                  "or pass --disable-auth deliberately", file=sys.stderr)
-            return 2
-        log.warning("no client API keys configured: accepting unauthenticated requests on loopback %s only", args.host)
-        disable_auth = True
+    # Whether auth is on follows the config, at start-up and on every reload (router/auth.py):
+    # without client keys, requests are accepted unauthenticated only on a loopback address.
+    loopback = is_loopback_name(args.host)
     if args.disable_interactive_commands:
         config = dataclasses.replace(config, interactive_commands=False)
     from .app import create_app
 
     try:
-        app = create_app(config, disable_auth=disable_auth)
+        app = create_app(config, disable_auth=args.disable_auth, loopback=loopback)
     except RulesError as exc:
         errors = exc.errors if isinstance(exc, RulesErrors) else [exc]
         for err in errors:
             print(err.render(), file=sys.stderr)
         return 2
+    if app.state_ref.state.auth.local_only:
+        log.warning("no client API keys configured: accepting unauthenticated requests on loopback %s only, "
+                    "addressed to a loopback name and not from web pages", args.host)
     import uvicorn
 
     print(f"llm-interactive-proxy on http://{args.host}:{args.port} — backends: {', '.join(config.backends)}; "
@@ -62,14 +52,18 @@ def run(args: argparse.Namespace) -> int:
           + (f"; {args.workers} workers" if args.workers > 1 else ""), file=sys.stderr)
     # No "server: uvicorn" header: it tells clients nothing they need (and attackers what runs
     # here), and uvicorn validates every response header it writes.
+    # No WebSocket upgrades (no endpoint uses them); the HTTP protocol bounds how long a client may
+    # take to send a request and how many connections may be open (router/connections.py).
     common = dict(host=args.host, port=args.port, log_level=level.lower(), access_log=False, lifespan="on",
-                  log_config=None, timeout_graceful_shutdown=args.drain_timeout, server_header=False)
+                  log_config=None, timeout_graceful_shutdown=args.drain_timeout, server_header=False, ws="none")
     if args.workers > 1:
         # Each worker imports router.asgi and builds the same app from these variables.
         os.environ["LLM_PROXY_CONFIG"] = config.source_path or ""
-        os.environ["LLM_PROXY_DISABLE_AUTH"] = "1" if disable_auth else "0"
+        os.environ["LLM_PROXY_DISABLE_AUTH"] = "1" if args.disable_auth else "0"
+        os.environ["LLM_PROXY_LOOPBACK"] = "1" if loopback else "0"
         os.environ["LLM_PROXY_DISABLE_COMMANDS"] = "1" if args.disable_interactive_commands else "0"
-        uvicorn.run("router.asgi:create", factory=True, workers=args.workers, **common)
+        uvicorn.run("router.asgi:create", factory=True, workers=args.workers,
+                    http="router.connections:WorkerProtocol", **common)
         return 0
     import gc
 
@@ -78,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(20_000, 50, 100)  # requests allocate many short-lived objects; collect less often
     # SIGTERM: uvicorn stops accepting, lets requests and streams finish for up to drain_timeout,
     # then the lifespan shutdown flushes the usage queue and closes connectors.
-    uvicorn.run(app, **common)
+    uvicorn.run(app, http=protocol_for(app.state_ref), **common)
     return 0

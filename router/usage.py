@@ -92,8 +92,10 @@ class UsageStore(Protocol):
     def audit(self, record: AuditRecord) -> bool: ...
     async def start(self) -> None: ...
     async def close(self) -> None: ...
-    async def stats(self, since: float | None, until: float | None, group_by: str | None) -> dict[str, Any]: ...
-    async def recent(self, limit: int, cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
+    async def stats(self, since: float | None, until: float | None, group_by: str | None, *,
+                    caller: str | None = None) -> dict[str, Any]: ...
+    async def recent(self, limit: int, cursor: int | None, *,
+                     caller: str | None = None) -> tuple[list[dict[str, Any]], int | None]: ...
     async def audit_logs(self, since: float | None, type_: str | None, limit: int,
                          cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
 
@@ -317,9 +319,10 @@ class SQLiteUsageStore:
             return self._connection().execute(sql, args).fetchall()
 
     async def stats(self, since: float | None = None, until: float | None = None,
-                    group_by: str | None = None) -> dict[str, Any]:
+                    group_by: str | None = None, *, caller: str | None = None) -> dict[str, Any]:
+        """Totals (and groups) of the records in the time range; only ``caller``'s when given."""
         self.before_read()
-        where, args = _range(since, until)
+        where, args = _where(since, until, caller)
         totals_sql = ("SELECT COUNT(*) AS requests, SUM(status >= 400) AS errors, SUM(prompt_tokens) AS prompt_tokens, "
                       "SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens, "
                       "SUM(cost) AS cost, COUNT(cost) AS priced, AVG(latency_ms) AS avg_latency_ms, "
@@ -337,10 +340,13 @@ class SQLiteUsageStore:
             out["groups"] = [_clean(dict(r)) for r in rows]
         return out
 
-    async def recent(self, limit: int = 50, cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    async def recent(self, limit: int = 50, cursor: int | None = None, *,
+                     caller: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """Newest first, a page of ``limit`` below ``cursor``; only ``caller``'s records when given."""
         self.before_read()
-        sql = "SELECT * FROM usage" + (" WHERE id < ?" if cursor else "") + " ORDER BY id DESC LIMIT ?"
-        args = ((cursor,) if cursor else ()) + (limit,)
+        clauses = [c for c, v in (("id < ?", cursor), ("caller = ?", caller)) if v]
+        sql = "SELECT * FROM usage" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id DESC LIMIT ?"
+        args = tuple(v for v in (cursor, caller) if v) + (limit,)
         rows = await asyncio.to_thread(self._query, sql, args)
         items = [_usage_dict(r) for r in rows]
         return items, (items[-1]["id"] if len(items) == limit else None)
@@ -404,7 +410,7 @@ def _usage_dict(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
-def _range(since: float | None, until: float | None) -> tuple[str, tuple[Any, ...]]:
+def _where(since: float | None, until: float | None, caller: str | None) -> tuple[str, tuple[Any, ...]]:
     clauses, args = [], []
     if since is not None:
         clauses.append("ts >= ?")
@@ -412,6 +418,9 @@ def _range(since: float | None, until: float | None) -> tuple[str, tuple[Any, ..
     if until is not None:
         clauses.append("ts < ?")
         args.append(until)
+    if caller is not None:
+        clauses.append("caller = ?")
+        args.append(caller)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
 
 

@@ -15,6 +15,7 @@ from router.config import (
     AppConfig,
     ConfigError,
     LoopDetectionConfig,
+    ServerConfig,
     SessionConfig,
     ToolCallLoopDetectionConfig,
     Timeouts,
@@ -103,7 +104,7 @@ def test_defaults_match_schema_defaults() -> None:
     """The schema documents the same defaults the dataclasses apply."""
     schema = load_schema("config")["properties"]
     for section, cls in (("session", SessionConfig), ("loop_detection", LoopDetectionConfig),
-                         ("tool_call_loop_detection", ToolCallLoopDetectionConfig)):
+                         ("tool_call_loop_detection", ToolCallLoopDetectionConfig), ("server", ServerConfig)):
         instance = cls()
         for key, spec in schema[section]["properties"].items():
             if "default" in spec:
@@ -174,6 +175,13 @@ def test_good_file(tmp_path: Path) -> None:
     assert cfg.logging.level == "DEBUG" and cfg.logging.format == "json"
 
 
+def test_server_limits(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "server:\n  header_timeout: 5\n  max_connections: 64\n"), env={})
+    assert cfg.server == ServerConfig(header_timeout=5.0, body_timeout=60.0, max_connections=64)
+    assert isinstance(cfg.server.header_timeout, float)
+    assert load_config(write(tmp_path, "proxy_timeout: 5\n"), env={}).server == ServerConfig()
+
+
 def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, GOOD), env={})
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -204,9 +212,12 @@ def test_default_backend_defaults_to_first(tmp_path: Path) -> None:
         ("command_prefix: '! /'\n", 1, 17, ["command_prefix"]),
         ("backends:\n  x:\n    timeout: {connect: 0}\n", 3, 24, ["timeout/connect"]),
         ("backends:\n  x:\n    type: echo\n  y: [1]\n", 4, 6, ["backends/y"]),
+        ("server:\n  header_timeout: 0\n", 2, 19, ["server/header_timeout"]),
+        ("server:\n  max_connections: lots\n", 2, 20, ["server/max_connections", "wrong type"]),
     ],
     ids=["unknown-top-key", "unknown-backend-key", "wrong-type", "wrong-type-nested", "bad-backend-type",
-         "bad-repository", "bad-mode", "prefix-space", "timeout-zero", "backend-not-object"],
+         "bad-repository", "bad-mode", "prefix-space", "timeout-zero", "backend-not-object", "header-timeout-zero",
+         "max-connections-type"],
 )
 def test_bad_files_are_located(tmp_path: Path, text: str, line: int, col: int, words: list[str]) -> None:
     path = write(tmp_path, text)

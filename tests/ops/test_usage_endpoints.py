@@ -278,6 +278,62 @@ async def test_without_admin_keys_any_client_key_works(tmp_path: Path) -> None:
                                           headers={"Authorization": "Bearer nope-nope"})).status_code == 401
 
 
+async def _usage_of(client, key: str, **params: str) -> tuple[list[dict], dict]:
+    """(all recent records in pages of 2, stats) as ``key`` sees them."""
+    headers = {"Authorization": f"Bearer {key}"}
+    items, cursor = [], None
+    while True:
+        page = await client.simulate_get("/v2/usage/recent", headers=headers,
+                                         params={"limit": "2", **({"cursor": str(cursor)} if cursor else {})})
+        assert page.status_code == 200, page.text
+        items += page.json["data"]
+        cursor = page.json["next_cursor"]
+        if cursor is None:
+            break
+    stats = await client.simulate_get("/v2/usage/stats", headers=headers, params=params)
+    assert stats.status_code == 200, stats.text
+    return items, stats.json
+
+
+async def _two_callers(client, app, first: str, second: str) -> None:
+    for i in range(3):
+        assert (await post_chat(client, text=f"a{i}", headers={"Authorization": f"Bearer {first}",
+                                                                 "x-session-id": "sess-of-a"})).status_code == 200
+    for i in range(2):
+        assert (await post_chat(client, text=f"b{i}", model="echo-large",
+                                headers={"Authorization": f"Bearer {second}", "x-session-id": "sess-of-b"})).status_code == 200
+
+    async def stored() -> bool:
+        return len((await app.state_ref.recorder.store.recent(100))[0]) == 5
+
+    await wait_for(stored)
+
+
+async def test_without_admin_keys_a_client_key_sees_only_its_own_usage(tmp_path: Path) -> None:
+    second = "sk-ops-second-client-key-000"
+    app = build_app(tmp_path, auth={"api_keys": [CLIENT_KEY, second]})
+    async with falcon.testing.ASGIConductor(app) as client:
+        await _two_callers(client, app, CLIENT_KEY, second)
+        for key, count, session in ((CLIENT_KEY, 3, "sess-of-a"), (second, 2, "sess-of-b")):
+            items, stats = await _usage_of(client, key)
+            assert len(items) == count and {r["caller"] for r in items} == {key_id(key)}
+            assert {r["session_id"] for r in items} == {session}
+            assert stats["totals"]["requests"] == count
+            for group, expected in (("caller", key_id(key)), ("session", session)):
+                _, grouped = await _usage_of(client, key, group_by=group)
+                assert [(g["key"], g["requests"]) for g in grouped["groups"]] == [(expected, count)]
+
+
+async def test_an_admin_key_sees_every_callers_usage(tmp_path: Path) -> None:
+    app = build_app(tmp_path, auth={"api_keys": [CLIENT_KEY], "admin_keys": [ADMIN_KEY]})
+    async with falcon.testing.ASGIConductor(app) as client:
+        await _two_callers(client, app, CLIENT_KEY, ADMIN_KEY)
+        items, stats = await _usage_of(client, ADMIN_KEY, group_by="caller")
+        assert len(items) == 5 and stats["totals"]["requests"] == 5
+        assert {g["key"]: g["requests"] for g in stats["groups"]} == {key_id(CLIENT_KEY): 3, key_id(ADMIN_KEY): 2}
+        assert (await client.simulate_get("/v2/usage/recent", headers=AUTH)).status_code == 403
+
+
 async def test_stored_rows_hold_key_ids_never_keys(tmp_path: Path, fake_provider: FakeProvider) -> None:
     db = tmp_path / "usage.db"
     backend_key = fake_provider.key("openai")

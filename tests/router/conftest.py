@@ -27,10 +27,11 @@ def make_app(tmp_path: Path) -> Callable[..., ProxyApp]:
     """``make_app(**config_overrides, disable_auth=..., disable_commands=...)`` → a fresh app."""
     counter = iter(range(1000))
 
-    def build(*, disable_auth: bool = False, disable_commands: bool = False, directory: Path | None = None,
+    def build(*, disable_auth: bool = False, disable_commands: bool = False, loopback: bool = False,
+              directory: Path | None = None,
               **overrides: Any) -> ProxyApp:
         config = write_config(directory or tmp_path / f"app{next(counter)}", **overrides)
-        return create_app(config, disable_auth=disable_auth, disable_commands=disable_commands)
+        return create_app(config, disable_auth=disable_auth, disable_commands=disable_commands, loopback=loopback)
 
     return build
 
@@ -60,3 +61,25 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """``uvicorn.run`` replaced by a recorder: ``served[0]["app"]`` is the app the CLI would serve."""
+    import gc
+    import logging
+
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    monkeypatch.delenv("LLM_PROXY_API_KEYS", raising=False)
+    monkeypatch.delenv("LLM_PROXY_CONFIG", raising=False)
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # the server freezes the heap; not in a test run
+    root = logging.getLogger()
+    handlers, level, threshold = list(root.handlers), root.level, gc.get_threshold()
+    yield calls
+    # the CLI configures logging on the real root logger: put the test run's back
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    gc.set_threshold(*threshold)

@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+import falcon.testing
 import yaml
 
 from router.app import ProxyApp
 from router.config import AppConfig, load_config
+from router.connections import protocol_for
 
 API_KEY = "sk-test-client-key-0123456789"
 
@@ -39,6 +41,15 @@ def write_config(directory: Path, **overrides: Any) -> AppConfig:
     return load_config(str(path), env={})
 
 
+class LoopbackClient(falcon.testing.TestClient):
+    """A test client whose requests say ``Host: localhost`` (Falcon's default is falconframework.org),
+    as a local program's would: local mode (no client keys) refuses other names."""
+
+    def simulate_request(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("host", "localhost")
+        return super().simulate_request(*args, **kwargs)
+
+
 class LiveServer:
     """uvicorn serving an app on a socket bound to 127.0.0.1:<free port>, in a daemon thread."""
 
@@ -51,7 +62,9 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        # Served the way ``llm-interactive-proxy`` serves it (router/server.py).
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="none",
+                                http=protocol_for(app.state_ref))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
