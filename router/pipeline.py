@@ -35,7 +35,7 @@ from .usage import SQLiteUsageStore
 from .session_commands import CommandContext, apply_commands
 from .sessions import Session, new_session_id, valid_session_id
 from .state import RuntimeState
-from .wire.offload import run_sized
+from .wire.offload import is_large, off_loop
 
 log = logging.getLogger("llm_proxy.request")
 
@@ -226,7 +226,8 @@ class Pipeline:
 
             parsed = None
             if state.commands_enabled:
-                parsed = await run_sized(request.size, self._strip_commands, request, state)
+                parsed = (self._strip_commands(request, state) if not is_large(request.size)
+                          else await off_loop(self._strip_commands, request, state))
             facts, plan = self._plan(state, request, requested, session, ctx, frontend)
             report: str | None = None
             if parsed is not None and (parsed.commands or parsed.errors):
@@ -282,7 +283,8 @@ class Pipeline:
                 encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
                 return self._done(StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, request, cache), headers), rec)
             response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
-            response = await run_sized(_text_size(response), apply_to_response, guards, response)
+            response = (apply_to_response(guards, response) if not is_large(_text_size(response))
+                        else await off_loop(apply_to_response, guards, response))
             if guards.events:
                 rec.guard_events = [asdict(e) for e in guards.events]
             if cache is not None and not guards.events:
