@@ -16,6 +16,7 @@ import tempfile
 from typing import Any
 
 from backends.base import BackendError
+from backends.redaction import redact_url
 
 DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com/token"
 # Gemini CLI's published "installed application" OAuth client: refresh tokens issued to the CLI can
@@ -90,7 +91,7 @@ class OAuthCredentials:
             detail = exc.args[0] if exc.args else "refresh failed"
             raise self._fail(f"OAuth token refresh failed ({str(detail).split(':')[0]}); log in again with `gemini`") from None
         except google.auth.exceptions.TransportError:
-            raise BackendError("connection", f"cannot reach the OAuth token endpoint {self.token_url}",
+            raise BackendError("connection", f"cannot reach the OAuth token endpoint {redact_url(self.token_url)}",
                                backend=self.backend) from None
         self._write_back()
 
