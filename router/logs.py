@@ -310,6 +310,22 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> Redactin
     return redactor
 
 
+def configure_logging(config: Any, level: str | None = None, fmt: str | None = None) -> RedactingFilter:
+    """Logging for a serving process from its config (``level``/``fmt`` from the command line
+    win): the single process and every ``--workers`` process run exactly this, so each has the
+    same handler, format and redaction, and its access lines are written."""
+    return setup_logging((level or config.logging.level).upper(), fmt or config.logging.format, config_secrets(config))
+
+
+def remember_secrets(secrets: Iterable[str]) -> None:
+    """Add secrets (a reloaded config's keys) to the redaction of the handlers set up here. The
+    old ones are kept: lines about requests that started before the reload may still quote them."""
+    for handler in logging.getLogger().handlers:
+        for index, flt in enumerate(handler.filters):
+            if type(flt) is RedactingFilter:
+                handler.filters[index] = RedactingFilter([*flt.secrets, *secrets])
+
+
 def config_secrets(config: object) -> list[str]:
     """Every secret the config holds: client and admin keys, and each backend's (see
     :meth:`~router.config.BackendConfig.secrets`)."""

@@ -12,7 +12,7 @@ import sys
 from dsl.errors import RulesError, RulesErrors
 
 from .config import load_config
-from .logs import config_secrets, setup_logging
+from .logs import configure_logging
 
 log = logging.getLogger("llm_proxy")
 
@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
             print(err.render(), file=sys.stderr)
         return 2
     level = (args.log_level or config.logging.level).upper()
-    setup_logging(level, args.log_format or config.logging.format, config_secrets(config))
+    log_format = args.log_format or config.logging.format
+    configure_logging(config, level, log_format)
     disable_auth = args.disable_auth
     if not config.auth_keys and not disable_auth:
         if not _is_loopback(args.host):
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["LLM_PROXY_CONFIG"] = config.source_path or ""
         os.environ["LLM_PROXY_DISABLE_AUTH"] = "1" if disable_auth else "0"
         os.environ["LLM_PROXY_DISABLE_COMMANDS"] = "1" if args.disable_interactive_commands else "0"
+        os.environ["LLM_PROXY_LOG_LEVEL"], os.environ["LLM_PROXY_LOG_FORMAT"] = level, log_format
         uvicorn.run("router.asgi:create", factory=True, workers=args.workers, **common)
         return 0
     import gc

@@ -79,3 +79,81 @@ def test_bad_config_exits_2(served, tmp_path, capsys):
     path.write_text("backends: {echo: {type: echo}}\ndefault_backend: nowhere\n")
     assert main(["--config", str(path)]) == 2
     assert not served and "nowhere" in capsys.readouterr().err
+
+
+# --- --workers N: every worker logs like the single process ---------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKEND_KEY = "opaque-upstream-key-0123456789"  # no credential shape: only its value finds it
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_PROXY_")}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def test_worker_entry_point_sets_up_redacted_logging(tmp_path: Path) -> None:
+    """What uvicorn runs in each worker: after it, a warning quoting a configured key is written
+    by our handler, in the chosen format, redacted (it went to Python's last-resort handler)."""
+    config = _config(tmp_path, backends={**BASE_CONFIG["backends"], "up": {
+        "type": "openai-compatible", "base_url": "http://127.0.0.1:9/v1", "api_key": BACKEND_KEY}})
+    code = ("import logging; from router.asgi import create; create(); "
+            f"logging.getLogger('backends.up').warning('upstream said: %s', {BACKEND_KEY!r}); "
+            "logging.getLogger('llm_proxy.access').info('POST /v2/chat/completions 200 1.0ms'); logging.shutdown()")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=_env(LLM_PROXY_CONFIG=config, LLM_PROXY_LOG_LEVEL="INFO", LLM_PROXY_LOG_FORMAT="json"))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["logger"], line["level"]) for line in lines] == [("backends.up", "warning"),
+                                                                  ("llm_proxy.access", "info")]
+    assert lines[0]["message"] == "upstream said: [redacted]" and BACKEND_KEY not in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_workers_write_access_lines(tmp_path: Path) -> None:
+    """``--workers 2`` end to end: requests served by the workers leave their access lines."""
+    port = _free_port()
+    config = _config(tmp_path, auth={"api_keys": [API_KEY]})
+    proc = subprocess.Popen([sys.executable, "-m", "router.cli", "--config", config, "--port", str(port),
+                             "--workers", "2", "--log-format", "json"], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/chat/completions", body, method="POST",
+                                         headers={"Authorization": f"Bearer {API_KEY}",
+                                                  "Content-Type": "application/json"})
+        deadline = time.monotonic() + 60
+        served = 0
+        while served < 3:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as reply:
+                    served += reply.status == 200
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    access = [line for line in map(json.loads, (x for x in err.splitlines() if x.startswith("{")))
+              if line["logger"] == "llm_proxy.access" and line["message"].startswith("POST /v2/chat/completions 200")]
+    assert len(access) == 3, err
+    assert API_KEY not in err
