@@ -117,8 +117,16 @@ class TextFormatter(logging.Formatter):
         return text
 
     def line(self, created: float, levelname: str, name: str, message: str) -> str:
-        """What :meth:`format` makes of a record without exception (see :class:`AccessLog`)."""
-        return f"{self._time(created)} {levelname} {escape_controls(name)}: {escape_controls(message)}"
+        """What :meth:`format` makes of a record without exception."""
+        return f"{self._time(created)} {levelname} {name}: {escape_controls(message)}"
+
+    def lines(self, levelname: str, name: str, messages: list[str], created: list[float], end: str) -> str:
+        """The lines of several records at once, as :meth:`line` writes each (the access log's
+        batches): one printability test for the batch, the per-line escaping only when it fails."""
+        if not all(map(str.isprintable, messages)):
+            messages = list(map(escape_controls, messages))
+        time_of = self._time
+        return "".join([f"{time_of(when)} {levelname} {name}: {message}{end}" for message, when in zip(messages, created)])
 
 
 class JsonFormatter(logging.Formatter):
@@ -189,15 +197,12 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return False
         end, now = self.terminator, time.time()
         if type(formatter) is TextFormatter:
-            line = formatter.line
-            chunk = "".join([line(created or now, levelname, name, message) + end for message, _f, created in lines])
-            if any(redactor.suspects(chunk) for redactor in filters):  # type: ignore[attr-defined]
-                texts = []
-                for message, _fields, created in lines:
-                    for redactor in filters:
-                        message = redactor.scrub(message)  # type: ignore[attr-defined]
-                    texts.append(line(created or now, levelname, name, message) + end)
-                chunk = "".join(texts)
+            # Redaction first, on the text as logged (escaping would hide ``Bearer\n<token>``).
+            messages = [message for message, _fields, _created in lines]
+            if any(redactor.suspects("\n".join(messages)) for redactor in filters):  # type: ignore[attr-defined]
+                for redactor in filters:
+                    messages = list(map(redactor.scrub, messages))  # type: ignore[attr-defined]
+            chunk = formatter.lines(levelname, name, messages, [created or now for _m, _f, created in lines], end)
         elif type(formatter) is JsonFormatter:
             chunk = "".join([formatter.line(created or now, levelname, name, *self._redacted(message, fields())) + end
                              for message, fields, created in lines])
