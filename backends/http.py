@@ -126,6 +126,11 @@ class HttpBackend(Backend):
         self.cfg = cfg
         self.base_url = (cfg.base_url or self.default_base_url).rstrip("/")
         self.shown_url = redact_url(self.base_url)  # the base URL as messages may show it
+        if "@" in URL(self.base_url).raw_authority:
+            # load_config refuses these with the setting's position; settings made in code end
+            # here, at start-up, instead of in aiohttp's ValueError (a 500) on the first request
+            raise ValueError(f"backend {cfg.name!r}: credentials in base_url are not supported ({self.shown_url}); "
+                             "use api_key or an Authorization header in headers")
         self.timeouts: Timeouts = cfg.timeouts(app.proxy_timeout)
         self._slow_start_timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
                                                  sock_read=self.timeouts.first_byte)

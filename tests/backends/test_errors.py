@@ -397,22 +397,27 @@ async def test_stream_error_event_is_redacted(build, fake: FakeProvider, kind: s
     assert_clean(failure.message, key, "foreign-credential-1234")
 
 
-async def test_connection_error_shows_no_url_credentials(tmp_path, fake: FakeProvider) -> None:
-    """A URL with credentials cannot come from config.yaml (refused at load), but a connector
-    built from settings made in code still never shows them."""
+async def test_connector_refuses_url_credentials(tmp_path, fake: FakeProvider) -> None:
+    """config.yaml cannot give a URL with credentials (refused at load, see test_config); settings
+    made in code are refused when the connector is built, not by aiohttp's ValueError (a 500) on
+    the first request, and the refusal does not repeat them."""
     import dataclasses
 
-    from backends.openai import OpenAICompatibleBackend
+    from backends.factory import BUILDERS
 
+    app = make_config(tmp_path, b=backend_settings("openai", fake))
+    for kind in ("openai", "openai-compatible", "anthropic", "gemini"):
+        cfg = dataclasses.replace(app.backends["b"], type=kind, base_url="http://alice:pw-in-url-0123@127.0.0.1:9/v1")
+        with pytest.raises(ValueError) as info:
+            BUILDERS[kind](cfg, app)
+        assert "credentials in base_url" in str(info.value) and "127.0.0.1:9" in str(info.value)
+        assert_clean(str(info.value), "alice:pw-in-url-0123")
+
+
+async def test_connection_error_names_the_url(build, fake: FakeProvider) -> None:
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = make_config(tmp_path, b=backend_settings("openai-compatible", fake))
-    cfg = dataclasses.replace(app.backends["b"], base_url=f"http://alice:pw-in-url-0123@127.0.0.1:{port}/v1")
-    broken = OpenAICompatibleBackend(cfg, app)
-    try:
-        exc = await attempt(broken, False)
-    finally:
-        await broken.aclose()
-    assert exc.kind == "connection" and "127.0.0.1" in exc.message
-    assert_clean(exc.message, "alice:pw-in-url-0123")
+    backend = await one(build, fake, "openai", base_url=f"http://127.0.0.1:{port}/v1")
+    exc = await attempt(backend, False)
+    assert exc.kind == "connection" and f"http://127.0.0.1:{port}/v1" in exc.message
