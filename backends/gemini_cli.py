@@ -28,6 +28,7 @@ from .http import HttpBackend, decode_or_fail, stream_events
 from .keys import _Key
 from .oauth import DEFAULT_TOKEN_URL, GEMINI_CLI_CLIENT_ID, GEMINI_CLI_CLIENT_SECRET, OAuthCredentials, credentials_file
 
+
 def _inner(reply: Any) -> Any:
     """The Gemini reply (or stream frame) inside Code Assist's ``{"response": ...}`` envelope."""
     return reply.get("response", reply) if isinstance(reply, dict) else reply
