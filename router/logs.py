@@ -309,10 +309,26 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> Redactin
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # let uvicorn's records reach our handler
+    for name in ("uvicorn", "uvicorn.error"):  # let uvicorn's records reach our handler
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # Our access line per request is the one (router.recording); uvicorn's would be a second. The
+    # single process got this from uvicorn (``access_log=False``), which runs after us there but
+    # before us in a worker, where turning propagation on here doubled every access line.
+    logging.getLogger("uvicorn.access").handlers.clear()
+    logging.getLogger("uvicorn.access").propagate = False
     return redactor
+
+
+def flush_logs() -> None:
+    """Write what the root handlers still hold. At shutdown: uvicorn re-raises the SIGTERM it
+    handled once the server has stopped, which ends the process without ``atexit`` (where
+    ``logging.shutdown`` would flush), so the last batch of access lines was lost."""
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except (OSError, ValueError):  # a closed stream: nothing left to save
+            pass
 
 
 def configure_logging(config: Any, level: str | None = None, fmt: str | None = None) -> RedactingFilter:
