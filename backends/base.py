@@ -14,6 +14,8 @@ from typing import AsyncIterator, Literal
 
 from router.canonical import ChatRequest, ChatResponse, StreamEvent
 
+from .redaction import redact
+
 ErrorKind = Literal["auth", "rate_limited", "overloaded", "bad_request", "not_found", "timeout", "connection", "server"]
 
 # Errors worth trying the next target (or key) for; the rest are the client's to fix.
@@ -31,10 +33,13 @@ PROXY_KIND: dict[str, str] = {
 
 
 class BackendError(Exception):
-    """A classified failure of one attempt. ``message`` is safe to show (keys redacted)."""
+    """A classified failure of one attempt. ``message`` is safe to show: it goes to the client, the
+    logs and the usage row, so credential shapes are redacted here whoever raised it (connectors
+    also redact their own keys, which have no recognisable shape, before they raise)."""
 
     def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None,
                  retry_after: float | None = None, backend: str = "") -> None:
+        message = redact(message)
         super().__init__(message)
         self.kind = kind
         self.message = message

@@ -19,15 +19,20 @@ from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 
-from router import fastjson
 from router.canonical import ChatRequest, ChatResponse, StreamEvent
 from router.config import AppConfig, BackendConfig
 from router.wire import gemini as wire
 
 from .base import BackendError, Health
-from .http import HttpBackend, decode_or_fail
+from .http import HttpBackend, decode_or_fail, stream_events
 from .keys import _Key
 from .oauth import DEFAULT_TOKEN_URL, GEMINI_CLI_CLIENT_ID, GEMINI_CLI_CLIENT_SECRET, OAuthCredentials, credentials_file
+
+
+def _inner(reply: Any) -> Any:
+    """The Gemini reply (or stream frame) inside Code Assist's ``{"response": ...}`` envelope."""
+    return reply.get("response", reply) if isinstance(reply, dict) else reply
+
 
 DEFAULT_MODELS = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite")
 PAID_TIERS = ("standard-tier", "enterprise-tier", "legacy-tier")
@@ -60,7 +65,7 @@ class CodeAssistBackend(HttpBackend):
         return {"Authorization": f"Bearer {self._token}"}
 
     def secrets(self) -> list[str]:
-        return [self._token] if self._token else []
+        return [self._token, *self.cfg.secrets()] if self._token else list(self.cfg.secrets())
 
     def _url(self, method: str) -> str:
         return f"{self.base_url}/{self.api_version}:{method}"
@@ -165,26 +170,14 @@ class CodeAssistBackend(HttpBackend):
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         response, _ = await self.call("POST", self._url("generateContent"), await self._wrapped(request))
-        data = await self.read_json(response)
-        inner = data.get("response", data) if isinstance(data, dict) else data
-        reply = decode_or_fail(self, wire.decode_response, inner)
+        reply = decode_or_fail(self, wire.decode_response, _inner(await self.read_json(response)))
         reply.model = reply.model or request.model
         return reply
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         response, _ = await self.call("POST", self._url("streamGenerateContent"), await self._wrapped(request),
                                       params={"alt": "sse"})
-        decoder = wire.StreamDecoder()
-        async for _event, data in self.sse_data(response):
-            try:
-                obj = fastjson.loads(data)
-            except fastjson.JSONDecodeError:
-                raise BackendError("server", f"Code Assist sent a frame that is not JSON: {data[:200]!r}",
-                                   backend=self.name) from None
-            inner = obj.get("response", obj) if isinstance(obj, dict) else obj
-            for event in decoder.feed(inner):
-                yield event
-        for event in decoder.finish():
+        async for event in stream_events(self, response, wire.StreamDecoder(), _inner):
             yield event
 
     async def list_models(self) -> list[str]:

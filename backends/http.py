@@ -19,23 +19,25 @@ import aiohttp
 from yarl import URL
 
 from router import fastjson
-from router.canonical import ChatRequest, ChatResponse, StreamEvent
+from router.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from router.config import AppConfig, BackendConfig, Timeouts
 from router.limits import KEY_GATE, KEY_USED
 
 from .base import Backend, BackendError, ErrorKind, Health
 from .keys import KeyPool, _Key
+from .redaction import redact, redact_url
 
-_SECRET_PATTERNS = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|ya29\.[0-9A-Za-z_\-.]+|Bearer\s+\S+)")
 MODELS_TTL = 300.0
+# How much of a provider's text an error message quotes. Redaction runs on a longer stretch
+# first, so a key cut by the clip is still recognised whole.
+MESSAGE_CHARS = 500
+_REDACT_MARGIN = 4096
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    """Remove our keys and anything shaped like a provider credential from provider text."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return _SECRET_PATTERNS.sub("[redacted]", text)
+def clipped(text: str, secrets: list[str], limit: int = MESSAGE_CHARS) -> str:
+    """Provider text fit for a client, a log line or a usage row: redacted, then at most ``limit`` characters."""
+    text = redact(text[:limit + _REDACT_MARGIN], secrets)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -94,12 +96,13 @@ def classify_status(status: int) -> ErrorKind:
 
 
 def provider_message(body: bytes) -> str:
-    """The provider's own error message from any of the three error shapes, else the raw text."""
+    """The provider's own error message from any of the three error shapes, else the raw text
+    (whole: the caller redacts before it clips, see :func:`clipped`)."""
     text = body.decode("utf-8", "replace").strip()
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return text[:500] or "no error message"
+        return text or "no error message"
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]
     if isinstance(data, dict):
@@ -108,7 +111,7 @@ def provider_message(body: bytes) -> str:
             return err["message"]
         if isinstance(err, str):
             return err
-    return text[:500]
+    return text
 
 
 class HttpBackend(Backend):
@@ -122,6 +125,12 @@ class HttpBackend(Backend):
         super().__init__(cfg.name)
         self.cfg = cfg
         self.base_url = (cfg.base_url or self.default_base_url).rstrip("/")
+        self.shown_url = redact_url(self.base_url)  # the base URL as messages may show it
+        if "@" in URL(self.base_url).raw_authority:
+            # load_config refuses these with the setting's position; settings made in code end
+            # here, at start-up, instead of in aiohttp's ValueError (a 500) on the first request
+            raise ValueError(f"backend {cfg.name!r}: credentials in base_url are not supported ({self.shown_url}); "
+                             "use api_key or an Authorization header in headers")
         self.timeouts: Timeouts = cfg.timeouts(app.proxy_timeout)
         self._slow_start_timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
                                                  sock_read=self.timeouts.first_byte)
@@ -153,7 +162,12 @@ class HttpBackend(Backend):
         raise NotImplementedError
 
     def secrets(self) -> list[str]:
-        return self.keys.secrets()
+        """What must never appear in text we let out: the keys, and secret-looking header values."""
+        return list(self.cfg.secrets())
+
+    def redact(self, text: str) -> str:
+        """Provider or socket text fit to show (see :mod:`backends.redaction`), clipped."""
+        return clipped(text, self.secrets())
 
     def _send(self, method: str, url: str, key: str, body: Any | None,
               params: Mapping[str, str] | None = None) -> Awaitable[aiohttp.ClientResponse]:
@@ -204,11 +218,13 @@ class HttpBackend(Backend):
         if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
             return BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s", backend=self.name)
         if isinstance(exc, aiohttp.ClientConnectorError):
-            return BackendError("connection", f"cannot connect to {self.base_url}: {exc.os_error or exc}",
-                                backend=self.name)
-        if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
-            return BackendError("connection", f"connection to {self.base_url} failed: {exc}", backend=self.name)
-        return BackendError("connection", f"request to {self.base_url} failed: {exc}", backend=self.name)
+            message = f"cannot connect to {self.shown_url}: {exc.os_error or exc}"
+        elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
+            message = f"connection to {self.shown_url} failed: {exc}"
+        else:
+            message = f"request to {self.shown_url} failed: {exc}"
+        # aiohttp's own text may quote the URL it was given: redact the whole message
+        return BackendError("connection", self.redact(message), backend=self.name)
 
     async def _error_from(self, response: aiohttp.ClientResponse) -> BackendError:
         try:
@@ -218,7 +234,7 @@ class HttpBackend(Backend):
         finally:
             response.release()
         kind = self.classify(response.status, body)
-        message = redact(provider_message(body), self.secrets())
+        message = self.redact(provider_message(body))
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is None:
             retry_after = retry_delay_from_body(body)
@@ -270,7 +286,7 @@ class HttpBackend(Backend):
         except asyncio.TimeoutError:
             raise BackendError("timeout", f"{what} idle for more than {self.timeouts.idle:g}s", backend=self.name) from None
         except aiohttp.ClientError as exc:
-            raise BackendError("connection", f"{what} was cut off: {exc}", backend=self.name) from None
+            raise BackendError("connection", self.redact(f"{what} was cut off: {exc}"), backend=self.name) from None
 
     async def read_json(self, response: aiohttp.ClientResponse) -> Any:
         try:
@@ -279,13 +295,20 @@ class HttpBackend(Backend):
             raise BackendError("timeout", f"response body idle for more than {self.timeouts.idle:g}s",
                                backend=self.name) from None
         except aiohttp.ClientError as exc:
-            raise BackendError("connection", f"response body was cut off: {exc}", backend=self.name) from None
+            raise BackendError("connection", self.redact(f"response body was cut off: {exc}"),
+                               backend=self.name) from None
         finally:
             response.release()
         try:
             return fastjson.loads(raw)
         except fastjson.JSONDecodeError:
-            raise BackendError("server", f"the provider sent a body that is not JSON: {raw[:200]!r}", backend=self.name) from None
+            raise BackendError("server", f"the provider sent a body that is not JSON: {self.quote(raw)}",
+                               backend=self.name) from None
+
+    def quote(self, data: bytes | str) -> str:
+        """A short redacted quote of what the provider sent, for an error message."""
+        return repr(clipped(data.decode("utf-8", "replace") if isinstance(data, bytes) else data,
+                            self.secrets(), 200))
 
     async def sse_data(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, str]]:
         """(event, data) pairs of an SSE body; socket trouble mid-stream becomes a BackendError."""
@@ -342,19 +365,28 @@ class HttpBackend(Backend):
         raise NotImplementedError
 
 
-async def stream_events(backend: HttpBackend, response: aiohttp.ClientResponse, decoder: Any) -> AsyncIterator[StreamEvent]:
-    """Decode an SSE body with a wire StreamDecoder; ``[DONE]`` and EOF both finish the decoder."""
+async def stream_events(backend: HttpBackend, response: aiohttp.ClientResponse, decoder: Any,
+                        unwrap: Callable[[Any], Any] | None = None) -> AsyncIterator[StreamEvent]:
+    """Decode an SSE body with a wire StreamDecoder; ``[DONE]`` and EOF both finish the decoder.
+    ``unwrap``: what of each frame the decoder reads (Code Assist wraps Gemini's frames).
+
+    A provider's error event becomes a :class:`StreamError` whose message reaches the client and
+    the usage row: it is redacted here, at the boundary, like every other provider text."""
     async for _event, data in backend.sse_data(response):
         if data == "[DONE]":
             break
         try:
             obj = fastjson.loads(data)
         except fastjson.JSONDecodeError:
-            raise BackendError("server", f"the provider sent a stream frame that is not JSON: {data[:200]!r}",
+            raise BackendError("server", f"the provider sent a stream frame that is not JSON: {backend.quote(data)}",
                                backend=backend.name) from None
-        for event in decoder.feed(obj):
+        for event in decoder.feed(obj if unwrap is None else unwrap(obj)):
+            if type(event) is StreamError:
+                event.message = backend.redact(event.message)
             yield event
     for event in decoder.finish():
+        if type(event) is StreamError:
+            event.message = backend.redact(event.message)
         yield event
 
 
@@ -365,4 +397,5 @@ def decode_or_fail(backend: HttpBackend, decode: Callable[[Any], ChatResponse], 
     try:
         return decode(data)
     except ProxyError as exc:
-        raise BackendError("server", f"unreadable reply from the provider: {exc.message}", backend=backend.name) from None
+        raise BackendError("server", backend.redact(f"unreadable reply from the provider: {exc.message}"),
+                           backend=backend.name) from None

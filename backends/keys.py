@@ -65,6 +65,3 @@ class KeyPool:
         """Seconds until the first key is usable again."""
         now = self.clock()
         return max(0.0, min(k.cool_until for k in self.keys) - now)
-
-    def secrets(self) -> list[str]:
-        return [k.value for k in self.keys if k.value]

@@ -16,6 +16,7 @@ import tempfile
 from typing import Any
 
 from backends.base import BackendError
+from backends.redaction import redact_url
 
 DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com/token"
 # Gemini CLI's published "installed application" OAuth client: refresh tokens issued to the CLI can
@@ -90,12 +91,21 @@ class OAuthCredentials:
             detail = exc.args[0] if exc.args else "refresh failed"
             raise self._fail(f"OAuth token refresh failed ({str(detail).split(':')[0]}); log in again with `gemini`") from None
         except google.auth.exceptions.TransportError:
-            raise BackendError("connection", f"cannot reach the OAuth token endpoint {self.token_url}",
+            raise BackendError("connection", f"cannot reach the OAuth token endpoint {redact_url(self.token_url)}",
                                backend=self.backend) from None
-        self._write_back()
+        try:
+            self._write_back()
+        except OSError as exc:
+            # A read-only or full disk is this backend's failure, not the request's: a classified
+            # error lets dispatch fail over (a bare OSError was a 500). The refreshed token stays
+            # in memory, so the next request uses it; writing is tried again at the next refresh.
+            raise self._fail(f"cannot write the refreshed OAuth token back to {self.path}: "
+                             f"{exc.strerror or type(exc).__name__}") from None
 
     def _write_back(self) -> None:
-        """Same file, same format, atomically (tmp file + rename), owner-only permissions."""
+        """Same file, same format, atomically (tmp file + fsync + rename), owner-only permissions.
+        The fsync comes before the rename, so a crash leaves the old file or the whole new one,
+        never an empty file under the real name (Gemini CLI's login would be lost)."""
         creds = self._creds
         data = dict(self._raw)
         data["access_token"] = creds.token
@@ -109,6 +119,8 @@ class OAuthCredentials:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
         except OSError:

@@ -9,6 +9,7 @@ parameters are checked and a bad one is a 400 naming it.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any, Callable
 
 import falcon
@@ -24,22 +25,31 @@ MAX_PAGE = 1000
 
 
 def _time(req: falcon.asgi.Request, name: str) -> float | None:
-    """Unix seconds or ISO 8601 (``2026-11-25`` or ``2026-11-25T10:00:00Z``)."""
+    """Unix seconds or ISO 8601 (``2026-11-25`` or ``2026-11-25T10:00:00Z``). ``nan`` and
+    ``inf`` parse as floats but are no time (and NaN would end up in the stats JSON)."""
     raw = req.get_param(name)
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise _not_a_time(name, raw)
+        return seconds
     try:
         when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ProxyError(400, f"{name}: {raw!r} is not a time; use unix seconds or ISO 8601 like 2026-11-25T10:00:00Z",
-                         "invalid_request", param=name) from None
+        raise _not_a_time(name, raw) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     return when.timestamp()
+
+
+def _not_a_time(name: str, raw: str) -> ProxyError:
+    return ProxyError(400, f"{name}: {raw!r} is not a time; use unix seconds or ISO 8601 like 2026-11-25T10:00:00Z",
+                      "invalid_request", param=name)
 
 
 def _int(req: falcon.asgi.Request, name: str, default: int | None, low: int, high: int) -> int | None:

@@ -28,6 +28,7 @@ from .admin import (
 )
 from .health import HealthMonitor
 from .local_guard import check_local_request
+from .logs import flush_logs
 from .metrics import Metrics
 from .pipeline import Pipeline, StateRef
 from .recording import Recorder
@@ -86,6 +87,7 @@ class ProxyMiddleware:
             await backend.aclose()
         await state.sessions.aclose()
         await self.ref.recorder.store.close()
+        flush_logs()  # the usage store's last batch wrote access lines; the process may end abruptly
 
 
 def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends: Mapping[str, Backend] | None = None,

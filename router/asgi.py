@@ -13,10 +13,14 @@ import os
 from .app import ProxyApp, create_app
 from .config import load_config
 from .connections import bind_worker
+from .logs import configure_logging
 
 
 def create() -> ProxyApp:
+    """One worker's app. Logging first, as the single process does it (a worker starts with none:
+    its warnings went out unredacted through Python's last-resort handler, its access lines nowhere)."""
     config = load_config(os.environ.get("LLM_PROXY_CONFIG") or None)
+    configure_logging(config, os.environ.get("LLM_PROXY_LOG_LEVEL"), os.environ.get("LLM_PROXY_LOG_FORMAT"))
     if os.environ.get("LLM_PROXY_DISABLE_COMMANDS") == "1":
         config = dataclasses.replace(config, interactive_commands=False)
     app = create_app(config, disable_auth=os.environ.get("LLM_PROXY_DISABLE_AUTH") == "1",

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from dsl.errors import RulesError
+from urllib.parse import urlsplit
+
+from backends.redaction import redact, redact_url
+from dsl.errors import Location, RulesError
 from dsl.source import YamlDocument, parse_yaml, validate
 
 __all__ = [
@@ -55,6 +58,8 @@ _PROVIDER_KEY_ENV = {
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
 _VAR_REF = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PREFIX_RE = re.compile(r"^\S{1,10}$")
+# Backend settings that are URLs: shown redacted, and refused when they carry credentials.
+_URL_SETTINGS = ("base_url", "gemini_api_base_url", "token_url")
 _REDACTED = "<redacted>"
 
 
@@ -115,6 +120,14 @@ class BackendConfig:
                             float(raw.get("idle", proxy_timeout)))
         return Timeouts(float(raw), float(raw), float(raw))
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret this backend's settings hold: its keys, the values of headers whose names
+        look secret (``Authorization``, ``*-Key`` ...) and an OAuth ``client_secret``; the
+        redaction of text that leaves the proxy looks for each of them."""
+        headers = (str(v) for h, v in self.headers.items() if _SECRET_HEADER.search(h) and v)
+        client_secret = self.options.get("client_secret")
+        return (*self.api_keys, *headers, *([str(client_secret)] if client_secret else ()))
+
     def redacted(self) -> dict[str, Any]:
         """A JSON-able view safe for logs and ``!/hello``: keys and secret-looking headers hidden."""
         opts = {k: v for k, v in self.options.items()}
@@ -124,8 +137,11 @@ class BackendConfig:
             opts["timeout"] = dict(opts["timeout"])
         if "models" in opts:
             opts["models"] = list(opts["models"])
+        for key in _URL_SETTINGS:
+            if isinstance(opts.get(key), str):
+                opts[key] = redact_url(opts[key])
         return {"name": self.name, "type": self.type, "api_keys": [_REDACTED] * len(self.api_keys),
-                "base_url": self.base_url, **opts}
+                "base_url": redact_url(self.base_url) if self.base_url else None, **opts}
 
     def __repr__(self) -> str:
         return f"BackendConfig({self.redacted()!r})"
@@ -370,11 +386,37 @@ def _type_of(name: str, settings: Mapping[str, Any]) -> str | None:
     return settings.get("type") or (name if name in BACKEND_TYPES else None)
 
 
+def _refuse_url_credentials(name: str, settings: Mapping[str, Any], doc: YamlDocument | None) -> None:
+    """A backend URL with ``user:password@`` is refused: the connectors authenticate with
+    ``api_key`` or ``headers``, and credentials kept in a URL end up wherever the URL is shown
+    (aiohttp even refuses them beside an Authorization header). The error names the setting and
+    its position but not the credentials: the excerpt of the file is redacted too."""
+    for key in _URL_SETTINGS:
+        value = settings.get(key)
+        if not isinstance(value, str):
+            continue
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            continue  # not a URL at all: the connector's first call says so
+        if "@" not in parts.netloc:
+            continue
+        where = None
+        if doc is not None:
+            loc = doc.location(("backends", name, key))
+            where = Location(loc.file, loc.line, loc.column, "\n".join(map(redact, loc.text.split("\n"))))
+        raise ConfigError(f"backends.{name}.{key} holds credentials ({redact_url(value)}): credentials in a URL "
+                          "are not supported", where,
+                          "the URL without user:password@; put the key in api_key, or an Authorization "
+                          "header in headers")
+
+
 def _build_backend(name: str, settings: dict[str, Any], doc: YamlDocument | None) -> BackendConfig:
     kind = _type_of(name, settings)
     if kind is None:
         where = doc.location(("backends", name)) if doc else None
         raise ConfigError(f"backend {name!r} has no 'type'", where, "one of " + ", ".join(BACKEND_TYPES))
+    _refuse_url_credentials(name, settings, doc)
     rest = {k: v for k, v in settings.items() if k not in ("type", "api_key", "api_keys", "base_url")}
     if isinstance(rest.get("headers"), dict):
         rest["headers"] = MappingProxyType(dict(rest["headers"]))

@@ -1,5 +1,9 @@
 """Logging set-up: readable text by default, JSON lines with ``--log-format json``, and a
 redaction filter on every handler so no API key or OAuth token reaches a log, whoever logs it.
+
+The redaction is :mod:`backends.redaction`'s, the same that connectors apply to provider text.
+Log lines are also made unforgeable: a control character in a message (``%0a`` in a path, an
+escape sequence in a model name) is written escaped, so one record is always one line.
 """
 
 from __future__ import annotations
@@ -10,14 +14,35 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
+from backends.redaction import Redactor
+
 from . import fastjson
 
-# Shapes of credentials, redacted even when we do not know the exact value.
-_CREDENTIAL = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|ya29\.[0-9A-Za-z_\-.]+"
-                         r"|(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{8,}|(?i:(?:x-api-key|x-goog-api-key|authorization)"
-                         r"['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{6,})")
-# Substrings every credential shape above contains; the full regex only runs when one is present.
-_TRIGGERS = ("sk-", "AIza", "ya29.", "earer", "EARER", "api-key", "API-KEY", "uthorization", "UTHORIZATION")
+# Characters that would break a line or hide text on a terminal: C0 and C1 controls, DEL, the
+# Unicode line and paragraph separators, and the bidirectional overrides.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` on one line: control and line-breaking characters written as ``\\n``, ``\\x1b``, ``\\u2028``."""
+    if text.isprintable():  # the common case, one fast C-level scan
+        return text
+    return _UNSAFE.sub(_escape, text)
+
+
+def _json_safe(line: str) -> str:
+    """A JSON line with the characters JSON may leave raw but line readers split on escaped."""
+    if line.isprintable():
+        return line
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+
+
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -26,43 +51,19 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
-        self._known = re.compile("|".join(map(re.escape, self.secrets))) if self.secrets else None
-        # One scan for "is anything secret-shaped here at all": every log line passes through it.
-        # A few literals are found faster by ``in`` one after the other than by one regex.
-        literals = (*self.secrets, *_TRIGGERS)
-        if len(literals) <= 24:
-            def suspect(text: str) -> bool:
-                for literal in literals:
-                    if literal in text:
-                        return True
-                return False
-
-            self._suspect: Callable[[str], object] = suspect
-        else:
-            self._suspect = re.compile("|".join(map(re.escape, literals))).search
-
-    def suspects(self, text: str) -> bool:
-        """Whether anything in ``text`` looks like a secret (then :meth:`scrub` has work to do)."""
-        return bool(self._suspect(text))
+        self.redactor = Redactor(secrets)
+        self.secrets = self.redactor.secrets
+        # Every log line passes through: "is anything secret-shaped here at all" is one cheap test.
+        self.suspects: Callable[[str], bool] = self.redactor.suspects
+        self.scrub: Callable[[str], str] = self.redactor
 
     def scrub_line(self, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """A message and its string fields: one scan over all of them, the per-field work only
         when something looks secret."""
         texts = [v for v in fields.values() if isinstance(v, str)]
-        if not self._suspect("\n".join([message, *texts])):
+        if not self.suspects("\n".join([message, *texts])):
             return message, fields
         return self.scrub(message), {k: self.scrub(v) if isinstance(v, str) else v for k, v in fields.items()}
-
-    def scrub(self, text: str) -> str:
-        """Runs on every log line, so the common case (nothing secret-shaped) is one scan."""
-        if not self._suspect(text):
-            return text
-        if self._known is not None and self._known.search(text):
-            text = self._known.sub("[redacted]", text)
-        if any(t in text for t in _TRIGGERS):
-            text = _CREDENTIAL.sub("[redacted]", text)
-        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -81,8 +82,15 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def _continuation(text: str) -> str:
+    """A traceback under its line: each of its lines marked as a continuation and kept on one line,
+    so text in an exception message cannot pass for a log line of its own."""
+    return "\n".join(["  | " + escape_controls(line) for line in text.split("\n")])
+
+
 class TextFormatter(logging.Formatter):
-    """``time level logger: message``; the time text is made once per second, not once per line."""
+    """``time level logger: message``; the time text is made once per second, not once per line.
+    The message is escaped (:func:`escape_controls`), a traceback follows as continuation lines."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -98,9 +106,27 @@ class TextFormatter(logging.Formatter):
             self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
         return f"{self._stamp},{int((created - second) * 1000):03d}"
 
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.line(record.created, record.levelname, record.name, record.getMessage())
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            text += "\n" + _continuation(record.exc_text)
+        if record.stack_info:
+            text += "\n" + _continuation(self.formatStack(record.stack_info))
+        return text
+
     def line(self, created: float, levelname: str, name: str, message: str) -> str:
-        """What :meth:`format` makes of a record without exception (see :class:`AccessLog`)."""
-        return f"{self._time(created)} {levelname} {name}: {message}"
+        """What :meth:`format` makes of a record without exception."""
+        return f"{self._time(created)} {levelname} {name}: {escape_controls(message)}"
+
+    def lines(self, levelname: str, name: str, messages: list[str], created: list[float], end: str) -> str:
+        """The lines of several records at once, as :meth:`line` writes each (the access log's
+        batches): one printability test for the batch, the per-line escaping only when it fails."""
+        if not all(map(str.isprintable, messages)):
+            messages = list(map(escape_controls, messages))
+        time_of = self._time
+        return "".join([f"{time_of(when)} {levelname} {name}: {message}{end}" for message, when in zip(messages, created)])
 
 
 class JsonFormatter(logging.Formatter):
@@ -117,7 +143,7 @@ class JsonFormatter(logging.Formatter):
                "level": levelname.lower(), "logger": name, "message": message, **fields}
         if exc_text:
             out["exception"] = exc_text
-        return fastjson.dumps_str(out, default=str)
+        return _json_safe(fastjson.dumps_str(out, default=str))
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -171,15 +197,12 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return False
         end, now = self.terminator, time.time()
         if type(formatter) is TextFormatter:
-            line = formatter.line
-            chunk = "".join([line(created or now, levelname, name, message) + end for message, _f, created in lines])
-            if any(redactor.suspects(chunk) for redactor in filters):  # type: ignore[attr-defined]
-                texts = []
-                for message, _fields, created in lines:
-                    for redactor in filters:
-                        message = redactor.scrub(message)  # type: ignore[attr-defined]
-                    texts.append(line(created or now, levelname, name, message) + end)
-                chunk = "".join(texts)
+            # Redaction first, on the text as logged (escaping would hide ``Bearer\n<token>``).
+            messages = [message for message, _fields, _created in lines]
+            if any(redactor.suspects("\n".join(messages)) for redactor in filters):  # type: ignore[attr-defined]
+                for redactor in filters:
+                    messages = list(map(redactor.scrub, messages))  # type: ignore[attr-defined]
+            chunk = formatter.lines(levelname, name, messages, [created or now for _m, _f, created in lines], end)
         elif type(formatter) is JsonFormatter:
             chunk = "".join([formatter.line(created or now, levelname, name, *self._redacted(message, fields())) + end
                              for message, fields, created in lines])
@@ -286,15 +309,48 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> Redactin
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # let uvicorn's records reach our handler
+    for name in ("uvicorn", "uvicorn.error"):  # let uvicorn's records reach our handler
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # Our access line per request is the one (router.recording); uvicorn's would be a second. The
+    # single process got this from uvicorn (``access_log=False``), which runs after us there but
+    # before us in a worker, where turning propagation on here doubled every access line.
+    logging.getLogger("uvicorn.access").handlers.clear()
+    logging.getLogger("uvicorn.access").propagate = False
     return redactor
 
 
+def flush_logs() -> None:
+    """Write what the root handlers still hold. At shutdown: uvicorn re-raises the SIGTERM it
+    handled once the server has stopped, which ends the process without ``atexit`` (where
+    ``logging.shutdown`` would flush), so the last batch of access lines was lost."""
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except (OSError, ValueError):  # a closed stream: nothing left to save
+            pass
+
+
+def configure_logging(config: Any, level: str | None = None, fmt: str | None = None) -> RedactingFilter:
+    """Logging for a serving process from its config (``level``/``fmt`` from the command line
+    win): the single process and every ``--workers`` process run exactly this, so each has the
+    same handler, format and redaction, and its access lines are written."""
+    return setup_logging((level or config.logging.level).upper(), fmt or config.logging.format, config_secrets(config))
+
+
+def remember_secrets(secrets: Iterable[str]) -> None:
+    """Add secrets (a reloaded config's keys) to the redaction of the handlers set up here. The
+    old ones are kept: lines about requests that started before the reload may still quote them."""
+    for handler in logging.getLogger().handlers:
+        for index, flt in enumerate(handler.filters):
+            if type(flt) is RedactingFilter:
+                handler.filters[index] = RedactingFilter([*flt.secrets, *secrets])
+
+
 def config_secrets(config: object) -> list[str]:
-    """Every key the config holds: client, admin and backend keys."""
+    """Every secret the config holds: client and admin keys, and each backend's (see
+    :meth:`~router.config.BackendConfig.secrets`)."""
     keys = list(getattr(config, "auth_keys", ())) + list(getattr(config, "admin_keys", ()))
     for backend in getattr(config, "backends", {}).values():
-        keys += list(backend.api_keys)
+        keys += list(backend.secrets())
     return keys

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsl.errors import RulesError, RulesErrors
 
+from .logs import config_secrets, remember_secrets
 from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,6 +77,7 @@ class Reloader:
                 self.ref.recorder.audit("config_reload", actor, "rejected", reason=reason, errors=text)
                 return False, text
             self.ref.state = new
+            remember_secrets(config_secrets(config))
             self.ref.generation += 1
             self.ref.metrics.config_generation.set(self.ref.generation)
             changed = sorted(set(old.backends) ^ set(new.backends))

@@ -13,7 +13,7 @@ from dsl.errors import RulesError, RulesErrors
 from .config import load_config
 from .connections import protocol_for
 from .local_guard import is_loopback_name
-from .logs import config_secrets, setup_logging
+from .logs import configure_logging
 
 log = logging.getLogger("llm_proxy")
 
@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
             print(err.render(), file=sys.stderr)
         return 2
     level = (args.log_level or config.logging.level).upper()
-    setup_logging(level, args.log_format or config.logging.format, config_secrets(config))
+    log_format = args.log_format or config.logging.format
+    configure_logging(config, level, log_format)
     # Whether auth is on follows the config, at start-up and on every reload (router/auth.py):
     # without client keys, requests are accepted unauthenticated only on a loopback address.
     loopback = is_loopback_name(args.host)
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["LLM_PROXY_DISABLE_AUTH"] = "1" if args.disable_auth else "0"
         os.environ["LLM_PROXY_LOOPBACK"] = "1" if loopback else "0"
         os.environ["LLM_PROXY_DISABLE_COMMANDS"] = "1" if args.disable_interactive_commands else "0"
+        os.environ["LLM_PROXY_LOG_LEVEL"], os.environ["LLM_PROXY_LOG_FORMAT"] = level, log_format
         uvicorn.run("router.asgi:create", factory=True, workers=args.workers,
                     http="router.connections:WorkerProtocol", **common)
         return 0

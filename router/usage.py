@@ -11,10 +11,12 @@ SQLite store is the embedded default (``usage.path``; in memory when unset).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import operator
+import os
 import sqlite3
 import threading
 import time
@@ -25,6 +27,19 @@ from . import fastjson
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("llm_proxy.usage")
+
+
+def _private_database(path: str) -> None:
+    """Make the database file owner-only (0600) before SQLite opens it, as the session files are:
+    the rows name callers, sessions and provider errors. SQLite gives the ``-wal`` and ``-shm``
+    files it creates the database file's mode; files an older version left readable to others
+    are tightened (best effort: a file owned by someone else is left to its owner)."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(OSError):
+            mode = os.stat(name).st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
 
 
 def _bind_none(value: None) -> None:
@@ -137,6 +152,8 @@ class SQLiteUsageStore:
         self._pending: list[tuple[str, Any]] | None = None
         self._wake: asyncio.Event | None = None  # set when the first row arrives after a write
         self._idle: asyncio.Event | None = None  # set when nothing is waiting to be written
+        if self.path != ":memory:":
+            _private_database(self.path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()  # one connection, used from worker threads one at a time

@@ -402,3 +402,44 @@ def test_repr_never_contains_keys(tmp_path: Path) -> None:
     assert "<redacted>" in repr(cfg)
     assert cfg.redacted()["backends"]["openai"]["api_keys"] == ["<redacted>", "<redacted>"]
     assert cfg.redacted()["backends"]["local"]["headers"]["X-Team"] == "core"
+
+
+# --------------------------------------------------------------------------- credentials in URLs
+
+
+@pytest.mark.parametrize("backend", [
+    "type: openai\n    api_key: sk-abcdefgh1234\n    base_url: http://alice:pw-in-url-42@127.0.0.1:9/v1",
+    "type: openai-compatible\n    base_url: 'https://tokenonly-user-77@llm.internal/v1'",
+    "type: gemini\n    api_key: k\n    gemini_api_base_url: https://bob:pw-in-url-42@g.internal",
+    "type: gemini-cli-oauth-personal\n    token_url: https://carol:pw-in-url-42@oauth.internal/token",
+])
+def test_url_credentials_are_refused_where_written(tmp_path: Path, backend: str) -> None:
+    """``user:password@`` in a backend URL means nothing to the connectors (keys go in
+    ``api_key`` or ``headers``), and an ``openai`` backend used to answer 500 with it: refused at
+    load, positioned, and the error itself does not repeat the credentials."""
+    path = write(tmp_path, f"backends:\n  b:\n    {backend}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    line = next(i for i, text in enumerate(backend.split("\n"), start=3) if "://" in text)
+    text = info.value.render()
+    assert f"{path}:{line}:" in text and "credentials in a URL" in text and "api_key" in text
+    assert re.search(r"^\s*\^$", text, re.MULTILINE), text
+    for secret in ("pw-in-url-42", "alice", "tokenonly-user-77"):
+        assert secret not in text, text
+
+
+def test_check_reports_url_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from router.cli import main
+
+    path = write(tmp_path, "backends:\n  b: {type: openai, api_key: k, base_url: 'http://u:pw-in-url-42@h/v1'}\n")
+    assert main(["check", "--config", path]) == 1
+    err = capsys.readouterr().err
+    assert "backends.b.base_url" in err and "pw-in-url-42" not in err
+
+
+def test_repr_shows_urls_without_credentials() -> None:
+    from router.config import BackendConfig
+
+    cfg = BackendConfig("b", "openai", base_url="https://u:pw-in-url-42@h/v1",
+                        options={"token_url": "https://u:pw-in-url-42@o/token"})
+    assert "pw-in-url-42" not in repr(cfg) and "https://h/v1" in repr(cfg)

@@ -352,3 +352,79 @@ async def test_concurrent_first_calls_refresh_and_onboard_once(build, fake: Fake
     assert sorted(r.text() for r in replies) == [f"n{i}" for i in range(5)]
     assert len(fake.oauth.refresh_calls) == 1
     assert len(fake.calls(endpoint="loadCodeAssist")) == 1 and len(fake.calls(endpoint="onboardUser")) == 1
+
+
+# --- write-back failures --------------------------------------------------------------------------
+
+def read_only_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rename onto the credentials file fails as on a read-only mount (the suite runs as root,
+    for whom permissions do not stop a write, so the failure is injected at the system call)."""
+    import errno
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", dst)
+
+    monkeypatch.setattr(os, "replace", refuse)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_write_back_failure_is_a_backend_error(build, fake: FakeProvider, creds: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, stream: bool) -> None:
+    """Not a 500: a classified, retryable backend error naming the file; nothing left behind;
+    the refreshed token is kept, so the next request works without refreshing again."""
+    before = creds.read_text()
+    backend = await personal(build, fake, creds)
+    read_only_disk(monkeypatch)
+    with pytest.raises(BackendError) as info:
+        if stream:
+            await collect(backend.stream(chat(stream=True)))
+        else:
+            await backend.complete(chat())
+    exc = info.value
+    assert exc.kind == "auth" and exc.retryable and exc.backend == "b"
+    assert str(creds) in exc.message and "Read-only file system" in exc.message
+    assert creds.read_text() == before
+    assert [p.name for p in creds.parent.iterdir() if p.name.startswith(".oauth")] == []
+    assert (await backend.complete(chat("still here"))).text() == "still here"
+    assert len(fake.oauth.refresh_calls) == 1
+
+
+async def test_write_back_failure_fails_over(build, fake: FakeProvider, creds: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsl import ir
+    from dsl.evaluate import Plan
+    from router.dispatch import Dispatcher, Outcome, RetryPolicy
+
+    built = await build(gcli=backend_settings("gemini-cli-oauth-personal", fake, credentials_path=str(creds)),
+                        other=backend_settings("anthropic", fake))
+    read_only_disk(monkeypatch)
+    outcome = Outcome()
+    dispatcher = Dispatcher(built, retry=RetryPolicy(retries=0, base_delay=0.01, max_delay=0.01))
+    plan = Plan(chain=(ir.Target("gcli", "gemini-2.5-pro"), ir.Target("other", "fake-model")))
+    reply_ = await dispatcher.complete(plan, chat("fail over"), outcome, None)
+    assert reply_.text() == "fail over"
+    assert [(a.backend, a.status) for a in outcome.attempts] == [("gcli", "auth"), ("other", "ok")]
+
+
+async def test_write_back_syncs_before_the_rename(build, fake: FakeProvider, creds: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new file's data is on disk before its name replaces the old one: a crash between the
+    two leaves the old credentials, never an empty file."""
+    steps: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        steps.append(("replace", str(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    backend = await personal(build, fake, creds)
+    await backend.complete(chat())
+    [(first, synced), (second, renamed)] = steps
+    assert (first, second) == ("fsync", "replace") and synced == renamed
+    assert json.loads(creds.read_text())["access_token"] == fake.oauth.issued[0]

@@ -14,7 +14,7 @@ from backends.base import BackendError
 from fakes.provider import FakeProvider, delay, error, reset, reset_after_chunks, stream_chunks, stream_error
 from router.canonical import StreamError, StreamStart
 
-from .conftest import backend_settings, chat, collect
+from .conftest import backend_settings, chat, collect, make_config
 
 FAMILY_KINDS = ["openai", "anthropic", "gemini"]
 
@@ -326,3 +326,98 @@ async def test_first_byte_limit_applies_whatever_idle_is(build, fake: FakeProvid
     elapsed = loop.time() - started
     assert exc.kind == "timeout"
     assert limits["first_byte"] - 0.05 <= elapsed < limits["first_byte"] + 0.5
+
+
+# --- provider text is redacted at the boundary, on every path -------------------------------------
+
+FAMILY_KEYS = {"openai": "sk-fake-openai", "anthropic": "sk-ant-fake", "gemini": "fake-gemini-key"}
+
+
+def fragments(secret: str, size: int = 6) -> list[str]:
+    """Every run of ``size`` characters of ``secret``: none may reach a message."""
+    return [secret[i:i + size] for i in range(len(secret) - size + 1)]
+
+
+def assert_clean(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        for part in fragments(secret):
+            assert part not in text, f"{part!r} of {secret!r} in {text!r}"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("kind", FAMILY_KINDS)
+async def test_non_json_error_body_is_redacted(build, fake: FakeProvider, kind: str, stream: bool) -> None:
+    """A plain-text error page that echoes our key across the clip point, and a foreign
+    credential field: neither reaches the message (the clip came before the redaction)."""
+    backend = await one(build, fake, kind)
+    key = FAMILY_KEYS[kind]
+    cut = 500 - len(key) // 2  # the key straddles the 500th character
+    fake.enqueue(error(500, "x" * (cut - 1) + " " + key + " and more"))
+    exc = await attempt(backend, stream)
+    assert exc.kind == "server" and exc.message.startswith("500 xxx")
+    assert_clean(exc.message, key)
+    fake.enqueue(error(502, "<pre>upstream said x-api-key: foreign-credential-1234 is invalid</pre>",
+                       content_type="text/html"))
+    exc = await attempt(backend, stream)
+    assert "x-api-key: [redacted]" in exc.message
+    assert_clean(exc.message, "foreign-credential-1234")
+
+
+@pytest.mark.parametrize("kind", FAMILY_KINDS)
+async def test_non_json_success_body_is_redacted(build, fake: FakeProvider, kind: str) -> None:
+    backend = await one(build, fake, kind)
+    key = FAMILY_KEYS[kind]
+    fake.enqueue(error(200, f"<html>welcome {key}, your Authorization: Bearer abcdefghijkl</html>",
+                       content_type="text/html"))
+    exc = await attempt(backend, False)
+    assert exc.kind == "server" and "not JSON" in exc.message
+    assert_clean(exc.message, key, "abcdefghijkl")
+
+
+@pytest.mark.parametrize("kind", FAMILY_KINDS)
+async def test_non_json_stream_frame_is_redacted(build, fake: FakeProvider, kind: str) -> None:
+    backend = await one(build, fake, kind)
+    key = FAMILY_KEYS[kind]
+    fake.enqueue(error(200, f"data: proxy error for key {key}\n\n", content_type="text/event-stream"))
+    exc = await attempt(backend, True)
+    assert exc.kind == "server" and "not JSON" in exc.message
+    assert_clean(exc.message, key)
+
+
+@pytest.mark.parametrize("kind", FAMILY_KINDS)
+async def test_stream_error_event_is_redacted(build, fake: FakeProvider, kind: str) -> None:
+    """A provider's in-stream error event becomes the client's error event and the usage row's
+    error: its message is provider text like any other."""
+    backend = await one(build, fake, kind)
+    key = FAMILY_KEYS[kind]
+    fake.enqueue(stream_error(after_chunks=1, message=f"quota of {key} exceeded; x-api-key: foreign-credential-1234"))
+    events = await collect(backend.stream(chat(stream=True)))
+    [failure] = [e for e in events if isinstance(e, StreamError)]
+    assert "quota of" in failure.message
+    assert_clean(failure.message, key, "foreign-credential-1234")
+
+
+async def test_connector_refuses_url_credentials(tmp_path, fake: FakeProvider) -> None:
+    """config.yaml cannot give a URL with credentials (refused at load, see test_config); settings
+    made in code are refused when the connector is built, not by aiohttp's ValueError (a 500) on
+    the first request, and the refusal does not repeat them."""
+    import dataclasses
+
+    from backends.factory import BUILDERS
+
+    app = make_config(tmp_path, b=backend_settings("openai", fake))
+    for kind in ("openai", "openai-compatible", "anthropic", "gemini"):
+        cfg = dataclasses.replace(app.backends["b"], type=kind, base_url="http://alice:pw-in-url-0123@127.0.0.1:9/v1")
+        with pytest.raises(ValueError) as info:
+            BUILDERS[kind](cfg, app)
+        assert "credentials in base_url" in str(info.value) and "127.0.0.1:9" in str(info.value)
+        assert_clean(str(info.value), "alice:pw-in-url-0123")
+
+
+async def test_connection_error_names_the_url(build, fake: FakeProvider) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = await one(build, fake, "openai", base_url=f"http://127.0.0.1:{port}/v1")
+    exc = await attempt(backend, False)
+    assert exc.kind == "connection" and f"http://127.0.0.1:{port}/v1" in exc.message

@@ -215,3 +215,50 @@ def test_a_batch_reaches_other_handlers_the_ordinary_way(caplog) -> None:
     records = [r for r in caplog.records if r.name == "llm_proxy.access"]
     assert [(r.getMessage(), r.caller, r.created) for r in records] == [("GET /a 200 1.0ms", "k1", 1.0),
                                                                         ("GET /b 200 1.0ms", "k2", 2.0)]
+
+
+FORGED = "2026-01-01 00:00:00,000 INFO llm_proxy.access: POST /v2/chat/completions 200 forged"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_control_characters_cannot_forge_a_line(tmp_path: Path, access_lines, fmt: str) -> None:
+    """A model name or a path with a line break (``%0a``), a carriage return, an escape sequence or
+    a Unicode line separator is written escaped: every record stays one line, nothing forged."""
+    out = access_lines(fmt)
+    app = build_app(tmp_path, backends={"echo": {"type": "echo"}})
+    nasty = ["\n" + FORGED, "\r" + FORGED, "\x1b[2K\r" + FORGED, "\u2028" + FORGED, "\x85" + FORGED]
+    async with falcon.testing.ASGIConductor(app) as client:
+        for tail in nasty:
+            assert (await post_chat(client, model="echo:m" + tail)).status_code == 200
+        assert (await client.simulate_get("/v2/models%0a" + FORGED.replace(" ", "%20"), headers=AUTH)).status_code == 404
+        await wait_records(client, len(nasty))
+    logging.getLogger().handlers[0].flush()
+    text = out.getvalue()
+    lines = text.splitlines()  # splits on \r, \x85 and \u2028 too, as many log readers do
+    assert not any(line.startswith("2026-01-01") or line.startswith("INFO") for line in lines), text
+    assert all(line.startswith("{") for line in lines) if fmt == "json" else all(line[:2] == "20" for line in lines)
+    [path_line] = [line for line in lines if "GET /v2/models" in line]
+    chats = [line for line in lines if "POST /v2/chat/completions" in line and line != path_line]
+    assert len(chats) == len(nasty), chats
+    if fmt == "text":
+        assert "GET /v2/models\\n2026-01-01" in path_line, path_line
+        for escaped in ("model=m\\n2026-01-01", "model=m\\r2026", "model=m\\x1b[2K\\r2026", "model=m\\u2028", "\\x85"):
+            assert any(escaped in line for line in chats), (escaped, chats)
+    else:
+        assert json.loads(path_line)["message"].startswith("GET /v2/models\n2026-01-01")
+        assert sorted(json.loads(line)["model"] for line in chats) == sorted("m" + tail for tail in nasty)
+
+
+def test_a_traceback_stays_under_its_line(access_lines) -> None:
+    """Tracebacks are several lines by nature: each is marked as a continuation, so an exception
+    message cannot start a line that looks like a record of its own."""
+    out = access_lines("text")
+    try:
+        raise ValueError("bad input\n" + FORGED)
+    except ValueError:
+        logging.getLogger("llm_proxy.test").exception("failed on %s", "x\ny")
+    logging.getLogger().handlers[0].flush()
+    head, *rest = out.getvalue().splitlines()
+    assert head.endswith("llm_proxy.test: failed on x\\ny")
+    assert rest and all(line.startswith("  | ") for line in rest), rest
+    assert any(FORGED in line for line in rest)

@@ -133,3 +133,44 @@ async def test_no_key_reaches_logs_or_records(tmp_path: Path, fake_provider: Fak
         for secret in SECRETS:
             assert secret not in text, f"{secret} leaked into {where}"
             assert secret[4:20] not in text, f"part of {secret} leaked into {where}"
+
+
+PLAIN_KEY = "opaque-local-key-0123456789"  # a key with no recognisable shape: only its value can find it
+
+
+async def test_provider_text_reaches_client_and_usage_redacted(tmp_path: Path, fake_provider: FakeProvider,
+                                                               all_logs) -> None:
+    """What a provider says goes to the client, the usage row's ``error`` and the logs. A plain
+    text error page echoing our key (cut where the message is clipped), a foreign credential
+    field, and an in-stream error event quoting the key: none of them may carry a secret out."""
+    from fakes.provider import stream_error
+    from ops_support import AUTH, build_app, post_chat, wait_records
+
+    handler, caplog = all_logs
+    fake_provider.keys["openai"] = {PLAIN_KEY}
+    db = tmp_path / "usage.db"
+    app = build_app(tmp_path, usage={"path": str(db)}, default_backend="oai", backends={
+        "oai": {"type": "openai-compatible", "base_url": f"{fake_provider.url}/v1", "api_key": PLAIN_KEY}})
+    echo = "x" * (499 - len(PLAIN_KEY) // 2) + " " + PLAIN_KEY
+    fake_provider.enqueue(error(400, echo), error(400, "<h1>bad x-api-key: foreign-credential-1234</h1>",
+                                                  content_type="text/html"),
+                          stream_error(message=f"key {PLAIN_KEY} is over quota"))
+    async with falcon.testing.ASGIConductor(app) as client:
+        replies = [await post_chat(client, model="oai:fake-model"), await post_chat(client, model="oai:fake-model"),
+                   await post_chat(client, model="oai:fake-model", stream=True)]
+        assert [r.status_code for r in replies] == [400, 400, 200]
+        assert "x-api-key: [redacted]" in replies[1].text
+        rows = await wait_records(client, 3, AUTH)
+    errors = [row["error"] for row in rows]
+    assert all(errors) and any("over quota" in e for e in errors), errors
+    con = sqlite3.connect(db)
+    try:
+        stored = "\n".join(con.iterdump())
+    finally:
+        con.close()
+    logs = handler.out.getvalue() + caplog.text
+    for where, text in (("client", "".join(r.text for r in replies)), ("usage rows", repr(rows)),
+                        ("sqlite", stored), ("logs", logs)):
+        for secret in (PLAIN_KEY, "foreign-credential-1234"):
+            for i in range(len(secret) - 7):
+                assert secret[i:i + 8] not in text, f"part of {secret} leaked into {where}"

@@ -268,3 +268,37 @@ async def test_connectors_retired_by_a_reload_are_closed_at_shutdown(tmp_path: P
         assert (await app.reloader.reload())[0]
         assert app.state_ref.state.backends["other"] is not old_other and closed == []  # in-flight requests may use it
     assert closed == ["other"]  # closed at shutdown, not leaked
+
+
+async def test_keys_added_by_a_reload_are_redacted_in_logs(tmp_path: Path) -> None:
+    """The log redaction learns a reloaded config's keys (it knew only those of the start)."""
+    import io
+    import logging
+
+    import yaml
+
+    from router.logs import setup_logging
+
+    new_key = "opaque-reloaded-key-0123456789"  # no credential shape: only its value finds it
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    setup_logging("info", "text", [CLIENT_KEY])
+    out = io.StringIO()
+    root.handlers[0].stream = out
+    try:
+        app = quiet(build_app(tmp_path))
+        config = tmp_path / "config.yaml"
+        data = yaml.safe_load(config.read_text())
+        data["backends"]["up"] = {"type": "openai-compatible", "base_url": "http://127.0.0.1:9/v1", "api_key": new_key}
+        config.write_text(yaml.safe_dump(data))
+        ok, message = await app.reloader.reload(actor="test")
+        assert ok, message
+        logging.getLogger("backends.up").warning("upstream echoed %s and %s", new_key, CLIENT_KEY)
+        root.handlers[0].flush()
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    assert "upstream echoed [redacted] and [redacted]" in out.getvalue(), out.getvalue()

@@ -218,6 +218,12 @@ BAD_PARAMS = [
     ("/v2/audit/logs", "limit", "-1"),
     ("/v2/audit/logs", "cursor", "x"),
     ("/v2/audit/logs", "until", "1"),
+    # floats that are no time: NaN used to reach the stats JSON (invalid JSON for most readers)
+    ("/v2/usage/stats", "since", "nan"),
+    ("/v2/usage/stats", "until", "inf"),
+    ("/v2/usage/stats", "since", "-Infinity"),
+    ("/v2/usage/stats", "since", "1e999"),
+    ("/v2/audit/logs", "since", "NaN"),
 ]
 
 

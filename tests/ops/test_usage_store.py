@@ -147,3 +147,31 @@ async def test_none_columns_are_stored_as_null() -> None:
     items, _ = await store.recent(limit=1)
     assert items[0]["cost"] is None and items[0]["error"] is None
     await store.close()
+
+
+async def test_database_files_are_owner_only(tmp_path) -> None:
+    """usage.db and the -wal and -shm files SQLite makes beside it are 0600 like the session
+    files, whatever the umask; a database an older version left 0644 is tightened on open."""
+    import os
+    import stat
+
+    def modes() -> dict[str, int]:
+        return {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir() if p.name.startswith("usage.db")}
+
+    old_umask = os.umask(0o022)
+    try:
+        store = SQLiteUsageStore(str(tmp_path / "usage.db"))
+        await store.start()
+        assert store.record(rec(1))
+        await store.flush()
+        assert set(modes()) == {"usage.db", "usage.db-wal", "usage.db-shm"}
+        assert set(modes().values()) == {0o600}, modes()
+        await store.close()
+        for path in tmp_path.iterdir():
+            path.chmod(0o644)
+        reopened = SQLiteUsageStore(str(tmp_path / "usage.db"))
+        assert (await reopened.recent(limit=5))[0]
+        assert set(modes().values()) == {0o600}, modes()
+        await reopened.close()
+    finally:
+        os.umask(old_umask)

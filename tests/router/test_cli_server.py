@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import falcon.testing
+import pytest
 import yaml
 
 from proxy_support import API_KEY, BASE_CONFIG, LoopbackClient, chat, reply_text
@@ -68,7 +69,8 @@ def test_workers_serve_with_the_limited_protocol(served, tmp_path, monkeypatch):
     import importlib
 
     monkeypatch.setattr(WorkerProtocol, "ref", None)
-    for name in ("LLM_PROXY_CONFIG", "LLM_PROXY_DISABLE_AUTH", "LLM_PROXY_LOOPBACK", "LLM_PROXY_DISABLE_COMMANDS"):
+    for name in ("LLM_PROXY_CONFIG", "LLM_PROXY_DISABLE_AUTH", "LLM_PROXY_LOOPBACK", "LLM_PROXY_DISABLE_COMMANDS",
+                 "LLM_PROXY_LOG_LEVEL", "LLM_PROXY_LOG_FORMAT"):
         monkeypatch.setenv(name, "")  # restored after the test; main() sets them for the workers
     path = _config(tmp_path, server={"header_timeout": 3})
     assert main(["--config", path, "--workers", "2"]) == 0
@@ -79,3 +81,85 @@ def test_workers_serve_with_the_limited_protocol(served, tmp_path, monkeypatch):
     app = importlib.import_module("router.asgi").create()  # what each worker does
     assert WorkerProtocol.ref is app.state_ref and app.state_ref.state.config.server.header_timeout == 3
     assert app.state_ref.state.auth.local_only  # loopback, no keys: local mode in the workers too
+
+
+# --- --workers N: every worker logs like the single process ---------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKEND_KEY = "opaque-upstream-key-0123456789"  # no credential shape: only its value finds it
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_PROXY_")}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def test_worker_entry_point_sets_up_redacted_logging(tmp_path: Path) -> None:
+    """What uvicorn runs in each worker: after it, a warning quoting a configured key is written
+    by our handler, in the chosen format, redacted (it went to Python's last-resort handler)."""
+    config = _config(tmp_path, backends={**BASE_CONFIG["backends"], "up": {
+        "type": "openai-compatible", "base_url": "http://127.0.0.1:9/v1", "api_key": BACKEND_KEY}})
+    code = ("import logging; from router.asgi import create; create(); "
+            f"logging.getLogger('backends.up').warning('upstream said: %s', {BACKEND_KEY!r}); "
+            "logging.getLogger('llm_proxy.access').info('POST /v2/chat/completions 200 1.0ms'); logging.shutdown()")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=_env(LLM_PROXY_CONFIG=config, LLM_PROXY_LOG_LEVEL="INFO", LLM_PROXY_LOG_FORMAT="json",
+                                   LLM_PROXY_LOOPBACK="1"))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["logger"], line["level"]) for line in lines] == [("backends.up", "warning"),
+                                                                  ("llm_proxy.access", "info")]
+    assert lines[0]["message"] == "upstream said: [redacted]" and BACKEND_KEY not in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_access_lines_are_written_up_to_sigterm(tmp_path: Path, workers: str) -> None:
+    """End to end, one process or ``--workers 2``: every request served leaves its access line,
+    also when SIGTERM follows at once (uvicorn ends the process by re-raising the signal after
+    the graceful shutdown, so whatever the log handler still held at exit was lost)."""
+    port = _free_port()
+    config = _config(tmp_path, auth={"api_keys": [API_KEY]})
+    proc = subprocess.Popen([sys.executable, "-m", "router.cli", "--config", config, "--port", str(port),
+                             "--workers", workers, "--log-format", "json"], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/chat/completions", body, method="POST",
+                                         headers={"Authorization": f"Bearer {API_KEY}",
+                                                  "Content-Type": "application/json"})
+        deadline = time.monotonic() + 60
+        served = 0
+        while served < 3:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as reply:
+                    served += reply.status == 200
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    access = [line for line in map(json.loads, (x for x in err.splitlines() if x.startswith("{")))
+              if line["logger"] == "llm_proxy.access" and line["message"].startswith("POST /v2/chat/completions 200")]
+    assert len(access) == 3, err  # each request once: uvicorn's own access line stays off in workers too
+    assert API_KEY not in err and '"logger":"uvicorn.access"' not in err
