@@ -2,7 +2,7 @@
 and the one place where provider statuses and socket errors become :class:`BackendError` kinds.
 
 aiohttp's ClientSession is the outbound client because it measured fastest here
-(``benchmarks/outbound_bench.py``): the data plane must not be the bottleneck.
+(``benchmarks/proxy_bench.py``: aiohttp vs httpx pass-through): the data plane must not be the bottleneck.
 """
 
 from __future__ import annotations

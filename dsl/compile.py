@@ -304,7 +304,8 @@ def compile_command(call: ir.Call, ctx: Context) -> tuple[ir.SessionEdit, ...]:
         return tuple(edits)
     values = _bind(call, spec.params, ctx)
     if name in ("hello", "help", "pwd", "route-list"):
-        return (ir.Query(name if name != "help" or not values.get("command") else f"help:{values['command']}"),)
+        command = values.get("command")  # help(command): the one query that takes an argument
+        return (ir.Query(name, str(command) if command else None),)
     if name == "backend":
         _check_backend(values["name"], call, ctx)  # type: ignore[arg-type]
         return (ir.SetField("backend", values["name"]),)  # type: ignore[arg-type]

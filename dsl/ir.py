@@ -268,9 +268,14 @@ class RouteEdit:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """Commands that only report: ``hello``, ``help``, ``pwd``, ``route-list``."""
+    """Commands that only report: ``hello``, ``help``, ``pwd``, ``route-list``.
+
+    ``argument`` is the optional argument of a query that takes one (``help(command)``: the command
+    to explain), kept apart from ``name`` so a consumer dispatches on the name alone.
+    """
 
     name: str
+    argument: str | None = None
 
 
 SessionEdit = Union[SetField, UnsetField, OneOff, RouteEdit, Query]

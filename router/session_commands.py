@@ -66,7 +66,7 @@ def apply_commands(session: Session, parsed: ParsedMessage, ctx: CommandContext)
 
 def _apply(s: Session, edit: ir.SessionEdit, ctx: CommandContext, outcome: CommandOutcome) -> str:
     if isinstance(edit, ir.Query):
-        return _query(s, edit.name, ctx)
+        return _query(s, edit, ctx)
     outcome.changed = True
     if isinstance(edit, ir.SetField):
         if edit.field in SESSION_ATTRS:
@@ -98,13 +98,12 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _query(s: Session, name: str, ctx: CommandContext) -> str:
+def _query(s: Session, query: ir.Query, ctx: CommandContext) -> str:
+    name = query.name
     if name == "hello":
         return hello_text(s, ctx)
     if name == "help":
-        return help_text(ctx.prefix)
-    if name.startswith("help:"):
-        return help_text(ctx.prefix, name.removeprefix("help:"))
+        return help_text(ctx.prefix, query.argument)
     if name == "pwd":
         return f"project directory: {s.project_dir}" if s.project_dir else "project directory: not set " \
             f"(use {ctx.prefix}set(project_dir=\"/path\"))"

@@ -34,6 +34,11 @@ is streamed on through without looking for calls inside it. The held text is cap
 the cap is flushed as text and repair is off for the rest of the response. Every decision depends
 only on the text, never on where chunks were split, so any split gives the output of the whole text
 at once (tested on all split points).
+
+This module is the guard and its conservative checks (:func:`normalize_calls`,
+:class:`ToolValidator`): what is held, emitted, dropped and repaired. The forms themselves and the
+matcher that recognises one live in :mod:`router.guards.call_patterns`; the incremental JSON extent
+scanner both rely on lives in :mod:`router.guards.json_extent`.
 """
 
 from __future__ import annotations
@@ -41,306 +46,23 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router.canonical import (
     StreamEnd, StreamEvent, TextDelta, Tool, ToolCallDelta, ToolCallStart,
 )
 from router.guards.base import Guard, register
+from router.guards.call_patterns import (
+    ANYWHERE, LINE_START, MATCH, NEED, PATTERNS, REJECT, TRIGGER, Matcher, MatchStep,
+)
+from router.guards.json_extent import ALLOWED_KEYS, ARG_KEYS, NAME_KEYS, WRAPPER_KEYS, JsonScan
 
 if TYPE_CHECKING:
     from router.config import AppConfig
 
-NEED, MATCH, REJECT = 0, 1, 2
-
-NAME_KEYS = ("name", "tool", "tool_name", "function")
-ARG_KEYS = ("arguments", "parameters", "args", "input", "params")
-WRAPPER_KEYS = ("function", "function_call", "tool_call")
-ALLOWED_KEYS = frozenset(NAME_KEYS + ARG_KEYS + WRAPPER_KEYS + ("id", "type"))
-FENCE_LANGS = frozenset({"", "json", "tool_call", "tool_code", "tool", "function_call", "jsonc"})
-
 
 def new_call_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Incremental JSON extent scanner
-
-
-_STRUCT = re.compile(r'[{}\[\]"]')
-_IN_STRING = re.compile(r'["\\]')
-
-
-class JsonScan:
-    """Finds where the JSON object/array starting at ``buf[pos]`` ends, resuming where it stopped.
-
-    Only brackets outside strings are counted (escapes honoured, including one split at the end of
-    the buffer); ``json.loads`` validates the extent afterwards. Regex skips make it C-speed.
-
-    With ``key_depth`` set, every object key at that depth must be one a tool call can have
-    (``ALLOWED_KEYS``): ``{"name": "my-app", "version": ...}`` is rejected at ``"version"`` instead
-    of being held until it closes.
-    """
-
-    __slots__ = ("pos", "depth", "in_str", "key_depth", "str_start", "pending_key")
-
-    def __init__(self, pos: int, key_depth: int = 0) -> None:
-        self.pos, self.depth, self.in_str = pos, 0, False
-        self.key_depth = key_depth
-        self.str_start = 0
-        self.pending_key: tuple[int, int] | None = None  # a string at key depth awaiting its ':'
-
-    def scan(self, buf: str) -> int | None:
-        """End offset (exclusive) once balanced, ``None`` (need more text) or ``-1`` (a bad key)."""
-        pos, depth, in_str, n = self.pos, self.depth, self.in_str, len(buf)
-        result = None
-        while True:
-            if self.pending_key is not None:
-                j = _WS.match(buf, pos).end()
-                if j >= n:
-                    pos = j
-                    break
-                a, b = self.pending_key
-                self.pending_key = None
-                if buf[j] == ":" and buf[a:b] not in ALLOWED_KEYS:
-                    result = -1
-                    break
-            if in_str:
-                m = _IN_STRING.search(buf, pos)
-                if m is None:
-                    pos = n
-                    break
-                if m.group() == "\\":
-                    if m.end() >= n:
-                        pos = m.start()  # escape split at the end: look at it again next time
-                        break
-                    pos = m.end() + 1
-                    continue
-                in_str, pos = False, m.end()
-                if depth == self.key_depth:
-                    self.pending_key = (self.str_start + 1, m.start())
-                continue
-            m = _STRUCT.search(buf, pos)
-            if m is None:
-                pos = n
-                break
-            c, pos = m.group(), m.end()
-            if c == '"':
-                in_str, self.str_start = True, m.start()
-            elif c in "{[":
-                depth += 1
-            else:
-                depth -= 1
-                if depth <= 0:
-                    result = pos
-                    break
-        self.pos, self.depth, self.in_str = pos, depth, in_str
-        return result
-
-    def rebase(self, shift: int) -> None:
-        self.pos -= shift
-
-
-_WS = re.compile(r"[ \t\r\n]*")
-_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_KEY_PREFIXES = frozenset(k[:i] for k in ALLOWED_KEYS for i in range(len(k) + 1))
-
-
-def first_key(buf: str, pos: int) -> str:
-    """Could the JSON value at ``buf[pos]`` be a tool call, judging by its first key?
-
-    ``"need"`` (not decided yet), ``"yes"``, ``"no"`` (not JSON-like), or ``"other"`` (JSON with a
-    first key no tool-call form starts with: the whole value can be streamed on as text).
-    """
-    i = _WS.match(buf, pos + 1).end()
-    if buf[pos] == "[":
-        if i >= len(buf):
-            return "need"
-        if buf[i] != "{":
-            return "no"
-        pos = i
-        i = _WS.match(buf, pos + 1).end()
-    if i >= len(buf):
-        return "need"
-    if buf[i] != '"':
-        return "no"
-    m = _KEY.match(buf, i)
-    if m is None:
-        partial = buf[i + 1:]
-        return "need" if "\\" in partial or partial in _KEY_PREFIXES else "other"
-    return "yes" if m.group(1) in ALLOWED_KEYS else "other"
-
-
-# ---------------------------------------------------------------------------------------------
-# Candidate matchers: a sequence of parts, stepped over a growing buffer
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
-_INLINE_WS = re.compile(r"[ \t]*")
-_LANG_LINE = re.compile(r"([A-Za-z0-9_+\-]*)[ \t]*(\r?\n)?")
-
-Part = tuple[str, Any]
-
-
-def _lit(s: str, icase: bool = False) -> Part:
-    return ("lit", (s.lower() if icase else s, icase))
-
-
-WS: Part = ("ws", _WS)
-INLINE_WS: Part = ("ws", _INLINE_WS)
-NAME: Part = ("name", None)
-FENCE_LANG: Part = ("lang", None)
-EOF_OK: Part = ("eof_ok", None)
-
-
-def _json(kinds: str, keyed: bool, skip: str | None) -> Part:
-    """A JSON value starting with one of ``kinds``; ``keyed``: early first-key check;
-    ``skip``: on an early rejection, stream the rest of this construct as text ("json"/"fence")."""
-    return ("json", (kinds, keyed, skip))
-
-
-@dataclass(frozen=True)
-class Pattern:
-    name: str
-    parts: tuple[Part, ...]
-    named: bool = False  # the call's name is in the text (NAME part); the JSON is the arguments
-    skip_after_open: str | None = None  # once the opening parts matched, a reject skips this construct
-
-
-PATTERNS: dict[str, Pattern] = {p.name: p for p in (
-    Pattern("tool_call_tag", (_lit("<tool_call>"), WS, _json("{[", True, None), WS, EOF_OK, _lit("</tool_call>"))),
-    Pattern("function_tag", (_lit("<function="), NAME, _lit(">"), WS, _json("{", False, None), WS, EOF_OK,
-                             _lit("</function>")), named=True),
-    Pattern("mistral", (_lit("[TOOL_CALLS]"), WS, _json("{[", True, None))),
-    Pattern("bare_object", (_json("{", True, "json"),)),
-    Pattern("bare_array", (_json("[", True, "json"),)),
-    Pattern("fence", (_lit("```"), FENCE_LANG, WS, _json("{[", True, "fence"), WS, _lit("```")),
-            skip_after_open="fence"),
-    Pattern("tool_call_line", (_lit("tool call:", True), INLINE_WS, NAME, INLINE_WS, _json("{", False, None)),
-            named=True),
-    Pattern("tool_call_line_json", (_lit("tool call:", True), INLINE_WS, _json("{", True, None))),
-    Pattern("tool_call_line_us", (_lit("tool_call:", True), INLINE_WS, NAME, INLINE_WS, _json("{", False, None)),
-            named=True),
-    Pattern("tool_call_line_us_json", (_lit("tool_call:", True), INLINE_WS, _json("{", True, None))),
-)}
-
-_ANYWHERE = {"<": ("tool_call_tag", "function_tag"), "[": ("mistral",)}
-_LINE_START = {
-    "{": ("bare_object",), "[": ("mistral", "bare_array"), "`": ("fence",),
-    "T": ("tool_call_line", "tool_call_line_json", "tool_call_line_us", "tool_call_line_us_json"),
-    "t": ("tool_call_line", "tool_call_line_json", "tool_call_line_us", "tool_call_line_us_json"),
-}
-
-
-@dataclass
-class Outcome:
-    status: int
-    end: int = 0  # MATCH: end of the call text; REJECT: characters that are certainly text
-    skip: str | None = None  # REJECT: stream the construct starting after ``end`` as text
-
-
-@dataclass
-class Matcher:
-    """Steps one :class:`Pattern` over the candidate buffer (which always starts at the trigger)."""
-
-    pattern: Pattern
-    idx: int = 0
-    pos: int = 0
-    eof_ok: bool = False
-    opened: bool = False
-    scan: JsonScan | None = None
-    name: str = ""
-    json_span: tuple[int, int] = (0, 0)
-    dead: Outcome | None = field(default=None)
-
-    def step(self, buf: str, final: bool) -> Outcome:
-        if self.dead is not None:
-            return self.dead
-        out = self._step(buf, final)
-        if out.status == REJECT:
-            self.dead = out
-        return out
-
-    def _reject(self, skip: str | None = None, end: int = 1) -> Outcome:
-        if skip is None and self.opened and self.pattern.skip_after_open:
-            skip, end = self.pattern.skip_after_open, self.pos
-        return Outcome(REJECT, end, skip)
-
-    def _step(self, buf: str, final: bool) -> Outcome:
-        parts, n = self.pattern.parts, len(buf)
-        while self.idx < len(parts):
-            kind, arg = parts[self.idx]
-            pos = self.pos
-            if kind == "lit":
-                s, icase = arg
-                seg = buf[pos:pos + len(s)]
-                if icase:
-                    seg = seg.lower()
-                if not s.startswith(seg):
-                    return Outcome(MATCH, pos) if self.eof_ok and pos == n else self._reject()
-                if len(seg) < len(s):
-                    if final:
-                        return Outcome(MATCH, pos) if self.eof_ok and pos == n else self._reject()
-                    return Outcome(NEED)
-                self.pos = pos + len(s)
-                if self.idx == 0:
-                    self.opened = True
-            elif kind == "ws":
-                end = arg.match(buf, pos).end()
-                if end == n and not final:
-                    return Outcome(NEED)
-                self.pos = end
-            elif kind == "name":
-                if pos >= n:
-                    return self._reject() if final else Outcome(NEED)
-                m = _NAME.match(buf, pos)
-                if m is None:
-                    return self._reject()
-                if m.end() == n and not final:
-                    return Outcome(NEED)
-                self.name, self.pos = m.group(), m.end()
-            elif kind == "lang":
-                m = _LANG_LINE.match(buf, pos)
-                if m.group(2) is None:  # the opening line is not complete
-                    if m.end() == n and not final:
-                        return Outcome(NEED)
-                    return self._reject()
-                if m.group(1).lower() not in FENCE_LANGS:
-                    return self._reject()
-                self.pos = m.end()
-            elif kind == "json":
-                kinds, keyed, skip = arg
-                if self.scan is None:
-                    if pos >= n:
-                        return self._reject() if final else Outcome(NEED)
-                    if buf[pos] not in kinds:
-                        return self._reject()
-                    if keyed:
-                        verdict = first_key(buf, pos)
-                        if verdict == "need":
-                            return self._reject() if final else Outcome(NEED)
-                        if verdict == "other" and skip == "json":
-                            return self._reject(skip, pos)
-                        if verdict != "yes":
-                            return self._reject()
-                    self.scan = JsonScan(pos, (1 if buf[pos] == "{" else 2) if keyed else 0)
-                    self.json_span = (pos, pos)
-                end = self.scan.scan(buf)
-                if end == -1:  # a key no tool call has: stream the value on as text
-                    return self._reject(skip, pos) if skip == "json" else self._reject()
-                if end is None:
-                    return self._reject() if final else Outcome(NEED)
-                self.json_span = (self.json_span[0], end)
-                self.pos = end
-            elif kind == "eof_ok":
-                self.eof_ok = True
-            self.idx += 1
-        return Outcome(MATCH, self.pos)
-
-    def json_text(self, buf: str) -> str:
-        return buf[self.json_span[0]:self.json_span[1]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,7 +146,6 @@ class ToolValidator:
 # The guard
 
 
-_TRIGGER = re.compile(r"[<\[]|(?m:^)[ \t]*[{`Tt\[]")
 _FENCE_CLOSE = re.compile(r"(?m:^)[ \t]{0,3}```")
 _FENCE_CLOSE_PARTIAL = re.compile(r"[ \t]{0,3}`{0,2}\Z")
 
@@ -628,22 +349,22 @@ class ToolCallRepairGuard(Guard):
 
     def _find_trigger(self, buf: str) -> tuple[int, tuple[str, ...]] | None:
         s = ("\n" if self._line_start else "x") + buf
-        m = _TRIGGER.search(s)
+        m = TRIGGER.search(s)
         if m is None:
             return None
         j = m.end() - 1  # the trigger character, in s
         c = s[j]
         k = s.rfind("\n", 0, j)
         at_line_start = k >= 0 and not s[k + 1:j].strip(" \t")
-        names = _ANYWHERE.get(c, ())
+        names = ANYWHERE.get(c, ())
         if at_line_start:
-            names = tuple(dict.fromkeys(names + _LINE_START.get(c, ())))
+            names = tuple(dict.fromkeys(names + LINE_START.get(c, ())))
         return j - 1, names
 
-    def _step(self, buf: str, final: bool) -> tuple[Outcome, Matcher | None]:
+    def _step(self, buf: str, final: bool) -> tuple[MatchStep, Matcher | None]:
         matchers = self._matchers
         assert matchers is not None
-        best: tuple[Outcome, Matcher] | None = None
+        best: tuple[MatchStep, Matcher] | None = None
         waiting = False
         for m in matchers:
             outcome = m.step(buf, final)
@@ -654,9 +375,9 @@ class ToolCallRepairGuard(Guard):
             elif best is None or m.pos > best[1].pos:
                 best = (outcome, m)
         if waiting:
-            return Outcome(NEED), None
+            return MatchStep(NEED), None
         if best is None:  # no pattern for this trigger (cannot happen with the tables above)
-            return Outcome(REJECT, 1), None
+            return MatchStep(REJECT, 1), None
         return best[0], None
 
     def _parse(self, matcher: Matcher, buf: str) -> list[tuple[str, dict[str, Any]]] | None:

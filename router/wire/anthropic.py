@@ -39,7 +39,7 @@ from router.wire import sse
 from router.wire.common import (
     nonempty_list, required_model,
     args_object, dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int,
-    get_list, get_num, get_obj, get_str, leftover, merge_extra, new_id, one_of, str_list,
+    get_list, get_num, get_obj, get_str, leftover, lenient_int, merge_extra, new_id, one_of, str_list,
 )
 
 FORMAT = "anthropic"
@@ -342,16 +342,12 @@ def _encode_tool_choice(choice: ToolChoice) -> dict[str, Any]:
 
 # --- responses ----------------------------------------------------------------------------------
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
 def decode_usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
-    cached = _int(raw.get("cache_read_input_tokens"))
-    prompt = _int(raw.get("input_tokens")) + cached + _int(raw.get("cache_creation_input_tokens"))
-    return Usage(prompt_tokens=prompt, completion_tokens=_int(raw.get("output_tokens")), cached_tokens=cached)
+    cached = lenient_int(raw.get("cache_read_input_tokens"))
+    prompt = lenient_int(raw.get("input_tokens")) + cached + lenient_int(raw.get("cache_creation_input_tokens"))
+    return Usage(prompt_tokens=prompt, completion_tokens=lenient_int(raw.get("output_tokens")), cached_tokens=cached)
 
 
 def encode_usage(usage: Usage) -> dict[str, Any]:
@@ -522,7 +518,7 @@ class StreamDecoder:
                 return [ThinkingDelta(text if isinstance(text, str) else "", sig if isinstance(sig, str) and sig else None)]
         if kind == "tool_use":
             tool_index = len(self._tool_of_block)
-            self._tool_of_block[_int(data.get("index"))] = tool_index
+            self._tool_of_block[lenient_int(data.get("index"))] = tool_index
             events: list[StreamEvent] = [ToolCallStart(tool_index, str(block.get("id") or new_id("toolu_")),
                                                        str(block.get("name") or ""))]
             if isinstance(block.get("input"), dict) and block["input"]:
@@ -544,7 +540,7 @@ class StreamDecoder:
             return [ThinkingDelta(text)]
         if kind == "signature_delta":
             return [ThinkingDelta("", text)]
-        tool_index = self._tool_of_block.get(_int(data.get("index")))
+        tool_index = self._tool_of_block.get(lenient_int(data.get("index")))
         return [] if tool_index is None else [ToolCallDelta(tool_index, text)]
 
     def _message_delta(self, data: dict[str, Any]) -> None:
@@ -557,7 +553,7 @@ class StreamDecoder:
                 decoded = decode_usage(usage) or Usage()
                 self._usage.prompt_tokens = decoded.prompt_tokens or self._usage.prompt_tokens
                 self._usage.cached_tokens = decoded.cached_tokens or self._usage.cached_tokens
-            self._usage.completion_tokens = _int(usage.get("output_tokens"))
+            self._usage.completion_tokens = lenient_int(usage.get("output_tokens"))
 
     def finish(self) -> list[StreamEvent]:
         """End of body: StreamEnd after ``message_stop``; a truncated stream becomes a StreamError."""

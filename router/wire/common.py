@@ -78,6 +78,17 @@ def get_int(obj: dict[str, Any], key: str, prefix: str = "", required: bool = Fa
     return value
 
 
+def lenient_int(value: Any) -> int:
+    """A count read from an upstream's response (token usage, stream indexes): the number, or 0.
+
+    Unlike :func:`get_int`, which rejects a client's bad field with a 400, a provider's odd value
+    (missing, null, a string, a boolean) must not fail a response that is otherwise fine.
+    """
+    if type(value) is int:  # what providers send
+        return value
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
 def required_model(body: dict[str, Any], model: str | None) -> str:
     """The model from the URL path when given, else the body's non-empty ``model``."""
     model = model or get_str(body, "model", required=True)

@@ -50,7 +50,8 @@ from router.wire import sse
 from router.wire.common import (
     nonempty_list,
     args_object, derived_call_id, dump_args, expect_object, fail, fill_tool_result_names, get_bool,
-    get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64, leftover, new_id, one_of, str_list,
+    get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64, leftover, lenient_int, new_id,
+    one_of, str_list,
 )
 
 FORMAT = "gemini"
@@ -418,16 +419,12 @@ def _encode_generation(req: ChatRequest, rest: dict[str, Any]) -> dict[str, Any]
 
 # --- responses ----------------------------------------------------------------------------------
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
 def decode_usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
-    completion = _int(raw.get("candidatesTokenCount")) + _int(raw.get("thoughtsTokenCount"))
-    return Usage(prompt_tokens=_int(raw.get("promptTokenCount")), completion_tokens=completion,
-                 cached_tokens=_int(raw.get("cachedContentTokenCount")))
+    completion = lenient_int(raw.get("candidatesTokenCount")) + lenient_int(raw.get("thoughtsTokenCount"))
+    return Usage(prompt_tokens=lenient_int(raw.get("promptTokenCount")), completion_tokens=completion,
+                 cached_tokens=lenient_int(raw.get("cachedContentTokenCount")))
 
 
 def encode_usage(usage: Usage) -> dict[str, Any]:

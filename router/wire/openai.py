@@ -36,7 +36,7 @@ from router.wire import sse
 from router.wire.common import (
     nonempty_list, required_model,
     dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int, get_list,
-    get_num, get_obj, get_str, image_from_url, image_to_url, leftover, merge_extra, new_id, one_of,
+    get_num, get_obj, get_str, image_from_url, image_to_url, leftover, lenient_int, merge_extra, new_id, one_of,
     str_list,
 )
 
@@ -351,14 +351,8 @@ def decode_usage(raw: Any) -> Usage | None:
         return None
     details = raw.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(prompt_tokens=_int(raw.get("prompt_tokens")),
-                 completion_tokens=_int(raw.get("completion_tokens")), cached_tokens=_int(cached))
-
-
-def _int(value: Any) -> int:
-    if type(value) is int:  # what providers send
-        return value
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+    return Usage(prompt_tokens=lenient_int(raw.get("prompt_tokens")),
+                 completion_tokens=lenient_int(raw.get("completion_tokens")), cached_tokens=lenient_int(cached))
 
 
 def encode_usage(usage: Usage) -> dict[str, Any]:
@@ -531,7 +525,7 @@ class StreamDecoder:
         if not self._started:
             self._started = True
             events.append(StreamStart(id=str(data.get("id") or ""), model=str(data.get("model") or ""),
-                                      created=_int(data.get("created"))))
+                                      created=lenient_int(data.get("created"))))
         usage = decode_usage(data.get("usage"))
         if usage is not None:
             self._usage = usage
@@ -559,7 +553,7 @@ class StreamDecoder:
         return events
 
     def _tool_call(self, call: dict[str, Any]) -> list[StreamEvent]:
-        index = _int(call.get("index")) if "index" in call else len(self._tools)
+        index = lenient_int(call.get("index")) if "index" in call else len(self._tools)
         fn = call.get("function") if isinstance(call.get("function"), dict) else {}
         events: list[StreamEvent] = []
         if index not in self._tools:

@@ -23,7 +23,7 @@ def sid() -> str:
 COMMAND_ONLY = [
     ("!/hello", "Welcome to llm-interactive-proxy."),
     ("!/help", "Commands:"),
-    ("!/help(route-append)", "route-append"),
+    ("!/help(route-append)", "example: !/route-append("),  # the one command explained, not the list
     ("!/set(project=demo)", "project set to demo"),
     ("!/unset(project)", "project reset to its default"),
     ("!/backend(other)", "backend set to other"),
