@@ -108,7 +108,7 @@ async def _as_json_array(reply: StreamReply) -> JsonReply:
     """Gemini's non-SSE stream is a JSON array of responses; we send it whole, as one array."""
     from .wire.sse import SSEParser
 
-    parser = SSEParser()
+    parser = SSEParser(max_line=None)  # our own frames, already in memory
     items: list[Any] = []
     async for chunk in reply.chunks:
         for _event, data in parser.feed(chunk):
