@@ -11,6 +11,7 @@ import falcon.asgi
 
 from .errors import ProxyError
 from .frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, OPENAI, Frontend
+from .hangup import SCOPE_KEY as HANGUP
 from .http import logged, lower_headers, read_json, send
 from .pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate_prompt_tokens
 
@@ -36,7 +37,7 @@ class ChatResource:
         ctx = _context(req)
         if self.frontend is OPENAI:
             ctx.encoder_options["include_usage"] = _include_usage(body)
-        send(resp, await self.pipeline.chat(self.frontend, request, ctx))
+        send(resp, await self.pipeline.chat(self.frontend, request, ctx), req.scope.get(HANGUP))
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
@@ -98,7 +99,7 @@ class GeminiModelResource:
         reply = await self.pipeline.chat(GEMINI, request, _context(req))
         if streaming and req.get_param("alt") != "sse" and isinstance(reply, StreamReply):
             reply = await _as_json_array(reply)
-        send(resp, reply)
+        send(resp, reply, req.scope.get(HANGUP))
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, spec: str) -> None:
         await self.models.describe(req, resp, spec)
