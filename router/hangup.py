@@ -15,8 +15,10 @@ noticed between events ends the relay through Falcon's check after its send, and
 :meth:`Hangup.close` (run by the app once Falcon is done) closes a relay Falcon left suspended.
 
 The time before a stream starts (the wait for the upstream's first event) is not watched: no
-one reads ``receive`` then. It is bounded by the backend's ``first_byte`` timeout, and a client
-already gone is noticed at the first wait after the stream starts.
+one reads ``receive`` then (watching it would take a task per streaming request, and Falcon's
+test conductor, which hangs up at once, would cut every streamed test reply). That wait is bounded
+by the backend's ``first_byte`` and ``idle`` timeouts, and a client already gone is noticed at the
+first wait after the stream starts.
 """
 
 from __future__ import annotations
