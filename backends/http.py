@@ -311,14 +311,26 @@ class HttpBackend(Backend):
                             self.secrets(), 200))
 
     async def sse_data(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, str]]:
-        """(event, data) pairs of an SSE body; socket trouble mid-stream becomes a BackendError."""
-        from router.wire.sse import SSEParser
+        """(event, data) pairs of an SSE body; socket trouble mid-stream, or a line over
+        ``max_line_bytes``, becomes a BackendError."""
+        from router.wire.sse import LineTooLong, SSEParser
 
-        parser = SSEParser()
+        parser = SSEParser(self.cfg.max_line_bytes)
         try:
             with self._reading("stream"):
                 async for chunk in response.content.iter_any():
-                    for item in parser.feed(chunk):
+                    try:
+                        frames = parser.feed(chunk)
+                    except LineTooLong as exc:
+                        # Not a frame we could ever read: pass on the good ones before it, then end
+                        # the stream (before the first event that is a failover; after it, the
+                        # client gets its format's error event).
+                        for item in exc.frames:
+                            yield item
+                        raise BackendError("server", f"the provider sent a stream line longer than {exc.limit} "
+                                           f"bytes (backends.{self.name}.max_line_bytes); the stream was ended",
+                                           backend=self.name) from None
+                    for item in frames:
                         yield item
                 for item in parser.close():
                     yield item

@@ -26,6 +26,7 @@ from .http import handle_http_error, handle_proxy_error, handle_unexpected, lowe
 from .admin import (
     AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
 )
+from .hangup import SCOPE_KEY as HANGUP, Hangup
 from .health import HealthMonitor
 from .local_guard import check_local_request
 from .logs import flush_logs
@@ -138,12 +139,29 @@ def _reuse_backends(config: AppConfig, previous: RuntimeState) -> dict[str, Back
     return {name: fresh[name] for name in config.backends}
 
 
+_FALCON_CALL = falcon.asgi.App.__call__
+
+
 class ProxyApp(falcon.asgi.App):
     """Falcon's App plus a handle on the swappable runtime state (reload, tests)."""
 
     state_ref: StateRef
     monitor: HealthMonitor
     reloader: Reloader
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
+        """POST requests (the only ones that stream) get their ``receive`` watched for the client
+        hanging up (``router/hangup.py``). Falcon's ``__call__`` is called directly, not through
+        ``super()``, and ``close`` awaited only when a relay is open: per request, both measured."""
+        if scope.get("method") != "POST":  # (lifespan scopes have no method)
+            await _FALCON_CALL(self, scope, receive, send)
+            return
+        hangup = scope[HANGUP] = Hangup(receive)
+        try:
+            await _FALCON_CALL(self, scope, hangup, send)
+        finally:
+            if hangup.relay is not None:
+                await hangup.close()
 
 
 def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:

@@ -24,6 +24,8 @@ from backends.redaction import redact, redact_url
 from dsl.errors import Location, RulesError
 from dsl.source import YamlDocument, parse_yaml, validate
 
+from .wire.sse import DEFAULT_MAX_LINE
+
 __all__ = [
     "BACKEND_TYPES",
     "DEFAULT_CONFIG_PATH",
@@ -105,6 +107,11 @@ class BackendConfig:
     @property
     def headers(self) -> Mapping[str, str]:
         return self.options.get("headers") or MappingProxyType({})
+
+    @property
+    def max_line_bytes(self) -> int:
+        """Longest SSE line (or one event's data) read from this backend's streams."""
+        return int(self.options.get("max_line_bytes", DEFAULT_MAX_LINE))
 
     @property
     def health_check(self) -> bool:

@@ -14,6 +14,7 @@ import falcon.asgi
 from . import fastjson
 from .errors import ProxyError
 from .frontends import frontend_for_path
+from .hangup import Hangup
 from .pipeline import JsonReply, Reply, StreamReply
 from .recording import access_log
 
@@ -112,7 +113,9 @@ def successor_link(path: str) -> str:
     return f'<{successor}>; rel="successor-version"'
 
 
-def send(resp: falcon.asgi.Response, reply: Reply) -> None:
+def send(resp: falcon.asgi.Response, reply: Reply, hangup: Hangup | None = None) -> None:
+    """``reply`` onto ``resp``; a stream is relayed through ``hangup`` (the request's, from the
+    ASGI scope) so that the client leaving cancels it at once."""
     for name, value in reply.headers.items():
         resp.set_header(name, value)
     if isinstance(reply, JsonReply):
@@ -125,12 +128,14 @@ def send(resp: falcon.asgi.Response, reply: Reply) -> None:
     resp.content_type = "text/event-stream"
     resp.set_header("Cache-Control", "no-cache")
     resp.set_header("X-Accel-Buffering", "no")
-    resp.sse = _frames(reply.chunks)
+    if hangup is None:  # a request that did not come through ProxyApp: nothing watches it
+        hangup = Hangup(None)
+    resp.sse = hangup.start(hangup.frames(reply.chunks, _Frame))
 
 
 class _Frame(falcon.asgi.SSEvent):
-    """An already-encoded SSE frame. Sent through Falcon's SSE path because that path watches for
-    the client hanging up (``resp.stream`` does not): then the pipeline stops reading upstream."""
+    """An already-encoded SSE frame. Sent through Falcon's SSE path because that path reads the
+    client's hang-up (``resp.stream`` does not); ``router/hangup.py`` acts on it."""
 
     __slots__ = ("raw",)
 
@@ -139,14 +144,6 @@ class _Frame(falcon.asgi.SSEvent):
 
     def serialize(self, handler: Any = None) -> bytes:
         return self.raw
-
-
-async def _frames(chunks: Any) -> Any:
-    try:
-        async for chunk in chunks:
-            yield _Frame(chunk)
-    finally:
-        await chunks.aclose()  # the pipeline's finally: upstream closed, usage recorded
 
 
 def render_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, err: ProxyError) -> None:

@@ -1,8 +1,10 @@
 """Prometheus metrics (``GET /metrics``), labelled with bounded cardinality.
 
-Model names come from clients and are unbounded, so only the first ``MAX_MODELS`` distinct models
-get their own label value; the rest are counted as ``other``. Backends and front ends are bounded
-by configuration. Each app has its own registry, so tests and reloads never collide.
+Model names come from clients, so only the first ``MAX_MODELS`` distinct models get their own
+label value, and a name longer than ``MAX_LABEL_CHARS`` never does; the rest are counted as
+``other``. The label set is thus bounded in size, not only in count (decoding already refuses
+longer model names, see ``router/bounds.py``; this holds whatever path a name took). Backends and
+front ends are bounded by configuration. Each app has its own registry, so tests and reloads never collide.
 
 The per-request series (requests, latency, tokens, ...) are plain dicts updated by the event
 loop thread and turned into metric families when ``/metrics`` is scraped: prometheus-client's
@@ -21,7 +23,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from .bounds import MAX_MODEL_CHARS
+
 MAX_MODELS = 50
+MAX_LABEL_CHARS = MAX_MODEL_CHARS
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 __all__ = ["Metrics", "CONTENT_TYPE_LATEST", "CounterSeries", "HistogramSeries"]
@@ -119,7 +124,7 @@ class Metrics:
             return "-"
         if model in self._models:
             return model
-        if len(self._models) < MAX_MODELS:
+        if len(self._models) < MAX_MODELS and len(model) <= MAX_LABEL_CHARS:
             self._models.add(model)
             return model
         return "other"

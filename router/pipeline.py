@@ -25,6 +25,7 @@ from .canonical import (
     ChatRequest, ChatResponse, Message, ResponseAccumulator, StreamEvent, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
 )
 from .dispatch import Outcome, RateLimited
+from .bounds import MAX_AUDITED_COMMAND_CHARS, check_header_facts, clip
 from .errors import ProxyError
 from .cache import ResponseCache, cache_ttl, request_key
 from .frontends import Frontend
@@ -320,7 +321,7 @@ class Pipeline:
 
     def _audit_commands(self, parsed: ParsedMessage, ctx: RequestContext) -> None:
         """Commands that change routing are security-relevant: who moved traffic where."""
-        routing = [c.source for c in parsed.commands
+        routing = [clip(c.source, MAX_AUDITED_COMMAND_CHARS) for c in parsed.commands
                    if c.name in ("backend", "model", "oneoff", "route-append", "route-prepend", "route-clear")
                    or (c.name == "set" and any(getattr(e, "field", "") in ("backend", "model") for e in c.edits))]
         if routing:
@@ -342,6 +343,8 @@ class Pipeline:
         reads = state.ruleset.reads
         if session_rules.reads:
             reads = reads | session_rules.reads
+        if "header" in reads:
+            check_header_facts(ctx.headers)
         facts = Facts(  # positional, in Facts' field order (keywords cost per request)
             model, frontend.name, client_backend or session.backend, ctx.caller,
             estimate_prompt_tokens(request) if "tokens" in reads else 0, request.stream, bool(request.tools),

@@ -12,6 +12,7 @@ import falcon.asgi
 from .errors import ProxyError
 from .wire.offload import is_large, off_loop
 from .frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, OPENAI, Frontend
+from .hangup import SCOPE_KEY as HANGUP
 from .http import logged, lower_headers, parse_json, read_body, read_json, send
 from .canonical import ChatRequest
 from .pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate_prompt_tokens
@@ -37,7 +38,7 @@ class ChatResource:
         ctx = _context(req)
         if self.frontend is OPENAI:
             ctx.encoder_options["include_usage"] = _include_usage(body)
-        send(resp, await self.pipeline.chat(self.frontend, request, ctx))
+        send(resp, await self.pipeline.chat(self.frontend, request, ctx), req.scope.get(HANGUP))
 
 
 async def read_chat(req: falcon.asgi.Request, max_bytes: int, decode: Callable[..., ChatRequest],
@@ -117,7 +118,7 @@ class GeminiModelResource:
         reply = await self.pipeline.chat(GEMINI, request, _context(req))
         if streaming and req.get_param("alt") != "sse" and isinstance(reply, StreamReply):
             reply = await _as_json_array(reply)
-        send(resp, reply)
+        send(resp, reply, req.scope.get(HANGUP))
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, spec: str) -> None:
         await self.models.describe(req, resp, spec)
@@ -127,7 +128,7 @@ async def _as_json_array(reply: StreamReply) -> JsonReply:
     """Gemini's non-SSE stream is a JSON array of responses; we send it whole, as one array."""
     from .wire.sse import SSEParser
 
-    parser = SSEParser()
+    parser = SSEParser(max_line=None)  # our own frames, already in memory
     items: list[Any] = []
     async for chunk in reply.chunks:
         for _event, data in parser.feed(chunk):

@@ -1,7 +1,10 @@
 """Applying compiled ``!/`` commands to a session and wording the proxy's replies.
 
 Edits are applied to a copy and swapped in only when every command of the message is valid, so a
-bad command leaves the session exactly as it was.
+bad command leaves the session exactly as it was. That includes a command whose values, or whose
+result, are over the size limits of ``router/bounds.py``: what a session keeps lives as long as
+the session (and in a file, with the file repository), so it is bounded like everything a client
+sends.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dsl.printer import print_chain, print_rules
 from dsl.registry import COMMANDS, SESSION_SETTINGS
 from dsl.session import apply_route_edit, session_rules
 
+from . import fastjson
+from .bounds import MAX_MODEL_CHARS, MAX_SESSION_BYTES, MAX_SETTING_CHARS, TooLong, clip, too_long
 from .sessions import Session
 
 SESSION_ATTRS = ("backend", "model", "project", "project_dir", "temperature", "interactive")
@@ -55,13 +60,31 @@ def apply_commands(session: Session, parsed: ParsedMessage, ctx: CommandContext)
     work = Session.from_json(session.to_json())
     outcome = CommandOutcome(work)
     for command in parsed.commands:
-        for edit in command.edits:
-            try:
+        try:
+            for edit in command.edits:
                 outcome.lines.append(_apply(work, edit, ctx, outcome))
-            except RulesError as err:  # over a bound: refuse the whole message, as for a syntax error
-                return CommandOutcome(session, ["The proxy could not run your command; nothing was changed.",
-                                                f"{command.source[:80]}: {err.message}"], failed=True)
+            if outcome.changed:
+                _check_size(work)
+        except (TooLong, RulesError) as exc:  # over a bound: refuse the whole message, as for a syntax error
+            reason = exc.message if isinstance(exc, RulesError) else str(exc)
+            return CommandOutcome(session, [f"The proxy could not run {clip(command.source, 80)}: {reason}. "
+                                            "Nothing was changed."], failed=True)
     return outcome
+
+
+def _check_value(what: str, value: object, limit: int) -> None:
+    if isinstance(value, str) and len(value) > limit:
+        raise TooLong(too_long(what, len(value), limit))
+
+
+def _check_size(s: Session) -> None:
+    """What the session's commands store (everything but the proxy's own history), as JSON."""
+    data = s.to_json()
+    del data["history"]
+    size = len(fastjson.dumps(data))
+    if size > MAX_SESSION_BYTES:
+        raise TooLong(too_long("the session's settings and routes", size, MAX_SESSION_BYTES, "bytes")
+                      + " (!/route-clear or !/unset frees room)")
 
 
 def _apply(s: Session, edit: ir.SessionEdit, ctx: CommandContext, outcome: CommandOutcome) -> str:
@@ -69,6 +92,7 @@ def _apply(s: Session, edit: ir.SessionEdit, ctx: CommandContext, outcome: Comma
         return _query(s, edit, ctx)
     outcome.changed = True
     if isinstance(edit, ir.SetField):
+        _check_value(edit.field, edit.value, MAX_MODEL_CHARS if edit.field == "model" else MAX_SETTING_CHARS)
         if edit.field in SESSION_ATTRS:
             setattr(s, edit.field, edit.value)
         else:
@@ -81,9 +105,13 @@ def _apply(s: Session, edit: ir.SessionEdit, ctx: CommandContext, outcome: Comma
             s.params.pop(edit.field, None)
         return f"{edit.field} reset to its default"
     if isinstance(edit, ir.OneOff):
+        _check_value("the model", edit.target.model, MAX_MODEL_CHARS)
         s.oneoff = str(edit.target)
         return f"the next request goes to {edit.target}"
     if isinstance(edit, ir.RouteEdit):
+        _check_value("the model", edit.model, MAX_MODEL_CHARS)
+        for target in edit.chain.targets() if edit.chain is not None else ():
+            _check_value("a target's model", target.model, MAX_MODEL_CHARS)
         s.route_edits = apply_route_edit(s.route_edits, edit)
         if edit.op == "clear":
             return f"route for {edit.model} cleared"

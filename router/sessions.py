@@ -17,7 +17,9 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,40 +253,87 @@ class FileSessionRepository(SessionRepository):
     ``ttl_seconds`` (by mtime) is treated as absent and removed by a periodic sweep. A corrupt file
     is logged once, renamed to ``*.corrupt`` and replaced by a fresh session. Disk I/O runs in a
     worker thread so the event loop keeps serving.
+
+    Bounded like the in-memory store: at most ``max_sessions`` files, the least recently used
+    removed first when a new session would exceed that. The order is kept in memory, built from
+    the files' mtimes by the sweep (at start, then periodically: that also catches up with files
+    other worker processes wrote). The directory may hold other files (an operator's notes, a
+    config file): only names of this repository's own patterns are ever counted, swept or removed.
     """
 
     _SUFFIX = ".json"
+    _TEMP_PREFIX = ".tmp-"
+    # What this repository writes: sessions, sessions set aside as corrupt, temp files of a write.
+    _OWN_FILE = re.compile(r"[0-9a-f]{64}\.json(\.corrupt)?|\.tmp-[A-Za-z0-9_]+\.json")
 
     def __init__(self, path: str, ttl_seconds: float = 86400.0, max_history: int = 100,
-                 clock: Callable[[], float] = time.time, sweep_interval: float | None = None) -> None:
+                 clock: Callable[[], float] = time.time, sweep_interval: float | None = None,
+                 max_sessions: int = 10_000) -> None:
         self.path = os.path.abspath(os.path.expanduser(path))
         self.ttl_seconds = ttl_seconds
         self.max_history = max_history
+        self.max_sessions = max_sessions
         self._clock = clock
         self._sweep_interval = sweep_interval if sweep_interval is not None else min(ttl_seconds, 300.0)
         self._next_sweep = 0.0
+        # Session files, least recently used first. Threads of ``asyncio.to_thread`` share it.
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
         os.makedirs(self.path, mode=0o700, exist_ok=True)
+        self.sweep()
 
     def file_for(self, session_id: str) -> str:
         """The file that holds ``session_id`` (safe for any id)."""
         digest = hashlib.sha256(_check_id(session_id).encode("utf-8")).hexdigest()
         return os.path.join(self.path, digest + self._SUFFIX)
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._recent)
+
     # -- synchronous helpers, run in a thread
 
     def _expired(self, mtime: float, now: float) -> bool:
         return now - mtime > self.ttl_seconds
+
+    def _is_session_file(self, name: str) -> bool:
+        return name.endswith(self._SUFFIX) and not name.startswith(self._TEMP_PREFIX)
+
+    def _used(self, file: str) -> None:
+        with self._lock:
+            self._recent[file] = None
+            self._recent.move_to_end(file)
+
+    def _forget(self, file: str) -> None:
+        with self._lock:
+            self._recent.pop(file, None)
+        _unlink(file)
+
+    def _evict(self, keep: str | None = None) -> None:
+        """Remove the least recently used sessions beyond ``max_sessions`` (never ``keep``)."""
+        while True:
+            with self._lock:
+                if len(self._recent) <= self.max_sessions:
+                    return
+                oldest = next(iter(self._recent))
+                if oldest == keep:
+                    self._recent.move_to_end(oldest)
+                    oldest = next(iter(self._recent))
+                del self._recent[oldest]
+            _unlink(oldest)
 
     def _read(self, session_id: str) -> Session | None:
         file = self.file_for(session_id)
         now = self._clock()
         try:
             if self._expired(os.stat(file).st_mtime, now):
-                _unlink(file)
+                self._forget(file)
                 return None
             with open(file, "rb") as fh:
                 raw = fh.read()
         except FileNotFoundError:
+            with self._lock:
+                self._recent.pop(file, None)
             return None
         except OSError as exc:
             log.warning("session file %s cannot be read (%s); starting a fresh session", file, exc)
@@ -299,14 +348,17 @@ class FileSessionRepository(SessionRepository):
                 os.replace(file, file + ".corrupt")
             except OSError:
                 _unlink(file)
+            with self._lock:
+                self._recent.pop(file, None)
             return None
         _touch(file, now)
+        self._used(file)
         return session
 
     def _write(self, session: Session) -> None:
         file = self.file_for(session.id)
         data = json.dumps(session.to_json(), ensure_ascii=False, separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=self._SUFFIX)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=self._TEMP_PREFIX, suffix=self._SUFFIX)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(data)
@@ -315,21 +367,37 @@ class FileSessionRepository(SessionRepository):
             _unlink(tmp)
             raise
         _touch(file, self._clock())
+        self._used(file)
+        self._evict(keep=file)
 
     def sweep(self) -> int:
-        """Remove expired session files, stale temp files and old ``*.corrupt`` files; returns the count."""
+        """Remove this repository's expired files (sessions, stale temp files, old ``*.corrupt``
+        files), re-read the recency order from the remaining sessions' mtimes and enforce
+        ``max_sessions``; returns how many expired files were removed. Files of other names are
+        never touched."""
         now, removed = self._clock(), 0
         try:
             entries = list(os.scandir(self.path))
         except FileNotFoundError:
-            return 0
+            entries = []
+        stamped: list[tuple[float, str]] = []
         for entry in entries:
+            if not self._OWN_FILE.fullmatch(entry.name):
+                continue
             try:
-                if entry.is_file() and self._expired(entry.stat().st_mtime, now):
+                if not entry.is_file():
+                    continue
+                mtime = entry.stat().st_mtime
+                if self._expired(mtime, now):
                     os.unlink(entry.path)
                     removed += 1
+                elif self._is_session_file(entry.name):
+                    stamped.append((mtime, entry.path))
             except OSError:
                 continue
+        with self._lock:
+            self._recent = OrderedDict((file, None) for _mtime, file in sorted(stamped))
+        self._evict()
         return removed
 
     def _maybe_sweep(self) -> None:
@@ -364,7 +432,7 @@ class FileSessionRepository(SessionRepository):
 
     async def delete(self, session_id: str) -> None:
         file = self.file_for(session_id)
-        await asyncio.to_thread(_unlink, file)
+        await asyncio.to_thread(self._forget, file)
 
 
 def _unlink(file: str) -> None:
@@ -385,7 +453,8 @@ def _touch(file: str, now: float) -> None:
 def make_repository(config: SessionConfig) -> SessionRepository:
     """The repository ``session.repository`` names, built from the session config."""
     if config.repository == "file":
-        return FileSessionRepository(config.path, config.ttl_seconds, config.max_history)
+        return FileSessionRepository(config.path, config.ttl_seconds, config.max_history,
+                                     max_sessions=config.max_sessions)
     if config.repository == "in_memory":
         return InMemorySessionRepository(config.ttl_seconds, config.max_sessions, config.max_history)
     raise ValueError(f"unknown session repository {config.repository!r}")

@@ -281,3 +281,71 @@ def test_make_repository(tmp_path: Path) -> None:
     assert isinstance(repo, FileSessionRepository) and repo.ttl_seconds == 5 and (tmp_path / "s").is_dir()
     with pytest.raises(ValueError):
         make_repository(SessionConfig(repository="redis"))
+
+
+# --------------------------------------------------------------------------- file repository bounds
+
+
+async def test_file_repository_keeps_at_most_max_sessions_least_recently_used_first(tmp_path: Path) -> None:
+    clock = Clock()
+    repo = FileSessionRepository(str(tmp_path), ttl_seconds=3600, clock=clock, max_sessions=3)
+    for name in ("a", "b", "c"):
+        clock.now += 1
+        await repo.get_or_create(name)
+    clock.now += 1
+    assert await repo.get("a") is not None  # "a" used again: "b" is now the least recently used
+    clock.now += 1
+    await repo.get_or_create("d")
+    assert len(list(tmp_path.iterdir())) == 3 and len(repo) == 3
+    assert await repo.get("b") is None
+    assert all([await repo.get(n) for n in ("a", "c", "d")])
+    for i in range(20):  # the issue's repro: every new id used to add a file
+        clock.now += 1
+        await repo.save(Session(id=f"flood-{i}"))
+    assert len(list(tmp_path.iterdir())) == 3
+    assert await repo.get("flood-19") is not None
+
+
+async def test_file_repository_bound_counts_files_of_an_earlier_run(tmp_path: Path) -> None:
+    clock = Clock()
+    first = FileSessionRepository(str(tmp_path), ttl_seconds=3600, clock=clock)
+    for name in ("old", "mid", "new"):
+        clock.now += 1
+        await first.get_or_create(name)
+    second = FileSessionRepository(str(tmp_path), ttl_seconds=3600, clock=clock, max_sessions=2)
+    assert len(second) == 2
+    assert await second.get("old") is None and await second.get("new") is not None
+
+
+async def test_file_sweep_touches_only_its_own_files(tmp_path: Path) -> None:
+    """The issue's repro: a ``config.yaml`` placed in the session directory was deleted by the sweep."""
+    clock = Clock()
+    repo = FileSessionRepository(str(tmp_path), ttl_seconds=10, clock=clock)
+    await repo.get_or_create("s")
+    Path(repo.file_for("gone") + ".corrupt").write_text("{}")
+    foreign = {"config.yaml": "backends: {}\n", "notes.json": "{}", "README": "mine",
+               "0" * 64 + ".json.bak": "{}", ".tmp-x.json.keep": "{}"}
+    for name, text in foreign.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "sub").mkdir()
+    clock.now += 100
+    for path in tmp_path.iterdir():
+        os.utime(path, (clock.now - 50, clock.now - 50))
+    (tmp_path / ".tmp-stale.json").write_text("{}")
+    os.utime(tmp_path / ".tmp-stale.json", (clock.now - 50, clock.now - 50))
+    assert repo.sweep() == 3  # the session, the corrupt copy, the stale temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*foreign, "sub"])
+    assert all((tmp_path / name).read_text() == text for name, text in foreign.items())
+
+
+async def test_file_bound_never_evicts_foreign_files(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("keep me")
+    repo = FileSessionRepository(str(tmp_path), ttl_seconds=3600, max_sessions=1)
+    await repo.get_or_create("a")
+    await repo.get_or_create("b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["config.yaml", os.path.basename(repo.file_for("b"))])
+
+
+def test_make_repository_passes_max_sessions_to_files(tmp_path: Path) -> None:
+    repo = make_repository(SessionConfig(repository="file", path=str(tmp_path / "s"), max_sessions=7))
+    assert isinstance(repo, FileSessionRepository) and repo.max_sessions == 7

@@ -14,6 +14,7 @@ import uuid
 from typing import Any, NoReturn
 
 from router import fastjson
+from router.bounds import check_model
 from router.canonical import ImagePart, Message, ToolCallPart, ToolResultPart
 from router.errors import ProxyError
 
@@ -90,11 +91,12 @@ def lenient_int(value: Any) -> int:
 
 
 def required_model(body: dict[str, Any], model: str | None) -> str:
-    """The model from the URL path when given, else the body's non-empty ``model``."""
+    """The model from the URL path when given, else the body's non-empty ``model``, of a bounded
+    length (it is kept in usage rows, metric labels and the planner's memo)."""
     model = model or get_str(body, "model", required=True)
     if not model:
         fail("model", "must not be empty")
-    return model
+    return check_model(model)
 
 
 def nonempty_list(obj: dict[str, Any], key: str, what: str) -> list[Any]:

@@ -40,6 +40,7 @@ import json
 from collections import defaultdict, deque
 from typing import Any
 
+from router.bounds import check_model
 from router.canonical import (
     ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
@@ -237,6 +238,7 @@ def decode_request(body: Any, *, model: str | None = None, stream: bool | None =
     body = expect_object(body, "body")
     if not model:
         fail("model", "required (Gemini takes it from the URL path /models/{model}:generateContent)")
+    check_model(model)
     raw_contents = nonempty_list(body, "contents", "content")
     ids = _Ids()
     messages: list[Message] = []

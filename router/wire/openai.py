@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from router.bounds import MAX_MODEL_CHARS
 from router.canonical import (
     ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
@@ -91,7 +92,8 @@ def _decode_simple(body: Any, model: str | None, stream: bool | None) -> ChatReq
         return None
     model = model or body.get("model")
     raw_messages = body.get("messages")
-    if type(model) is not str or not model or type(raw_messages) is not list or not raw_messages:
+    if type(model) is not str or not model or len(model) > MAX_MODEL_CHARS or type(raw_messages) is not list \
+            or not raw_messages:
         return None
     system: list[TextPart] = []
     messages: list[Message] = []

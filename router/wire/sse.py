@@ -3,6 +3,11 @@
 All three providers stream as SSE (``text/event-stream``). Frames are small and the parser must cope
 with network chunks that split a frame anywhere (even inside a multi-byte UTF-8 character or between
 ``\\r`` and ``\\n``), so it buffers bytes and only decodes complete lines.
+
+What it buffers is bounded: a line, or the data of one event, longer than ``max_line`` bytes raises
+:class:`LineTooLong` (an upstream that never sent a line break grew the buffer to ~690 MB). The
+default is far above any real frame: output token limits keep a whole tool call (Gemini sends each
+in one frame) well under it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,17 @@ from typing import Any
 from router import fastjson
 
 _EOL = re.compile(rb"\r\n|\r|\n")
+DEFAULT_MAX_LINE = 1024 * 1024
+
+
+class LineTooLong(ValueError):
+    """A line, or one event's data, over the parser's ``max_line`` bytes. ``frames`` are the ones
+    the same ``feed`` call completed before it: they are good, and the caller should pass them on."""
+
+    def __init__(self, limit: int, frames: list[tuple[str | None, str]] | None = None) -> None:
+        super().__init__(f"a stream line or event is longer than {limit} bytes")
+        self.limit = limit
+        self.frames = frames or []
 
 
 def frame(data: str | dict[str, Any], event: str | None = None) -> bytes:
@@ -34,31 +50,50 @@ class SSEParser:
     fields are ignored, frames with no ``data:`` line are not reported (per the SSE spec).
     """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_line: int | None = DEFAULT_MAX_LINE) -> None:
+        self.max_line = max_line  # None: no limit (our own output, parsed back in tests and replays)
+        # The incomplete last line. A bytearray, so a long line growing chunk by chunk is appended
+        # to, not copied whole on every chunk.
+        self._buffer = bytearray()
         self._scanned = 0
         self._event: str | None = None
         self._data: list[str] = []
+        self._data_size = 0
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
-        buf = self._buffer + chunk if self._buffer else chunk
+        buffer = self._buffer
+        if buffer:
+            buffer += chunk
+            buf: bytes | bytearray = buffer
+        else:
+            buf = chunk  # most chunks end on a line break: nothing is copied
         frames: list[tuple[str | None, str]] = []
         pos = 0
-        while True:
-            match = _EOL.search(buf, max(pos, self._scanned))
-            if match is None or (match.group() == b"\r" and match.end() == len(buf)):
-                break  # incomplete line (a final lone \r may be the first half of \r\n)
-            self._handle_line(buf[pos:match.start()].decode("utf-8", errors="replace"), frames)
-            pos = match.end()
-        self._buffer = buf[pos:]
-        self._scanned = max(0, len(self._buffer) - 1)  # don't rescan a long partial line
+        try:
+            while True:
+                match = _EOL.search(buf, max(pos, self._scanned))
+                if match is None or (match.group() == b"\r" and match.end() == len(buf)):
+                    break  # incomplete line (a final lone \r may be the first half of \r\n)
+                self._handle_line(buf[pos:match.start()].decode("utf-8", errors="replace"), frames)
+                pos = match.end()
+        except LineTooLong as exc:  # an event of too many data lines
+            exc.frames = frames
+            raise
+        rest = len(buf) - pos
+        if self.max_line is not None and rest > self.max_line:
+            raise LineTooLong(self.max_line, frames)
+        if buf is buffer:
+            del buffer[:pos]
+        elif rest:
+            buffer += memoryview(buf)[pos:]
+        self._scanned = max(0, rest - 1)  # don't rescan a long partial line
         return frames
 
     def close(self) -> list[tuple[str | None, str]]:
         """Flush a final frame the sender did not terminate with a blank line."""
         frames: list[tuple[str | None, str]] = []
         if self._buffer:
-            rest, self._buffer, self._scanned = self._buffer, b"", 0
+            rest, self._buffer, self._scanned = self._buffer, bytearray(), 0
             self._handle_line(rest.rstrip(b"\r").decode("utf-8", errors="replace"), frames)
         self._handle_line("", frames)
         return frames
@@ -67,7 +102,7 @@ class SSEParser:
         if line == "":
             if self._data:
                 frames.append((self._event, "\n".join(self._data)))
-            self._event, self._data = None, []
+            self._event, self._data, self._data_size = None, [], 0
             return
         if line.startswith(":"):
             return
@@ -76,11 +111,14 @@ class SSEParser:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._data_size += len(value)  # an event of many data lines: bound their sum too
+            if self.max_line is not None and self._data_size > self.max_line:
+                raise LineTooLong(self.max_line)
         elif name == "event":
             self._event = value
 
 
 def parse_all(payload: bytes) -> list[tuple[str | None, str]]:
     """Parse a complete SSE body (tests, cached replies)."""
-    parser = SSEParser()
+    parser = SSEParser(max_line=None)
     return parser.feed(payload) + parser.close()

@@ -198,3 +198,42 @@ async def test_models_error_is_classified(build, fake: FakeProvider) -> None:
     assert info.value.kind == "auth" and info.value.status == 401
     assert "sk-ant-wrong-key-123456789" not in info.value.message
 
+
+
+# ---- a stream line that never ends ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stream_line_over_max_line_bytes_ends_the_stream(build, fake: FakeProvider, kind: str) -> None:
+    """The issue's repro: an upstream sending no line break grew the buffer without limit."""
+    from backends.base import BackendError
+    from fakes.provider import raw_stream
+
+    backend = await one(build, fake, kind, max_line_bytes=65536)
+    fake.enqueue(raw_stream(b"data: " + b"x" * 300_000, chunk_size=4096))
+    events = []
+    with pytest.raises(BackendError) as info:
+        async for event in backend.stream(chat("hi", stream=True)):
+            events.append(event)
+    assert info.value.kind == "server" and "65536 bytes" in info.value.message
+    assert "max_line_bytes" in info.value.message
+    assert fold(events).text() == "partial "  # what came before the long line got through
+    await fake.last.wait()
+    assert fake.last.disconnected and not fake.last.completed  # the upstream was hung up on
+
+
+async def test_the_line_limit_defaults_to_one_mebibyte_and_is_configurable(build, fake: FakeProvider) -> None:
+    from backends.base import BackendError
+    from fakes.provider import raw_stream
+    from router.wire.sse import DEFAULT_MAX_LINE
+
+    long_text = "y" * (DEFAULT_MAX_LINE + 1000)
+    frame_bytes = b'data: {"choices":[{"index":0,"delta":{"content":"' + long_text.encode() + b'"}}]}\n\n'
+    backend = await one(build, fake, "openai")
+    fake.enqueue(raw_stream(frame_bytes))
+    with pytest.raises(BackendError):
+        await collect(backend.stream(chat("hi", stream=True)))
+    roomy = (await build(b=backend_settings("openai", fake, max_line_bytes=4 * DEFAULT_MAX_LINE)))["b"]
+    fake.enqueue(raw_stream(frame_bytes))
+    events = await collect(roomy.stream(chat("hi", stream=True)))
+    assert fold(events).text() == "partial " + long_text

@@ -22,8 +22,8 @@ while errors, auth failures and the Code Assist envelope are written here in eac
 real shape. What a generation request gets is *programmable*: a queue of behaviours (see the
 factory functions :func:`reply`, :func:`error`, :func:`delay`, :func:`stream_chunks`,
 :func:`reset`, :func:`reset_after_chunks`, :func:`textual_tool_call`, :func:`loop`,
-:func:`stream_error`), per-model rules, and a default that echoes the last user text. Every
-request is recorded (:class:`RecordedRequest`) including, for streams, how many chunks were sent
+:func:`stream_error`, :func:`raw_stream`), per-model rules, and a default that echoes the last
+user text. Every request is recorded (:class:`RecordedRequest`) including, for streams, how many chunks were sent
 and whether the client hung up early.
 
 Usage::
@@ -158,7 +158,17 @@ class StreamErrorAfter:
     text: str = "partial "
 
 
-Behaviour = Union[Reply, Error, Delay, StreamChunks, Reset, ResetAfterChunks, Loop, StreamErrorAfter]
+@dataclass(slots=True)
+class RawStream:
+    """A stream whose body goes wrong in ways no encoder writes: headers, optionally one real text
+    chunk (``text``), then ``data`` verbatim in ``chunk_size`` pieces (e.g. a line that never ends)."""
+
+    data: bytes
+    text: str | None = "partial "
+    chunk_size: int = 65536
+
+
+Behaviour = Union[Reply, Error, Delay, StreamChunks, Reset, ResetAfterChunks, Loop, StreamErrorAfter, RawStream]
 
 
 def reply(text: str | None = None, tool_calls: Iterable[dict[str, Any]] | None = None,
@@ -209,10 +219,15 @@ def stream_error(after_chunks: int = 1, message: str = "Overloaded", kind: str =
     return StreamErrorAfter(after_chunks, message, kind, text)
 
 
+def raw_stream(data: bytes, text: str | None = "partial ", chunk_size: int = 65536) -> RawStream:
+    return RawStream(data, text, chunk_size)
+
+
 def behaviour_name(behaviour: Behaviour) -> str:
     """Short name recorded per request (``reply``, ``error``, ``delay``, ``loop``...)."""
     return {Reply: "reply", Error: "error", Delay: "delay", StreamChunks: "stream_chunks", Reset: "reset",
-            ResetAfterChunks: "reset_after_chunks", Loop: "loop", StreamErrorAfter: "stream_error"}[type(behaviour)]
+            ResetAfterChunks: "reset_after_chunks", Loop: "loop", StreamErrorAfter: "stream_error",
+            RawStream: "raw_stream"}[type(behaviour)]
 
 
 # =============================================================================================
@@ -935,6 +950,8 @@ class FakeProvider:
             return await self._stream_texts(ex, [behaviour.text] * behaviour.times, behaviour.gap, "stop")
         if isinstance(behaviour, ResetAfterChunks):
             return await self._reset_after(ex, behaviour)
+        if isinstance(behaviour, RawStream):
+            return await self._raw_stream(ex, behaviour)
         return await self._stream_error(ex, behaviour)
 
     def _error_response(self, ex: _Exchange, err: Error) -> web.Response:
@@ -1070,6 +1087,22 @@ class FakeProvider:
         ex.record.reset = True
         if ex.request.transport is not None:
             ex.request.transport.abort()
+        return ex.response  # type: ignore[return-value]
+
+    async def _raw_stream(self, ex: _Exchange, spec: RawStream) -> web.StreamResponse:
+        """Headers, the optional real first chunk, then the raw bytes; stops when the client leaves."""
+        writer = _StreamWriter(ex, strip_call_ids=not self.gemini_call_ids)
+        if not await writer.start():
+            return ex.response or web.Response(status=499)
+        if spec.text is not None:
+            for event in list(self._text_events(ex, [spec.text], "stop", 0))[:-1]:
+                if not await writer.send(event):
+                    return ex.response  # type: ignore[return-value]
+        for start in range(0, len(spec.data), spec.chunk_size):
+            if not await writer.write(spec.data[start:start + spec.chunk_size]):
+                return ex.response  # type: ignore[return-value]
+            await asyncio.sleep(0)
+        await writer.finish()
         return ex.response  # type: ignore[return-value]
 
     async def _stream_error(self, ex: _Exchange, spec: StreamErrorAfter) -> web.StreamResponse:

@@ -12,6 +12,8 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
+from falcon.testing.client import _AsyncContextManager
+
 from fakes.provider import FakeProvider, error
 from ops_support import closed_port, wait_for
 from proxy_support import chat_body, chat_path
@@ -156,10 +158,17 @@ async def test_provider_text_reaches_client_and_usage_redacted(tmp_path: Path, f
                                                   content_type="text/html"),
                           stream_error(message=f"key {PLAIN_KEY} is over quota"))
     async with falcon.testing.ASGIConductor(app) as client:
-        replies = [await post_chat(client, model="oai:fake-model"), await post_chat(client, model="oai:fake-model"),
-                   await post_chat(client, model="oai:fake-model", stream=True)]
-        assert [r.status_code for r in replies] == [400, 400, 200]
+        replies = [await post_chat(client, model="oai:fake-model"), await post_chat(client, model="oai:fake-model")]
+        assert [r.status_code for r in replies] == [400, 400]
         assert "x-api-key: [redacted]" in replies[1].text
+        # The stream is read to its end by a client that stays (Falcon's simulate_post hangs up at once).
+        async with _AsyncContextManager(client.simulate_request(
+                "POST", "/v2/chat/completions", headers=AUTH,
+                json=chat_body("openai", "hello", model="oai:fake-model", stream=True), _stream_result=True)) as sr:
+            streamed = b""
+            while b"[DONE]" not in streamed:
+                streamed += await sr.stream.read()
+        assert sr.status_code == 200 and PLAIN_KEY.encode() not in streamed and b"over quota" in streamed
         rows = await wait_records(client, 3, AUTH)
     errors = [row["error"] for row in rows]
     assert all(errors) and any("over quota" in e for e in errors), errors

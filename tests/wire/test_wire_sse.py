@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.canonical import StreamEnd, StreamStart, TextDelta
-from router.wire.sse import SSEParser, frame, parse_all
+from router.wire.sse import DEFAULT_MAX_LINE, LineTooLong, SSEParser, frame, parse_all
 from wire_support import FORMATS, encode_stream
 
 BODY = (b": keep-alive comment\r\n"
@@ -70,3 +72,56 @@ def test_encoders_emit_parseable_frames() -> None:
                     assert event == body["type"]
                 else:
                     assert event is None
+
+
+# ---- bounded buffering -------------------------------------------------------------------------
+
+
+def test_a_line_that_never_ends_is_refused_at_the_limit() -> None:
+    """The issue's repro: an upstream with no line breaks grew the buffer to ~690 MB."""
+    parser = SSEParser(max_line=1000)
+    assert parser.feed(b"data: {}\n\n" + b"x" * 500) == [(None, "{}")]
+    parser.feed(b"x" * 500)  # 1000 bytes pending: at the limit, still fine
+    with pytest.raises(LineTooLong) as caught:
+        parser.feed(b"x")
+    assert caught.value.limit == 1000 and "1000 bytes" in str(caught.value)
+
+
+def test_a_long_line_in_one_chunk_is_refused_too() -> None:
+    with pytest.raises(LineTooLong):
+        SSEParser(max_line=1000).feed(b"data: " + b"y" * 2000)
+
+
+def test_many_data_lines_of_one_event_are_bounded_together() -> None:
+    parser = SSEParser(max_line=1000)
+    with pytest.raises(LineTooLong):
+        parser.feed(b"data: " + b"z" * 100 + b"\n" * 1 + (b"data: " + b"z" * 100 + b"\n") * 10)
+
+
+def test_lines_up_to_the_limit_are_parsed_whatever_the_chunking() -> None:
+    payload = "p" * (1000 - len("data: "))
+    body = f"data: {payload}\n\n".encode()
+    for size in (1, 7, 999, len(body)):
+        parser = SSEParser(max_line=1000)
+        out = []
+        for start in range(0, len(body), size):
+            out += parser.feed(body[start:start + size])
+        assert out == [(None, payload)]
+
+
+def test_the_default_limit_and_no_limit() -> None:
+    assert SSEParser().max_line == DEFAULT_MAX_LINE == 1024 * 1024
+    unlimited = SSEParser(max_line=None)
+    unlimited.feed(b"data: " + b"u" * (2 * DEFAULT_MAX_LINE))
+    assert unlimited.close() == [(None, "u" * (2 * DEFAULT_MAX_LINE))]
+
+
+def test_a_long_line_in_small_chunks_is_buffered_in_linear_time() -> None:
+    """A partial line grows by appending: copying it whole per chunk was quadratic."""
+    parser = SSEParser(max_line=None)
+    chunk = b"w" * 64
+    started = time.perf_counter()
+    for _ in range(32_000):  # 2 MB in 64-byte chunks: ~33 GB of copying when quadratic
+        parser.feed(chunk)
+    assert time.perf_counter() - started < 2.0
+    assert parser.feed(b"\n\n") == [] and parser.close() == []  # "www..." is not a field: no frame
