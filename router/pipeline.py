@@ -18,13 +18,13 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from backends.base import BackendError
 from dsl.commands import ParsedMessage, parse_message
-from dsl.evaluate import Facts, Plan, clock_now, evaluate
+from dsl.evaluate import Facts, Plan, TargetRules, clock_now, evaluate
 from dsl.session import session_ruleset
 
 from .canonical import (
     ChatRequest, ChatResponse, Message, ResponseAccumulator, StreamEvent, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
 )
-from .dispatch import Outcome, RateLimited
+from .dispatch import Outcome, RateLimited, request_settings
 from .errors import ProxyError
 from .cache import ResponseCache, cache_ttl, request_key
 from .frontends import Frontend
@@ -252,6 +252,8 @@ class Pipeline:
                                      "rules": list(plan.rules)}, state.config.session.max_history)
                 await sessions.save(session)
             scopes = {"session": session.id, "caller": ctx.caller}
+            # File rules with limits or set govern every target tried, not only this request's facts.
+            governed = TargetRules(facts, plan, state.ruleset) if state.ruleset.governs else None
             # Anonymous requests have no session to remember tool calls in: the request's own
             # history is what the tool-call loop detector counts for them. Without declared tools
             # the tool guards are not built (skip_idle), so no history is needed at all.
@@ -267,12 +269,12 @@ class Pipeline:
                 rec.usage, rec.finish_reason = Usage(), cache.finish_reason  # no provider tokens spent
                 return self._done(self._local_reply(frontend, request, cache, headers, ctx, rec), rec)
             if request.stream:
-                started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
+                started = await state.dispatcher.stream(plan, request, outcome_d, scopes, governed)
                 rec.ttfb = time.perf_counter() - rec.started
                 rec.backend, rec.model = started.target.backend, started.target.model
                 encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
                 return self._done(StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, request, cache), headers), rec)
-            response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
+            response = await state.dispatcher.complete(plan, request, outcome_d, scopes, governed)
             response = apply_to_response(guards, response)
             if guards.events:
                 rec.guard_events = [asdict(e) for e in guards.events]
@@ -345,15 +347,17 @@ class Pipeline:
 
     @staticmethod
     def _apply_overrides(request: ChatRequest, plan: Plan, session: Session) -> None:
-        """Session settings beat rule ``set:`` which beats what the client sent."""
-        if not plan.overrides and session.temperature is None and not session.params:
-            return
-        for key in ("temperature", "top_p", "max_tokens"):
-            value = session.temperature if key == "temperature" else session.params.get(key)
-            if value is None:
-                value = plan.override(key)
-            if value is not None:
-                setattr(request, key, int(value) if key == "max_tokens" else float(value))
+        """The operator's ``set:`` beats the session's settings, which beat what the client sent:
+        a session chooses only where the operator left a value open. (Dispatch writes the settings
+        of rules that match only through the target over these, see ``TargetRules``.)"""
+        if session.temperature is not None or session.params:
+            for key in ("temperature", "top_p", "max_tokens"):
+                value = session.temperature if key == "temperature" else session.params.get(key)
+                if value is not None:
+                    setattr(request, key, int(value) if key == "max_tokens" else float(value))
+        if plan.overrides:
+            for key, value in request_settings(plan.overrides).items():
+                setattr(request, key, value)
 
     def _cache_lookup(self, request: ChatRequest, plan: Plan, session: Session,
                       headers: dict[str, str]) -> ChatResponse | tuple[str, int] | None:
