@@ -118,7 +118,7 @@ _NO_TOOLS_HISTORY = ToolCallHistory()  # handed to chains that build no tool gua
 class Pipeline:
     def __init__(self, state_ref: "StateRef") -> None:
         self.ref = state_ref
-        self._tool_histories: TTLCache[str, ToolCallHistory] = TTLCache(maxsize=10_000, ttl=3600)
+        self._tool_histories: TTLCache[tuple[str | None, str], ToolCallHistory] = TTLCache(maxsize=10_000, ttl=3600)
         self.cache = ResponseCache()
 
     # ---- commands ------------------------------------------------------------------------------
@@ -184,14 +184,16 @@ class Pipeline:
     def _guards(self, state: RuntimeState, session: Session, plan: Plan | None) -> list[str]:
         """Guards in effect for this session: config defaults < rule ``post:`` < session switches."""
         chain = build_chain(request=ChatRequest(model="", messages=[]), rule_post=plan.post if plan else (),
-                            config=state.config, session_params=session.params, history=self._history(session.id))
+                            config=state.config, session_params=session.params, history=self._history(session))
         return chain.active()
 
-    def _history(self, session_id: str) -> ToolCallHistory:
-        """The session's tool-call history (in process, bounded, idle ones forgotten)."""
-        history = self._tool_histories.get(session_id)
+    def _history(self, session: Session) -> ToolCallHistory:
+        """The session's tool-call history (in process, bounded, idle ones forgotten), kept like
+        the session itself under its owner and id."""
+        key = (session.owner, session.id)
+        history = self._tool_histories.get(key)
         if history is None:
-            history = self._tool_histories[session_id] = ToolCallHistory()
+            history = self._tool_histories[key] = ToolCallHistory()
         return history
 
     # ---- the request ---------------------------------------------------------------------------
@@ -210,9 +212,11 @@ class Pipeline:
             ctx.session_id = rec.session_id = session_id_from(sent)
             # A client that sends no session id gets a fresh session it may adopt (the id is in the
             # reply); it is stored only once a command changes it, so anonymous traffic neither fills
-            # the store nor evicts real sessions.
+            # the store nor evicts real sessions. A session belongs to its caller: the same id sent
+            # with another key is another session.
             anonymous = not sent
-            session = Session(id=ctx.session_id) if anonymous else await sessions.get_or_create(ctx.session_id)
+            session = Session(id=ctx.session_id, owner=ctx.caller) if anonymous \
+                else await sessions.get_or_create(ctx.session_id, ctx.caller)
             headers = {"x-session-id": session.id, "x-request-id": ctx.request_id}
 
             parsed = None
@@ -251,7 +255,7 @@ class Pipeline:
                 session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
                                      "rules": list(plan.rules)}, state.config.session.max_history)
                 await sessions.save(session)
-            scopes = {"session": session.id, "caller": ctx.caller}
+            scopes = {"session": session.scope(), "caller": ctx.caller}
             # File rules with limits or set govern every target tried, not only this request's facts.
             governed = TargetRules(facts, plan, state.ruleset) if state.ruleset.governs else None
             # Anonymous requests have no session to remember tool calls in: the request's own
@@ -260,7 +264,7 @@ class Pipeline:
             if not request.tools:
                 history = _NO_TOOLS_HISTORY
             else:
-                history = ToolCallHistory() if anonymous else self._history(session.id)
+                history = ToolCallHistory() if anonymous else self._history(session)
             guards = build_chain(request=request, rule_post=plan.post, config=state.config,
                                  session_params=session.params, history=history, skip_idle=True)
             cache = self._cache_lookup(request, plan, session, headers)
