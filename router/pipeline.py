@@ -26,7 +26,7 @@ from .canonical import (
 )
 from .dispatch import Outcome, RateLimited, request_settings
 from .errors import ProxyError
-from .cache import ResponseCache, cache_ttl, request_key
+from .cache import ResponseCache, cache_policy, request_key
 from .frontends import Frontend
 from .guards import GuardChain, ToolCallHistory, apply_to_response, build_chain
 from .metrics import Metrics
@@ -267,7 +267,7 @@ class Pipeline:
                 history = ToolCallHistory() if anonymous else self._history(session)
             guards = build_chain(request=request, rule_post=plan.post, config=state.config,
                                  session_params=session.params, history=history, skip_idle=True)
-            cache = self._cache_lookup(request, plan, session, headers)
+            cache = self._cache_lookup(request, plan, session, headers, ctx.caller, governed)
             if isinstance(cache, ChatResponse):
                 rec.cache_hit, rec.backend, rec.model = True, "cache", cache.model
                 rec.usage, rec.finish_reason = Usage(), cache.finish_reason  # no provider tokens spent
@@ -363,17 +363,24 @@ class Pipeline:
             for key, value in request_settings(plan.overrides).items():
                 setattr(request, key, value)
 
-    def _cache_lookup(self, request: ChatRequest, plan: Plan, session: Session,
-                      headers: dict[str, str]) -> ChatResponse | tuple[str, int] | None:
+    def _cache_lookup(self, request: ChatRequest, plan: Plan, session: Session, headers: dict[str, str],
+                      caller: str | None, governed: TargetRules | None) -> ChatResponse | tuple[str, int] | None:
         """A cached answer, or (key, ttl) to store this one under, or None when caching is off."""
-        ttl = cache_ttl(plan, session.params)
-        if ttl is None:
+        policy = cache_policy(plan, session.params)
+        if policy is None:
             return None
-        key = request_key(request, plan)
+        # What rules matching only through a target set is forwarded too (see ``TargetRules``).
+        targets: list[Any] = []
+        if governed is not None:
+            for target in plan.targets():
+                terms = governed.terms(target)
+                if terms is not None and terms.overrides:
+                    targets.append((str(target), terms.overrides))
+        key = request_key(request, plan, caller, policy.shared, targets)
         cached = self.cache.get(key)
         headers["x-cache"] = "hit" if cached is not None else "miss"
         self.ref.metrics.cache.labels(headers["x-cache"]).inc()
-        return cached if cached is not None else (key, ttl)
+        return cached if cached is not None else (key, policy.ttl)
 
     def _proxy_reply(self, frontend: Frontend, request: ChatRequest, text: str, headers: dict[str, str],
                      ctx: RequestContext, rec: RequestRecord) -> Reply:
