@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from types import MappingProxyType
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Mapping, Protocol
 
@@ -30,6 +31,8 @@ class HealthLike(Protocol):
     def allow(self, backend: str) -> bool: ...
     def record(self, backend: str, ok: bool, kind: str | None = None) -> None: ...
 
+
+_NO_SCOPES: Mapping[str, str | None] = MappingProxyType({})  # a request no limit applies to needs none
 
 RETRY_KINDS = frozenset({"connection", "server", "overloaded"})
 # StreamError.kind (the wire codecs' error kinds) -> BackendError kind
@@ -114,12 +117,12 @@ class Dispatcher:
     def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
                  scopes: Mapping[str, str | None] | None = None,
                  governed: TargetRules | None = None) -> Awaitable[ChatResponse]:
-        return self._walk(plan, request, outcome, False, scopes or {}, governed)  # type: ignore[return-value]
+        return self._walk(plan, request, outcome, False, scopes if scopes is not None else _NO_SCOPES, governed)  # type: ignore[return-value]
 
     def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome,
                scopes: Mapping[str, str | None] | None = None,
                governed: TargetRules | None = None) -> Awaitable[StreamStarted]:
-        return self._walk(plan, request, outcome, True, scopes or {}, governed)  # type: ignore[return-value]
+        return self._walk(plan, request, outcome, True, scopes if scopes is not None else _NO_SCOPES, governed)  # type: ignore[return-value]
 
     # ---- limits ----------------------------------------------------------------------------------
 

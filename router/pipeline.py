@@ -255,9 +255,11 @@ class Pipeline:
                 session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
                                      "rules": list(plan.rules)}, state.config.session.max_history)
                 await sessions.save(session)
-            scopes = {"session": session.scope(), "caller": ctx.caller}
             # File rules with limits or set govern every target tried, not only this request's facts.
             governed = TargetRules(facts, plan, state.ruleset) if state.ruleset.governs else None
+            # Scope values are read only by limits (most requests have none).
+            scopes = {"session": session.scope(), "caller": ctx.caller} if plan.limits or governed is not None \
+                else None
             # Anonymous requests have no session to remember tool calls in: the request's own
             # history is what the tool-call loop detector counts for them. Without declared tools
             # the tool guards are not built (skip_idle), so no history is needed at all.
