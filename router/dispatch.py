@@ -15,8 +15,8 @@ import asyncio
 import dataclasses
 import random
 import time
-from types import MappingProxyType
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import AsyncIterator, Awaitable, Mapping, Protocol
 
 from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
@@ -117,12 +117,14 @@ class Dispatcher:
     def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
                  scopes: Mapping[str, str | None] | None = None,
                  governed: TargetRules | None = None) -> Awaitable[ChatResponse]:
-        return self._walk(plan, request, outcome, False, scopes if scopes is not None else _NO_SCOPES, governed)  # type: ignore[return-value]
+        return self._walk(plan, request, outcome, False, _NO_SCOPES if scopes is None else scopes,  # type: ignore[return-value]
+                          governed)
 
     def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome,
                scopes: Mapping[str, str | None] | None = None,
                governed: TargetRules | None = None) -> Awaitable[StreamStarted]:
-        return self._walk(plan, request, outcome, True, scopes if scopes is not None else _NO_SCOPES, governed)  # type: ignore[return-value]
+        return self._walk(plan, request, outcome, True, _NO_SCOPES if scopes is None else scopes,  # type: ignore[return-value]
+                          governed)
 
     # ---- limits ----------------------------------------------------------------------------------
 
@@ -178,7 +180,8 @@ class Dispatcher:
                 terms = governed.terms(target) if governed is not None else None
                 key_limits, settings = per_key, ()
                 if terms is None:
-                    rejection = self._acquire([(lim, target.backend) for lim in per_backend], outcome) if per_backend else None
+                    rejection = (self._acquire([(lim, target.backend) for lim in per_backend], outcome)
+                                 if per_backend else None)
                 else:
                     # Limits of rules that match only through this target, in every scope, all or
                     # nothing together with the plan's backend-scoped ones.
