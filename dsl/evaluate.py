@@ -11,7 +11,11 @@ Semantics (documented in README "How rules combine"):
 - ``limits``: every matching rule's limits apply (they add up, they never replace each other);
 - ``post`` and ``set``: for each processor name / setting key, the first matching rule wins;
 - no matching route → the backend the client named, else the session's, else ``default_backend``,
-  with the requested model.
+  with the requested model;
+- a file rule's ``limits`` and ``set`` also govern every target the request is sent to: they apply
+  to a call when the rule matches the request's facts *or* the target's facts (the request's facts
+  with ``model`` and ``backend`` replaced by the target's), so no route (a session's, a one-off, a
+  file rule's) leads around them. :func:`target_terms` works out what a target adds to the plan.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
@@ -81,6 +85,8 @@ class Plan:
     overrides: tuple[tuple[str, ir.Scalar], ...] = ()
     rules: tuple[str, ...] = ()  # names of the rules that matched, in order
     route_rule: str | None = None  # the rule that chose the chain (None = default route)
+    # Positions of the matched file rules that have limits or set (see ``target_terms``).
+    governing: tuple[int, ...] = ()
 
     def targets(self) -> tuple[ir.Target, ...]:
         return ir.Chain(self.chain).targets() if self.chain else ()
@@ -213,21 +219,15 @@ class RuleSet:
             _Compiled(i, r, None if r.when is None or r.when == ir.Const(True) else compile_condition(r.when))
             for i, r in enumerate(self.rules)
         ]
-        keyed: dict[str, list[_Compiled]] = {}
-        unkeyed: list[_Compiled] = []
-        for c in compiled:
-            models = literal_models(c.rule.when)
-            if models is None:
-                unkeyed.append(c)
-            else:
-                for model in models:
-                    keyed.setdefault(model, []).append(c)
-        self._unkeyed = tuple(unkeyed)
-        # Merge each model's rules with the unkeyed ones once, so a request does one dict lookup.
-        self._by_model = {
-            model: tuple(sorted(rules_for + unkeyed, key=lambda c: c.order)) for model, rules_for in keyed.items()
-        }
+        self._by_model, self._unkeyed = _index(compiled)
+        # The rules with limits or set, evaluated again for each target a request is sent to
+        # (``target_terms``); most rule sets have none, and then that costs nothing.
+        governing = [c for c in compiled if c.rule.limits or c.rule.overrides]
+        self.governs = bool(governing)
+        self.governing_reads: frozenset[str] = frozenset().union(*(facts_read(c.rule.when) for c in governing))
+        self._governing_by_model, self._governing_unkeyed = _index(governing)
         self._plans: dict[tuple[Any, ...], Plan] = {}  # see ``evaluate``
+        self._terms: dict[tuple[Any, ...], Terms | None] = {}  # see ``target_terms``
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -235,8 +235,28 @@ class RuleSet:
     def candidates(self, model: str) -> tuple[_Compiled, ...]:
         return self._by_model.get(model, self._unkeyed)
 
+    def governing_candidates(self, model: str) -> tuple[_Compiled, ...]:
+        return self._governing_by_model.get(model, self._governing_unkeyed)
+
+
+def _index(compiled: Sequence[_Compiled]) -> tuple[dict[str, tuple[_Compiled, ...]], tuple[_Compiled, ...]]:
+    """Rules by the literal model names they can only match, each merged in order with the rules
+    not keyed by model (so a request does one dict lookup), and those unkeyed rules alone."""
+    keyed: dict[str, list[_Compiled]] = {}
+    unkeyed: list[_Compiled] = []
+    for c in compiled:
+        models = literal_models(c.rule.when)
+        if models is None:
+            unkeyed.append(c)
+        else:
+            for model in models:
+                keyed.setdefault(model, []).append(c)
+    by_model = {model: tuple(sorted(rules_for + unkeyed, key=lambda c: c.order)) for model, rules_for in keyed.items()}
+    return by_model, tuple(unkeyed)
+
 
 # Plans kept per file rule set (``RuleSet._plans``): a few per model in use; cleared when full.
+# The same bound holds the per-target terms (``RuleSet._terms``).
 PLAN_MEMO_SIZE = 4096
 
 
@@ -252,24 +272,28 @@ def evaluate(facts: Facts, rules: RuleSet, *, session_rules: RuleSet = EMPTY, de
     model = facts.model
     fallback = facts.backend or default_backend
     hits: list[_Compiled] = []
-    for ruleset in (session_rules, rules):
-        if ruleset.rules:
-            for c in ruleset.candidates(model):
-                if c.predicate is None or c.predicate(facts):
-                    hits.append(c)
-    # Session rule sets are distinct objects (hashed by identity), so their orders cannot be
-    # confused with the file rules' own.
+    if session_rules.rules:
+        for c in session_rules.candidates(model):
+            if c.predicate is None or c.predicate(facts):
+                hits.append(c)
+    first_file_hit = len(hits)
+    if rules.rules:
+        for c in rules.candidates(model):
+            if c.predicate is None or c.predicate(facts):
+                hits.append(c)
+    # Session rule sets are distinct objects (hashed by identity), and which of their rules match
+    # depends on the model alone, so their orders cannot be confused with the file rules' own.
     key = (session_rules, model, fallback, *[c.order for c in hits])
     plans = rules._plans
     plan = plans.get(key)
     if plan is None:
         if len(plans) >= PLAN_MEMO_SIZE:  # models come from clients: keep the memo bounded
             plans.clear()
-        plan = plans[key] = _make_plan(hits, model, fallback)
+        plan = plans[key] = _make_plan(hits, model, fallback, first_file_hit)
     return plan
 
 
-def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str) -> Plan:
+def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str, first_file_hit: int) -> Plan:
     route: ir.Chain | None = None
     route_rule: str | None = None
     limits: list[ir.Limit] = []
@@ -288,8 +312,76 @@ def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str) -> Plan:
         chain: tuple[ir.Link, ...] = (ir.Target(fallback, model),)
     else:
         chain = tuple(_resolve(link, model) for link in route.links)
+    governing = tuple(c.order for c in hits[first_file_hit:] if c.rule.limits or c.rule.overrides)
     return Plan(chain, tuple(limits), tuple(post.values()), tuple(overrides.items()),
-                tuple(c.rule.name for c in hits), route_rule)
+                tuple(c.rule.name for c in hits), route_rule, governing)
+
+
+# ---- what a target adds to the plan ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What the file rules add for a call of one target, beyond the request's own :class:`Plan`."""
+
+    limits: tuple[ir.Limit, ...] = ()  # of the rules that match only through the target
+    # The operator's settings in effect for the call (first rule wins, over the rules that match
+    # the request or the target); () when they are the plan's own.
+    overrides: tuple[tuple[str, ir.Scalar], ...] = ()
+    rules: tuple[str, ...] = ()  # names of the rules that match only through the target
+
+
+def target_terms(facts: Facts, target: ir.Target, rules: RuleSet, plan: Plan) -> Terms | None:
+    """The file rules' ``limits`` and ``set`` for calling ``target``, beyond ``plan``; None for nothing more.
+
+    A rule governs a call when it matches the request's facts (it is then in the plan already) or
+    the target's facts: the request's facts with ``model`` and ``backend`` replaced by the
+    target's. So ``when: model ~ "gpt-4*"`` with ``limits: rpm(2, per=caller)`` limits every
+    call of ``up:gpt-4``, whether a session route, a one-off or a file rule's route chose it.
+    Each rule's limits count once per call, whichever way it matched.
+    """
+    if not rules.governs:
+        return None
+    model = target.model or facts.model
+    if model == facts.model and (target.backend == facts.backend or "backend" not in rules.governing_reads):
+        return None  # the target's facts give the same rules as the request's
+    called = replace(facts, model=model, backend=target.backend)
+    hits = tuple(c.order for c in rules.governing_candidates(model) if c.predicate is None or c.predicate(called))
+    key = (plan.governing, hits)
+    memo = rules._terms
+    if key in memo:
+        return memo[key]
+    if len(memo) >= PLAN_MEMO_SIZE:
+        memo.clear()
+    terms = memo[key] = _make_terms(rules, plan, hits)
+    return terms
+
+
+def _make_terms(rules: RuleSet, plan: Plan, hits: tuple[int, ...]) -> Terms | None:
+    matched = frozenset(plan.governing)
+    extra = [rules.rules[order] for order in hits if order not in matched]
+    if not extra:
+        return None
+    overrides: dict[str, ir.Scalar] = {}
+    for order in sorted(matched.union(hits)):
+        for key, value in rules.rules[order].overrides:
+            overrides.setdefault(key, value)
+    settings = tuple(overrides.items())
+    return Terms(tuple(lim for rule in extra for lim in rule.limits),
+                 () if dict(settings) == dict(plan.overrides) else settings,
+                 tuple(rule.name for rule in extra))
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRules:
+    """One request's facts and plan, for :func:`target_terms` of each target dispatch tries."""
+
+    facts: Facts
+    plan: Plan
+    rules: RuleSet
+
+    def terms(self, target: ir.Target) -> Terms | None:
+        return target_terms(self.facts, target, self.rules, self.plan)
 
 
 def _resolve(link: ir.Link, model: str) -> ir.Link:

@@ -215,8 +215,9 @@ POST_PROCESSORS: dict[str, ProcessorSpec] = {
         ),
         ProcessorSpec(
             "cache",
-            (Param("enabled", "bool", default=True), Param("ttl", "duration", minimum=1)),
-            "answer identical requests from a bounded in-process cache for ttl (default 5m)",
+            (Param("enabled", "bool", default=True), Param("ttl", "duration", minimum=1),
+             Param("shared", "bool", default=False, help="callers share entries (default: each caller its own)")),
+            "answer a caller's identical requests from a bounded in-process cache for ttl (default 5m)",
             guard=False,
         ),
     )

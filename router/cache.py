@@ -1,9 +1,14 @@
-"""Response cache: identical canonical requests answered from memory, opt-in per rule.
+"""Response cache: identical requests from one caller answered from memory, opt-in per rule.
 
 A rule opts in with ``post: cache(ttl=10m)``; a session opts out with ``!/set(cache=false)``.
-The key is a hash of everything that shapes the answer (model and route, system, messages, tools,
-tool choice, sampling parameters), never of who asked. Only clean answers are stored: no errors,
-no guard interventions, nothing cut off. Bounded by entry count (LRU) and by entry size.
+The key is a hash of everything forwarded to the backend: every field of the canonical request
+(messages, tools, sampling parameters, the fields the request's own format passes through in
+``extra`` such as ``n``, ``response_format`` or ``logprobs``), the route, and the settings rules add
+for each target of the route. Only ``stream`` is left out: an answer is replayed as JSON or as a
+stream alike. Entries belong to the caller (the key id) unless the rule says
+``cache(shared=true)``: then callers who send the same request share answers. Only clean answers
+are stored: no errors, no guard interventions, nothing cut off. Bounded by entry count (LRU) and
+by entry size.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 from cachetools import LRUCache
 
@@ -27,8 +32,13 @@ DEFAULT_TTL = 300
 MAX_ENTRY_CHARS = 1_000_000
 
 
-def cache_ttl(plan: Plan, session_params: dict[str, object]) -> int | None:
-    """Seconds to cache this request's answer, or None when caching is off for it."""
+class CachePolicy(NamedTuple):
+    ttl: int  # seconds
+    shared: bool  # callers share entries (``cache(shared=true)``); otherwise each caller has its own
+
+
+def cache_policy(plan: Plan, session_params: dict[str, object]) -> CachePolicy | None:
+    """How to cache this request's answer, or None when caching is off for it."""
     if session_params.get("cache") is False:
         return None
     for spec in plan.post:  # (a loop, not next() over a generator: this runs per request)
@@ -38,17 +48,18 @@ def cache_ttl(plan: Plan, session_params: dict[str, object]) -> int | None:
         return None
     if not spec.param("enabled", True):
         return None
-    return int(spec.param("ttl", DEFAULT_TTL) or DEFAULT_TTL)
+    return CachePolicy(int(spec.param("ttl", DEFAULT_TTL) or DEFAULT_TTL), bool(spec.param("shared", False)))
 
 
-def request_key(request: ChatRequest, plan: Plan) -> str:
+def request_key(request: ChatRequest, plan: Plan, caller: str | None, shared: bool = False,
+                target_settings: Any = ()) -> str:
+    """The entry of ``request``: what is forwarded (``target_settings``: what rules set for each
+    target of the route), and whose it is."""
+    forwarded = asdict(request)
+    del forwarded["stream"], forwarded["size"]  # how it is delivered, and the client body's size: not forwarded
     shape = {
-        "route": print_chain(ir.Chain(plan.chain)) if plan.chain else "",
-        "model": request.model, "system": [p.text for p in request.system],
-        "messages": [asdict(m) for m in request.messages], "tools": [asdict(t) for t in request.tools],
-        "tool_choice": asdict(request.tool_choice) if request.tool_choice else None,
-        "temperature": request.temperature, "top_p": request.top_p, "max_tokens": request.max_tokens,
-        "stop": request.stop, "thinking": request.thinking_budget,
+        "request": forwarded, "route": print_chain(ir.Chain(plan.chain)) if plan.chain else "",
+        "targets": target_settings, "owner": "*" if shared else ["caller", caller],
     }
     raw = json.dumps(shape, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()

@@ -16,11 +16,12 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import AsyncIterator, Awaitable, Mapping, Protocol
 
 from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
 from dsl import ir
-from dsl.evaluate import Plan
+from dsl.evaluate import Plan, TargetRules
 
 from .canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from .errors import ProxyError
@@ -30,6 +31,8 @@ class HealthLike(Protocol):
     def allow(self, backend: str) -> bool: ...
     def record(self, backend: str, ok: bool, kind: str | None = None) -> None: ...
 
+
+_NO_SCOPES: Mapping[str, str | None] = MappingProxyType({})  # a request no limit applies to needs none
 
 RETRY_KINDS = frozenset({"connection", "server", "overloaded"})
 # StreamError.kind (the wire codecs' error kinds) -> BackendError kind
@@ -110,13 +113,18 @@ class Dispatcher:
 
     # ``complete`` and ``stream`` hand back the walk's coroutine rather than awaiting it: one
     # coroutine frame less to create and resume on every request.
+    # ``governed`` (None when no file rule has limits or set) gives each target's own terms.
     def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
-                 scopes: Mapping[str, str | None] | None = None) -> Awaitable[ChatResponse]:
-        return self._walk(plan, request, outcome, False, scopes or {})  # type: ignore[return-value]
+                 scopes: Mapping[str, str | None] | None = None,
+                 governed: TargetRules | None = None) -> Awaitable[ChatResponse]:
+        return self._walk(plan, request, outcome, False, _NO_SCOPES if scopes is None else scopes,  # type: ignore[return-value]
+                          governed)
 
     def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome,
-               scopes: Mapping[str, str | None] | None = None) -> Awaitable[StreamStarted]:
-        return self._walk(plan, request, outcome, True, scopes or {})  # type: ignore[return-value]
+               scopes: Mapping[str, str | None] | None = None,
+               governed: TargetRules | None = None) -> Awaitable[StreamStarted]:
+        return self._walk(plan, request, outcome, True, _NO_SCOPES if scopes is None else scopes,  # type: ignore[return-value]
+                          governed)
 
     # ---- limits ----------------------------------------------------------------------------------
 
@@ -141,7 +149,7 @@ class Dispatcher:
     # ---- the walk --------------------------------------------------------------------------------
 
     async def _walk(self, plan: Plan, request: ChatRequest, outcome: Outcome, stream: bool,
-                    scopes: Mapping[str, str | None]) -> ChatResponse | StreamStarted:
+                    scopes: Mapping[str, str | None], governed: TargetRules | None) -> ChatResponse | StreamStarted:
         """The caller releases ``outcome`` when a reply ends; on any failure it is released here
         (deadline, cancellation by a client that hung up, an unexpected connector exception)."""
         try:
@@ -169,7 +177,20 @@ class Dispatcher:
                 targets = allowed or targets
             for target in targets:
                 held = len(outcome.reservations)
-                rejection = self._acquire([(lim, target.backend) for lim in per_backend], outcome) if per_backend else None
+                terms = governed.terms(target) if governed is not None else None
+                key_limits, settings = per_key, ()
+                if terms is None:
+                    rejection = (self._acquire([(lim, target.backend) for lim in per_backend], outcome)
+                                 if per_backend else None)
+                else:
+                    # Limits of rules that match only through this target, in every scope, all or
+                    # nothing together with the plan's backend-scoped ones.
+                    wanted = [(lim, target.backend) for lim in per_backend]
+                    wanted += [(lim, target.backend if lim.per == "backend" else scopes.get(lim.per) or "-")
+                               for lim in terms.limits if lim.per != "key"]
+                    key_limits = per_key + [lim for lim in terms.limits if lim.per == "key"]
+                    settings = terms.overrides
+                    rejection = self._acquire(wanted, outcome)
                 if rejection is not None:
                     local_rejection = rejection
                     outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited", 0.0,
@@ -182,7 +203,7 @@ class Dispatcher:
                     try:
                         # Each attempt is bounded by the connector's connect/first-byte/idle timeouts;
                         # the deadline bounds the walk, checked between attempts (no timer per request).
-                        result = await self._try(target, request, stream, per_key, outcome)
+                        result = await self._try(target, request, stream, key_limits, outcome, settings)
                         outcome.target = target
                         return result
                     except BackendError as exc:
@@ -204,7 +225,7 @@ class Dispatcher:
             raise
 
     async def _try(self, target: ir.Target, request: ChatRequest, stream: bool, per_key: list[ir.Limit],
-                   outcome: Outcome) -> ChatResponse | StreamStarted:
+                   outcome: Outcome, settings: tuple[tuple[str, ir.Scalar], ...] = ()) -> ChatResponse | StreamStarted:
         started = time.perf_counter()
         model = target.model or request.model
         backend = self.backends.get(target.backend)
@@ -219,8 +240,9 @@ class Dispatcher:
         KEY_USED.set(None)
         try:
             # the connectors encode ``stream`` from the request: it must match the call made
-            same = request.model == model and request.stream == stream
-            attempt_request = request if same else dataclasses.replace(request, model=model, stream=stream)
+            same = request.model == model and request.stream == stream and not settings
+            attempt_request = request if same else dataclasses.replace(request, model=model, stream=stream,
+                                                                       **request_settings(settings))
             if stream:
                 events = backend.stream(attempt_request).__aiter__()
                 try:
@@ -251,6 +273,11 @@ class Dispatcher:
     def _record(outcome: Outcome, target: ir.Target, request: ChatRequest, exc: BackendError, started: float) -> None:
         outcome.attempts.append(Attempt(target.backend, target.model or request.model, exc.kind,
                                         _ms(started) if started else 0.0, KEY_USED.get(), exc.message))
+
+
+def request_settings(overrides: tuple[tuple[str, ir.Scalar], ...]) -> dict[str, int | float]:
+    """A rule's ``set:`` values as :class:`ChatRequest` fields (``max_tokens`` an int, the others floats)."""
+    return {key: int(value) if key == "max_tokens" else float(value) for key, value in overrides}
 
 
 def _ms(started: float) -> float:

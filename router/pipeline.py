@@ -18,16 +18,16 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from backends.base import BackendError
 from dsl.commands import ParsedMessage, parse_message, strip_commands
-from dsl.evaluate import Facts, Plan, clock_now, evaluate
+from dsl.evaluate import Facts, Plan, TargetRules, clock_now, evaluate
 from dsl.session import session_ruleset
 
 from .canonical import (
     ChatRequest, ChatResponse, Message, ResponseAccumulator, StreamEvent, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
 )
-from .dispatch import Outcome, RateLimited
+from .dispatch import Outcome, RateLimited, request_settings
 from .bounds import MAX_AUDITED_COMMAND_CHARS, check_header_facts, clip
 from .errors import ProxyError
-from .cache import ResponseCache, cache_ttl, request_key
+from .cache import ResponseCache, cache_policy, request_key
 from .frontends import Frontend
 from .guards import GuardChain, ToolCallHistory, apply_to_response, build_chain
 from .metrics import Metrics
@@ -120,7 +120,7 @@ _NO_TOOLS_HISTORY = ToolCallHistory()  # handed to chains that build no tool gua
 class Pipeline:
     def __init__(self, state_ref: "StateRef") -> None:
         self.ref = state_ref
-        self._tool_histories: TTLCache[str, ToolCallHistory] = TTLCache(maxsize=10_000, ttl=3600)
+        self._tool_histories: TTLCache[tuple[str | None, str], ToolCallHistory] = TTLCache(maxsize=10_000, ttl=3600)
         self.cache = ResponseCache()
 
     # ---- commands ------------------------------------------------------------------------------
@@ -194,14 +194,16 @@ class Pipeline:
     def _guards(self, state: RuntimeState, session: Session, plan: Plan | None) -> list[str]:
         """Guards in effect for this session: config defaults < rule ``post:`` < session switches."""
         chain = build_chain(request=ChatRequest(model="", messages=[]), rule_post=plan.post if plan else (),
-                            config=state.config, session_params=session.params, history=self._history(session.id))
+                            config=state.config, session_params=session.params, history=self._history(session))
         return chain.active()
 
-    def _history(self, session_id: str) -> ToolCallHistory:
-        """The session's tool-call history (in process, bounded, idle ones forgotten)."""
-        history = self._tool_histories.get(session_id)
+    def _history(self, session: Session) -> ToolCallHistory:
+        """The session's tool-call history (in process, bounded, idle ones forgotten), kept like
+        the session itself under its owner and id."""
+        key = (session.owner, session.id)
+        history = self._tool_histories.get(key)
         if history is None:
-            history = self._tool_histories[session_id] = ToolCallHistory()
+            history = self._tool_histories[key] = ToolCallHistory()
         return history
 
     # ---- the request ---------------------------------------------------------------------------
@@ -220,9 +222,11 @@ class Pipeline:
             ctx.session_id = rec.session_id = session_id_from(sent)
             # A client that sends no session id gets a fresh session it may adopt (the id is in the
             # reply); it is stored only once a command changes it, so anonymous traffic neither fills
-            # the store nor evicts real sessions.
+            # the store nor evicts real sessions. A session belongs to its caller: the same id sent
+            # with another key is another session.
             anonymous = not sent
-            session = Session(id=ctx.session_id) if anonymous else await sessions.get_or_create(ctx.session_id)
+            session = Session(id=ctx.session_id, owner=ctx.caller) if anonymous \
+                else await sessions.get_or_create(ctx.session_id, ctx.caller)
             headers = {"x-session-id": session.id, "x-request-id": ctx.request_id}
 
             parsed = None
@@ -262,28 +266,32 @@ class Pipeline:
                 session.add_history({"at": round(time.time(), 3), "model": facts.model, "frontend": frontend.name,
                                      "rules": list(plan.rules)}, state.config.session.max_history)
                 await sessions.save(session)
-            scopes = {"session": session.id, "caller": ctx.caller}
+            # File rules with limits or set govern every target tried, not only this request's facts.
+            governed = TargetRules(facts, plan, state.ruleset) if state.ruleset.governs else None
+            # Scope values are read only by limits (most requests have none).
+            scopes = {"session": session.scope(), "caller": ctx.caller} if plan.limits or governed is not None \
+                else None
             # Anonymous requests have no session to remember tool calls in: the request's own
             # history is what the tool-call loop detector counts for them. Without declared tools
             # the tool guards are not built (skip_idle), so no history is needed at all.
             if not request.tools:
                 history = _NO_TOOLS_HISTORY
             else:
-                history = ToolCallHistory() if anonymous else self._history(session.id)
+                history = ToolCallHistory() if anonymous else self._history(session)
             guards = build_chain(request=request, rule_post=plan.post, config=state.config,
                                  session_params=session.params, history=history, skip_idle=True)
-            cache = self._cache_lookup(request, plan, session, headers)
+            cache = self._cache_lookup(request, plan, session, headers, ctx.caller, governed)
             if isinstance(cache, ChatResponse):
                 rec.cache_hit, rec.backend, rec.model = True, "cache", cache.model
                 rec.usage, rec.finish_reason = Usage(), cache.finish_reason  # no provider tokens spent
                 return self._done(self._local_reply(frontend, request, cache, headers, ctx, rec), rec)
             if request.stream:
-                started = await state.dispatcher.stream(plan, request, outcome_d, scopes)
+                started = await state.dispatcher.stream(plan, request, outcome_d, scopes, governed)
                 rec.ttfb = time.perf_counter() - rec.started
                 rec.backend, rec.model = started.target.backend, started.target.model
                 encoder = frontend.codec.StreamEncoder(**ctx.encoder_options)
                 return self._done(StreamReply(self._stream_body(encoder, started, report, outcome_d, rec, guards, request, cache), headers), rec)
-            response = await state.dispatcher.complete(plan, request, outcome_d, scopes)
+            response = await state.dispatcher.complete(plan, request, outcome_d, scopes, governed)
             response = (apply_to_response(guards, response) if not is_large(_text_size(response))
                         else await off_loop(apply_to_response, guards, response))
             if guards.events:
@@ -359,27 +367,36 @@ class Pipeline:
 
     @staticmethod
     def _apply_overrides(request: ChatRequest, plan: Plan, session: Session) -> None:
-        """Session settings beat rule ``set:`` which beats what the client sent."""
-        if not plan.overrides and session.temperature is None and not session.params:
-            return
-        for key in ("temperature", "top_p", "max_tokens"):
-            value = session.temperature if key == "temperature" else session.params.get(key)
-            if value is None:
-                value = plan.override(key)
-            if value is not None:
-                setattr(request, key, int(value) if key == "max_tokens" else float(value))
+        """The operator's ``set:`` beats the session's settings, which beat what the client sent:
+        a session chooses only where the operator left a value open. (Dispatch writes the settings
+        of rules that match only through the target over these, see ``TargetRules``.)"""
+        if session.temperature is not None or session.params:
+            for key in ("temperature", "top_p", "max_tokens"):
+                value = session.temperature if key == "temperature" else session.params.get(key)
+                if value is not None:
+                    setattr(request, key, int(value) if key == "max_tokens" else float(value))
+        if plan.overrides:
+            for key, value in request_settings(plan.overrides).items():
+                setattr(request, key, value)
 
-    def _cache_lookup(self, request: ChatRequest, plan: Plan, session: Session,
-                      headers: dict[str, str]) -> ChatResponse | tuple[str, int] | None:
+    def _cache_lookup(self, request: ChatRequest, plan: Plan, session: Session, headers: dict[str, str],
+                      caller: str | None, governed: TargetRules | None) -> ChatResponse | tuple[str, int] | None:
         """A cached answer, or (key, ttl) to store this one under, or None when caching is off."""
-        ttl = cache_ttl(plan, session.params)
-        if ttl is None:
+        policy = cache_policy(plan, session.params)
+        if policy is None:
             return None
-        key = request_key(request, plan)
+        # What rules matching only through a target set is forwarded too (see ``TargetRules``).
+        targets: list[Any] = []
+        if governed is not None:
+            for target in plan.targets():
+                terms = governed.terms(target)
+                if terms is not None and terms.overrides:
+                    targets.append((str(target), terms.overrides))
+        key = request_key(request, plan, caller, policy.shared, targets)
         cached = self.cache.get(key)
         headers["x-cache"] = "hit" if cached is not None else "miss"
         self.ref.metrics.cache.labels(headers["x-cache"]).inc()
-        return cached if cached is not None else (key, ttl)
+        return cached if cached is not None else (key, policy.ttl)
 
     def _proxy_reply(self, frontend: Frontend, request: ChatRequest, text: str, headers: dict[str, str],
                      ctx: RequestContext, rec: RequestRecord) -> Reply:

@@ -5,6 +5,10 @@ file per session) can later be swapped for Redis without touching callers. Contr
 mutate the session returned by ``get_or_create`` and then ``save`` it; ``save`` stamps
 ``updated_at``, trims history and refreshes the idle expiry. Session ids come from clients, so they
 are checked with :func:`valid_session_id` and never used as file names directly.
+
+A session belongs to its ``owner``, the caller (key id) that made it: sessions are stored under
+(owner, id), so another key that learns an id gets a session of its own under it, never the
+first caller's state. ``owner`` None is the caller of a proxy without client keys.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class Session:
     """What a client's commands changed: backend/model choice, params, route edits, recent history."""
 
     id: str
+    owner: str | None = None  # the caller (key id) it belongs to; None without client keys
     backend: str | None = None
     model: str | None = None
     project: str | None = None
@@ -109,6 +114,10 @@ class Session:
         if len(self.history) > max_history:
             del self.history[: len(self.history) - max_history]
 
+    def scope(self) -> str:
+        """The session as a rate-limit scope value: its id, qualified by its owner."""
+        return self.id if self.owner is None else f"{self.owner}/{self.id}"
+
     def take_oneoff(self) -> str | None:
         """The pending one-off target, cleared so it applies to exactly one request."""
         value, self.oneoff = self.oneoff, None
@@ -119,6 +128,7 @@ class Session:
         return {
             "v": _FORMAT_VERSION,
             "id": self.id,
+            "owner": self.owner,
             "backend": self.backend,
             "model": self.model,
             "project": self.project,
@@ -159,6 +169,7 @@ class Session:
         interactive = opt("interactive", bool)
         return cls(
             id=session_id,
+            owner=opt("owner", str),
             backend=opt("backend", str),
             model=opt("model", str),
             project=opt("project", str),
@@ -182,23 +193,24 @@ def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 class SessionRepository(abc.ABC):
-    """Where sessions live. Every method validates the id and raises :class:`InvalidSessionId`."""
+    """Where sessions live, by (owner, id). Every method validates the id and raises
+    :class:`InvalidSessionId`."""
 
     @abc.abstractmethod
-    async def get(self, session_id: str) -> Session | None:
-        """The stored session, or None when unknown or expired."""
+    async def get(self, session_id: str, owner: str | None = None) -> Session | None:
+        """``owner``'s stored session, or None when unknown or expired."""
 
     @abc.abstractmethod
-    async def get_or_create(self, session_id: str) -> Session:
-        """The stored session, or a new one (stored at once)."""
+    async def get_or_create(self, session_id: str, owner: str | None = None) -> Session:
+        """``owner``'s stored session, or a new one of ``owner`` (stored at once)."""
 
     @abc.abstractmethod
     async def save(self, session: Session) -> None:
-        """Store ``session``: stamps ``updated_at``, trims history, restarts the idle timer."""
+        """Store ``session`` under its owner: stamps ``updated_at``, trims history, restarts the idle timer."""
 
     @abc.abstractmethod
-    async def delete(self, session_id: str) -> None:
-        """Forget the session; unknown ids are fine."""
+    async def delete(self, session_id: str, owner: str | None = None) -> None:
+        """Forget ``owner``'s session; unknown ids are fine."""
 
     async def aclose(self) -> None:
         """Release resources (nothing to do for the embedded stores)."""
@@ -214,41 +226,42 @@ class InMemorySessionRepository(SessionRepository):
     def __init__(self, ttl_seconds: float = 86400.0, max_sessions: int = 10_000, max_history: int = 100,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_history = max_history
-        self._cache: TTLCache[str, Session] = TTLCache(maxsize=max_sessions, ttl=ttl_seconds, timer=clock)
+        self._cache: TTLCache[tuple[str | None, str], Session] = TTLCache(maxsize=max_sessions, ttl=ttl_seconds,
+                                                                          timer=clock)
 
     def __len__(self) -> int:
         self._cache.expire()
         return len(self._cache)
 
-    async def get(self, session_id: str) -> Session | None:
-        _check_id(session_id)
-        session = self._cache.get(session_id)
+    async def get(self, session_id: str, owner: str | None = None) -> Session | None:
+        key = (owner, _check_id(session_id))
+        session = self._cache.get(key)
         if session is not None:
-            self._cache[session_id] = session  # reading counts as activity: restart the idle timer
+            self._cache[key] = session  # reading counts as activity: restart the idle timer
         return session
 
-    async def get_or_create(self, session_id: str) -> Session:
-        session = await self.get(session_id)
+    async def get_or_create(self, session_id: str, owner: str | None = None) -> Session:
+        session = await self.get(session_id, owner)
         if session is None:
-            session = Session(id=session_id)
-            self._cache[session_id] = session
+            session = Session(id=session_id, owner=owner)
+            self._cache[(owner, session_id)] = session
         return session
 
     async def save(self, session: Session) -> None:
         _check_id(session.id)
         session.updated_at = time.time()
         session.trim_history(self.max_history)
-        self._cache[session.id] = session
+        self._cache[(session.owner, session.id)] = session
 
-    async def delete(self, session_id: str) -> None:
-        _check_id(session_id)
-        self._cache.pop(session_id, None)
+    async def delete(self, session_id: str, owner: str | None = None) -> None:
+        self._cache.pop((owner, _check_id(session_id)), None)
 
 
 class FileSessionRepository(SessionRepository):
     """One JSON file per session under ``path``; survives restarts.
 
-    File names are a SHA-256 of the id (ids come from clients). Writes go to a temp file that
+    File names are a SHA-256 of the owner and the id (ids come from clients); a file is handed out
+    only to the owner and id written in it. Writes go to a temp file that
     replaces the target atomically, so a crash never leaves half a session. A file idle longer than
     ``ttl_seconds`` (by mtime) is treated as absent and removed by a periodic sweep. A corrupt file
     is logged once, renamed to ``*.corrupt`` and replaced by a fresh session. Disk I/O runs in a
@@ -282,9 +295,11 @@ class FileSessionRepository(SessionRepository):
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         self.sweep()
 
-    def file_for(self, session_id: str) -> str:
-        """The file that holds ``session_id`` (safe for any id)."""
-        digest = hashlib.sha256(_check_id(session_id).encode("utf-8")).hexdigest()
+    def file_for(self, session_id: str, owner: str | None = None) -> str:
+        """The file that holds ``owner``'s ``session_id`` (safe for any id). Without an owner the
+        name is that of the id alone, as before sessions had owners."""
+        name = _check_id(session_id) if owner is None else f"{owner}\0{_check_id(session_id)}"
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
         return os.path.join(self.path, digest + self._SUFFIX)
 
     def __len__(self) -> int:
@@ -322,8 +337,8 @@ class FileSessionRepository(SessionRepository):
                 del self._recent[oldest]
             _unlink(oldest)
 
-    def _read(self, session_id: str) -> Session | None:
-        file = self.file_for(session_id)
+    def _read(self, session_id: str, owner: str | None) -> Session | None:
+        file = self.file_for(session_id, owner)
         now = self._clock()
         try:
             if self._expired(os.stat(file).st_mtime, now):
@@ -340,8 +355,8 @@ class FileSessionRepository(SessionRepository):
             return None
         try:
             session = Session.from_json(raw.decode("utf-8"))
-            if session.id != session_id:
-                raise ValueError(f"file holds session {session.id!r}")
+            if session.id != session_id or session.owner != owner:
+                raise ValueError("file holds another session")
         except (ValueError, UnicodeDecodeError) as exc:
             log.warning("session file %s is corrupt (%s); moved to *.corrupt, starting a fresh session", file, exc)
             try:
@@ -356,7 +371,7 @@ class FileSessionRepository(SessionRepository):
         return session
 
     def _write(self, session: Session) -> None:
-        file = self.file_for(session.id)
+        file = self.file_for(session.id, session.owner)
         data = json.dumps(session.to_json(), ensure_ascii=False, separators=(",", ":"))
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=self._TEMP_PREFIX, suffix=self._SUFFIX)
         try:
@@ -408,15 +423,15 @@ class FileSessionRepository(SessionRepository):
 
     # -- async interface
 
-    async def get(self, session_id: str) -> Session | None:
+    async def get(self, session_id: str, owner: str | None = None) -> Session | None:
         _check_id(session_id)
-        return await asyncio.to_thread(self._read, session_id)
+        return await asyncio.to_thread(self._read, session_id, owner)
 
-    async def get_or_create(self, session_id: str) -> Session:
+    async def get_or_create(self, session_id: str, owner: str | None = None) -> Session:
         _check_id(session_id)
-        session = await asyncio.to_thread(self._read, session_id)
+        session = await asyncio.to_thread(self._read, session_id, owner)
         if session is None:
-            session = Session(id=session_id)
+            session = Session(id=session_id, owner=owner)
             await asyncio.to_thread(self._write, session)
         return session
 
@@ -430,8 +445,8 @@ class FileSessionRepository(SessionRepository):
         self._write(session)
         self._maybe_sweep()
 
-    async def delete(self, session_id: str) -> None:
-        file = self.file_for(session_id)
+    async def delete(self, session_id: str, owner: str | None = None) -> None:
+        file = self.file_for(session_id, owner)
         await asyncio.to_thread(self._forget, file)
 
 

@@ -349,3 +349,44 @@ async def test_file_bound_never_evicts_foreign_files(tmp_path: Path) -> None:
 def test_make_repository_passes_max_sessions_to_files(tmp_path: Path) -> None:
     repo = make_repository(SessionConfig(repository="file", path=str(tmp_path / "s"), max_sessions=7))
     assert isinstance(repo, FileSessionRepository) and repo.max_sessions == 7
+
+
+# --------------------------------------------------------------------------- owners
+
+
+@pytest.mark.parametrize("repo_kind", ["memory", "file"])
+async def test_the_same_id_of_another_owner_is_another_session(tmp_path: Path, repo_kind: str) -> None:
+    def repo() -> InMemorySessionRepository | FileSessionRepository:
+        return InMemorySessionRepository() if repo_kind == "memory" else FileSessionRepository(str(tmp_path))
+
+    store = repo()
+    mine = await store.get_or_create("s1", owner="key-a")
+    mine.project_dir = "/home/a"
+    await store.save(mine)
+    theirs = await store.get_or_create("s1", owner="key-b")
+    assert theirs.project_dir is None and theirs.owner == "key-b"
+    theirs.project_dir = "/home/b"
+    await store.save(theirs)
+    assert await store.get("s1") is None  # no owner (auth off) is an owner of its own
+    if repo_kind == "file":
+        store = repo()  # a restart reads each back under its owner
+        assert len(list(tmp_path.glob("*.json"))) == 2
+    assert (await store.get("s1", owner="key-a")).project_dir == "/home/a"  # type: ignore[union-attr]
+    assert (await store.get("s1", owner="key-b")).project_dir == "/home/b"  # type: ignore[union-attr]
+    await store.delete("s1", owner="key-b")
+    assert await store.get("s1", owner="key-b") is None and await store.get("s1", owner="key-a") is not None
+
+
+async def test_a_file_of_another_owner_is_not_read(tmp_path: Path) -> None:
+    """A file moved to another owner's name (or a hash collision) is not handed to that owner."""
+    store = FileSessionRepository(str(tmp_path))
+    await store.save(Session(id="s1", owner="key-a", project="a"))
+    os.replace(store.file_for("s1", "key-a"), store.file_for("s1", "key-b"))
+    assert await store.get("s1", owner="key-b") is None
+
+
+def test_owner_round_trips_through_json() -> None:
+    session = Session(id="s", owner="key-a")
+    assert Session.from_json(session.to_json()).owner == "key-a"
+    with pytest.raises(ValueError):
+        Session.from_json({"id": "s", "owner": 5})

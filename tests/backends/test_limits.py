@@ -258,3 +258,64 @@ async def test_cancelled_request_releases_limits(d: Dispatcher, fake: FakeProvid
     with pytest.raises(asyncio.CancelledError):
         await task
     await call(d, GOOD, limits=limits)
+
+
+# ---- limits of rules that match only through the target (README "How rules combine", 6) ----------
+
+
+def governed(rules_text: str, model: str = "asked") -> tuple[Plan, Any]:
+    """A plan for a request for ``model`` with no matching rule, and the rules that govern its targets."""
+    from dsl import load_rules_text
+    from dsl.evaluate import Facts, RuleSet, TargetRules, evaluate
+
+    rules = RuleSet(load_rules_text(rules_text, "r.yaml", ("good", "other", "keyed")).rules)
+    facts = Facts.build(model)
+    plan = evaluate(facts, rules)
+    assert plan.limits == () and plan.governing == ()
+    return plan, TargetRules(facts, plan, rules)
+
+
+async def test_a_targets_key_limit_rotates_keys_then_fails_over(d: Dispatcher, fake: FakeProvider) -> None:
+    keyed = ir.Target("keyed", "fake-model")
+    plan, rules = governed('rules:\n  - name: k\n    when: backend == "keyed"\n    limits: rpm(1, per=key)\n')
+    plan = Plan(chain=(keyed, OTHER))
+    targets = []
+    for _ in range(3):
+        outcome = Outcome()
+        await d.complete(plan, chat(), outcome, {}, rules)
+        outcome.release()
+        targets.append(outcome.target)
+    assert targets == [keyed, keyed, OTHER]
+    assert {r.api_key for r in fake.generations[:2]} == {"sk-limit-key-one-111", "sk-limit-key-two-222"}
+
+
+async def test_a_targets_concurrency_is_held_until_the_reply_ends(d: Dispatcher) -> None:
+    plan, rules = governed('rules:\n  - name: c\n    when: model == "fake-model"\n'
+                           '    limits: concurrency(1, per=caller)\n')
+    plan = Plan(chain=(GOOD,))
+    busy = Outcome()
+    await d.complete(plan, chat(), busy, {"caller": "alice"}, rules)
+    with pytest.raises(ProxyError) as info:
+        await d.complete(plan, chat(), Outcome(), {"caller": "alice"}, rules)
+    assert info.value.status == 429 and "concurrency(1)" in info.value.message
+    other_caller = Outcome()
+    await d.complete(plan, chat(), other_caller, {"caller": "bob"}, rules)
+    busy.release()
+    other_caller.release()
+    again = Outcome()
+    await d.complete(plan, chat(), again, {"caller": "alice"}, rules)
+    again.release()
+
+
+async def test_a_targets_settings_reach_only_that_target(d: Dispatcher, fake: FakeProvider) -> None:
+    plan, rules = governed('rules:\n  - name: s\n    when: backend == "good"\n    set: max_tokens=7, temperature=0.1\n')
+    plan = Plan(chain=(ir.Target("good", "fail-500"), OTHER))
+    request = chat()
+    request.max_tokens = 900
+    outcome = Outcome()
+    await d.complete(plan, request, outcome, {}, rules)
+    assert [a.status for a in outcome.attempts][-1] == "ok" and outcome.target == OTHER
+    to_good, to_other = fake.generations[0].body, fake.generations[-1].body
+    assert (to_good["max_tokens"], to_good["temperature"]) == (7, 0.1)
+    assert to_other["max_tokens"] == 900 and "temperature" not in to_other
+    assert request.max_tokens == 900  # the client's request itself is left as it was

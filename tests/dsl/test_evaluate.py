@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import datetime
 
 import pytest
@@ -216,8 +217,6 @@ def test_kept_plans_tell_session_rule_sets_apart(rules: RuleSet) -> None:
 
 
 def test_kept_plans_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
-
     evaluation = importlib.import_module("dsl.evaluate")  # (the package exports a function of that name)
     monkeypatch.setattr(evaluation, "PLAN_MEMO_SIZE", 8)
     rs = RuleSet([ir.Rule("any", limits=(ir.Limit("rpm", 1),))])
@@ -259,3 +258,110 @@ def test_facts_a_condition_does_not_read_cannot_change_it(text: str, facts: Fact
     kept = {f.name: getattr(facts, f.name) for f in dataclasses.fields(Facts)
             if f.name in reads or (f.name == "headers" and "header" in reads) or f.name == "model"}
     assert compile_condition(cond)(facts) == compile_condition(cond)(dataclasses.replace(blank, **kept))
+
+
+# ---- what a target adds to the plan (limits and set govern the target actually called) -----------
+
+GOVERNING = """
+rules:
+  - name: gpt4-budget
+    when: model ~ "gpt-4*"
+    limits: rpm(2, per=caller)
+    set: max_tokens=100
+  - name: to-up
+    when: backend == "up"
+    limits: rpm(5)
+    set: max_tokens=50, temperature=0.2
+  - name: big
+    when: tokens > 1k
+    set: max_tokens=300, top_p=0.5
+  - name: alias
+    when: model == "alias"
+    route: up:gpt-4
+"""
+
+
+@pytest.fixture(scope="module")
+def governing() -> RuleSet:
+    loaded = load_rules_text(GOVERNING, "rules.yaml", ("up", "echo"))
+    loaded.raise_for_errors()
+    return RuleSet(loaded.rules)
+
+
+def test_only_rules_with_limits_or_set_are_evaluated_per_target(governing: RuleSet) -> None:
+    from dsl.evaluate import target_terms
+
+    assert governing.governs and governing.governing_reads == {"model", "backend", "tokens"}
+    assert not RuleSet(load_rules_text('rules:\n  - name: r\n    route: up\n', "r.yaml", ("up",)).rules).governs
+    facts = Facts.build("zzz")
+    plan = evaluate(facts, governing)
+    nothing = RuleSet(())
+    assert target_terms(facts, ir.Target("up", "gpt-4"), nothing, plan) is None
+
+
+def test_a_target_brings_the_rules_it_matches(governing: RuleSet) -> None:
+    from dsl.evaluate import target_terms
+
+    facts = Facts.build("zzz")
+    plan = evaluate(facts, governing)
+    assert plan.limits == () and plan.overrides == ()
+    terms = target_terms(facts, ir.Target("up", "gpt-4"), governing, plan)
+    assert terms is not None and terms.rules == ("gpt4-budget", "to-up")
+    assert terms.limits == (ir.Limit("rpm", 2, "caller"), ir.Limit("rpm", 5, "backend"))
+    # first rule wins per setting, over the rules matched through the request or the target
+    assert dict(terms.overrides) == {"max_tokens": 100, "temperature": 0.2}
+    assert target_terms(facts, ir.Target("echo", "small"), governing, plan) is None
+
+
+def test_a_rule_matched_by_the_request_is_not_counted_again(governing: RuleSet) -> None:
+    from dsl.evaluate import target_terms
+
+    facts = Facts.build("alias")
+    plan = evaluate(facts, governing)
+    assert plan.governing == () and plan.targets() == (ir.Target("up", "gpt-4"),)
+    facts = Facts.build("gpt-4", tokens=2000)
+    plan = evaluate(facts, governing)
+    assert plan.limits == (ir.Limit("rpm", 2, "caller"),) and dict(plan.overrides) == {"max_tokens": 100, "top_p": 0.5}
+    terms = target_terms(facts, ir.Target("up", "gpt-4"), governing, plan)
+    assert terms is not None and terms.rules == ("to-up",) and terms.limits == (ir.Limit("rpm", 5, "backend"),)
+    # an earlier rule's value stays; the new key is added
+    assert dict(terms.overrides) == {"max_tokens": 100, "top_p": 0.5, "temperature": 0.2}
+
+
+def test_settings_equal_to_the_plans_are_not_repeated(governing: RuleSet) -> None:
+    from dsl.evaluate import target_terms
+
+    rules = RuleSet(load_rules_text('rules:\n  - name: r\n    when: model == "m" or backend == "up"\n'
+                                    '    limits: rpm(1)\n    set: max_tokens=9\n', "r.yaml", ("up",)).rules)
+    facts = Facts.build("x")
+    terms = target_terms(facts, ir.Target("up", "y"), rules, evaluate(facts, rules))
+    assert terms is not None and terms.overrides == (("max_tokens", 9),)
+    facts = Facts.build("m")
+    assert target_terms(facts, ir.Target("up", "m"), rules, evaluate(facts, rules)) is None
+
+
+def test_the_same_facts_skip_the_second_evaluation(governing: RuleSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target with the request's own model (and backend, or rules that read no backend) cannot
+    match other rules: no second evaluation is made."""
+    module = importlib.import_module("dsl.evaluate")
+
+    calls = []
+    monkeypatch.setattr(module, "replace", lambda *a, **k: calls.append(k) or pytest.fail("evaluated"))
+    facts = Facts.build("gpt-4", backend="up")
+    assert module.target_terms(facts, ir.Target("up", "gpt-4"), governing, evaluate(facts, governing)) is None
+    by_model = RuleSet(load_rules_text('rules:\n  - name: r\n    when: model == "m"\n    limits: rpm(1)\n',
+                                       "r.yaml", ("up",)).rules)
+    facts = Facts.build("m")
+    assert module.target_terms(facts, ir.Target("up", "m"), by_model, evaluate(facts, by_model)) is None
+    assert calls == []
+
+
+def test_terms_memo_is_bounded(governing: RuleSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module("dsl.evaluate")
+    monkeypatch.setattr(module, "PLAN_MEMO_SIZE", 8)
+    rules = RuleSet(load_rules_text('rules:\n  - name: r\n    when: tokens > 5\n    limits: rpm(1)\n',
+                                    "r.yaml", ("up",)).rules)
+    for i in range(50):
+        facts = Facts.build(f"m{i}", tokens=i % 10)
+        module.target_terms(facts, ir.Target("up", f"t{i}"), rules, evaluate(facts, rules))
+    assert len(rules._terms) <= 8

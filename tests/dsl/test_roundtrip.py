@@ -97,6 +97,8 @@ def test_post_round_trip() -> None:
 
     post = ir.PostProcessor("tool_call_loop_detection", (("mode", "break"), ("max_repeats", 3)))
     assert compile_post(parse(print_post(post), "calls"), Context()) == (post,)
+    cache = ir.PostProcessor("cache", (("ttl", 600), ("shared", True)))
+    assert compile_post(parse(print_post(cache), "calls"), Context()) == (cache,)
 
 
 grammar_alphabet = string.ascii_letters + string.digits + " _-.:/!()[]|%\"'\\=<>~,*?\n\t"

@@ -75,3 +75,78 @@ def test_cache_refuses_errors_and_loop_cuts_and_expires() -> None:
     for key in "xyz":  # bounded: least recently used entries go
         cache.put(key, ok, 60)
     assert len(cache) == 2 and cache.get("x") is None
+
+
+# ---- scoped per caller, keyed on everything forwarded ----------------------------------------------
+
+KEYS = ("key-a-0123456789", "key-b-0123456789")
+
+
+def keyed_app(tmp_path: Path, post: str) -> Any:
+    routes = tmp_path / "routes.d"
+    routes.mkdir()
+    (routes / "10-cache.yaml").write_text(f"rules:\n  - name: cached\n    post: {post}\n")
+    return create_app(write_config(tmp_path, routes_dir=str(routes), auth={"api_keys": list(KEYS)}))
+
+
+def as_caller(index: int) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[index]}"}
+
+
+def test_another_caller_does_not_get_a_callers_cached_answer(tmp_path: Path) -> None:
+    client = falcon.testing.TestClient(keyed_app(tmp_path, "cache(ttl=10m)"))
+    assert chat(client, "openai", "private", headers=as_caller(0)).headers["x-cache"] == "miss"
+    assert chat(client, "openai", "private", headers=as_caller(1)).headers["x-cache"] == "miss"
+    assert chat(client, "openai", "private", headers=as_caller(0)).headers["x-cache"] == "hit"
+    assert chat(client, "openai", "private", headers=as_caller(1)).headers["x-cache"] == "hit"
+
+
+def test_a_rule_may_share_its_cache_across_callers(tmp_path: Path) -> None:
+    client = falcon.testing.TestClient(keyed_app(tmp_path, "cache(ttl=10m, shared=true)"))
+    assert chat(client, "openai", "public", headers=as_caller(0)).headers["x-cache"] == "miss"
+    assert chat(client, "openai", "public", headers=as_caller(1)).headers["x-cache"] == "hit"
+
+
+# Each forwarded field the canonical request has no slot for (``extra``) and each one it has.
+FORWARDED = [
+    {"n": 2}, {"response_format": {"type": "json_object"}}, {"logprobs": True}, {"top_logprobs": 2, "logprobs": True},
+    {"seed": 7}, {"presence_penalty": 0.5}, {"user": "someone"}, {"some_vendor_field": {"x": 1}},
+    {"temperature": 0.3}, {"top_p": 0.4}, {"max_tokens": 12}, {"stop": ["END"]},
+    {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]},
+    {"reasoning_effort": "high"},
+]
+
+
+@pytest.mark.parametrize("extra", FORWARDED, ids=[next(iter(e)) for e in FORWARDED])
+def test_every_forwarded_field_is_part_of_the_key(tmp_path: Path, extra: dict[str, Any]) -> None:
+    client = falcon.testing.TestClient(keyed_app(tmp_path, "cache(ttl=10m)"))
+    assert chat(client, "openai", "same words", headers=as_caller(0)).headers["x-cache"] == "miss"
+    varied = chat(client, "openai", "same words", headers=as_caller(0), **extra)
+    assert varied.status_code == 200 and varied.headers["x-cache"] == "miss"
+    assert chat(client, "openai", "same words", headers=as_caller(0), **extra).headers["x-cache"] == "hit"
+
+
+def test_json_and_stream_share_an_entry(tmp_path: Path) -> None:
+    """``stream`` changes how the answer is sent, not the answer: a stream replays a JSON miss."""
+    client = falcon.testing.TestClient(keyed_app(tmp_path, "cache(ttl=10m)"))
+    assert chat(client, "openai", "either way", headers=as_caller(0)).headers["x-cache"] == "miss"
+    streamed = chat(client, "openai", "either way", headers=as_caller(0), stream=True)
+    assert streamed.headers["x-cache"] == "hit" and reply_text("openai", streamed) == "either way"
+
+
+def test_settings_a_target_brings_are_part_of_the_key(tmp_path: Path) -> None:
+    """A rule matching only through the target changes what is forwarded: its settings key the entry."""
+    routes = tmp_path / "routes.d"
+    routes.mkdir()
+    (routes / "10.yaml").write_text(
+        "rules:\n  - name: cached\n    post: cache(ttl=10m)\n"
+        "  - name: short-for-free\n    when: model == \"small\" and header(\"x-team\") == \"free\"\n"
+        "    set: max_tokens=5\n")
+    client = falcon.testing.TestClient(create_app(write_config(tmp_path, routes_dir=str(routes),
+                                                               auth={"api_keys": list(KEYS)})))
+    sid = "s-target-settings"
+    assert chat(client, "openai", "!/route-prepend(alias, echo:small)", session=sid, headers=as_caller(0),
+                model="alias").status_code == 200
+    first = chat(client, "openai", "hi", session=sid, headers=as_caller(0), model="alias")
+    free = chat(client, "openai", "hi", session=sid, headers={**as_caller(0), "x-team": "free"}, model="alias")
+    assert first.headers["x-cache"] == "miss" and free.headers["x-cache"] == "miss"
