@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from router.canonical import ChatRequest, ChatResponse, StreamEvent
+from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 from router.wire import anthropic as wire
 
 from .base import ErrorKind

@@ -12,7 +12,7 @@ import abc
 from dataclasses import dataclass
 from typing import AsyncIterator, Literal
 
-from router.canonical import ChatRequest, ChatResponse, StreamEvent
+from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
 from .redaction import redact
 

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import AsyncIterator, Iterator
 
-from router.canonical import (
+from router.wire.canonical import (
     ChatRequest, ChatResponse, Part, StreamEvent, TextDelta, TextPart, ToolCallPart, ToolResultPart, Usage, response_to_events,
 )
 

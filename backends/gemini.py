@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import AsyncIterator
 from urllib.parse import quote
 
-from router.canonical import ChatRequest, ChatResponse, StreamEvent
+from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 from router.wire import gemini as wire
 
 from .base import ErrorKind

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 
-from router.canonical import ChatRequest, ChatResponse, StreamEvent
+from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 from router.config import AppConfig, BackendConfig
 from router.wire import gemini as wire
 

@@ -18,8 +18,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 import aiohttp
 from yarl import URL
 
-from router import fastjson
-from router.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
+from router.wire import fastjson
+from router.wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from router.config import AppConfig, BackendConfig, Timeouts
 from router.limits import KEY_GATE, KEY_USED
 

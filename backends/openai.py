@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from router.canonical import ChatRequest, ChatResponse, StreamEvent
+from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 from router.config import AppConfig, BackendConfig
 from router.wire import openai as wire
 

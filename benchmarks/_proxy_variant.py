@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import router.recording as recording  # noqa: E402
+import router.record.recorder as recording  # noqa: E402
 
 variant = sys.argv[1]
 if variant == "switchable":

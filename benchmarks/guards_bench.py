@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from router.canonical import (  # noqa: E402
+from router.wire.canonical import (  # noqa: E402
     ChatRequest, StreamEnd, StreamEvent, StreamStart, TextDelta, Tool,
 )
 from router.config import AppConfig  # noqa: E402

@@ -41,9 +41,9 @@ import falcon.asgi  # noqa: E402
 from backends.base import Backend  # noqa: E402
 from router import fastjson  # noqa: E402
 from router.app import create_app  # noqa: E402
-from router.canonical import ChatRequest, ChatResponse  # noqa: E402
+from router.wire.canonical import ChatRequest, ChatResponse  # noqa: E402
 from router.config import load_config  # noqa: E402
-from router.logs import setup_logging  # noqa: E402
+from router.record.logs import setup_logging  # noqa: E402
 from router.wire import openai as wire  # noqa: E402
 
 KEY = "bench-client-key"

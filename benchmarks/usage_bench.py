@@ -32,8 +32,8 @@ import yaml  # noqa: E402
 
 from router.app import create_app  # noqa: E402
 from router.config import load_config  # noqa: E402
-from router.usage import SQLiteUsageStore, UsageRecord  # noqa: E402
-from router.recording import Recorder  # noqa: E402
+from router.record.usage import SQLiteUsageStore, UsageRecord  # noqa: E402
+from router.record.recorder import Recorder  # noqa: E402
 
 KEY = "bench-client-key-0123456789"
 

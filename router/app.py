@@ -17,25 +17,25 @@ from backends.factory import build_backends
 from dsl.evaluate import RuleSet
 from dsl.loader import LoadedRules, load_rules_dir
 
-from .auth import authenticator_for
+from .http.auth import authenticator_for
 from .config import AppConfig
-from .dispatch import Dispatcher
+from .pipeline.dispatch import Dispatcher
 from .errors import ProxyError
 from .frontends import ANTHROPIC, OPENAI
-from .http import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link
-from .admin import (
+from .http.edge import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link
+from .http.admin import (
     AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
 )
-from .hangup import SCOPE_KEY as HANGUP, Hangup
-from .health import HealthMonitor
-from .local_guard import check_local_request
-from .logs import flush_logs
-from .metrics import Metrics
+from .http.hangup import SCOPE_KEY as HANGUP, Hangup
+from .http.health import HealthMonitor
+from .http.local_guard import check_local_request
+from .record.logs import flush_logs
+from .record.metrics import Metrics
 from .pipeline import Pipeline, StateRef
-from .recording import Recorder
+from .record.recorder import Recorder
 from .reload import Reloader
-from .usage import SQLiteUsageStore
-from .resources import (
+from .record.usage import SQLiteUsageStore
+from .http.resources import (
     AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource, RootResource,
 )
 from .sessions import make_repository

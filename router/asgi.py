@@ -12,8 +12,8 @@ import os
 
 from .app import ProxyApp, create_app
 from .config import load_config
-from .connections import bind_worker
-from .logs import configure_logging
+from .http.connections import bind_worker
+from .record.logs import configure_logging
 
 
 def create() -> ProxyApp:

@@ -26,7 +26,7 @@ from dsl import ir
 from dsl.evaluate import Plan
 from dsl.printer import print_chain
 
-from .canonical import ChatRequest, ChatResponse
+from .wire.canonical import ChatRequest, ChatResponse
 
 DEFAULT_TTL = 300
 MAX_ENTRY_CHARS = 1_000_000

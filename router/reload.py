@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsl.errors import RulesError, RulesErrors
 
-from .logs import config_secrets, remember_secrets
+from .record.logs import config_secrets, remember_secrets
 from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:  # pragma: no cover

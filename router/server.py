@@ -11,9 +11,9 @@ import sys
 from dsl.errors import RulesError, RulesErrors
 
 from .config import load_config
-from .connections import protocol_for
-from .local_guard import is_loopback_name
-from .logs import configure_logging
+from .http.connections import protocol_for
+from .http.local_guard import is_loopback_name
+from .record.logs import configure_logging
 
 log = logging.getLogger("llm_proxy")
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["LLM_PROXY_DISABLE_COMMANDS"] = "1" if args.disable_interactive_commands else "0"
         os.environ["LLM_PROXY_LOG_LEVEL"], os.environ["LLM_PROXY_LOG_FORMAT"] = level, log_format
         uvicorn.run("router.asgi:create", factory=True, workers=args.workers,
-                    http="router.connections:WorkerProtocol", **common)
+                    http="router.http.connections:WorkerProtocol", **common)
         return 0
     import gc
 

@@ -8,9 +8,9 @@ from backends.base import Backend
 from dsl.evaluate import RuleSet
 from dsl.loader import LoadedRules
 
-from .auth import Authenticator
+from .http.auth import Authenticator
 from .config import AppConfig
-from .dispatch import Dispatcher
+from .pipeline.dispatch import Dispatcher
 from .sessions import SessionRepository
 
 

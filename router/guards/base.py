@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from router.canonical import ChatRequest, ChatResponse, StreamEvent
+from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
     from router.config import AppConfig

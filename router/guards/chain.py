@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from router.canonical import (
+from router.wire.canonical import (
     ChatRequest, ChatResponse, ResponseAccumulator, StreamEnd, StreamError, StreamEvent, response_to_events,
 )
 from router.guards.base import GUARDS, Guard, GuardContext, GuardEvent

@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from router.canonical import ChatResponse, StreamEnd, StreamEvent, TextDelta, ThinkingDelta
+from router.wire.canonical import ChatResponse, StreamEnd, StreamEvent, TextDelta, ThinkingDelta
 from router.guards.base import NOTE_PREFIX, Guard, register
 
 if TYPE_CHECKING:

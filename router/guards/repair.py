@@ -48,7 +48,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from router.canonical import (
+from router.wire.canonical import (
     StreamEnd, StreamEvent, TextDelta, Tool, ToolCallDelta, ToolCallStart,
 )
 from router.guards.base import Guard, register

@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from router.canonical import (
+from router.wire.canonical import (
     ChatRequest, StreamEnd, StreamError, StreamEvent, TextDelta, ToolCallDelta, ToolCallPart, ToolCallStart,
 )
 from router.guards.base import NOTE_PREFIX, Guard, register

@@ -13,9 +13,9 @@ import mimetypes
 import uuid
 from typing import Any, NoReturn
 
-from router import fastjson
+from router.wire import fastjson
 from router.bounds import check_model
-from router.canonical import ImagePart, Message, ToolCallPart, ToolResultPart
+from router.wire.canonical import ImagePart, Message, ToolCallPart, ToolResultPart
 from router.errors import ProxyError
 
 _MISSING = object()

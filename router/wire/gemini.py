@@ -41,7 +41,7 @@ from collections import defaultdict, deque
 from typing import Any
 
 from router.bounds import check_model
-from router.canonical import (
+from router.wire.canonical import (
     ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,

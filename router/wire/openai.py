@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from router.bounds import MAX_MODEL_CHARS
-from router.canonical import (
+from router.wire.canonical import (
     ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from router import fastjson
+from router.wire import fastjson
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 DEFAULT_MAX_LINE = 1024 * 1024

@@ -17,7 +17,7 @@ from backends.base import Backend
 from backends.factory import build_backends
 from fakes.fixtures import fake_provider  # noqa: F401  (fixture)
 from fakes.provider import FakeProvider
-from router.canonical import ChatRequest, Message, ResponseAccumulator, StreamEvent, TextPart, Tool
+from router.wire.canonical import ChatRequest, Message, ResponseAccumulator, StreamEvent, TextPart, Tool
 from router.config import AppConfig, load_config
 
 OPENAI_KEY = "sk-fake-openai"

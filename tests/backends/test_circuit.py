@@ -9,9 +9,9 @@ from backends.base import Backend, BackendError
 from backends.echo import EchoBackend
 from dsl import ir
 from dsl.evaluate import Plan
-from router.canonical import ChatRequest, ChatResponse, Message, StreamEvent, TextPart
-from router.dispatch import Dispatcher, Outcome
-from router.health import HealthMonitor
+from router.wire.canonical import ChatRequest, ChatResponse, Message, StreamEvent, TextPart
+from router.pipeline.dispatch import Dispatcher, Outcome
+from router.http.health import HealthMonitor
 
 
 class Flaky(Backend):

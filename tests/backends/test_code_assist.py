@@ -16,7 +16,7 @@ import pytest
 import backends.gemini_cli as gemini_cli
 from backends.base import BackendError
 from fakes.provider import FakeProvider, error, reply
-from router.canonical import StreamEnd, StreamStart
+from router.wire.canonical import StreamEnd, StreamStart
 
 from .conftest import backend_settings, chat, collect, fold, write_creds
 
@@ -393,7 +393,7 @@ async def test_write_back_failure_fails_over(build, fake: FakeProvider, creds: P
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from dsl import ir
     from dsl.evaluate import Plan
-    from router.dispatch import Dispatcher, Outcome, RetryPolicy
+    from router.pipeline.dispatch import Dispatcher, Outcome, RetryPolicy
 
     built = await build(gcli=backend_settings("gemini-cli-oauth-personal", fake, credentials_path=str(creds)),
                         other=backend_settings("anthropic", fake))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from fakes.provider import FakeProvider, reply
-from router.canonical import StreamEnd, StreamStart, TextDelta, ToolCallPart, ToolCallStart
+from router.wire.canonical import StreamEnd, StreamStart, TextDelta, ToolCallPart, ToolCallStart
 
 from .conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, backend_settings, chat, collect, fold
 

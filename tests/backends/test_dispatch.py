@@ -20,8 +20,8 @@ from backends.keys import key_label
 from dsl import ir
 from dsl.evaluate import Plan
 from fakes.provider import FakeProvider, delay, error, reply, reset_after_chunks, stream_error
-from router.canonical import StreamEnd, StreamError, StreamStart
-from router.dispatch import Dispatcher, Outcome, RetryPolicy, ordered_targets
+from router.wire.canonical import StreamEnd, StreamError, StreamStart
+from router.pipeline.dispatch import Dispatcher, Outcome, RetryPolicy, ordered_targets
 from router.errors import ProxyError
 
 from .conftest import OPENAI_KEY, backend_settings, chat, collect, fold

@@ -12,7 +12,7 @@ import pytest
 
 from backends.base import BackendError
 from fakes.provider import FakeProvider, delay, error, reset, reset_after_chunks, stream_chunks, stream_error
-from router.canonical import StreamError, StreamStart
+from router.wire.canonical import StreamError, StreamStart
 
 from .conftest import backend_settings, chat, collect, make_config
 

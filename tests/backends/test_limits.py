@@ -11,7 +11,7 @@ import pytest
 from dsl import ir
 from dsl.evaluate import Plan
 from fakes.provider import FakeProvider, stream_chunks
-from router.dispatch import Dispatcher, Outcome, RetryPolicy
+from router.pipeline.dispatch import Dispatcher, Outcome, RetryPolicy
 from router.errors import ProxyError
 from router.limits import InProcessLimiter
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backends.redaction import REDACTED, Redactor, _SHAPES, redact, redact_url
-from router.logs import RedactingFilter
+from router.record.logs import RedactingFilter
 
 ROOT = Path(__file__).resolve().parents[2]
 

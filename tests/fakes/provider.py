@@ -50,7 +50,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from router.canonical import (
+from router.wire.canonical import (
     ChatRequest, ChatResponse, FinishReason, Part, StreamEnd, StreamError, StreamEvent, StreamStart,
     TextDelta, TextPart, ThinkingDelta, ThinkingPart, ToolCallDelta, ToolCallPart, ToolCallStart, Usage,
     response_to_events,

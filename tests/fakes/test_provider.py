@@ -70,7 +70,7 @@ async def post_sse(http: aiohttp.ClientSession, url: str, body: Any,
 
 def decode_stream(decoder: Any, frames: list[tuple[str | None, str]]) -> Any:
     """Fold SSE frames through a project StreamDecoder into a ChatResponse."""
-    from router.canonical import ResponseAccumulator
+    from router.wire.canonical import ResponseAccumulator
     acc = ResponseAccumulator()
     for _event, data in frames:
         if data == "[DONE]":

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from router.canonical import (
+from router.wire.canonical import (
     ChatRequest, Message, StreamEnd, StreamEvent, StreamStart, TextDelta, ThinkingDelta, Tool, ToolCallDelta,
     ToolCallStart,
 )

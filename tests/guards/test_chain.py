@@ -11,7 +11,7 @@ import pytest
 import guards_support as gs
 from dsl.ir import PostProcessor
 from dsl.registry import POST_PROCESSORS
-from router.canonical import ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ToolCallDelta
+from router.wire.canonical import ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ToolCallDelta
 from router.config import LoopDetectionConfig, SessionConfig
 from router.guards import GUARDS, ORDER, ToolCallHistory, apply_to_response, resolve_settings
 from router.wire import anthropic, gemini, openai

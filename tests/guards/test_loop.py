@@ -12,7 +12,7 @@ from dsl.ir import PostProcessor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.canonical import ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart
+from router.wire.canonical import ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart
 from router.guards import apply_to_response
 from router.guards.loop import RepetitionDetector
 

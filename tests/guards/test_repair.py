@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import guards_support as gs
-from router.canonical import (
+from router.wire.canonical import (
     ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ToolCallDelta, ToolCallPart, ToolCallStart, ToolChoice,
 )
 from router.guards import apply_to_response
@@ -226,7 +226,7 @@ def test_guard_event_recorded() -> None:
 
 
 def test_broken_schema_falls_back_to_name_and_parse() -> None:
-    from router.canonical import Tool
+    from router.wire.canonical import Tool
     req = gs.request(tools=[Tool("odd", "", {"type": 12})])
     out = gs.normalize(gs.run(gs.repair_only(req=req), gs.text_stream(['{"name": "odd", "arguments": {"a": 1}}'])))
     assert out[1][3] == "odd"

@@ -6,7 +6,7 @@ import pytest
 
 import guards_support as gs
 from dsl.ir import PostProcessor
-from router.canonical import (
+from router.wire.canonical import (
     Message, StreamEnd, StreamStart, TextDelta, TextPart, ToolCallDelta, ToolCallPart, ToolCallStart, ToolResultPart,
 )
 from router.guards import ToolCallHistory

@@ -13,7 +13,7 @@ import pytest
 
 from ops_support import AUTH, build_app, post_chat, rule_file, wait_records
 from proxy_support import sse_data
-from router.logs import setup_logging
+from router.record.logs import setup_logging
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ async def test_json_lines_carry_the_fields_as_keys(tmp_path: Path, access_lines)
 
 
 def test_buffered_handler_batches_lines_and_writes_warnings_at_once() -> None:
-    from router.logs import BufferedStreamHandler
+    from router.record.logs import BufferedStreamHandler
 
     class CountingStream(io.StringIO):
         writes = 0
@@ -109,7 +109,7 @@ def test_buffered_handler_batches_lines_and_writes_warnings_at_once() -> None:
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_short_path_writes_what_a_log_record_would(access_lines, fmt: str) -> None:
     """AccessLog skips the LogRecord when only our handler listens: same line, same redaction."""
-    from router.logs import AccessLog
+    from router.record.logs import AccessLog
 
     out = access_lines(fmt)
     fields = {"request_id": "r-1", "session": "s-1", "caller": "sk-never-logged-123456", "status": 200,
@@ -130,7 +130,7 @@ def test_short_path_writes_what_a_log_record_would(access_lines, fmt: str) -> No
 
 
 def test_access_lines_reach_other_handlers_the_ordinary_way(caplog) -> None:
-    from router.logs import AccessLog
+    from router.record.logs import AccessLog
 
     caplog.set_level(logging.INFO)
     AccessLog("llm_proxy.access").info("GET /x 200 1.0ms", lambda: {"caller": "k1"})
@@ -142,7 +142,7 @@ def test_lines_written_later_keep_the_time_the_request_ended(access_lines) -> No
     """Access lines are written in batches (with the usage rows): each keeps its own time."""
     import time
 
-    from router.logs import AccessLog
+    from router.record.logs import AccessLog
 
     ended = time.time() - 3600
     out = access_lines("json")
@@ -184,7 +184,7 @@ async def test_v1_paths_carry_deprecation_headers_on_success_and_error(tmp_path:
 def test_a_batch_of_lines_is_what_the_lines_one_by_one_are(access_lines, fmt: str) -> None:
     """The recorder writes its batches with ``info_many``: the same lines as ``info`` one at a
     time, redacted line by line when anything in the batch looks secret."""
-    from router.logs import AccessLog
+    from router.record.logs import AccessLog
 
     out = access_lines(fmt)
     log = AccessLog("llm_proxy.access")
@@ -207,7 +207,7 @@ def test_a_batch_of_lines_is_what_the_lines_one_by_one_are(access_lines, fmt: st
 
 
 def test_a_batch_reaches_other_handlers_the_ordinary_way(caplog) -> None:
-    from router.logs import AccessLog
+    from router.record.logs import AccessLog
 
     caplog.set_level(logging.INFO)
     AccessLog("llm_proxy.access").info_many([("GET /a 200 1.0ms", lambda: {"caller": "k1"}, 1.0),

@@ -10,8 +10,8 @@ import falcon.testing
 
 from fakes.provider import FakeProvider
 from ops_support import AUTH, build_app, closed_port, post_chat
-from router.health import HealthMonitor
-from router.metrics import Metrics
+from router.http.health import HealthMonitor
+from router.record.metrics import Metrics
 
 
 class Clock:

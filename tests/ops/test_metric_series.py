@@ -8,7 +8,7 @@ import random
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.metrics import LATENCY_BUCKETS, CounterSeries, HistogramSeries, _SeriesCollector
+from router.record.metrics import LATENCY_BUCKETS, CounterSeries, HistogramSeries, _SeriesCollector
 
 
 def _samples(registry: CollectorRegistry) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:

@@ -9,7 +9,7 @@ import falcon.testing
 
 from fakes.provider import FakeProvider, loop
 from ops_support import AUTH, build_app, closed_port, parse_metrics, post_chat, samples, wait_for
-from router.metrics import MAX_MODELS
+from router.record.metrics import MAX_MODELS
 
 RULES = """rules:
   - name: failover

@@ -3,10 +3,10 @@ the store makes of the equivalent UsageRecord (column order, JSON and boolean co
 
 from __future__ import annotations
 
-from router.canonical import Usage
-from router.metrics import Metrics
-from router.recording import Recorder, RequestRecord
-from router.usage import USAGE_COLUMNS, UsageRecord, _usage_row
+from router.wire.canonical import Usage
+from router.record.metrics import Metrics
+from router.record.recorder import Recorder, RequestRecord
+from router.record.usage import USAGE_COLUMNS, UsageRecord, _usage_row
 
 
 class CapturingStore:
@@ -46,7 +46,7 @@ def test_recorder_row_matches_the_usage_record_row() -> None:
 def test_attempt_objects_are_stored_like_their_dicts() -> None:
     from dataclasses import asdict
 
-    from router.dispatch import Attempt
+    from router.pipeline.dispatch import Attempt
 
     rows = []
     for as_dict in (False, True):
@@ -63,8 +63,8 @@ async def test_finished_requests_are_accounted_in_batches_and_before_any_read() 
     import asyncio
     import time
 
-    from router.recording import ACCOUNT_DELAY
-    from router.usage import SQLiteUsageStore
+    from router.record.recorder import ACCOUNT_DELAY
+    from router.record.usage import SQLiteUsageStore
 
     store, metrics = SQLiteUsageStore(), Metrics()
     recorder = Recorder(store, metrics)
@@ -103,9 +103,9 @@ def test_rules_column_follows_each_records_rules() -> None:
 
 
 def test_one_attempt_is_written_as_orjson_writes_the_dataclass() -> None:
-    from router.dispatch import Attempt
-    from router.recording import _attempts_json
-    from router.usage import json_column
+    from router.pipeline.dispatch import Attempt
+    from router.record.recorder import _attempts_json
+    from router.record.usage import json_column
 
     for attempt in (Attempt("up", "m", "ok", 0.312, "key-1"), Attempt("up", "m", "timeout", 12.0, None, "slow"),
                     Attempt("b", "m\u00e9", "ok", 1e-7)):

@@ -277,7 +277,7 @@ async def test_keys_added_by_a_reload_are_redacted_in_logs(tmp_path: Path) -> No
 
     import yaml
 
-    from router.logs import setup_logging
+    from router.record.logs import setup_logging
 
     new_key = "opaque-reloaded-key-0123456789"  # no credential shape: only its value finds it
     root = logging.getLogger()

@@ -13,7 +13,7 @@ import pytest
 from fakes.provider import FakeProvider, stream_chunks
 from ops_support import AUTH, build_app
 from proxy_support import LiveServer, chat_body, sse_data
-from router.usage import SQLiteUsageStore
+from router.record.usage import SQLiteUsageStore
 
 CHUNKS = [f"piece{i} " for i in range(12)]
 

@@ -19,8 +19,8 @@ from ops_support import (
     ADMIN, ADMIN_KEY, AUTH, CLIENT_KEY, all_records, build_app, closed_port, post_chat, wait_for, wait_records,
 )
 from proxy_support import chat_body, sse_data
-from router.auth import key_id
-from router.usage import AUDIT_TYPES, GROUPS
+from router.http.auth import key_id
+from router.record.usage import AUDIT_TYPES, GROUPS
 
 
 def _iso(ts: float) -> str:

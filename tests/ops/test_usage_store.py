@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from router.usage import AuditRecord, SQLiteUsageStore, UsageRecord
+from router.record.usage import AuditRecord, SQLiteUsageStore, UsageRecord
 
 
 BASE = time.time() - 86400  # recent: the default 30-day retention keeps these rows
@@ -119,7 +119,7 @@ async def test_in_memory_store_keeps_only_the_newest_rows() -> None:
 
 async def test_batches_of_many_rows_keep_order_and_every_column(tmp_path) -> None:
     """Rows are inserted many per statement plus the remainder: none lost, none reordered."""
-    from router.usage import _ROWS_PER_INSERT
+    from router.record.usage import _ROWS_PER_INSERT
 
     store = SQLiteUsageStore(str(tmp_path / "u.db"), queue_size=1000)
     await store.start()

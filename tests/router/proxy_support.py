@@ -21,7 +21,7 @@ import yaml
 
 from router.app import ProxyApp
 from router.config import AppConfig, load_config
-from router.connections import protocol_for
+from router.http.connections import protocol_for
 
 API_KEY = "sk-test-client-key-0123456789"
 

@@ -146,7 +146,7 @@ def test_keys_never_appear_in_bodies_or_logs(authed, caplog):
 
 
 def test_caller_is_a_key_hash_in_logs(authed, caplog):
-    from router.auth import key_id
+    from router.http.auth import key_id
 
     caplog.set_level(logging.INFO)
     authed.simulate_get("/v2/models", headers={"x-api-key": API_KEY})
@@ -313,7 +313,7 @@ def test_corrupt_session_file_gives_a_fresh_session(make_client, tmp_path, caplo
 def test_accepted_keys_are_remembered_only_while_configured() -> None:
     """A key that matched is looked up directly next time; wrong keys are never remembered, and a
     reload (a new Authenticator) forgets keys that were removed."""
-    from router.auth import Authenticator
+    from router.http.auth import Authenticator
     from router.errors import ProxyError
 
     auth = Authenticator(["key-one-123456", "key-two-123456"])

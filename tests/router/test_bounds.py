@@ -19,7 +19,7 @@ from router.app import create_app
 from router.bounds import (
     MAX_AUDITED_COMMAND_CHARS, MAX_HEADER_FACT_CHARS, MAX_MODEL_CHARS, MAX_SESSION_BYTES, MAX_SETTING_CHARS,
 )
-from router.metrics import MAX_LABEL_CHARS, Metrics
+from router.record.metrics import MAX_LABEL_CHARS, Metrics
 
 
 def sid() -> str:

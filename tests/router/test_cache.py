@@ -12,7 +12,7 @@ import pytest
 from proxy_support import chat, reply_text, write_config
 from router.app import create_app
 from router.cache import ResponseCache
-from router.canonical import ChatResponse, TextPart
+from router.wire.canonical import ChatResponse, TextPart
 
 RULE = "rules:\n  - name: cached\n    when: model == \"cached-model\"\n    post: cache(ttl=10m)\n"
 

@@ -12,7 +12,7 @@ import yaml
 
 from proxy_support import API_KEY, BASE_CONFIG, LoopbackClient, chat, reply_text
 from router.cli import main
-from router.connections import LimitedProtocol, WorkerProtocol
+from router.http.connections import LimitedProtocol, WorkerProtocol
 
 
 def _config(tmp_path: Path, **overrides: Any) -> str:

@@ -10,7 +10,7 @@ import falcon.testing
 import pytest
 
 from proxy_support import API_KEY, chat_body, error_message, reply_text
-from router.local_guard import host_is_loopback, origin_is_loopback
+from router.http.local_guard import host_is_loopback, origin_is_loopback
 
 LOOPBACK_HOSTS = ["localhost", "LOCALHOST", "localhost:8000", "127.0.0.1", "127.0.0.1:8000", "127.5.6.7:1",
                   "[::1]", "[::1]:8000"]

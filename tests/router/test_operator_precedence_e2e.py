@@ -18,7 +18,7 @@ import pytest
 from backends.echo import EchoBackend
 from proxy_support import chat, reply_model, write_config
 from router.app import create_app
-from router.canonical import ChatRequest, ChatResponse
+from router.wire.canonical import ChatRequest, ChatResponse
 
 KEYS = {"a": "key-a-0123456789", "b": "key-b-0123456789"}
 

@@ -128,7 +128,7 @@ def test_response_fast_path_is_taken_for_a_plain_reply() -> None:
 
 # --- encoders: the one-text-part shortcuts agree with the general encoding ----------------------
 
-from router.canonical import (  # noqa: E402
+from router.wire.canonical import (  # noqa: E402
     ChatResponse, ImagePart, Message, TextPart, ThinkingPart, ToolCallPart, ToolResultPart, Usage,
 )
 

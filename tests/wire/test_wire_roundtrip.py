@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.canonical import (
+from router.wire.canonical import (
     ChatResponse, ImagePart, TextPart, ThinkingPart, ToolCallPart, Usage, response_to_events,
 )
 from wire_support import FORMATS, accumulate, decode_stream, encode_stream, normalize, sse_items

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from router.canonical import ChatResponse, TextPart, ThinkingPart, ToolCallPart, Usage, response_to_events
+from router.wire.canonical import ChatResponse, TextPart, ThinkingPart, ToolCallPart, Usage, response_to_events
 from wire_support import FORMATS, encode_stream
 
 REPLY = ChatResponse(id="resp-sdk", model="m-sdk", created=1_700_000_000, finish_reason="tool_calls",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.canonical import StreamEnd, StreamStart, TextDelta
+from router.wire.canonical import StreamEnd, StreamStart, TextDelta
 from router.wire.sse import DEFAULT_MAX_LINE, LineTooLong, SSEParser, frame, parse_all
 from wire_support import FORMATS, encode_stream
 

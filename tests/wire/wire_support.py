@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from router.canonical import (
+from router.wire.canonical import (
     ChatResponse, ImagePart, ResponseAccumulator, StreamEvent, TextPart, ThinkingPart, ToolCallPart, Usage,
 )
 from router.wire import anthropic, gemini, openai
@@ -21,7 +21,7 @@ def to_json(obj: Any) -> Any:
     """Dataclasses -> plain JSON; stream events get an ``event`` label (they have no ``type``)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out: dict[str, Any] = {}
-        if type(obj).__module__ == "router.canonical" and not hasattr(obj, "type") and type(obj).__name__ not in (
+        if type(obj).__module__ == "router.wire.canonical" and not hasattr(obj, "type") and type(obj).__name__ not in (
                 "ChatRequest", "ChatResponse", "Message", "Tool", "ToolChoice", "Usage"):
             out["event"] = type(obj).__name__
         for f in dataclasses.fields(obj):

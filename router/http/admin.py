@@ -15,11 +15,11 @@ from typing import Any, Callable
 import falcon
 import falcon.asgi
 
-from .errors import ProxyError
-from .http import logged
-from .metrics import CONTENT_TYPE_LATEST
-from .pipeline import StateRef
-from .usage import AUDIT_TYPES, GROUPS
+from ..errors import ProxyError
+from .edge import logged
+from ..record.metrics import CONTENT_TYPE_LATEST
+from ..pipeline import StateRef
+from ..record.usage import AUDIT_TYPES, GROUPS
 
 MAX_PAGE = 1000
 

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from . import fastjson
-from .tasks import cancel_and_wait
+from ..wire import fastjson
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger("llm_proxy.usage")
 

@@ -21,22 +21,22 @@ from dsl.commands import ParsedMessage, parse_message, strip_commands
 from dsl.evaluate import Facts, Plan, TargetRules, clock_now, evaluate
 from dsl.session import session_ruleset
 
-from .canonical import (
+from ..wire.canonical import (
     ChatRequest, ChatResponse, Message, ResponseAccumulator, StreamEvent, is_client_injected, StreamEnd, StreamError, StreamStart, TextDelta, TextPart, Usage, response_to_events,
 )
 from .dispatch import Outcome, RateLimited, request_settings
-from .bounds import MAX_AUDITED_COMMAND_CHARS, check_header_facts, clip
-from .errors import ProxyError
-from .cache import ResponseCache, cache_policy, request_key
-from .frontends import Frontend
-from .guards import GuardChain, ToolCallHistory, apply_to_response, build_chain
-from .metrics import Metrics
-from .recording import Recorder, RequestRecord
-from .usage import SQLiteUsageStore
-from .session_commands import CommandContext, apply_commands
-from .sessions import Session, new_session_id, valid_session_id
-from .state import RuntimeState
-from .wire.offload import is_large, off_loop
+from ..bounds import MAX_AUDITED_COMMAND_CHARS, check_header_facts, clip
+from ..errors import ProxyError
+from ..cache import ResponseCache, cache_policy, request_key
+from ..frontends import Frontend
+from ..guards import GuardChain, ToolCallHistory, apply_to_response, build_chain
+from ..record.metrics import Metrics
+from ..record.recorder import Recorder, RequestRecord
+from ..record.usage import SQLiteUsageStore
+from .commands import CommandContext, apply_commands
+from ..sessions import Session, new_session_id, valid_session_id
+from ..state import RuntimeState
+from ..wire.offload import is_large, off_loop
 
 log = logging.getLogger("llm_proxy.request")
 

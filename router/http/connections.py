@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from . import fastjson
-from .config import ServerConfig
-from .errors import ProxyError
-from .frontends import frontend_for_path
+from ..wire import fastjson
+from ..config import ServerConfig
+from ..errors import ProxyError
+from ..frontends import frontend_for_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .pipeline import StateRef
+    from ..pipeline import StateRef
 
 log = logging.getLogger("llm_proxy.connections")
 

@@ -23,9 +23,9 @@ from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, Er
 from dsl import ir
 from dsl.evaluate import Plan, TargetRules
 
-from .canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
-from .errors import ProxyError
-from .limits import KEY_GATE, KEY_USED, InProcessLimiter, Limiter, Rejection, Reservation
+from ..wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
+from ..errors import ProxyError
+from ..limits import KEY_GATE, KEY_USED, InProcessLimiter, Limiter, Rejection, Reservation
 
 class HealthLike(Protocol):
     def allow(self, backend: str) -> bool: ...

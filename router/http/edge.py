@@ -11,12 +11,12 @@ from urllib.parse import quote
 import falcon
 import falcon.asgi
 
-from . import fastjson
-from .errors import ProxyError
-from .frontends import frontend_for_path
+from ..wire import fastjson
+from ..errors import ProxyError
+from ..frontends import frontend_for_path
 from .hangup import Hangup
-from .pipeline import JsonReply, Reply, StreamReply
-from .recording import access_log
+from ..pipeline import JsonReply, Reply, StreamReply
+from ..record.recorder import access_log
 
 log = logging.getLogger("llm_proxy.http")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Mapping
 
-from .errors import ProxyError
+from ..errors import ProxyError
 
 _SHOWN = 80  # how much of a refused header value the error repeats
 

@@ -20,9 +20,9 @@ from dsl.printer import print_chain, print_rules
 from dsl.registry import COMMANDS, SESSION_SETTINGS
 from dsl.session import apply_route_edit, session_rules
 
-from . import fastjson
-from .bounds import MAX_MODEL_CHARS, MAX_SESSION_BYTES, MAX_SETTING_CHARS, TooLong, clip, too_long
-from .sessions import Session
+from ..wire import fastjson
+from ..bounds import MAX_MODEL_CHARS, MAX_SESSION_BYTES, MAX_SETTING_CHARS, TooLong, clip, too_long
+from ..sessions import Session
 
 SESSION_ATTRS = ("backend", "model", "project", "project_dir", "temperature", "interactive")
 

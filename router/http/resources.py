@@ -9,13 +9,13 @@ from typing import Any, Callable
 import falcon
 import falcon.asgi
 
-from .errors import ProxyError
-from .wire.offload import is_large, off_loop
-from .frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, OPENAI, Frontend
+from ..errors import ProxyError
+from ..wire.offload import is_large, off_loop
+from ..frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, OPENAI, Frontend
 from .hangup import SCOPE_KEY as HANGUP
-from .http import logged, lower_headers, parse_json, read_body, read_json, send
-from .canonical import ChatRequest
-from .pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate_prompt_tokens
+from .edge import logged, lower_headers, parse_json, read_body, read_json, send
+from ..wire.canonical import ChatRequest
+from ..pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate_prompt_tokens
 
 
 def _context(req: falcon.asgi.Request) -> RequestContext:
@@ -126,7 +126,7 @@ class GeminiModelResource:
 
 async def _as_json_array(reply: StreamReply) -> JsonReply:
     """Gemini's non-SSE stream is a JSON array of responses; we send it whole, as one array."""
-    from .wire.sse import SSEParser
+    from ..wire.sse import SSEParser
 
     parser = SSEParser(max_line=None)  # our own frames, already in memory
     items: list[Any] = []

@@ -23,7 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from .bounds import MAX_MODEL_CHARS
+from ..bounds import MAX_MODEL_CHARS
 
 MAX_MODELS = 50
 MAX_LABEL_CHARS = MAX_MODEL_CHARS

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 from backends.redaction import Redactor
 
-from . import fastjson
+from ..wire import fastjson
 
 # Characters that would break a line or hide text on a terminal: C0 and C1 controls, DEL, the
 # Unicode line and paragraph separators, and the bidirectional overrides.

@@ -10,8 +10,8 @@ import hashlib
 import hmac
 from typing import Any, Mapping
 
-from .config import AppConfig, ConfigError
-from .errors import ProxyError
+from ..config import AppConfig, ConfigError
+from ..errors import ProxyError
 
 
 def key_id(key: str) -> str:

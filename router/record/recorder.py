@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import fastjson
-from .canonical import Usage
-from .dispatch import Attempt
+from ..wire import fastjson
+from ..wire.canonical import Usage
+from ..pipeline.dispatch import Attempt
 from .logs import AccessLog
-from .memo import IdentityMemo
+from ..memo import IdentityMemo
 from .metrics import Metrics
 from .usage import AuditRecord, UsageStore, json_column
 

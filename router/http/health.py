@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from .tasks import cancel_and_wait
+from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .pipeline import StateRef
+    from ..pipeline import StateRef
 
 
 log = logging.getLogger("llm_proxy.health")

@@ -1,0 +1,1 @@
+"""The HTTP edge: Falcon resources, auth, admin, health, body reading and error replies."""

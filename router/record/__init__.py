@@ -1,0 +1,1 @@
+"""The record of a request: usage rows, audit, metrics and access logs."""
