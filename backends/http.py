@@ -20,6 +20,7 @@ from yarl import URL
 
 from router.wire import fastjson
 from router.wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
+from router.wire.codec import CodecError
 from router.config import AppConfig, BackendConfig, Timeouts
 from router.limits import KEY_GATE, KEY_USED
 
@@ -404,10 +405,8 @@ async def stream_events(backend: HttpBackend, response: aiohttp.ClientResponse, 
 
 def decode_or_fail(backend: HttpBackend, decode: Callable[[Any], ChatResponse], data: Any) -> ChatResponse:
     """A provider reply we cannot read is the provider's fault: 502, not a crash."""
-    from router.errors import ProxyError
-
     try:
         return decode(data)
-    except ProxyError as exc:
+    except CodecError as exc:
         raise BackendError("server", backend.redact(f"unreadable reply from the provider: {exc.message}"),
                            backend=backend.name) from None

@@ -21,8 +21,11 @@ from .http.auth import authenticator_for
 from .config import AppConfig
 from .pipeline.dispatch import Dispatcher
 from .errors import ProxyError
+from .wire.codec import CodecError
 from .frontends import ANTHROPIC, OPENAI
-from .http.edge import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link
+from .http.edge import (
+    handle_codec_error, handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link,
+)
 from .http.admin import (
     AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
 )
@@ -204,5 +207,6 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(ProxyError, handle_proxy_error)
+    app.add_error_handler(CodecError, handle_codec_error)
     app.state_ref = ref
     return app
