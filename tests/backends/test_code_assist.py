@@ -294,14 +294,14 @@ async def test_cloud_project_missing(build, fake: FakeProvider, creds: Path) -> 
 
 async def test_cloud_project_from_env(tmp_path: Path, fake: FakeProvider, creds: Path) -> None:
     from backends.factory import build_backends
-    from router.config import load_config
+    from router.config import connector_settings, load_config
 
     path = tmp_path / "config.yaml"
     path.write_text(f"backends:\n  gcp:\n    type: gemini-cli-cloud-project\n    gemini_api_base_url: {fake.url}\n"
                     f"    token_url: {fake.token_url}\n")
     config = load_config(str(path), env={"GCP_PROJECT_ID": "env-project", "GEMINI_CREDENTIALS_PATH": str(creds)})
     fake.code_assist.tier, fake.code_assist.onboarded, fake.code_assist.project = "standard-tier", True, "env-project"
-    backend = build_backends(config)["gcp"]
+    backend = build_backends(connector_settings(config))["gcp"]
     try:
         await backend.complete(chat())
     finally:
