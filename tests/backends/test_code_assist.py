@@ -15,6 +15,7 @@ import pytest
 
 import backends.gemini_cli as gemini_cli
 from backends.base import BackendError
+from backends.keys import KeyChoice, key_label
 from fakes.provider import FakeProvider, error, reply
 from router.wire.canonical import StreamEnd, StreamStart
 
@@ -428,3 +429,20 @@ async def test_write_back_syncs_before_the_rename(build, fake: FakeProvider, cre
     [(first, synced), (second, renamed)] = steps
     assert (first, second) == ("fsync", "replace") and synced == renamed
     assert json.loads(creds.read_text())["access_token"] == fake.oauth.issued[0]
+
+
+async def test_project_setup_is_not_charged_to_the_calls_key_choice(build, fake: FakeProvider, creds: Path) -> None:
+    """Only the generation is the call's: loadCodeAssist/onboardUser (once per process) neither ask
+    the per-key limits nor consume them, so a limit of one call admits the first request."""
+    fake.code_assist.onboarded = False
+    backend = await personal(build, fake, creds)
+    asked: list[str] = []
+
+    def allow_once(label: str) -> bool:
+        asked.append(label)
+        return len(asked) == 1
+
+    keys = KeyChoice(allow_once)
+    assert (await backend.complete(chat("first"), keys)).text() == "first"
+    assert asked == [key_label("")] and keys.used == key_label("")
+    assert {"/v1internal:loadCodeAssist", "/v1internal:onboardUser"} <= {r.path for r in fake.requests}
