@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 from .canonical import ChatRequest, ChatResponse, StreamEvent
 
 
-class CodecError(ValueError):
+class CodecError(Exception):
     """A body a codec cannot read. ``message`` names the field (``messages[2].content: ...``) and is
     safe to show; ``param`` is that field's path (None when the body as a whole is wrong)."""
 
