@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
+from router.wire import anthropic
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
-from router.wire import anthropic as wire
 
 from .base import ErrorKind
-from .http import HttpBackend, classify_status, decode_or_fail, stream_events
+from .http import HttpBackend, classify_status
+from .keys import KeyChoice
 
 API_VERSION = "2023-06-01"
 
 
 class AnthropicBackend(HttpBackend):
     default_base_url = "https://api.anthropic.com"
+    codec = anthropic
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-api-key": key, "anthropic-version": API_VERSION}
@@ -24,13 +26,15 @@ class AnthropicBackend(HttpBackend):
             return "overloaded"
         return classify_status(status)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        response, _key = await self.call("POST", f"{self.base_url}/v1/messages", wire.encode_request(request))
-        return decode_or_fail(self, wire.decode_response, await self.read_json(response))
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
+        response, _key = await self.call("POST", f"{self.base_url}/v1/messages", self.codec.encode_request(request),
+                                         keys=keys)
+        return self.decode(await self.read_json(response))
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        response, _key = await self.call("POST", f"{self.base_url}/v1/messages", wire.encode_request(request))
-        async for event in stream_events(self, response, wire.StreamDecoder()):
+    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
+        response, _key = await self.call("POST", f"{self.base_url}/v1/messages", self.codec.encode_request(request),
+                                         keys=keys)
+        async for event in self.events(response):
             yield event
 
     async def fetch_models(self) -> list[str]:

@@ -1,7 +1,9 @@
 """The connector interface every provider implements, and the error classes dispatch acts on.
 
 A connector turns a canonical :class:`ChatRequest` (whose ``model`` is already the target's model)
-into a provider call and gives back a canonical response or stream. Provider and socket errors are
+into a provider call and gives back a canonical response or stream. It depends on the codec layer
+(``router.wire``) alone: its settings are its own (:mod:`backends.settings`), and the key choice
+of a call is passed in and reported back in a :class:`~backends.keys.KeyChoice`. Provider and socket errors are
 classified here, at the boundary, into :class:`BackendError` kinds; dispatch never looks at a
 provider's status codes or exception types itself.
 """
@@ -14,6 +16,7 @@ from typing import AsyncIterator, Literal
 
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
+from .keys import KeyChoice
 from .redaction import redact
 
 ErrorKind = Literal["auth", "rate_limited", "overloaded", "bad_request", "not_found", "timeout", "connection", "server"]
@@ -66,12 +69,14 @@ class Backend(abc.ABC):
         self.name = name
 
     @abc.abstractmethod
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        """The whole reply at once."""
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
+        """The whole reply at once. ``keys``: which keys the call may use; the connector writes
+        the key it used into it (None: any key, nothing reported)."""
 
     @abc.abstractmethod
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         """The reply as canonical events: StreamStart first, StreamEnd (or StreamError) last.
+        ``keys`` as for :meth:`complete` (the key is chosen, and reported, by the first event).
 
         Errors before the first event raise :class:`BackendError` so dispatch can fail over;
         closing the iterator early (``aclose``) must close the upstream connection.

@@ -20,6 +20,7 @@ from router.wire.canonical import (
 from router.wire.offload import run_sized
 
 from .base import Backend
+from .keys import KeyChoice
 
 CHUNK_WORDS = 3
 MAX_ECHO_CHARS = 64 * 1024
@@ -74,10 +75,11 @@ class EchoBackend(Backend):
             return None
         return ToolCallPart(id=f"call_{uuid.uuid4().hex[:20]}", name=words[1], arguments=arguments)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    # No keys: ``keys.used`` stays None.
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         return await run_sized(request.size, self._reply, request)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         for event in _chunked(response_to_events(await run_sized(request.size, self._reply, request))):
             yield event
 

@@ -1,10 +1,8 @@
-"""Configured backends → connector instances, by ``type``."""
+"""Connector settings → connector instances, by ``type``."""
 
 from __future__ import annotations
 
-from typing import Callable
-
-from router.config import AppConfig, BackendConfig
+from typing import Callable, Mapping
 
 from .base import Backend
 from .anthropic import AnthropicBackend
@@ -12,33 +10,28 @@ from .echo import EchoBackend
 from .gemini import GeminiBackend
 from .gemini_cli import CodeAssistBackend
 from .openai import OpenAIBackend, OpenAICompatibleBackend, OpenRouterBackend
+from .settings import ConnectorSettings
 
-Builder = Callable[[BackendConfig, AppConfig], Backend]
-
-
-def _echo(cfg: BackendConfig, app: AppConfig) -> Backend:
-    return EchoBackend(cfg.name, tuple(cfg.models) or ("echo",))
+Builder = Callable[[ConnectorSettings], Backend]
 
 
-def _http(cls: type) -> Builder:
-    return lambda cfg, app: cls(cfg, app)
+def _echo(settings: ConnectorSettings) -> Backend:
+    return EchoBackend(settings.name, settings.models or ("echo",))
 
 
 BUILDERS: dict[str, Builder] = {
     "echo": _echo,
-    "openai": _http(OpenAIBackend),
-    "openrouter": _http(OpenRouterBackend),
-    "openai-compatible": _http(OpenAICompatibleBackend),
-    "anthropic": _http(AnthropicBackend),
-    "gemini": _http(GeminiBackend),
-    "gemini-cli-oauth-personal": lambda cfg, app: CodeAssistBackend(cfg, app, cloud_project=False),
-    "gemini-cli-cloud-project": lambda cfg, app: CodeAssistBackend(cfg, app, cloud_project=True),
+    "openai": OpenAIBackend,
+    "openrouter": OpenRouterBackend,
+    "openai-compatible": OpenAICompatibleBackend,
+    "anthropic": AnthropicBackend,
+    "gemini": GeminiBackend,
+    "gemini-cli-oauth-personal": lambda settings: CodeAssistBackend(settings, cloud_project=False),
+    "gemini-cli-cloud-project": lambda settings: CodeAssistBackend(settings, cloud_project=True),
 }
 
 
-def build_backends(config: AppConfig) -> dict[str, Backend]:
-    """One connector per configured backend. Unknown types were already rejected by the schema."""
-    out: dict[str, Backend] = {}
-    for name, cfg in config.backends.items():
-        out[name] = BUILDERS[cfg.type](cfg, config)
-    return out
+def build_backends(settings: Mapping[str, ConnectorSettings]) -> dict[str, Backend]:
+    """One connector per backend (the server builds ``settings`` from its config:
+    ``router.config.connector_settings``). Unknown types were already rejected by the schema."""
+    return {name: BUILDERS[one.type](one) for name, one in settings.items()}

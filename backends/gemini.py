@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import AsyncIterator
 from urllib.parse import quote
 
+from router.wire import gemini
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
-from router.wire import gemini as wire
 
 from .base import ErrorKind
-from .http import HttpBackend, classify_status, decode_or_fail, stream_events
+from .http import HttpBackend, classify_status
+from .keys import KeyChoice
 
 
 class GeminiBackend(HttpBackend):
     default_base_url = "https://generativelanguage.googleapis.com"
+    codec = gemini
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-goog-api-key": key}
@@ -26,16 +28,17 @@ class GeminiBackend(HttpBackend):
     def _url(self, model: str, action: str) -> str:
         return f"{self.base_url}/v1beta/models/{quote(model.removeprefix('models/'), safe='-._')}:{action}"
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        response, _key = await self.call("POST", self._url(request.model, "generateContent"), wire.encode_request(request))
-        reply = decode_or_fail(self, wire.decode_response, await self.read_json(response))
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
+        response, _key = await self.call("POST", self._url(request.model, "generateContent"),
+                                         self.codec.encode_request(request), keys=keys)
+        reply = self.decode(await self.read_json(response))
         reply.model = reply.model or request.model
         return reply
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         response, _key = await self.call("POST", self._url(request.model, "streamGenerateContent"),
-                                         wire.encode_request(request), params={"alt": "sse"})
-        async for event in stream_events(self, response, wire.StreamDecoder()):
+                                         self.codec.encode_request(request), params={"alt": "sse"}, keys=keys)
+        async for event in self.events(response):
             yield event
 
     async def fetch_models(self) -> list[str]:

@@ -19,14 +19,14 @@ from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 
+from router.wire import gemini
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
-from router.config import AppConfig, BackendConfig
-from router.wire import gemini as wire
 
 from .base import BackendError, Health
-from .http import HttpBackend, decode_or_fail, stream_events
-from .keys import _Key
+from .http import HttpBackend
+from .keys import Key, KeyChoice
 from .oauth import DEFAULT_TOKEN_URL, GEMINI_CLI_CLIENT_ID, GEMINI_CLI_CLIENT_SECRET, OAuthCredentials, credentials_file
+from .settings import ConnectorSettings
 
 
 def _inner(reply: Any) -> Any:
@@ -44,16 +44,17 @@ _METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "
 class CodeAssistBackend(HttpBackend):
     default_base_url = "https://cloudcode-pa.googleapis.com"
     api_version = "v1internal"
+    codec = gemini  # Gemini bodies, wrapped (see the module docstring)
 
-    def __init__(self, cfg: BackendConfig, app: AppConfig, *, cloud_project: bool) -> None:
-        super().__init__(cfg, app)
-        opts: Mapping[str, Any] = cfg.options
+    def __init__(self, settings: ConnectorSettings, *, cloud_project: bool) -> None:
+        super().__init__(settings)
+        opts: Mapping[str, Any] = settings.options
         self.cloud_project = cloud_project
         self.gcp_project: str | None = opts.get("gcp_project_id") if cloud_project else None
         self.creds = OAuthCredentials(
             credentials_file(opts.get("credentials_path")), str(opts.get("token_url") or DEFAULT_TOKEN_URL),
             str(opts.get("client_id") or GEMINI_CLI_CLIENT_ID), str(opts.get("client_secret") or GEMINI_CLI_CLIENT_SECRET),
-            backend=cfg.name,
+            backend=settings.name,
         )
         self._project: str | None = None
         self._project_lock = asyncio.Lock()
@@ -65,22 +66,22 @@ class CodeAssistBackend(HttpBackend):
         return {"Authorization": f"Bearer {self._token}"}
 
     def secrets(self) -> list[str]:
-        return [self._token, *self.cfg.secrets()] if self._token else list(self.cfg.secrets())
+        return [self._token, *self.settings.secrets] if self._token else list(self.settings.secrets)
 
     def _url(self, method: str) -> str:
         return f"{self.base_url}/{self.api_version}:{method}"
 
-    async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None
-                   ) -> tuple[aiohttp.ClientResponse, _Key]:
+    async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None,
+                   keys: KeyChoice | None = None) -> tuple[aiohttp.ClientResponse, Key]:
         """One call with a fresh token; a 401 forces one refresh and one more try."""
         self._token = await self.creds.token()
         try:
-            return await super().call(method, url, body, params)
+            return await super().call(method, url, body, params, keys)
         except BackendError as exc:
             if exc.status != 401:
                 raise
         self._token = await self.creds.token(force_refresh=True)
-        return await super().call(method, url, body, params)
+        return await super().call(method, url, body, params, keys)
 
     # ---- project and tier ----------------------------------------------------------------------
 
@@ -166,22 +167,22 @@ class CodeAssistBackend(HttpBackend):
 
     async def _wrapped(self, request: ChatRequest) -> dict[str, Any]:
         return {"model": request.model, "project": await self.project(), "user_prompt_id": uuid.uuid4().hex,
-                "request": wire.encode_request(request)}
+                "request": self.codec.encode_request(request)}
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        response, _ = await self.call("POST", self._url("generateContent"), await self._wrapped(request))
-        reply = decode_or_fail(self, wire.decode_response, _inner(await self.read_json(response)))
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
+        response, _ = await self.call("POST", self._url("generateContent"), await self._wrapped(request), keys=keys)
+        reply = self.decode(_inner(await self.read_json(response)))
         reply.model = reply.model or request.model
         return reply
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         response, _ = await self.call("POST", self._url("streamGenerateContent"), await self._wrapped(request),
-                                      params={"alt": "sse"})
-        async for event in stream_events(self, response, wire.StreamDecoder(), _inner):
+                                      params={"alt": "sse"}, keys=keys)
+        async for event in self.events(response, _inner):
             yield event
 
     async def list_models(self) -> list[str]:
-        return list(self.cfg.models) or list(DEFAULT_MODELS)
+        return list(self.settings.models) or list(DEFAULT_MODELS)
 
     async def fetch_models(self) -> list[str]:
         return await self.list_models()

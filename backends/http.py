@@ -13,19 +13,20 @@ import email.utils
 import json
 import re
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Mapping
 
 import aiohttp
 from yarl import URL
 
 from router.wire import fastjson
 from router.wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
-from router.config import AppConfig, BackendConfig, Timeouts
-from router.limits import KEY_GATE, KEY_USED
+from router.wire.codec import Codec, CodecError
+from router.wire.sse import LineTooLong, SSEParser
 
 from .base import Backend, BackendError, ErrorKind, Health
-from .keys import KeyPool, _Key
+from .keys import Key, KeyChoice, KeyPool
 from .redaction import redact, redact_url
+from .settings import ConnectorSettings, Timeouts
 
 MODELS_TTL = 300.0
 # How much of a provider's text an error message quotes. Redaction runs on a longer stretch
@@ -115,27 +116,28 @@ def provider_message(body: bytes) -> str:
 
 
 class HttpBackend(Backend):
-    """Base of the provider connectors. Subclasses say how to build requests and read replies."""
+    """Base of the provider connectors. Subclasses name their codec and say where to send."""
 
     default_base_url = ""
+    codec: ClassVar[Codec]  # the wire format the provider speaks (a router/wire module)
     # True when auth_headers() depends on the key alone, so the headers per key can be kept.
     headers_follow_key = True
 
-    def __init__(self, cfg: BackendConfig, app: AppConfig, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(cfg.name)
-        self.cfg = cfg
-        self.base_url = (cfg.base_url or self.default_base_url).rstrip("/")
+    def __init__(self, settings: ConnectorSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(settings.name)
+        self.settings = settings
+        self.base_url = (settings.base_url or self.default_base_url).rstrip("/")
         self.shown_url = redact_url(self.base_url)  # the base URL as messages may show it
         if "@" in URL(self.base_url).raw_authority:
             # load_config refuses these with the setting's position; settings made in code end
             # here, at start-up, instead of in aiohttp's ValueError (a 500) on the first request
-            raise ValueError(f"backend {cfg.name!r}: credentials in base_url are not supported ({self.shown_url}); "
-                             "use api_key or an Authorization header in headers")
-        self.timeouts: Timeouts = cfg.timeouts(app.proxy_timeout)
+            raise ValueError(f"backend {settings.name!r}: credentials in base_url are not supported "
+                             f"({self.shown_url}); use api_key or an Authorization header in headers")
+        self.timeouts: Timeouts = settings.timeouts
         self._slow_start_timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
                                                  sock_read=self.timeouts.first_byte)
-        self.keys = KeyPool.of(cfg.api_keys, clock)
-        self.extra_headers = dict(cfg.headers)
+        self.keys = KeyPool.of(settings.api_keys, clock)
+        self.extra_headers = dict(settings.headers)
         self._session: aiohttp.ClientSession | None = None
         self._models: tuple[float, list[str]] | None = None
         self._urls: dict[str, URL] = {}
@@ -163,7 +165,7 @@ class HttpBackend(Backend):
 
     def secrets(self) -> list[str]:
         """What must never appear in text we let out: the keys, and secret-looking header values."""
-        return list(self.cfg.secrets())
+        return list(self.settings.secrets)
 
     def redact(self, text: str) -> str:
         """Provider or socket text fit to show (see :mod:`backends.redaction`), clipped."""
@@ -244,17 +246,19 @@ class HttpBackend(Backend):
     def classify(self, status: int, body: bytes) -> ErrorKind:
         return classify_status(status)
 
-    async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None
-                   ) -> tuple[aiohttp.ClientResponse, _Key]:
-        """One logical call: try keys in rotation; a 429/401 cools that key and moves to the next."""
-        gate = KEY_GATE.get()
+    async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None,
+                   keys: KeyChoice | None = None) -> tuple[aiohttp.ClientResponse, Key]:
+        """One logical call: try keys in rotation; a 429/401 cools that key and moves to the next.
+        ``keys`` says which keys may be tried and gets the label of each one sent with."""
+        gate = keys.allow if keys is not None else None
         last: BackendError | None = None
         gated = 0
         for key in self.keys.candidates():
             if gate is not None and not gate(key.label):
                 gated += 1
                 continue
-            KEY_USED.set(key.label)
+            if keys is not None:
+                keys.used = key.label
             try:
                 response = await self._send(method, url, key.value, body, params)
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -313,9 +317,7 @@ class HttpBackend(Backend):
     async def sse_data(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, str]]:
         """(event, data) pairs of an SSE body; socket trouble mid-stream, or a line over
         ``max_line_bytes``, becomes a BackendError."""
-        from router.wire.sse import LineTooLong, SSEParser
-
-        parser = SSEParser(self.cfg.max_line_bytes)
+        parser = SSEParser(self.settings.max_line_bytes)
         try:
             with self._reading("stream"):
                 async for chunk in response.content.iter_any():
@@ -341,8 +343,8 @@ class HttpBackend(Backend):
 
     async def list_models(self) -> list[str]:
         """Configured models, else the provider's list, cached for five minutes."""
-        if self.cfg.models:
-            return list(self.cfg.models)
+        if self.settings.models:
+            return list(self.settings.models)
         now = time.monotonic()
         if self._models and now - self._models[0] < MODELS_TTL:
             return self._models[1]
@@ -370,11 +372,24 @@ class HttpBackend(Backend):
             return Health(False, (time.perf_counter() - started) * 1000, "timeout")
         return Health(True, (time.perf_counter() - started) * 1000)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:  # pragma: no cover - abstract
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None
+                       ) -> ChatResponse:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:  # pragma: no cover - abstract
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None
+               ) -> AsyncIterator[StreamEvent]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # ---- reading replies with the codec ----------------------------------------------------------
+
+    def decode(self, data: Any) -> ChatResponse:
+        """A whole reply, read with the provider's codec (an unreadable one is a BackendError)."""
+        return decode_or_fail(self, self.codec.decode_response, data)
+
+    def events(self, response: aiohttp.ClientResponse,
+               unwrap: Callable[[Any], Any] | None = None) -> AsyncIterator[StreamEvent]:
+        """A streamed reply as canonical events, read with the provider's codec."""
+        return stream_events(self, response, self.codec.StreamDecoder(), unwrap)
 
 
 async def stream_events(backend: HttpBackend, response: aiohttp.ClientResponse, decoder: Any,
@@ -404,10 +419,8 @@ async def stream_events(backend: HttpBackend, response: aiohttp.ClientResponse, 
 
 def decode_or_fail(backend: HttpBackend, decode: Callable[[Any], ChatResponse], data: Any) -> ChatResponse:
     """A provider reply we cannot read is the provider's fault: 502, not a crash."""
-    from router.errors import ProxyError
-
     try:
         return decode(data)
-    except ProxyError as exc:
+    except CodecError as exc:
         raise BackendError("server", backend.redact(f"unreadable reply from the provider: {exc.message}"),
                            backend=backend.name) from None

@@ -1,7 +1,10 @@
 """API-key rotation: round-robin over a backend's keys, with cooldown for keys that failed.
 
 A key that got 429 or 401 sits out until its cooldown ends (the provider's Retry-After when given).
-Keys are identified outside this module only by :func:`router.auth.key_id`-style ids, never shown.
+Keys are identified outside this module only by their labels (:func:`key_label`), never shown.
+
+Which keys one call may use is the caller's to say, and which one it used the connector's to
+report: both travel in a :class:`KeyChoice` the caller passes and reads back.
 """
 
 from __future__ import annotations
@@ -18,7 +21,22 @@ def key_label(key: str) -> str:
 
 
 @dataclass(slots=True)
-class _Key:
+class KeyChoice:
+    """One call's say over its backend key, between dispatch and a connector.
+
+    ``allow`` (from the plan's per-key rate limits; None allows every key) is asked about each
+    key's label before the connector sends with it. ``used`` is written by the connector: the
+    label of the last key it sent with, None when it sent nothing (echo, or no key allowed).
+    """
+
+    allow: Callable[[str], bool] | None = None
+    used: str | None = None
+
+
+@dataclass(slots=True)
+class Key:
+    """One API key of a backend, with its cooldown. ``label`` is what may be shown."""
+
     value: str
     label: str
     cool_until: float = 0.0
@@ -29,19 +47,19 @@ class _Key:
 class KeyPool:
     """Round-robin key choice that skips keys in cooldown."""
 
-    keys: list[_Key] = field(default_factory=list)
+    keys: list[Key] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
     default_cooldown: float = 30.0
     _next: int = 0
 
     @classmethod
     def of(cls, keys: tuple[str, ...] | list[str], clock: Callable[[], float] = time.monotonic) -> "KeyPool":
-        return cls([_Key(k, key_label(k)) for k in keys] or [_Key("", "bk-none")], clock)
+        return cls([Key(k, key_label(k)) for k in keys] or [Key("", "bk-none")], clock)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def candidates(self) -> list[_Key]:
+    def candidates(self) -> list[Key]:
         """Keys to try for one call, in rotation order, cooled-down keys left out."""
         n = len(self.keys)
         if n == 1:  # the common case: nothing to rotate
@@ -53,12 +71,12 @@ class KeyPool:
         order = [self.keys[(start + i) % n] for i in range(n)]
         return [k for k in order if k.cool_until <= now]
 
-    def cool_down(self, key: _Key, seconds: float | None) -> None:
+    def cool_down(self, key: Key, seconds: float | None) -> None:
         key.failures += 1
         wait = seconds if seconds is not None else min(self.default_cooldown * key.failures, 300.0)
         key.cool_until = self.clock() + max(wait, 0.0)
 
-    def succeeded(self, key: _Key) -> None:
+    def succeeded(self, key: Key) -> None:
         key.failures = 0
 
     def retry_after(self) -> float:

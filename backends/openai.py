@@ -4,28 +4,30 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
+from router.wire import openai
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
-from router.config import AppConfig, BackendConfig
-from router.wire import openai as wire
 
-from .http import HttpBackend, decode_or_fail, stream_events
+from .http import HttpBackend
+from .keys import KeyChoice
+from .settings import ConnectorSettings
 
 
 class OpenAIBackend(HttpBackend):
     default_base_url = "https://api.openai.com/v1"
+    codec = openai
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        body = wire.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body)
-        return decode_or_fail(self, wire.decode_response, await self.read_json(response))
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
+        body = self.codec.encode_request(request)
+        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys)
+        return self.decode(await self.read_json(response))
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        body = wire.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body)
-        async for event in stream_events(self, response, wire.StreamDecoder()):
+    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
+        body = self.codec.encode_request(request)
+        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys)
+        async for event in self.events(response):
             yield event
 
     async def fetch_models(self) -> list[str]:
@@ -37,10 +39,11 @@ class OpenRouterBackend(OpenAIBackend):
 
     default_base_url = "https://openrouter.ai/api/v1"
 
-    def __init__(self, cfg: BackendConfig, app: AppConfig) -> None:
-        super().__init__(cfg, app)
-        self.extra_headers.setdefault("HTTP-Referer", str(cfg.options.get("referer") or "https://github.com/llm-interactive-proxy"))
-        self.extra_headers.setdefault("X-Title", str(cfg.options.get("title") or "llm-interactive-proxy"))
+    def __init__(self, settings: ConnectorSettings) -> None:
+        super().__init__(settings)
+        options = settings.options
+        self.extra_headers.setdefault("HTTP-Referer", str(options.get("referer") or "https://github.com/llm-interactive-proxy"))
+        self.extra_headers.setdefault("X-Title", str(options.get("title") or "llm-interactive-proxy"))
 
 
 class OpenAICompatibleBackend(OpenAIBackend):

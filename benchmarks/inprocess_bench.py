@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
 import falcon.asgi  # noqa: E402
 
 from backends.base import Backend  # noqa: E402
+from backends.keys import KeyChoice  # noqa: E402
 from router.wire import fastjson  # noqa: E402
 from router.app import create_app  # noqa: E402
 from router.wire.canonical import ChatRequest, ChatResponse  # noqa: E402
@@ -58,11 +59,11 @@ REPLY = json.dumps({
 class SocketlessOpenAI(Backend):
     """What an OpenAI connector does to a request and a reply, without the HTTP round trip."""
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         fastjson.dumps(wire.encode_request(request))
         return wire.decode_response(fastjson.loads(REPLY))
 
-    def stream(self, request: ChatRequest) -> Any:  # pragma: no cover - not measured here
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> Any:  # pragma: no cover - not measured here
         raise NotImplementedError
 
 

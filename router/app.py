@@ -18,11 +18,14 @@ from dsl.evaluate import RuleSet
 from dsl.loader import LoadedRules, load_rules_dir
 
 from .http.auth import authenticator_for
-from .config import AppConfig
+from .config import AppConfig, connector_settings
 from .pipeline.dispatch import Dispatcher
 from .errors import ProxyError
+from .wire.codec import CodecError
 from .frontends import ANTHROPIC, OPENAI
-from .http.edge import handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link
+from .http.edge import (
+    handle_codec_error, handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link,
+)
 from .http.admin import (
     AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
 )
@@ -110,7 +113,7 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
     elif previous is not None:
         built = _reuse_backends(config, previous)
     else:
-        built = build_backends(config)
+        built = build_backends(connector_settings(config))
     same_sessions = previous is not None and previous.config.session == config.session
     sessions = previous.sessions if same_sessions else make_repository(config.session)
     limiter = previous.dispatcher.limiter if previous is not None else None
@@ -135,7 +138,7 @@ def _reuse_backends(config: AppConfig, previous: RuntimeState) -> dict[str, Back
     if missing:
         import dataclasses
 
-        fresh.update(build_backends(dataclasses.replace(config, backends=missing)))
+        fresh.update(build_backends(connector_settings(dataclasses.replace(config, backends=missing))))
     return {name: fresh[name] for name in config.backends}
 
 
@@ -204,5 +207,6 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(ProxyError, handle_proxy_error)
+    app.add_error_handler(CodecError, handle_codec_error)
     app.state_ref = ref
     return app

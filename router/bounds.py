@@ -17,6 +17,10 @@ from __future__ import annotations
 from typing import Mapping
 
 from .errors import ProxyError
+# Model names (MAX_MODEL_CHARS) are checked by the codecs where they enter, so their number lives
+# with them (the codec layer imports nothing from the rest of ``router``); ``too_long`` is the
+# one wording of every refusal, theirs and these.
+from .wire.common import MAX_MODEL_CHARS, too_long
 
 __all__ = [
     "MAX_AUDITED_COMMAND_CHARS",
@@ -26,14 +30,10 @@ __all__ = [
     "MAX_SETTING_CHARS",
     "TooLong",
     "check_header_facts",
-    "check_model",
     "clip",
     "too_long",
 ]
 
-# Model names: real ids (``openrouter:anthropic/claude-3.5-sonnet``, Bedrock ARNs, fine-tune ids)
-# stay well under 200 characters.
-MAX_MODEL_CHARS = 256
 # A string a session command stores (``project``, ``project_dir``): macOS's PATH_MAX.
 MAX_SETTING_CHARS = 1024
 # A header value that rules may look at (``header("x-team")``): generous for any real header.
@@ -47,19 +47,6 @@ MAX_AUDITED_COMMAND_CHARS = 512
 
 class TooLong(ValueError):
     """A client-supplied value over its limit; ``str()`` is the message for the client."""
-
-
-def too_long(what: str, size: int, limit: int, unit: str = "characters") -> str:
-    """The one wording of every refusal: what, how big, the limit."""
-    return f"{what} is {size} {unit} long; at most {limit} are accepted"
-
-
-def check_model(model: str, param: str = "model") -> str:
-    """``model`` unchanged, or a 400 naming ``param`` when it is over :data:`MAX_MODEL_CHARS`."""
-    if len(model) > MAX_MODEL_CHARS:
-        raise ProxyError(400, f"{param}: " + too_long("the model name", len(model), MAX_MODEL_CHARS),
-                         "invalid_request", param=param)
-    return model
 
 
 def check_header_facts(headers: Mapping[str, str]) -> None:

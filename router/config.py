@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from backends.redaction import redact, redact_url
+from backends.settings import ConnectorSettings, Timeouts
 from dsl.errors import Location, RulesError
 from dsl.source import YamlDocument, parse_yaml, validate
 
@@ -39,6 +40,7 @@ __all__ = [
     "Timeouts",
     "ToolCallLoopDetectionConfig",
     "UsageConfig",
+    "connector_settings",
     "load_config",
     "parse_bool",
 ]
@@ -70,15 +72,6 @@ class ConfigError(RulesError):
 
 
 # --------------------------------------------------------------------------- typed sections
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Per-phase limits in seconds: TCP/TLS connect, first response byte, gap between chunks."""
-
-    connect: float
-    first_byte: float
-    idle: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +263,16 @@ class AppConfig:
 
     def __repr__(self) -> str:
         return f"AppConfig({self.redacted()!r})"
+
+
+def connector_settings(config: AppConfig) -> dict[str, ConnectorSettings]:
+    """Each configured backend as its connector is told about it (``backends/settings.py``):
+    connectors read these, never the config, so they depend on nothing of the server's."""
+    return {name: ConnectorSettings(
+        name=cfg.name, type=cfg.type, api_keys=cfg.api_keys, base_url=cfg.base_url, models=cfg.models,
+        headers=cfg.headers, timeouts=cfg.timeouts(config.proxy_timeout), max_line_bytes=cfg.max_line_bytes,
+        secrets=cfg.secrets(), options=cfg.options,
+    ) for name, cfg in config.backends.items()}
 
 
 def _asdict(obj: Any) -> dict[str, Any]:

@@ -7,15 +7,15 @@ The error shape of a request is decided by its path alone, so even a 404 for an 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
 from .wire import anthropic, gemini, openai
+from .wire.codec import Codec
 
 
 @dataclass(frozen=True, slots=True)
 class Frontend:
     name: str  # "openai" | "anthropic" | "gemini"
-    codec: ModuleType
+    codec: Codec  # a codec module (router/wire/<format>.py)
 
 
 OPENAI = Frontend("openai", openai)

@@ -13,7 +13,6 @@ limit applies.
 
 from __future__ import annotations
 
-import contextvars
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
@@ -115,9 +114,3 @@ class InProcessLimiter:
             elif lim.kind == "tpm" and tokens:
                 self._bucket(key, float(lim.amount), now).level -= tokens
 
-
-# Key-scoped limits travel to the connector (which chooses the key) through a context variable,
-# so the Backend interface stays one method per capability.
-KEY_GATE: contextvars.ContextVar[Callable[[str], bool] | None] = contextvars.ContextVar("key_gate", default=None)
-# The label of the backend key the connector used last in this request, for the attempt record.
-KEY_USED: contextvars.ContextVar[str | None] = contextvars.ContextVar("key_used", default=None)

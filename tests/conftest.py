@@ -10,6 +10,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from hypothesis import settings as _hypothesis_settings
+
+# Property tests check what a function returns, not how fast: no per-example deadline (hypothesis'
+# default of 200 ms fails examples at random when the machine is busy).
+_hypothesis_settings.register_profile("suite", deadline=None)
+_hypothesis_settings.load_profile("suite")
+
 FAKES = Path(__file__).resolve().parent / "fakes"
 if "fakes" not in sys.modules:
     _spec = importlib.util.spec_from_file_location("fakes", FAKES / "__init__.py", submodule_search_locations=[str(FAKES)])

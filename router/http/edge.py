@@ -12,7 +12,8 @@ import falcon
 import falcon.asgi
 
 from ..wire import fastjson
-from ..errors import ProxyError
+from ..wire.codec import CodecError
+from ..errors import ProxyError, bad_request
 from ..frontends import frontend_for_path
 from .hangup import Hangup
 from ..pipeline import JsonReply, Reply, StreamReply
@@ -160,6 +161,13 @@ async def handle_proxy_error(req: falcon.asgi.Request, resp: falcon.asgi.Respons
             ex.status, ex.message)
     render_error(req, resp, ex)
     log_request(req, resp)
+
+
+async def handle_codec_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: CodecError,
+                             params: Any) -> None:
+    """A request body the codec could not read (codec errors carry no HTTP status): the client's
+    fault, a 400 naming the field, in the client's error shape."""
+    await handle_proxy_error(req, resp, bad_request(ex.message, ex.param), params)
 
 
 async def handle_http_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError,

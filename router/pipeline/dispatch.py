@@ -20,12 +20,13 @@ from types import MappingProxyType
 from typing import AsyncIterator, Awaitable, Mapping, Protocol
 
 from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
+from backends.keys import KeyChoice
 from dsl import ir
 from dsl.evaluate import Plan, TargetRules
 
 from ..wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from ..errors import ProxyError
-from ..limits import KEY_GATE, KEY_USED, InProcessLimiter, Limiter, Rejection, Reservation
+from ..limits import InProcessLimiter, Limiter, Rejection, Reservation
 
 class HealthLike(Protocol):
     def allow(self, backend: str) -> bool: ...
@@ -232,19 +233,17 @@ class Dispatcher:
         if backend is None:
             error = BackendError("bad_request", f"unknown backend {target.backend!r}; configured: "
                                  + ", ".join(sorted(self.backends)), backend=target.backend)
-            self._record(outcome, target, request, error, started)
+            self._record(outcome, target, request, error, started, None)
             raise error
-        # Per-key limits reach the connector's key loop through a context variable; without any
-        # (most plans) it keeps its default and is not touched.
-        gate_token = KEY_GATE.set(self._key_gate(per_key, outcome)) if per_key else None
-        KEY_USED.set(None)
+        # Per-key limits go to the connector's key loop with the call; the key it used comes back.
+        keys = KeyChoice(self._key_gate(per_key, outcome) if per_key else None)
         try:
             # the connectors encode ``stream`` from the request: it must match the call made
             same = request.model == model and request.stream == stream and not settings
             attempt_request = request if same else dataclasses.replace(request, model=model, stream=stream,
                                                                        **request_settings(settings))
             if stream:
-                events = backend.stream(attempt_request).__aiter__()
+                events = backend.stream(attempt_request, keys).__aiter__()
                 try:
                     first = await events.__anext__()
                 except StopAsyncIteration:
@@ -254,25 +253,23 @@ class Dispatcher:
                     raise BackendError(STREAM_ERROR_KIND.get(first.kind, "server"), first.message)
                 result: ChatResponse | StreamStarted = StreamStarted(first, events, target)
             else:
-                result = await backend.complete(attempt_request)
+                result = await backend.complete(attempt_request, keys)
         except BackendError as exc:
             exc.backend = exc.backend or target.backend
-            self._record(outcome, target, request, exc, started)
+            self._record(outcome, target, request, exc, started, keys.used)
             if self.health is not None:
                 self.health.record(target.backend, False, exc.kind)
             raise
-        finally:
-            if gate_token is not None:
-                KEY_GATE.reset(gate_token)
-        outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), KEY_USED.get()))
+        outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), keys.used))
         if self.health is not None:
             self.health.record(target.backend, True)
         return result
 
     @staticmethod
-    def _record(outcome: Outcome, target: ir.Target, request: ChatRequest, exc: BackendError, started: float) -> None:
+    def _record(outcome: Outcome, target: ir.Target, request: ChatRequest, exc: BackendError, started: float,
+                key_id: str | None) -> None:
         outcome.attempts.append(Attempt(target.backend, target.model or request.model, exc.kind,
-                                        _ms(started) if started else 0.0, KEY_USED.get(), exc.message))
+                                        _ms(started) if started else 0.0, key_id, exc.message))
 
 
 def request_settings(overrides: tuple[tuple[str, ir.Scalar], ...]) -> dict[str, int | float]:

@@ -34,7 +34,7 @@ from router.wire.canonical import (
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
 )
-from router.errors import ProxyError
+from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
     nonempty_list, required_model,
@@ -67,7 +67,7 @@ _ERROR_IN = {v: k for k, v in _ERROR_OUT.items() if k != "timeout"}
 # --- requests -----------------------------------------------------------------------------------
 
 def decode_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
-    """Client body -> ChatRequest; every malformed field is a 400 naming it."""
+    """Client body -> ChatRequest; every malformed field is a CodecError naming it."""
     body = expect_object(body, "body")
     model = required_model(body, model)
     max_tokens = get_int(body, "max_tokens", required=True, minimum=1)
@@ -357,7 +357,7 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
 
 
 def decode_response(body: Any) -> ChatResponse:
-    """Backend reply -> ChatResponse (malformed bodies are a 502)."""
+    """Backend reply -> ChatResponse (a malformed body is a CodecError; the connector makes it a 502)."""
     try:
         body = expect_object(body, "body")
         parts: list[Part] = []
@@ -372,9 +372,8 @@ def decode_response(body: Any) -> ChatResponse:
         finish = _FINISH_IN.get(str(body.get("stop_reason")), "stop")
         return ChatResponse(id=get_str(body, "id") or "", model=get_str(body, "model") or "", parts=parts,
                             finish_reason=finish, usage=decode_usage(body.get("usage")) or Usage())
-    except ProxyError as err:
-        raise ProxyError(502, f"backend returned a malformed Anthropic response: {err.message}",
-                         "api_error") from None
+    except CodecError as err:
+        raise CodecError(err.param, f"backend returned a malformed Anthropic response: {err.message}") from None
 
 
 def _encode_reply_part(part: Part) -> dict[str, Any] | None:
@@ -392,7 +391,7 @@ def encode_response(resp: ChatResponse) -> dict[str, Any]:
             "usage": encode_usage(resp.usage)}
 
 
-def encode_error(err: ProxyError) -> dict[str, Any]:
+def encode_error(err: ErrorReport) -> dict[str, Any]:
     return {"type": "error", "error": {"type": _ERROR_OUT.get(err.kind, "api_error"), "message": err.message}}
 
 
@@ -454,7 +453,7 @@ class StreamEncoder:
                                                          "stop_sequence": None}, "usage": usage}
             return self._close() + self._frame(delta) + self._frame({"type": "message_stop"})
         if isinstance(event, StreamError):
-            return self._close() + self._frame(encode_error(ProxyError(500, event.message, event.kind)))
+            return self._close() + self._frame(encode_error(WireError(500, event.message, event.kind)))
         return b""
 
     def _thinking(self, event: ThinkingDelta) -> bytes:

@@ -1,7 +1,8 @@
 """Helpers shared by the three codecs: strict field access, images, ids, usage sums.
 
 Decoders read client JSON through these getters so that any wrong type or missing field becomes a
-``ProxyError(400)`` that names the field (``messages[2].content[0].type``) instead of a KeyError.
+:class:`CodecError` that names the field (``messages[2].content[0].type``) instead of a KeyError
+(the HTTP edge answers it with a 400).
 """
 
 from __future__ import annotations
@@ -14,15 +15,32 @@ import uuid
 from typing import Any, NoReturn
 
 from router.wire import fastjson
-from router.bounds import check_model
 from router.wire.canonical import ImagePart, Message, ToolCallPart, ToolResultPart
-from router.errors import ProxyError
+from router.wire.codec import CodecError
 
 _MISSING = object()
 
+# Model names: real ids (``openrouter:anthropic/claude-3.5-sonnet``, Bedrock ARNs, fine-tune ids)
+# stay well under 200 characters. Checked here, where a client's model enters; listed with the
+# other bounds in ``router/bounds.py``.
+MAX_MODEL_CHARS = 256
+
 
 def fail(param: str, message: str) -> NoReturn:
-    raise ProxyError(400, f"{param}: {message}", "invalid_request", param=param)
+    raise CodecError(param, f"{param}: {message}")
+
+
+def too_long(what: str, size: int, limit: int, unit: str = "characters") -> str:
+    """The one wording of every size refusal (``router/bounds.py`` uses it too): what, how big, the limit."""
+    return f"{what} is {size} {unit} long; at most {limit} are accepted"
+
+
+def check_model(model: str, param: str = "model") -> str:
+    """``model`` unchanged, or a :class:`CodecError` naming ``param`` when it is over
+    :data:`MAX_MODEL_CHARS` (it is kept in usage rows, metric labels and the planner's memo)."""
+    if len(model) > MAX_MODEL_CHARS:
+        fail(param, too_long("the model name", len(model), MAX_MODEL_CHARS))
+    return model
 
 
 def field_path(prefix: str, key: str | int) -> str:
@@ -82,7 +100,7 @@ def get_int(obj: dict[str, Any], key: str, prefix: str = "", required: bool = Fa
 def lenient_int(value: Any) -> int:
     """A count read from an upstream's response (token usage, stream indexes): the number, or 0.
 
-    Unlike :func:`get_int`, which rejects a client's bad field with a 400, a provider's odd value
+    Unlike :func:`get_int`, which rejects a client's bad field (a CodecError), a provider's odd value
     (missing, null, a string, a boolean) must not fail a response that is otherwise fine.
     """
     if type(value) is int:  # what providers send

@@ -40,16 +40,15 @@ import json
 from collections import defaultdict, deque
 from typing import Any
 
-from router.bounds import check_model
 from router.wire.canonical import (
     ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
 )
-from router.errors import ProxyError
+from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
-    nonempty_list,
+    check_model, nonempty_list,
     args_object, derived_call_id, dump_args, expect_object, fail, fill_tool_result_names, get_bool,
     get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64, leftover, lenient_int, new_id,
     one_of, str_list,
@@ -234,7 +233,7 @@ def _encode_parts(parts: list[Part], names: dict[str, str], reply: bool) -> list
 # --- requests -----------------------------------------------------------------------------------
 
 def decode_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
-    """Client body + model/stream from the URL path -> ChatRequest; malformed fields are a 400."""
+    """Client body + model/stream from the URL path -> ChatRequest; a malformed field is a CodecError."""
     body = expect_object(body, "body")
     if not model:
         fail("model", "required (Gemini takes it from the URL path /models/{model}:generateContent)")
@@ -443,7 +442,7 @@ def _finish(raw: Any, has_calls: bool) -> FinishReason:
 
 
 def decode_response(body: Any) -> ChatResponse:
-    """Backend reply -> ChatResponse (malformed bodies are a 502)."""
+    """Backend reply -> ChatResponse (a malformed body is a CodecError; the connector makes it a 502)."""
     try:
         body = expect_object(body, "body")
         rid = get_str(body, "responseId") or new_id("gen-")
@@ -459,9 +458,8 @@ def decode_response(body: Any) -> ChatResponse:
             finish = "content_filter"
         return ChatResponse(id=rid, model=get_str(body, "modelVersion") or "", parts=parts,
                             finish_reason=finish, usage=decode_usage(body.get("usageMetadata")) or Usage())
-    except ProxyError as err:
-        raise ProxyError(502, f"backend returned a malformed Gemini response: {err.message}",
-                         "api_error") from None
+    except CodecError as err:
+        raise CodecError(err.param, f"backend returned a malformed Gemini response: {err.message}") from None
 
 
 def _reply(parts: list[dict[str, Any]], resp_id: str, model: str, finish: str | None = None,
@@ -485,7 +483,7 @@ def encode_response(resp: ChatResponse) -> dict[str, Any]:
     return _reply(parts, resp.id, resp.model, _FINISH_OUT[resp.finish_reason], resp.usage)
 
 
-def encode_error(err: ProxyError) -> dict[str, Any]:
+def encode_error(err: ErrorReport) -> dict[str, Any]:
     return {"error": {"code": err.status, "message": err.message, "status": _ERROR_OUT.get(err.kind, "INTERNAL")}}
 
 
@@ -547,7 +545,7 @@ class StreamEncoder:
                 parts.append(self._part({"text": ""}))
             return self._frame(parts, _FINISH_OUT[event.finish_reason], event.usage or Usage())
         if isinstance(event, StreamError):
-            return sse.frame(encode_error(ProxyError(500, event.message, event.kind)))
+            return sse.frame(encode_error(WireError(500, event.message, event.kind)))
         return b""
 
 

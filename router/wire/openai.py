@@ -26,16 +26,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from router.bounds import MAX_MODEL_CHARS
 from router.wire.canonical import (
     ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
 )
-from router.errors import ProxyError
+from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
-    nonempty_list, required_model,
+    MAX_MODEL_CHARS, nonempty_list, required_model,
     dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int, get_list,
     get_num, get_obj, get_str, image_from_url, image_to_url, leftover, lenient_int, merge_extra, new_id, one_of,
     str_list,
@@ -127,7 +126,7 @@ def _decode_simple(body: Any, model: str | None, stream: bool | None) -> ChatReq
 
 
 def decode_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
-    """Client body -> ChatRequest; every malformed field is a 400 naming it."""
+    """Client body -> ChatRequest; every malformed field is a CodecError naming it."""
     simple = _decode_simple(body, model, stream)
     if simple is not None:
         return simple
@@ -344,8 +343,8 @@ def _encode_tool_choice(choice: ToolChoice) -> Any:
 
 # --- responses ----------------------------------------------------------------------------------
 
-def _backend_error(err: ProxyError) -> ProxyError:
-    return ProxyError(502, f"backend returned a malformed OpenAI response: {err.message}", "api_error")
+def _backend_error(err: CodecError) -> CodecError:
+    return CodecError(err.param, f"backend returned a malformed OpenAI response: {err.message}")
 
 
 def decode_usage(raw: Any) -> Usage | None:
@@ -392,7 +391,7 @@ def _decode_simple_response(body: Any) -> ChatResponse | None:
 
 
 def decode_response(body: Any) -> ChatResponse:
-    """Backend reply -> ChatResponse (malformed bodies are a 502)."""
+    """Backend reply -> ChatResponse (a malformed body is a CodecError; the connector makes it a 502)."""
     simple = _decode_simple_response(body)
     if simple is not None:
         return simple
@@ -422,7 +421,7 @@ def _decode_general_response(body: Any) -> ChatResponse:
         return ChatResponse(id=get_str(body, "id") or "", model=get_str(body, "model") or "",
                             parts=parts, finish_reason=finish, usage=decode_usage(body.get("usage")) or Usage(),
                             created=get_int(body, "created") or 0)
-    except ProxyError as err:
+    except CodecError as err:
         raise _backend_error(err) from None
 
 
@@ -444,7 +443,7 @@ def encode_response(resp: ChatResponse) -> dict[str, Any]:
     }
 
 
-def encode_error(err: ProxyError) -> dict[str, Any]:
+def encode_error(err: ErrorReport) -> dict[str, Any]:
     kind, code = _ERROR_OUT.get(err.kind, _ERROR_OUT["api_error"])
     return {"error": {"message": err.message, "type": kind, "param": err.param, "code": code}}
 
@@ -502,7 +501,7 @@ class StreamEncoder:
                                   "usage": encode_usage(event.usage)})
             return out + sse.frame("[DONE]")
         if isinstance(event, StreamError):
-            error = encode_error(ProxyError(500, event.message, event.kind))
+            error = encode_error(WireError(500, event.message, event.kind))
             return sse.frame(error) + sse.frame("[DONE]")
         return b""  # ThinkingDelta: no slot in Chat Completions
 

@@ -18,7 +18,7 @@ from backends.factory import build_backends
 from fakes.fixtures import fake_provider  # noqa: F401  (fixture)
 from fakes.provider import FakeProvider
 from router.wire.canonical import ChatRequest, Message, ResponseAccumulator, StreamEvent, TextPart, Tool
-from router.config import AppConfig, load_config
+from router.config import AppConfig, connector_settings, load_config
 
 OPENAI_KEY = "sk-fake-openai"
 ANTHROPIC_KEY = "sk-ant-fake"
@@ -70,7 +70,7 @@ async def build(tmp_path: Path) -> AsyncIterator[BuildFn]:
 
     async def _build(proxy_timeout: float = 5.0, **backends: dict[str, Any]) -> dict[str, Backend]:
         config = make_config(tmp_path, proxy_timeout=proxy_timeout, **backends)
-        out = build_backends(config)
+        out = build_backends(connector_settings(config))
         built.extend(out.values())
         return out
 

@@ -7,6 +7,7 @@ from typing import AsyncIterator
 
 from backends.base import Backend, BackendError
 from backends.echo import EchoBackend
+from backends.keys import KeyChoice
 from dsl import ir
 from dsl.evaluate import Plan
 from router.wire.canonical import ChatRequest, ChatResponse, Message, StreamEvent, TextPart
@@ -20,13 +21,14 @@ class Flaky(Backend):
         self.calls = 0
         self.failing = True
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         self.calls += 1
         if self.failing:
             raise BackendError("connection", "refused", backend=self.name)
         return ChatResponse(id="x", model=request.model, parts=[TextPart("flaky ok")])
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:  # pragma: no cover
+    async def stream(self, request: ChatRequest,
+                     keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:  # pragma: no cover
         raise BackendError("connection", "refused")
         yield
 

@@ -15,6 +15,7 @@ import pytest
 
 import backends.gemini_cli as gemini_cli
 from backends.base import BackendError
+from backends.keys import KeyChoice, key_label
 from fakes.provider import FakeProvider, error, reply
 from router.wire.canonical import StreamEnd, StreamStart
 
@@ -294,14 +295,14 @@ async def test_cloud_project_missing(build, fake: FakeProvider, creds: Path) -> 
 
 async def test_cloud_project_from_env(tmp_path: Path, fake: FakeProvider, creds: Path) -> None:
     from backends.factory import build_backends
-    from router.config import load_config
+    from router.config import connector_settings, load_config
 
     path = tmp_path / "config.yaml"
     path.write_text(f"backends:\n  gcp:\n    type: gemini-cli-cloud-project\n    gemini_api_base_url: {fake.url}\n"
                     f"    token_url: {fake.token_url}\n")
     config = load_config(str(path), env={"GCP_PROJECT_ID": "env-project", "GEMINI_CREDENTIALS_PATH": str(creds)})
     fake.code_assist.tier, fake.code_assist.onboarded, fake.code_assist.project = "standard-tier", True, "env-project"
-    backend = build_backends(config)["gcp"]
+    backend = build_backends(connector_settings(config))["gcp"]
     try:
         await backend.complete(chat())
     finally:
@@ -428,3 +429,20 @@ async def test_write_back_syncs_before_the_rename(build, fake: FakeProvider, cre
     [(first, synced), (second, renamed)] = steps
     assert (first, second) == ("fsync", "replace") and synced == renamed
     assert json.loads(creds.read_text())["access_token"] == fake.oauth.issued[0]
+
+
+async def test_project_setup_is_not_charged_to_the_calls_key_choice(build, fake: FakeProvider, creds: Path) -> None:
+    """Only the generation is the call's: loadCodeAssist/onboardUser (once per process) neither ask
+    the per-key limits nor consume them, so a limit of one call admits the first request."""
+    fake.code_assist.onboarded = False
+    backend = await personal(build, fake, creds)
+    asked: list[str] = []
+
+    def allow_once(label: str) -> bool:
+        asked.append(label)
+        return len(asked) == 1
+
+    keys = KeyChoice(allow_once)
+    assert (await backend.complete(chat("first"), keys)).text() == "first"
+    assert asked == [key_label("")] and keys.used == key_label("")
+    assert {"/v1internal:loadCodeAssist", "/v1internal:onboardUser"} <= {r.path for r in fake.requests}

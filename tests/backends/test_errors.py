@@ -404,12 +404,14 @@ async def test_connector_refuses_url_credentials(tmp_path, fake: FakeProvider) -
     import dataclasses
 
     from backends.factory import BUILDERS
+    from router.config import connector_settings
 
     app = make_config(tmp_path, b=backend_settings("openai", fake))
     for kind in ("openai", "openai-compatible", "anthropic", "gemini"):
-        cfg = dataclasses.replace(app.backends["b"], type=kind, base_url="http://alice:pw-in-url-0123@127.0.0.1:9/v1")
+        settings = dataclasses.replace(connector_settings(app)["b"], type=kind,
+                                       base_url="http://alice:pw-in-url-0123@127.0.0.1:9/v1")
         with pytest.raises(ValueError) as info:
-            BUILDERS[kind](cfg, app)
+            BUILDERS[kind](settings)
         assert "credentials in base_url" in str(info.value) and "127.0.0.1:9" in str(info.value)
         assert_clean(str(info.value), "alice:pw-in-url-0123")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from backends.base import BackendError
-from backends.keys import KeyPool, key_label
+from backends.keys import KeyChoice, KeyPool, key_label
 from fakes.provider import FakeProvider, error
 
 from .conftest import backend_settings, chat, collect
@@ -150,13 +150,13 @@ async def test_500_does_not_rotate_keys(build, fake: FakeProvider) -> None:
 
 async def test_keys_from_numbered_env(tmp_path, fake: FakeProvider) -> None:
     from backends.factory import build_backends
-    from router.config import load_config
+    from router.config import connector_settings, load_config
 
     path = tmp_path / "config.yaml"
     path.write_text(f"backends:\n  openai:\n    type: openai\n    base_url: {fake.url}/v1\n")
     config = load_config(str(path), env={"OPENAI_API_KEY_1": "sk-env-one-1111", "OPENAI_API_KEY_2": "sk-env-two-2222"})
     fake.keys["openai"] = {"sk-env-one-1111", "sk-env-two-2222"}
-    backend = build_backends(config)["openai"]
+    backend = build_backends(connector_settings(config))["openai"]
     try:
         await backend.complete(chat())
         await backend.complete(chat())
@@ -184,3 +184,59 @@ def test_pool_candidates_skip_cooling() -> None:
     assert pool.retry_after() == 3.0
     clock.now += 3
     assert [k.value for k in pool.candidates()] == ["a1"]
+
+
+# ---- the key choice of one call: passed in, the key used reported back ---------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "gemini"])
+async def test_key_choice_limits_the_keys_and_reports_the_one_used(build, fake: FakeProvider, kind: str,
+                                                                   stream: bool) -> None:
+    backend = await pooled(build, fake, kind)
+    k1, k2, k3 = KEYS[kind]
+    asked: list[str] = []
+
+    def allow(label: str) -> bool:
+        asked.append(label)
+        return label == key_label(k2)
+
+    for _ in range(3):  # whatever the rotation's turn, only k2 may be used
+        keys = KeyChoice(allow)
+        if stream:
+            await collect(backend.stream(chat(stream=True), keys))
+        else:
+            await backend.complete(chat(), keys)
+        assert keys.used == key_label(k2)
+    assert used(fake) == [k2, k2, k2]
+    assert set(asked) >= {key_label(k1), key_label(k2)} and k2 not in asked  # labels only, never keys
+
+
+async def test_key_choice_reports_the_key_of_a_failed_call(build, fake: FakeProvider) -> None:
+    backend = await pooled(build, fake, "openai")
+    fake.enqueue(error(500))
+    keys = KeyChoice()
+    with pytest.raises(BackendError):
+        await backend.complete(chat(), keys)
+    assert keys.used == key_label(KEYS["openai"][0])
+
+
+async def test_key_choice_allowing_no_key_sends_nothing(build, fake: FakeProvider) -> None:
+    backend = await pooled(build, fake, "openai")
+    keys = KeyChoice(lambda label: False)
+    with pytest.raises(BackendError) as info:
+        await backend.complete(chat(), keys)
+    assert info.value.kind == "rate_limited" and "per-key rate limits" in info.value.message
+    assert keys.used is None and fake.generations == []
+
+
+async def test_concurrent_calls_keep_their_own_key_choice(build, fake: FakeProvider) -> None:
+    """Each call's choice travels with the call: two at once neither see nor overwrite the other's."""
+    import asyncio
+
+    backend = await pooled(build, fake, "openai")
+    k1, k2, _ = KEYS["openai"]
+    only = [KeyChoice(lambda label, k=k: label == key_label(k)) for k in (k1, k2, k1, k2)]
+    await asyncio.gather(*(backend.complete(chat(), keys) for keys in only))
+    assert [keys.used for keys in only] == [key_label(k) for k in (k1, k2, k1, k2)]
+    assert sorted(used(fake)) == sorted([k1, k2, k1, k2])

@@ -55,7 +55,7 @@ from router.wire.canonical import (
     TextDelta, TextPart, ThinkingDelta, ThinkingPart, ToolCallDelta, ToolCallPart, ToolCallStart, Usage,
     response_to_events,
 )
-from router.errors import ProxyError
+from router.wire.codec import CodecError
 from router.wire import anthropic as anthropic_wire
 from router.wire import gemini as gemini_wire
 from router.wire import openai as openai_wire
@@ -921,12 +921,12 @@ class FakeProvider:
             body = record.body
             if family == "code_assist":
                 if not model:
-                    raise ProxyError(400, "model: required field is missing", param="model")
+                    raise CodecError("model", "model: required field is missing")
                 if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
-                    raise ProxyError(400, "request: required field is missing", param="request")
+                    raise CodecError("request", "request: required field is missing")
                 body = body["request"]
             return gemini_wire.decode_request(body, model=model, stream=stream), None
-        except ProxyError as err:
+        except CodecError as err:
             return None, _json(error_body(family, 400, err.message, model), 400)
 
     # --- behaviours ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import falcon.testing
 import pytest
 
 from backends.echo import EchoBackend
+from backends.keys import KeyChoice
 from proxy_support import chat, reply_model, write_config
 from router.app import create_app
 from router.wire.canonical import ChatRequest, ChatResponse
@@ -30,13 +31,13 @@ class RecordingEcho(EchoBackend):
         super().__init__(name)
         self.seen: list[ChatRequest] = []
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         self.seen.append(request)
-        return await super().complete(request)
+        return await super().complete(request, keys)
 
-    def stream(self, request: ChatRequest) -> Any:
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> Any:
         self.seen.append(request)
-        return super().stream(request)
+        return super().stream(request, keys)
 
 
 def build(tmp_path: Path, rules: str) -> tuple[falcon.testing.TestClient, dict[str, RecordingEcho]]:

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.errors import ProxyError
+from router.wire.codec import CodecError
 from router.wire import openai
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
@@ -45,8 +45,8 @@ def bodies(draw: Any) -> Any:
 def _outcome(decode: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return ("ok", decode(*args, **kwargs))
-    except ProxyError as err:
-        return ("error", err.status, err.message, err.param)
+    except CodecError as err:
+        return ("error", err.message, err.param)
 
 
 @st.composite
