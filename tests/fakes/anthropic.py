@@ -8,7 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
+from router.wire import anthropic as anthropic_wire
+
 from .recording import RECORD, RecordedRequest, json_response
+from .wire_format import WireFormat
 
 _ANTHROPIC_ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."), 401: ("authentication_error", "invalid x-api-key"),
@@ -56,3 +59,13 @@ class AnthropicRoutes:
         body = record.body if isinstance(record.body, dict) else {}
         return await self._generate(request, "anthropic", str(body.get("model") or ""), body.get("stream") is True,
                                     denied=denied)
+
+
+FORMAT = WireFormat(
+    "anthropic", error=lambda status, message, model, _retry: anthropic_error(status, message, model),
+    auth_error=auth_error, decode=lambda body, _model, _stream: anthropic_wire.decode_request(body),
+    encode=lambda response, _keep_ids: anthropic_wire.encode_response(response),
+    stream_encoder=lambda _include_usage: anthropic_wire.StreamEncoder(),
+    retry_after_header=True, request_id_header=True, response_prefix="msg_fake", call_prefix="toolu_fake",
+    overloaded_status=529,
+)

@@ -10,8 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
-from .gemini import google_error
+from router.errors import ProxyError
+from router.wire import gemini as gemini_wire
+from router.wire.canonical import ChatRequest, ChatResponse
+
+from . import gemini
+from .gemini import google_error, google_error_body
 from .recording import RECORD, RecordedRequest, json_response
+from .wire_format import WireFormat
 
 TIERS: dict[str, dict[str, Any]] = {
     "free-tier": {"id": "free-tier", "name": "Gemini Code Assist for individuals",
@@ -203,3 +209,24 @@ class CodeAssistRoutes:
         self.keys["code_assist"].add(token)
         return json_response({"access_token": token, "expires_in": state.expires_in, "token_type": "Bearer",
                       "scope": state.scope})
+
+
+def decode_request(body: Any, model: str, stream: bool) -> ChatRequest:
+    """Code Assist's envelope ``{"model", "project", "request": <a Gemini request>}``."""
+    if not model:
+        raise ProxyError(400, "model: required field is missing", param="model")
+    if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
+        raise ProxyError(400, "request: required field is missing", param="request")
+    return gemini_wire.decode_request(body["request"], model=model, stream=stream)
+
+
+def encode_response(response: ChatResponse, keep_call_ids: bool) -> dict[str, Any]:
+    return {"response": gemini.encode_response(response, keep_call_ids),
+            "traceId": f"fake-trace-{uuid.uuid4().hex[:16]}"}
+
+
+FORMAT = WireFormat(
+    "code_assist", error=google_error_body("cloudcode-pa.googleapis.com"), auth_error=auth_error,
+    decode=decode_request, encode=encode_response, stream_encoder=lambda _include_usage: gemini_wire.StreamEncoder(),
+    google_frames=True, envelope=True,
+)

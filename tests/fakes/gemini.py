@@ -7,7 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from router.wire import gemini as gemini_wire
+from router.wire.canonical import ChatResponse
+
 from .recording import RECORD, json_response
+from .wire_format import WireFormat
 
 _GOOGLE_ERRORS: dict[int, tuple[str, str]] = {
     400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
@@ -102,3 +106,25 @@ class GeminiRoutes:
         stream = request.path.endswith(":streamGenerateContent")
         return await self._generate(request, "gemini", request.match_info["model"], stream,
                                     sse=request.query.get("alt") == "sse")
+
+
+def google_error_body(domain: str) -> Any:
+    """The ``WireFormat.error`` of a Google API at ``domain``: a 429 carries ``RATE_LIMIT_EXCEEDED``."""
+    def error(status: int, message: str | None, model: str, retry_after: float | None) -> dict[str, Any]:
+        reason = "RATE_LIMIT_EXCEEDED" if status == 429 else None
+        return google_error(status, message, model, retry_after, reason, domain)
+    return error
+
+
+def encode_response(response: ChatResponse, keep_call_ids: bool) -> dict[str, Any]:
+    body = gemini_wire.encode_response(response)
+    if not keep_call_ids:
+        strip_function_call_ids(body)
+    return body
+
+
+FORMAT = WireFormat(
+    "gemini", error=google_error_body("generativelanguage.googleapis.com"), auth_error=auth_error,
+    decode=lambda body, model, stream: gemini_wire.decode_request(body, model=model, stream=stream),
+    encode=encode_response, stream_encoder=lambda _include_usage: gemini_wire.StreamEncoder(), google_frames=True,
+)

@@ -8,7 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from .anthropic import anthropic_models
+from router.wire import openai as openai_wire
+
 from .recording import RECORD, RecordedRequest, json_response
+from .wire_format import WireFormat
 
 _OPENAI_ERRORS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -70,3 +73,12 @@ class OpenAIRoutes:
         options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
         return await self._generate(request, "openai", str(body.get("model") or ""), body.get("stream") is True,
                                     include_usage=options.get("include_usage") is True)
+
+
+FORMAT = WireFormat(
+    "openai", error=lambda status, message, model, _retry: openai_error(status, message, model),
+    auth_error=auth_error, decode=lambda body, _model, _stream: openai_wire.decode_request(body),
+    encode=lambda response, _keep_ids: openai_wire.encode_response(response),
+    stream_encoder=lambda include_usage: openai_wire.StreamEncoder(include_usage=include_usage),
+    retry_after_header=True, response_prefix="chatcmpl-fake",
+)
