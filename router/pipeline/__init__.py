@@ -14,7 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from cachetools import TTLCache
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 from backends.base import BackendError
 from dsl.commands import ParsedMessage, parse_message, strip_commands
