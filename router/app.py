@@ -1,25 +1,20 @@
 """``create_app``: config + rules + backends → the Falcon ASGI app.
 
 Cross-cutting concerns are middleware (auth, request log, deprecation header); errors of every
-kind are turned into the client's own error shape in one place (``router/http.py``).
+kind are turned into the client's own error shape in one place (``router/http/edge.py``). The state
+the app serves is built in ``router/state.py`` (:func:`~router.state.build_state`).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import falcon
 import falcon.asgi
 
-from backends.base import Backend
-from backends.factory import build_backends
-from dsl.evaluate import RuleSet
-from dsl.loader import LoadedRules, load_rules_dir
 
-from .http.auth import authenticator_for
-from .config import AppConfig, connector_settings
-from .pipeline.dispatch import Dispatcher
+from .config import AppConfig
 from .errors import ProxyError
 from .wire.codec import CodecError
 from .frontends import ANTHROPIC, OPENAI
@@ -27,22 +22,21 @@ from .http.edge import (
     handle_codec_error, handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link,
 )
 from .http.admin import (
-    AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
+    AdminGate, AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
 )
 from .http.hangup import SCOPE_KEY as HANGUP, Hangup
 from .http.health import HealthMonitor
 from .http.local_guard import check_local_request
 from .record.logs import flush_logs
 from .record.metrics import Metrics
-from .pipeline import Pipeline, StateRef
+from .pipeline import Pipeline
 from .record.recorder import Recorder
 from .reload import Reloader
 from .record.usage import SQLiteUsageStore
 from .http.resources import (
     AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource, RootResource,
 )
-from .sessions import make_repository
-from .state import RuntimeState
+from .state import StateRef, build_state
 
 OPEN_PATHS = frozenset({"/", "/health"})
 
@@ -94,54 +88,6 @@ class ProxyMiddleware:
         flush_logs()  # the usage store's last batch wrote access lines; the process may end abruptly
 
 
-def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends: Mapping[str, Backend] | None = None,
-                disable_auth: bool = False, disable_commands: bool = False, loopback: bool = False,
-                previous: RuntimeState | None = None) -> RuntimeState:
-    """Everything a request needs. Raises :class:`dsl.RulesError` when the rules do not compile,
-    or when the config has no client keys and ``loopback`` (the server listens on loopback only)
-    is False: auth is decided from the config on every build, so a reload turns it on and off.
-
-    With ``previous`` (a reload), sessions and rate-limit counters carry over, and so do the
-    connectors of backends whose configuration did not change (their pools stay warm).
-    """
-    auth = authenticator_for(config, disable_auth=disable_auth, loopback=loopback)
-    if rules is None:
-        rules = load_rules_dir(config.routes_dir, known_backends=config.backends.keys())
-        rules.raise_for_errors()
-    if backends is not None:
-        built = dict(backends)
-    elif previous is not None:
-        built = _reuse_backends(config, previous)
-    else:
-        built = build_backends(connector_settings(config))
-    same_sessions = previous is not None and previous.config.session == config.session
-    sessions = previous.sessions if same_sessions else make_repository(config.session)
-    limiter = previous.dispatcher.limiter if previous is not None else None
-    dispatcher = Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter)
-    dispatcher.health = previous.dispatcher.health if previous is not None else None
-    return RuntimeState(
-        config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
-        sessions=sessions, dispatcher=dispatcher,
-        auth=auth,
-        commands_enabled=config.interactive_commands and not disable_commands,
-    )
-
-
-def _reuse_backends(config: AppConfig, previous: RuntimeState) -> dict[str, Backend]:
-    fresh = {}
-    for name, cfg in config.backends.items():
-        old_cfg = previous.config.backends.get(name)
-        if old_cfg is not None and old_cfg == cfg and previous.config.proxy_timeout == config.proxy_timeout \
-                and name in previous.backends:
-            fresh[name] = previous.backends[name]
-    missing = {n: c for n, c in config.backends.items() if n not in fresh}
-    if missing:
-        import dataclasses
-
-        fresh.update(build_backends(connector_settings(dataclasses.replace(config, backends=missing))))
-    return {name: fresh[name] for name in config.backends}
-
-
 _FALCON_CALL = falcon.asgi.App.__call__
 
 
@@ -175,18 +121,18 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     ref = StateRef(state, Recorder(store, metrics, config.prices))
     pipeline = Pipeline(ref)
     app = ProxyApp(middleware=[ProxyMiddleware(ref)])
-    monitor = HealthMonitor(ref)
+    monitor = HealthMonitor(ref, ref.metrics)
     ref.state.dispatcher.health = monitor
     reloader = Reloader(ref, config.source_path, build_kwargs=kwargs)
     ref.on_startup += [monitor.start, reloader.start]
     ref.on_shutdown += [monitor.stop, reloader.stop]
     app.monitor, app.reloader = monitor, reloader
     app.req_options.strip_url_path_trailing_slash = True
-    models = ModelsResource(pipeline)
-    openai_chat = ChatResource(pipeline, OPENAI)
-    anthropic_chat = ChatResource(pipeline, ANTHROPIC)
-    gemini = GeminiModelResource(pipeline, models)
-    count_tokens = AnthropicCountTokensResource(pipeline)
+    models = ModelsResource(ref)
+    openai_chat = ChatResource(pipeline, OPENAI, ref)
+    anthropic_chat = ChatResource(pipeline, ANTHROPIC, ref)
+    gemini = GeminiModelResource(pipeline, ref, models)
+    count_tokens = AnthropicCountTokensResource(ref)
     for version in ("v1", "v2"):
         app.add_route(f"/{version}/chat/completions", openai_chat)
         app.add_route(f"/{version}/messages", anthropic_chat)
@@ -197,12 +143,13 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v1beta/models", models)
     app.add_route("/v1beta/models/{spec}", gemini)
     app.add_route("/health", HealthResource())
-    app.add_route("/health/backends", BackendHealthResource(ref, monitor.report))
-    app.add_route("/v2/usage/stats", UsageStatsResource(ref))
-    app.add_route("/v2/usage/recent", UsageRecentResource(ref))
-    app.add_route("/v2/audit/logs", AuditLogsResource(ref))
-    app.add_route("/v2/admin/reload", ReloadResource(ref, reloader.reload))
-    app.add_route("/metrics", MetricsResource(ref))
+    gate, store = AdminGate(ref), ref.recorder.store
+    app.add_route("/health/backends", BackendHealthResource(gate, monitor.report))
+    app.add_route("/v2/usage/stats", UsageStatsResource(gate, store))
+    app.add_route("/v2/usage/recent", UsageRecentResource(gate, store))
+    app.add_route("/v2/audit/logs", AuditLogsResource(gate, store))
+    app.add_route("/v2/admin/reload", ReloadResource(gate, reloader))
+    app.add_route("/metrics", MetricsResource(gate, ref.metrics))
     app.add_route("/", RootResource())
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

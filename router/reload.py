@@ -12,15 +12,14 @@ import asyncio
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dsl.errors import RulesError, RulesErrors
 
+from .config import load_config
 from .record.logs import config_secrets, remember_secrets
+from .state import RuntimeState, StateRef, build_state
 from .tasks import cancel_and_wait
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .pipeline import StateRef
 
 
 log = logging.getLogger("llm_proxy.reload")
@@ -32,7 +31,7 @@ def _render(exc: RulesError) -> str:
 
 
 class Reloader:
-    def __init__(self, ref: "StateRef", config_path: str | None, *, build_kwargs: dict[str, Any] | None = None,
+    def __init__(self, ref: StateRef, config_path: str | None, *, build_kwargs: dict[str, Any] | None = None,
                  poll_interval: float = 1.0, debounce: float = 0.5, watch: bool = True) -> None:
         self.ref = ref
         self.config_path = config_path
@@ -46,6 +45,11 @@ class Reloader:
         self._task: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[Any]] = set()
         self._signal_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def generation(self) -> int:
+        """How many reloads have succeeded since start (0: the config the server started with)."""
+        return self.ref.generation
 
     def _snapshot(self) -> dict[str, float]:
         """Modification times of the config file and every rule file."""
@@ -63,9 +67,6 @@ class Reloader:
 
     async def reload(self, *, actor: str | None = None, reason: str = "api") -> tuple[bool, str]:
         """Build a complete new state, then swap. Returns (ok, message)."""
-        from .app import build_state
-        from .config import load_config
-
         async with self._lock:
             old = self.ref.state
             try:
@@ -92,7 +93,7 @@ class Reloader:
             self._retire(old, new, config.proxy_timeout)
             return True, message
 
-    def _retire(self, old: Any, new: Any, grace: float) -> None:
+    def _retire(self, old: RuntimeState, new: RuntimeState, grace: float) -> None:
         """Close the old connectors once requests that started on them can have finished."""
         stale = [b for name, b in old.backends.items() if new.backends.get(name) is not b]
         if not stale:

@@ -1,17 +1,31 @@
-"""Everything a request needs, built once from config and swapped whole on reload."""
+"""The state a request runs on, in one home: what it is, where the current one is kept, how it is built.
+
+:class:`RuntimeState` is everything built from config and rules; it is built whole by
+:func:`build_state` and swapped whole on reload (requests in flight keep the one they started
+with). :class:`StateRef` holds the current one and the services that outlive a reload (metrics,
+the usage recorder, start-up and shutdown hooks). ``reload.py`` and ``app.py`` both import from
+here, so neither imports the other's module to build a state.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
 
 from backends.base import Backend
+from backends.factory import build_backends
 from dsl.evaluate import RuleSet
-from dsl.loader import LoadedRules
+from dsl.loader import LoadedRules, load_rules_dir
 
-from .http.auth import Authenticator
-from .config import AppConfig
+from .config import AppConfig, connector_settings
+from .http.auth import Authenticator, authenticator_for
 from .pipeline.dispatch import Dispatcher
-from .sessions import SessionRepository
+from .sessions import SessionRepository, make_repository
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .record.metrics import Metrics
+    from .record.recorder import Recorder
 
 
 @dataclass(slots=True)
@@ -28,3 +42,67 @@ class RuntimeState:
     @property
     def backend_names(self) -> tuple[str, ...]:
         return tuple(self.backends)
+
+
+class StateRef:
+    """The current :class:`RuntimeState` (a reload swaps it in one assignment) and the services
+    that outlive reloads: metrics, the usage store and its recorder."""
+
+    def __init__(self, state: RuntimeState, recorder: Recorder) -> None:
+        self.state = state
+        self.generation = 0
+        self.recorder = recorder
+        self.metrics: Metrics = recorder.metrics
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+
+
+def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends: Mapping[str, Backend] | None = None,
+                disable_auth: bool = False, disable_commands: bool = False, loopback: bool = False,
+                previous: RuntimeState | None = None) -> RuntimeState:
+    """Everything a request needs. Raises :class:`dsl.RulesError` when the rules do not compile,
+    or when the config has no client keys and ``loopback`` (the server listens on loopback only)
+    is False: auth is decided from the config on every build, so a reload turns it on and off.
+
+    With ``previous`` (a reload), sessions and rate-limit counters carry over, and so do the
+    connectors of backends whose configuration did not change (their pools stay warm).
+    """
+    auth = authenticator_for(config, disable_auth=disable_auth, loopback=loopback)
+    if rules is None:
+        rules = load_rules_dir(config.routes_dir, known_backends=config.backends.keys())
+        rules.raise_for_errors()
+    if backends is not None:
+        built = dict(backends)
+    elif previous is not None:
+        built = _reuse_backends(config, previous)
+    else:
+        built = build_backends(connector_settings(config))
+    same_sessions = previous is not None and previous.config.session == config.session
+    sessions = previous.sessions if same_sessions else make_repository(config.session)
+    limiter = previous.dispatcher.limiter if previous is not None else None
+    dispatcher = Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter)
+    dispatcher.health = previous.dispatcher.health if previous is not None else None
+    return RuntimeState(
+        config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
+        sessions=sessions, dispatcher=dispatcher,
+        auth=auth,
+        commands_enabled=config.interactive_commands and not disable_commands,
+    )
+
+
+def _reuse_backends(config: AppConfig, previous: RuntimeState) -> dict[str, Backend]:
+    """The previous connectors of backends whose config (and the proxy timeout) did not change;
+    fresh ones for the rest. In the config's order."""
+    fresh = {}
+    for name, cfg in config.backends.items():
+        old_cfg = previous.config.backends.get(name)
+        if old_cfg is not None and old_cfg == cfg and previous.config.proxy_timeout == config.proxy_timeout \
+                and name in previous.backends:
+            fresh[name] = previous.backends[name]
+    missing = {n: c for n, c in config.backends.items() if n not in fresh}
+    if missing:
+        fresh.update(build_backends(connector_settings(dataclasses.replace(config, backends=missing))))
+    return {name: fresh[name] for name in config.backends}
+
+
+__all__ = ["RuntimeState", "StateRef", "build_state"]

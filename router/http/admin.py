@@ -4,13 +4,17 @@ With ``auth.admin_keys`` configured, only those keys may use them (403 for other
 without, any client key may, but the usage endpoints then show a client key only its own
 records (another caller's prompts' sizes, models and session ids are not its business). Query
 parameters are checked and a bad one is a 400 naming it.
+
+Each resource is given what it uses: the :class:`AdminGate` (who may call it, decided by the
+current state's auth, which a reload swaps) and the one service it serves (the usage store, the
+metrics, the health report, the reloader).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import falcon
 import falcon.asgi
@@ -18,8 +22,12 @@ import falcon.asgi
 from ..errors import ProxyError
 from .edge import logged
 from ..record.metrics import CONTENT_TYPE_LATEST
-from ..pipeline import StateRef
-from ..record.usage import AUDIT_TYPES, GROUPS
+from ..state import StateRef
+from ..record.usage import AUDIT_TYPES, GROUPS, SQLiteUsageStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..record.metrics import Metrics
+    from ..reload import Reloader
 
 MAX_PAGE = 1000
 
@@ -81,20 +89,21 @@ def _unknown_params(req: falcon.asgi.Request, allowed: set[str]) -> None:
                          "invalid_request", param=extra[0])
 
 
-class AdminResource:
-    """Base: the admin-key check shared by every operator endpoint."""
+class AdminGate:
+    """The admin-key check shared by every operator endpoint. It reads the auth of the current
+    state on each call, so a reload that changes ``auth.admin_keys`` applies at once."""
 
     def __init__(self, ref: StateRef) -> None:
         self.ref = ref
 
-    def _authorize(self, req: falcon.asgi.Request) -> None:
+    def authorize(self, req: falcon.asgi.Request) -> None:
         state = self.ref.state
         if not state.auth.enabled or not state.config.admin_keys:
             return
         if getattr(req.context, "caller", None) not in state.auth.admin_ids:
             raise ProxyError(403, "this endpoint is for operators: use a key listed in auth.admin_keys", "permission")
 
-    def _own_records(self, req: falcon.asgi.Request) -> str | None:
+    def own_records(self, req: falcon.asgi.Request) -> str | None:
         """Whose usage records the caller may read: None (everyone's) for an admin key or when
         auth is off (local mode, ``--disable-auth``); otherwise the caller's own key id."""
         auth = self.ref.state.auth
@@ -105,66 +114,79 @@ class AdminResource:
 
 
 @logged
-class UsageStatsResource(AdminResource):
+class UsageStatsResource:
+    def __init__(self, gate: AdminGate, store: SQLiteUsageStore) -> None:
+        self.gate, self.store = gate, store
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        self._authorize(req)
+        self.gate.authorize(req)
         _unknown_params(req, {"since", "until", "group_by"})
         group_by = _choice(req, "group_by", tuple(GROUPS))
-        resp.media = await self.ref.recorder.store.stats(_time(req, "since"), _time(req, "until"), group_by,
-                                                         caller=self._own_records(req))
+        resp.media = await self.store.stats(_time(req, "since"), _time(req, "until"), group_by,
+                                            caller=self.gate.own_records(req))
 
 
 @logged
-class UsageRecentResource(AdminResource):
+class UsageRecentResource:
+    def __init__(self, gate: AdminGate, store: SQLiteUsageStore) -> None:
+        self.gate, self.store = gate, store
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        self._authorize(req)
+        self.gate.authorize(req)
         _unknown_params(req, {"limit", "cursor"})
         limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
-        items, cursor = await self.ref.recorder.store.recent(limit, _int(req, "cursor", None, 1, 2**62),
-                                                             caller=self._own_records(req))
+        items, cursor = await self.store.recent(limit, _int(req, "cursor", None, 1, 2**62),
+                                                caller=self.gate.own_records(req))
         resp.media = {"data": items, "next_cursor": cursor}
 
 
 @logged
-class AuditLogsResource(AdminResource):
+class AuditLogsResource:
+    def __init__(self, gate: AdminGate, store: SQLiteUsageStore) -> None:
+        self.gate, self.store = gate, store
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        self._authorize(req)
+        self.gate.authorize(req)
         _unknown_params(req, {"since", "type", "limit", "cursor"})
         limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
-        items, cursor = await self.ref.recorder.store.audit_logs(
+        items, cursor = await self.store.audit_logs(
             _time(req, "since"), _choice(req, "type", AUDIT_TYPES), limit, _int(req, "cursor", None, 1, 2**62))
         resp.media = {"data": items, "next_cursor": cursor}
 
 
 @logged
-class MetricsResource(AdminResource):
+class MetricsResource:
+    """The Prometheus exposition. The config generation gauge is set by the reloader when it swaps
+    the state (0, its initial value, until the first reload)."""
+
+    def __init__(self, gate: AdminGate, metrics: Metrics) -> None:
+        self.gate, self.metrics = gate, metrics
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        self._authorize(req)
-        self.ref.metrics.config_generation.set(self.ref.generation)
-        resp.data = self.ref.metrics.render()
+        self.gate.authorize(req)
+        resp.data = self.metrics.render()
         resp.content_type = CONTENT_TYPE_LATEST
 
 
 @logged
-class BackendHealthResource(AdminResource):
-    def __init__(self, ref: StateRef, report: Callable[[], dict[str, Any]]) -> None:
-        super().__init__(ref)
-        self.report = report
+class BackendHealthResource:
+    def __init__(self, gate: AdminGate, report: Callable[[], dict[str, Any]]) -> None:
+        self.gate, self.report = gate, report
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        self._authorize(req)
+        self.gate.authorize(req)
         resp.media = {"backends": self.report()}
 
 
 @logged
-class ReloadResource(AdminResource):
-    def __init__(self, ref: StateRef, reload: Callable[..., Any]) -> None:
-        super().__init__(ref)
-        self.reload = reload
+class ReloadResource:
+    def __init__(self, gate: AdminGate, reloader: Reloader) -> None:
+        self.gate, self.reloader = gate, reloader
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        self._authorize(req)
-        ok, message = await self.reload(actor=getattr(req.context, "caller", None) or req.remote_addr, reason="api")
+        self.gate.authorize(req)
+        ok, message = await self.reloader.reload(actor=getattr(req.context, "caller", None) or req.remote_addr,
+                                                 reason="api")
         if not ok:
             raise ProxyError(400, message, "invalid_request")
-        resp.media = {"status": "reloaded", "generation": self.ref.generation, "detail": message}
+        resp.media = {"status": "reloaded", "generation": self.reloader.generation, "detail": message}

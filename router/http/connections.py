@@ -38,7 +38,7 @@ from ..errors import ProxyError
 from ..frontends import frontend_for_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..pipeline import StateRef
+    from ..state import StateRef
 
 log = logging.getLogger("llm_proxy.connections")
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..pipeline import StateRef
+    from ..record.metrics import Metrics
+    from ..state import StateRef
 
 
 log = logging.getLogger("llm_proxy.health")
@@ -41,10 +42,14 @@ class BackendStatus:
 
 
 class HealthMonitor:
-    def __init__(self, ref: "StateRef", *, interval: float = 30.0, failure_threshold: int = 3,
+    """Checks the current state's backends (``ref.state``: a reload may add or remove some) and
+    reports them in ``metrics``; dispatch consults :meth:`allow` and reports with :meth:`record`."""
+
+    def __init__(self, ref: "StateRef", metrics: "Metrics", *, interval: float = 30.0, failure_threshold: int = 3,
                  open_seconds: float = 30.0, check_timeout: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ref = ref
+        self.metrics = metrics
         self.interval = interval
         self.failure_threshold = failure_threshold
         self.open_seconds = open_seconds
@@ -120,7 +125,7 @@ class HealthMonitor:
             # circuit even when no traffic reaches it, and dispatch skips it until a check passes.
             self.record(name, False, error or "check_failed")
             status.ok, status.last_error = False, error
-        self.ref.metrics.backend_up.labels(name).set(1 if status.ok else 0)
+        self.metrics.backend_up.labels(name).set(1 if status.ok else 0)
 
     async def _run(self) -> None:
         while True:

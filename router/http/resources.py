@@ -1,4 +1,9 @@
-"""Falcon resources: one per endpoint family. They decode, hand over to the pipeline, send."""
+"""Falcon resources: one per endpoint family. They decode, hand over to the pipeline, send.
+
+Each gets what it uses: the pipeline (chat), the :class:`StateRef` for the current config and
+backends (a reload swaps them), the front end. Whatever differs between wire formats (stream
+encoder options, model-listing shapes) is asked of the front end or its codec, not branched on here.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,12 @@ import falcon.asgi
 
 from ..errors import ProxyError
 from ..wire.offload import is_large, off_loop
-from ..frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, OPENAI, Frontend
+from ..frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, Frontend, models_frontend
 from .hangup import SCOPE_KEY as HANGUP
 from .edge import logged, lower_headers, parse_json, read_body, read_json, send
 from ..wire.canonical import ChatRequest
 from ..pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate_prompt_tokens
+from ..state import StateRef
 
 
 def _context(req: falcon.asgi.Request) -> RequestContext:
@@ -28,16 +34,16 @@ def _context(req: falcon.asgi.Request) -> RequestContext:
 class ChatResource:
     """``POST /v1|v2/chat/completions`` (OpenAI) and ``POST /v1|v2/messages`` (Anthropic)."""
 
-    def __init__(self, pipeline: Pipeline, frontend: Frontend) -> None:
+    def __init__(self, pipeline: Pipeline, frontend: Frontend, ref: StateRef) -> None:
         self.pipeline = pipeline
         self.frontend = frontend
+        self.ref = ref
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        state = self.pipeline.ref.state
-        body, request = await read_chat(req, state.config.max_body_bytes, self.frontend.codec.decode_request)
+        codec = self.frontend.codec
+        body, request = await read_chat(req, self.ref.state.config.max_body_bytes, codec.decode_request)
         ctx = _context(req)
-        if self.frontend is OPENAI:
-            ctx.encoder_options["include_usage"] = _include_usage(body)
+        ctx.encoder_options = codec.encoder_options(body)
         send(resp, await self.pipeline.chat(self.frontend, request, ctx), req.scope.get(HANGUP))
 
 
@@ -58,27 +64,15 @@ def _decode(raw: bytes, decode: Callable[..., ChatRequest], path: dict[str, Any]
     return body, decode(body, **path)
 
 
-def _include_usage(body: dict[str, Any]) -> bool:
-    """OpenAI sends the final usage chunk (empty ``choices``) only when asked: clients that did not
-    ask may read ``chunk.choices[0]`` of every chunk."""
-    options = body.get("stream_options")
-    if options is None:
-        return False
-    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
-        raise ProxyError(400, "stream_options: expected an object like {\"include_usage\": true}", "invalid_request",
-                         param="stream_options")
-    return bool(options.get("include_usage"))
-
-
 @logged
 class AnthropicCountTokensResource:
     """``POST /v1/messages/count_tokens``: Claude Code asks before long turns; we estimate."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+    def __init__(self, ref: StateRef) -> None:
+        self.ref = ref
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await read_json(req, self.pipeline.ref.state.config.max_body_bytes)
+        body = await read_json(req, self.ref.state.config.max_body_bytes)
         if isinstance(body, dict) and "max_tokens" not in body:
             body = {**body, "max_tokens": 1}
         request = ANTHROPIC.codec.decode_request(body)
@@ -94,8 +88,9 @@ class GeminiModelResource:
 
     ACTIONS = GEMINI_ACTIONS
 
-    def __init__(self, pipeline: Pipeline, models: "ModelsResource") -> None:
+    def __init__(self, pipeline: Pipeline, ref: StateRef, models: "ModelsResource") -> None:
         self.pipeline = pipeline
+        self.ref = ref
         self.models = models
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, spec: str) -> None:
@@ -104,7 +99,7 @@ class GeminiModelResource:
             raise ProxyError(404, f"unknown model action {spec!r}; expected models/{{model}}:"
                                   + "|".join(self.ACTIONS), "not_found")
         model = model.removeprefix("models/")
-        state = self.pipeline.ref.state
+        state = self.ref.state
         if action == "countTokens":
             body = await read_json(req, state.config.max_body_bytes)
             if isinstance(body, dict) and isinstance(body.get("generateContentRequest"), dict):
@@ -140,11 +135,11 @@ async def _as_json_array(reply: StreamReply) -> JsonReply:
 class ModelsResource:
     """Model listings: OpenAI shape at ``/v1|v2/models``, Gemini shape at ``/v2/models/list`` and ``/v1beta/models``."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+    def __init__(self, ref: StateRef) -> None:
+        self.ref = ref
 
     async def ids(self) -> list[tuple[str, str]]:
-        state = self.pipeline.ref.state
+        state = self.ref.state
         out: list[tuple[str, str]] = []
         for name, backend in state.backends.items():
             try:
@@ -155,37 +150,18 @@ class ModelsResource:
         return out
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        ids = await self.ids()
-        if req.path.rstrip("/") in ("/v2/models/list", "/v1beta/models") or _gemini_client(req):
-            resp.media = {"models": [_gemini_model(b, m) for b, m in ids]}
-            return
-        now = int(time.time())
-        resp.media = {"object": "list", "data": [
-            {"id": f"{b}:{m}", "object": "model", "created": now, "owned_by": b} for b, m in ids]}
+        frontend = models_frontend(req.path, lower_headers(req), req.params)
+        resp.media = frontend.list_models(await self.ids(), int(time.time()))
 
     async def describe(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, spec: str) -> None:
         ids = await self.ids()
         wanted = spec.removeprefix("models/")
         for backend, model in ids:
             if wanted in (model, f"{backend}:{model}"):
-                if req.path.startswith("/v1beta") or _gemini_client(req):
-                    resp.media = _gemini_model(backend, model)
-                else:
-                    resp.media = {"id": f"{backend}:{model}", "object": "model", "created": 0, "owned_by": backend}
+                frontend = models_frontend(req.path, lower_headers(req), req.params)
+                resp.media = frontend.describe_model(backend, model, 0)
                 return
         raise ProxyError(404, f"unknown model {wanted!r}; GET /v2/models lists them", "not_found")
-
-
-def _gemini_client(req: falcon.asgi.Request) -> bool:
-    """google-genai lists models at ``GET /v1/models`` (its default API version is v1): it is told
-    apart from OpenAI clients, which share that path, by the headers and key parameter only Google's
-    clients send."""
-    return bool(req.get_header("x-goog-api-key") or req.get_header("x-goog-api-client") or req.get_param("key"))
-
-
-def _gemini_model(backend: str, model: str) -> dict[str, Any]:
-    return {"name": f"models/{backend}:{model}", "displayName": f"{model} ({backend})",
-            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}
 
 
 @logged

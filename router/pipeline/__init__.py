@@ -14,7 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from cachetools import TTLCache
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 from backends.base import BackendError
 from dsl.commands import ParsedMessage, parse_message, strip_commands
@@ -30,13 +30,13 @@ from ..errors import ProxyError
 from ..cache import ResponseCache, cache_policy, request_key
 from ..frontends import Frontend
 from ..guards import GuardChain, ToolCallHistory, apply_to_response, build_chain
-from ..record.metrics import Metrics
-from ..record.recorder import Recorder, RequestRecord
-from ..record.usage import SQLiteUsageStore
+from ..record.recorder import RequestRecord
 from .commands import CommandContext, apply_commands
 from ..sessions import Session, new_session_id, valid_session_id
-from ..state import RuntimeState
 from ..wire.offload import is_large, off_loop
+
+if TYPE_CHECKING:  # pragma: no cover (the state module imports this package through dispatch)
+    from ..state import RuntimeState, StateRef
 
 log = logging.getLogger("llm_proxy.request")
 
@@ -500,18 +500,5 @@ def _only_reminders(parts: list[Any]) -> bool:
     return all(isinstance(p, TextPart) and (not p.text.strip() or is_client_injected(p)) for p in parts)
 
 
-class StateRef:
-    """The current :class:`RuntimeState` (a reload swaps it in one assignment) and the services
-    that outlive reloads: metrics, the usage store and its recorder."""
-
-    def __init__(self, state: RuntimeState, recorder: Recorder | None = None) -> None:
-        self.state = state
-        self.generation = 0
-        self.metrics = recorder.metrics if recorder else Metrics()
-        self.recorder = recorder or Recorder(SQLiteUsageStore(), self.metrics)
-        self.on_startup: list[Callable[[], Awaitable[None]]] = []
-        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
-
-
-__all__ = ["Pipeline", "StateRef", "RequestContext", "JsonReply", "StreamReply", "estimate_prompt_tokens",
+__all__ = ["Pipeline", "RequestContext", "JsonReply", "StreamReply", "estimate_prompt_tokens",
            "session_id_from", "sent_session_id"]

@@ -397,6 +397,12 @@ def encode_error(err: ErrorReport) -> dict[str, Any]:
 
 # --- streams ------------------------------------------------------------------------------------
 
+def encoder_options(body: Any) -> dict[str, Any]:
+    """Keyword arguments for :class:`StreamEncoder` from the request body: none in this format
+    (the HTTP edge asks every codec, see ``openai.encoder_options``)."""
+    return {}
+
+
 class StreamEncoder:
     """Canonical events -> ``message_start`` / ``content_block_*`` / ``message_delta`` / ``message_stop``."""
 

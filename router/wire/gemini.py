@@ -489,6 +489,12 @@ def encode_error(err: ErrorReport) -> dict[str, Any]:
 
 # --- streams ------------------------------------------------------------------------------------
 
+def encoder_options(body: Any) -> dict[str, Any]:
+    """Keyword arguments for :class:`StreamEncoder` from the request body: none in this format
+    (the HTTP edge asks every codec, see ``openai.encoder_options``)."""
+    return {}
+
+
 class StreamEncoder:
     """Canonical events -> ``data: <GenerateContentResponse>`` frames.
 

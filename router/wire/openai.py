@@ -461,6 +461,21 @@ def _error_kind(error: Any) -> str:
 
 # --- streams ------------------------------------------------------------------------------------
 
+def encoder_options(body: Any) -> dict[str, Any]:
+    """Keyword arguments for :class:`StreamEncoder` from the request body: ``include_usage``.
+
+    OpenAI sends the final usage chunk (empty ``choices``) only when asked with
+    ``stream_options.include_usage``: clients that did not ask may read ``chunk.choices[0]`` of
+    every chunk. The HTTP edge calls this for every front end; it knows nothing of the option.
+    """
+    options = body.get("stream_options") if isinstance(body, dict) else None
+    if options is None:
+        return {"include_usage": False}
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        fail("stream_options", 'expected an object like {"include_usage": true}')
+    return {"include_usage": bool(options.get("include_usage"))}
+
+
 class StreamEncoder:
     """Canonical events -> ``chat.completion.chunk`` SSE frames.
 

@@ -42,7 +42,7 @@ async def test_open_circuit_skips_then_half_open_probe_closes_it() -> None:
     flaky = Flaky("flaky")
     dispatcher = Dispatcher({"flaky": flaky, "echo": EchoBackend("echo")})
     dispatcher.retry = type(dispatcher.retry)(retries=0)
-    monitor = HealthMonitor(ref=None, failure_threshold=2, open_seconds=30, clock=lambda: now[0])  # type: ignore[arg-type]
+    monitor = HealthMonitor(ref=None, metrics=None, failure_threshold=2, open_seconds=30, clock=lambda: now[0])  # type: ignore[arg-type]
     dispatcher.health = monitor
     plan = Plan(chain=(ir.Target("flaky", "m"), ir.Target("echo", "m")))
 
@@ -67,7 +67,7 @@ async def test_all_targets_open_are_tried_anyway() -> None:
     flaky = Flaky("flaky")
     dispatcher = Dispatcher({"flaky": flaky})
     dispatcher.retry = type(dispatcher.retry)(retries=0)
-    monitor = HealthMonitor(ref=None, failure_threshold=1, open_seconds=30, clock=lambda: now[0])  # type: ignore[arg-type]
+    monitor = HealthMonitor(ref=None, metrics=None, failure_threshold=1, open_seconds=30, clock=lambda: now[0])  # type: ignore[arg-type]
     dispatcher.health = monitor
     plan = Plan(chain=(ir.Target("flaky", "m"),))
     for expected_calls in (1, 2):

@@ -24,8 +24,8 @@ class Clock:
 
 def monitor(threshold: int = 3, open_seconds: float = 30.0) -> tuple[HealthMonitor, Clock]:
     clock = Clock()
-    ref = SimpleNamespace(state=SimpleNamespace(backends={"a": None, "b": None}), metrics=Metrics())
-    return HealthMonitor(ref, failure_threshold=threshold, open_seconds=open_seconds, clock=clock), clock
+    ref = SimpleNamespace(state=SimpleNamespace(backends={"a": None, "b": None}))
+    return HealthMonitor(ref, Metrics(), failure_threshold=threshold, open_seconds=open_seconds, clock=clock), clock
 
 
 def test_circuit_breaker_cycle() -> None:
