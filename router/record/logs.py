@@ -53,24 +53,33 @@ class RedactingFilter(logging.Filter):
         super().__init__()
         self.redactor = Redactor(secrets)
         self.secrets = self.redactor.secrets
-        # Every log line passes through: the redactor first asks, cheaply, whether anything in
-        # the text is secret-shaped at all (see backends.redaction).
+        # Every log line passes through: "is anything secret-shaped here at all" is one cheap test.
+        self.suspects: Callable[[str], bool] = self.redactor.suspects
         self.scrub: Callable[[str], str] = self.redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Scrub the message, the traceback and every string ``extra`` field of ``record``.
+
+        One ``suspects`` test over all of them together decides whether any needs scrubbing (a
+        text with a secret in it makes the whole suspect): most records have none, and testing
+        the parts one by one was most of the cost of an access line. Same result either way."""
         message = record.getMessage()
-        clean = self.scrub(message)
-        if clean != message or record.args:
-            record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
+        attributes = record.__dict__
+        extras = [key for key in attributes.keys() - _STANDARD if isinstance(attributes[key], str)]
+        texts = [message, *[attributes[key] for key in extras]]
+        if record.exc_text:
+            texts.append(record.exc_text)
+        if not self.suspects("\n".join(texts)):
+            if record.args:
+                record.msg, record.args = message, None
+            return True
+        record.msg, record.args = self.scrub(message), None
         if record.exc_text:
             record.exc_text = self.scrub(record.exc_text)
-        attributes = record.__dict__
-        for key in attributes.keys() - _STANDARD:  # the ``extra`` fields
-            value = attributes[key]
-            if isinstance(value, str):
-                attributes[key] = self.scrub(value)
+        for key in extras:
+            attributes[key] = self.scrub(attributes[key])
         return True
 
 
@@ -129,6 +138,9 @@ class JsonFormatter(logging.Formatter):
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that writes lines in batches, not one write system call per request.
+
+    An ordinary ``logging`` handler (every record, the access lines included, passes its filters
+    and its formatter in :meth:`emit`); only the writing is batched.
 
     ``sys.stderr`` is line-buffered even when redirected (Python >= 3.9), so writing to it line by
     line costs a system call per line; the lines are kept here instead and written together when

@@ -124,3 +124,28 @@ def test_one_attempt_is_written_as_its_fields() -> None:
     for attempt in (Attempt("up", "m", "ok", 0.312, "key-1"), Attempt("up", "m", "timeout", 12.0, None, "slow"),
                     Attempt("b", "m\u00e9", "ok", 1e-7)):
         assert json.loads(json_column([attempt])) == [asdict(attempt)]
+
+
+def test_usage_row_is_the_row_named_field_by_field() -> None:
+    """``usage_row`` passes its values positionally (a measured speed exception): it must build
+    exactly the row that naming every field builds, for records in which every field differs."""
+    from router.pipeline.dispatch import Attempt
+
+    for flags in ((True, False, False), (False, True, False), (False, False, True)):
+        estimated, stream, cache_hit = flags
+        rec = RequestRecord("req-9", "anthropic", "asked", session_id="s-9", caller="k-9", stream=stream,
+                            started=0.0, ts=1_700_000_123.25, rules=("a", "b"), route_rule="b", backend="be",
+                            model="mo", status=201, finish_reason="length", ttfb=0.25 if stream else None,
+                            guard_events=[{"kind": "loop_cut"}], cache_hit=cache_hit, error="err",
+                            usage=Usage(11, 22, cached_tokens=33, estimated=estimated))
+        rec.attempts = [Attempt("be", "mo", "ok", 4.5, "kid")]
+        named = UsageRow(
+            ts=rec.ts, request_id=rec.request_id, session_id=rec.session_id, caller=rec.caller,
+            frontend=rec.frontend, requested_model=rec.requested_model, backend=rec.backend, model=rec.model,
+            status=rec.status, finish_reason=rec.finish_reason, prompt_tokens=11, completion_tokens=22,
+            cached_tokens=33, tokens_estimated=int(estimated), latency_ms=1500.0,
+            ttfb_ms=250.0 if stream else None, stream=int(stream), cache_hit=int(cache_hit), cost=0.75,
+            route_rule="b", rules='["a","b"]', attempts=json.dumps([{"backend": "be", "model": "mo", "status": "ok",
+            "latency_ms": 4.5, "key_id": "kid", "error": None}], separators=(",", ":")),
+            guard_events='[{"kind":"loop_cut"}]', error="err")
+        assert usage_row(rec, rec.usage, 1.5, 0.75) == named  # type: ignore[arg-type]
