@@ -127,8 +127,8 @@ def test_one_attempt_is_written_as_its_fields() -> None:
 
 
 def test_usage_row_is_the_row_named_field_by_field() -> None:
-    """``usage_row`` passes its values positionally (a measured speed exception): it must build
-    exactly the row that naming every field builds, for records in which every field differs."""
+    """``usage_row`` builds exactly the row that naming every field by hand builds, for records
+    in which every field differs (flags included, so no two columns can be swapped unseen)."""
     from router.pipeline.dispatch import Attempt
 
     for flags in ((True, False, False), (False, True, False), (False, False, True)):
