@@ -10,8 +10,8 @@ import re
 
 from . import ir
 
-_PLAIN_MODEL = re.compile(r"^[A-Za-z0-9_.\/@+](?:[A-Za-z0-9_.\/@+]|-(?!>))*(?::[A-Za-z0-9_.\/@+](?:[A-Za-z0-9_.\/@+]|-(?!>))*)*$")
-_NUMBER_LIKE = re.compile(r"^-?\d+(\.\d+)?[kM]?$")
+_PLAIN_MODEL = re.compile(r"^[A-Za-z0-9_.\/@+](?:[A-Za-z0-9_.\/@+]|-(?!>))*(?::[A-Za-z0-9_.\/@+](?:[A-Za-z0-9_.\/@+]|-(?!>))*)*\Z")
+_NUMBER_LIKE = re.compile(r"^-?\d+(\.\d+)?[kM]?\Z")
 _KEYWORDS = {"true", "false", "and", "or", "not", "in"}
 
 

@@ -119,3 +119,14 @@ def test_random_messages_never_crash(text: str) -> None:
     parsed = parse_message("!/" + text, known_backends=("openai",))
     for err in parsed.errors:
         assert isinstance(err, RulesError) and err.render()
+
+
+def test_a_model_ending_in_a_newline_is_quoted() -> None:
+    """``$`` also matches before a final newline: the plain-name test must look at the whole name
+    (hypothesis found ``openai:0\\n`` printed bare and read back as ``0``)."""
+    from dsl.parser import parse
+    from dsl.printer import print_chain
+
+    for model in ("0\n", "gpt-4\n", "a\n"):
+        chain = ir.Chain((ir.Target("openai", model),))
+        assert parse(print_chain(chain), "chain").links[0].model == model
