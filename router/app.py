@@ -85,7 +85,7 @@ class ProxyMiddleware:
             await backend.aclose()
         await state.sessions.aclose()
         await self.ref.recorder.store.close()
-        flush_logs()  # the log handler still holds the last access lines; the process may end abruptly
+        flush_logs()  # the usage store's last batch wrote access lines; the process may end abruptly
 
 
 _FALCON_CALL = falcon.asgi.App.__call__

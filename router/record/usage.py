@@ -15,12 +15,13 @@ import contextlib
 import itertools
 import json
 import logging
+import operator
 import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Callable, Protocol
 
 from ..wire import fastjson
 from ..tasks import cancel_and_wait
@@ -60,12 +61,8 @@ MEMORY_MAX_ROWS = 50_000
 AUDIT_TYPES = ("config_reload", "auth_failure", "session_command", "rate_limit")
 
 
-class UsageRow(NamedTuple):
-    """One row of the ``usage`` table, as stored: the field order IS the column order of
-    ``_SCHEMA`` (a test compares them), list columns are JSON text and flags are 0/1 (SQLite has
-    no booleans). The recorder builds it (:func:`router.record.recorder.usage_row`, the one row
-    builder); the store only stores it. A tuple, so SQLite binds it as it is."""
-
+@dataclass(slots=True)
+class UsageRecord:
     ts: float
     request_id: str
     session_id: str | None
@@ -79,16 +76,16 @@ class UsageRow(NamedTuple):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    tokens_estimated: int = 0  # 0/1
+    tokens_estimated: bool = False
     latency_ms: float = 0.0
     ttfb_ms: float | None = None
-    stream: int = 0  # 0/1
-    cache_hit: int = 0  # 0/1
+    stream: bool = False
+    cache_hit: bool = False
     cost: float | None = None
     route_rule: str | None = None
-    rules: str = "[]"  # JSON list of the rule names that matched
-    attempts: str = "[]"  # JSON list of {backend, model, status, latency_ms, key_id, error}
-    guard_events: str = "[]"  # JSON list of {kind, detail, ...}
+    rules: list[str] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    guard_events: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
 
@@ -102,11 +99,11 @@ class AuditRecord:
 
 
 class UsageStore(Protocol):
-    """Stores finished rows and answers queries; it never calls back into whoever records."""
-
     dropped: int
+    before_read: Callable[[], None]
 
-    def record(self, row: UsageRow) -> bool: ...
+    def record(self, record: UsageRecord) -> bool: ...
+    def record_row(self, row: tuple[Any, ...]) -> bool: ...
     def audit(self, record: AuditRecord) -> bool: ...
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -118,19 +115,17 @@ class UsageStore(Protocol):
                          cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
 
 
-USAGE_COLUMNS = UsageRow._fields
+_USAGE_COLUMNS = [f for f in UsageRecord.__dataclass_fields__]
+USAGE_COLUMNS = tuple(_USAGE_COLUMNS)  # the order of a row given to ``record_row``
 _JSON_COLUMNS = {"rules", "attempts", "guard_events"}
 _BOOL_COLUMNS = {"tokens_estimated", "stream", "cache_hit"}
 
-# Written out (not generated from UsageRow) so that a field added, moved or renamed in UsageRow
-# without the table following fails a test instead of writing values into the wrong columns.
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL, request_id TEXT, session_id TEXT, caller TEXT, frontend TEXT, requested_model TEXT, backend TEXT,
-    model TEXT, status INTEGER, finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
-    cached_tokens INTEGER, tokens_estimated INTEGER, latency_ms REAL, ttfb_ms REAL, stream INTEGER,
-    cache_hit INTEGER, cost REAL, route_rule TEXT, rules TEXT, attempts TEXT, guard_events TEXT, error TEXT
+    {", ".join(c + (" REAL" if c in ("ts", "latency_ms", "ttfb_ms", "cost") else " INTEGER" if c in
+               ("status", "prompt_tokens", "completion_tokens", "cached_tokens") or c in _BOOL_COLUMNS else " TEXT")
+               for c in _USAGE_COLUMNS)}
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, type TEXT, actor TEXT, outcome TEXT, detail TEXT
@@ -178,6 +173,8 @@ class SQLiteUsageStore:
         self._warned_drop = False
         self._closing = False
         self._last_checkpoint = time.monotonic()
+        # Called before every read and at close: the recorder hands over what it still holds.
+        self.before_read: Callable[[], None] = lambda: None
 
     # ---- writing ---------------------------------------------------------------------------------
 
@@ -219,8 +216,14 @@ class SQLiteUsageStore:
         pending.append(item)
         return True
 
-    def record(self, row: UsageRow) -> bool:
-        """Queue one finished usage row (never waits, never raises)."""
+    def record(self, record: UsageRecord) -> bool:
+        return self.record_row(_usage_row(record))
+
+    def record_row(self, row: tuple[Any, ...]) -> bool:
+        """A usage row in ``USAGE_COLUMNS`` order (the recorder builds it without a UsageRecord).
+
+        Queued as a flat row of strings and numbers: the garbage collector stops tracking such
+        tuples, so thousands of queued records cost it nothing."""
         return self._put(("usage", row))
 
     def audit(self, record: AuditRecord) -> bool:
@@ -309,6 +312,7 @@ class SQLiteUsageStore:
 
     async def close(self) -> None:
         """Flush what is queued, stop the writer, close the database."""
+        self.before_read()  # what the recorder still holds comes in first
         if self._writer is not None:
             self._closing = True
             await self.flush()
@@ -334,6 +338,7 @@ class SQLiteUsageStore:
     async def stats(self, since: float | None = None, until: float | None = None,
                     group_by: str | None = None, *, caller: str | None = None) -> dict[str, Any]:
         """Totals (and groups) of the records in the time range; only ``caller``'s when given."""
+        self.before_read()
         where, args = _where(since, until, caller)
         totals_sql = ("SELECT COUNT(*) AS requests, SUM(status >= 400) AS errors, SUM(prompt_tokens) AS prompt_tokens, "
                       "SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens, "
@@ -355,6 +360,7 @@ class SQLiteUsageStore:
     async def recent(self, limit: int = 50, cursor: int | None = None, *,
                      caller: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """Newest first, a page of ``limit`` below ``cursor``; only ``caller``'s records when given."""
+        self.before_read()
         clauses = [c for c, v in (("id < ?", cursor), ("caller = ?", caller)) if v]
         sql = "SELECT * FROM usage" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id DESC LIMIT ?"
         args = tuple(v for v in (cursor, caller) if v) + (limit,)
@@ -375,13 +381,13 @@ class SQLiteUsageStore:
         return items, (items[-1]["id"] if len(items) == limit else None)
 
 
-_ONE_ROW = f"({', '.join('?' * len(USAGE_COLUMNS))})"
-_INSERT_ONE = f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES {_ONE_ROW}"
+_ONE_ROW = f"({', '.join('?' * len(_USAGE_COLUMNS))})"
+_INSERT_ONE = f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) VALUES {_ONE_ROW}"
 # Several rows per statement: a statement step per row was a fifth of the writer's cost. 128 rows
 # measured ~8% cheaper per row than 32; SQLite before 3.32 allows only 999 parameters per
 # statement, where 32 x 24 still fit.
 _ROWS_PER_INSERT = 128 if sqlite3.sqlite_version_info >= (3, 32, 0) else 32
-_INSERT_MANY = f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES {', '.join([_ONE_ROW] * _ROWS_PER_INSERT)}"
+_INSERT_MANY = f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) VALUES {', '.join([_ONE_ROW] * _ROWS_PER_INSERT)}"
 
 
 def _insert_usage(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -392,9 +398,24 @@ def _insert_usage(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         db.executemany(_INSERT_ONE, rows[full:])
 
 
+_ROW_VALUES = operator.attrgetter(*_USAGE_COLUMNS)  # every column in one C call
+_ROW_JSON = tuple(i for i, c in enumerate(_USAGE_COLUMNS) if c in _JSON_COLUMNS)
+_ROW_BOOL = tuple(i for i, c in enumerate(_USAGE_COLUMNS) if c in _BOOL_COLUMNS)
+
+
 def json_column(value: Any) -> str:
-    """A list column (rules, attempts, guard events) as JSON text."""
+    """A list column (rules, attempts, guard events) as JSON text; both row builders use it."""
     return fastjson.dumps_str(value, default=str) if value else "[]"
+
+
+def _usage_row(record: UsageRecord) -> tuple[Any, ...]:
+    """One row; plain attribute reads (``asdict`` deep-copies, and this runs for every request)."""
+    out = list(_ROW_VALUES(record))
+    for i in _ROW_JSON:
+        out[i] = json_column(out[i])
+    for i in _ROW_BOOL:
+        out[i] = int(out[i])
+    return tuple(out)
 
 
 def _usage_dict(row: sqlite3.Row) -> dict[str, Any]:

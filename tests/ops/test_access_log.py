@@ -107,57 +107,63 @@ def test_buffered_handler_batches_lines_and_writes_warnings_at_once() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_access_lines_are_log_records_through_our_handler(access_lines, fmt: str) -> None:
-    """No side path: a finished request's access line is a LogRecord that our handler emits
-    (filters and formatter as for any record), redacted like any other line."""
-    from router.record.metrics import Metrics
-    from router.record.recorder import Recorder, RequestRecord
-    from router.record.usage import SQLiteUsageStore
+def test_short_path_writes_what_a_log_record_would(access_lines, fmt: str) -> None:
+    """AccessLog skips the LogRecord when only our handler listens: same line, same redaction."""
+    from router.record.logs import AccessLog
 
     out = access_lines(fmt)
-    handler = logging.getLogger().handlers[0]
-    emitted: list[logging.LogRecord] = []
-    handler.emit = lambda record, emit=handler.emit: (emitted.append(record), emit(record))[1]  # type: ignore
-    rec = RequestRecord("r-1", "openai", "m", session_id="s-1", caller="sk-never-logged-123456", started=0.0,
-                        path="/v2/chat/completions key=sk-never-logged-123456 auth=Bearer abcdefghijklmnop")
-    Recorder(SQLiteUsageStore(), Metrics()).finish(rec)
-    [line] = _access(out)
-    assert [r.name for r in emitted] == ["llm_proxy.access"] and emitted[0].request_id == "r-1"
+    fields = {"request_id": "r-1", "session": "s-1", "caller": "sk-never-logged-123456", "status": 200,
+              "rules": ["a", "b"], "backend": None, "latency_ms": 1.5}
+    message = "POST /v2/chat/completions 200 1.5ms key=sk-never-logged-123456 auth=Bearer abcdefghijklmnop"
+    AccessLog("llm_proxy.access").info(message, lambda: fields)   # the short path
+    logging.getLogger("llm_proxy.access").info(message, extra=fields)  # the ordinary path
+    short, ordinary = _access(out)
     assert "sk-never-logged" not in out.getvalue() and "abcdefghijklmnop" not in out.getvalue()
     if fmt == "json":
-        assert json.loads(line)["caller"] == "[redacted]" and json.loads(line)["session"] == "s-1"
+        short_obj, ordinary_obj = json.loads(short), json.loads(ordinary)
+        for obj in (short_obj, ordinary_obj):
+            obj.pop("ts"), obj.pop("time")
+        assert short_obj == ordinary_obj and short_obj["caller"] == "[redacted]"
     else:
-        assert line.split(" ")[1][8] == ","  # HH:MM:SS,mmm as logging writes it
-        assert "request=r-1 session=s-1" in line
+        assert short.split(" ", 2)[2] == ordinary.split(" ", 2)[2]  # all but date and time
+        assert short.split(" ")[1][8] == ","  # HH:MM:SS,mmm as logging writes it
 
 
 def test_access_lines_reach_other_handlers_the_ordinary_way(caplog) -> None:
-    from router.record.metrics import Metrics
-    from router.record.recorder import Recorder, RequestRecord
-    from router.record.usage import SQLiteUsageStore
+    from router.record.logs import AccessLog
 
     caplog.set_level(logging.INFO)
-    recorder = Recorder(SQLiteUsageStore(), Metrics())
-    for caller in ("k1", "k2"):
-        recorder.finish(RequestRecord(f"r-{caller}", "openai", "m", caller=caller, path="/v2/chat/completions"))
-    records = [r for r in caplog.records if r.name == "llm_proxy.access"]
-    assert [(r.getMessage().split(" ")[:3], r.caller) for r in records] == [
-        (["POST", "/v2/chat/completions", "200"], "k1"), (["POST", "/v2/chat/completions", "200"], "k2")]
+    AccessLog("llm_proxy.access").info("GET /x 200 1.0ms", lambda: {"caller": "k1"})
+    [record] = [r for r in caplog.records if r.name == "llm_proxy.access"]
+    assert record.getMessage() == "GET /x 200 1.0ms" and record.caller == "k1"
 
 
-def test_an_access_line_carries_the_time_its_request_ended(access_lines) -> None:
+def test_lines_written_later_keep_the_time_the_request_ended(access_lines) -> None:
+    """Access lines are written in batches (with the usage rows): each keeps its own time."""
     import time
 
-    from router.record.metrics import Metrics
-    from router.record.recorder import Recorder, RequestRecord
-    from router.record.usage import SQLiteUsageStore
+    from router.record.logs import AccessLog
 
+    ended = time.time() - 3600
     out = access_lines("json")
-    before = time.time()
-    Recorder(SQLiteUsageStore(), Metrics()).finish(RequestRecord("r-1", "openai", "m", started=0.0))
-    after = time.time()
+    AccessLog("llm_proxy.access").info("POST /x 200 1.0ms", lambda: {}, ended)
     [line] = [json.loads(x) for x in _access(out)]
-    assert round(before, 3) <= line["ts"] <= round(after, 3) + 0.001
+    assert line["ts"] == round(ended, 3)
+
+    class Collect(logging.Handler):  # another handler listening: the ordinary path keeps it too
+        records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    collect = Collect()
+    logging.getLogger("llm_proxy.access").addHandler(collect)
+    try:
+        AccessLog("llm_proxy.access").info("POST /y 200 1.0ms", lambda: {}, ended)
+    finally:
+        logging.getLogger("llm_proxy.access").removeHandler(collect)
+    [record] = collect.records
+    assert record.getMessage() == "POST /y 200 1.0ms" and record.created == ended
 
 
 async def test_v1_paths_carry_deprecation_headers_on_success_and_error(tmp_path: Path) -> None:
@@ -176,27 +182,39 @@ async def test_v1_paths_carry_deprecation_headers_on_success_and_error(tmp_path:
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_a_batch_of_lines_is_what_the_lines_one_by_one_are(access_lines, fmt: str) -> None:
-    """Our handler writes lines in batches: the text must be exactly what logging's own
-    StreamHandler writes line by line with the same filter and formatter, secrets included."""
+    """The recorder writes its batches with ``info_many``: the same lines as ``info`` one at a
+    time, redacted line by line when anything in the batch looks secret."""
+    from router.record.logs import AccessLog
+
     out = access_lines(fmt)
-    ours = logging.getLogger().handlers[0]
-    plain_out = io.StringIO()
-    plain = logging.StreamHandler(plain_out)
-    plain.setFormatter(ours.formatter)
-    for flt in ours.filters:
-        plain.addFilter(flt)
-    log = logging.getLogger("llm_proxy.access")
-    lines = [(f"POST /v2/chat/completions 200 {i}.0ms request=r-{i}", {"n": i}) for i in range(5)]
-    lines[2:2] = [("POST /v2/x 401 1.0ms key=sk-never-logged-123456", {"caller": "sk-never-logged-123456"}),
-                  ("GET /x auth=Bearer\nabcdefghijklmnop", {})]
-    for message, fields in lines:
-        record = log.makeRecord(log.name, logging.INFO, "(test)", 0, message, (), None, extra=fields)
-        ours.handle(record)
-        plain.handle(record)
-    batched = _access(out)
-    assert batched == [line for line in plain_out.getvalue().splitlines() if "llm_proxy.access" in line]
-    assert len(batched) == len(lines) and "request=r-4" in batched[-1]
-    assert "sk-never-logged" not in "\n".join(batched) and "abcdefghijklmnop" not in "\n".join(batched)
+    log = AccessLog("llm_proxy.access")
+    clean = [(f"POST /v2/chat/completions 200 {i}.0ms request=r-{i}", (lambda i=i: {"n": i}), 1_700_000_000.0 + i)
+             for i in range(5)]
+    secret = [("POST /v2/x 401 1.0ms key=sk-never-logged-123456", lambda: {"caller": "sk-never-logged-123456"},
+               1_700_000_010.0),
+              ("GET /x auth=Bearer\nabcdefghijklmnop", lambda: {}, 1_700_000_011.0)]
+    for batch in (clean, clean[:2] + secret + clean[2:]):
+        log.info_many(batch)
+        many = _access(out)
+        out.seek(0), out.truncate()
+        for message, fields, created in batch:
+            log.info(message, fields, created)
+        one_by_one = _access(out)
+        out.seek(0), out.truncate()
+        assert many == one_by_one and len(many) >= len(batch)
+        assert "sk-never-logged" not in "\n".join(many) and "abcdefghijklmnop" not in "\n".join(many)
+    assert "request=r-4" in many[-1]
+
+
+def test_a_batch_reaches_other_handlers_the_ordinary_way(caplog) -> None:
+    from router.record.logs import AccessLog
+
+    caplog.set_level(logging.INFO)
+    AccessLog("llm_proxy.access").info_many([("GET /a 200 1.0ms", lambda: {"caller": "k1"}, 1.0),
+                                             ("GET /b 200 1.0ms", lambda: {"caller": "k2"}, 2.0)])
+    records = [r for r in caplog.records if r.name == "llm_proxy.access"]
+    assert [(r.getMessage(), r.caller, r.created) for r in records] == [("GET /a 200 1.0ms", "k1", 1.0),
+                                                                        ("GET /b 200 1.0ms", "k2", 2.0)]
 
 
 FORGED = "2026-01-01 00:00:00,000 INFO llm_proxy.access: POST /v2/chat/completions 200 forged"

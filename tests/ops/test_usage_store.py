@@ -7,19 +7,19 @@ import time
 
 import pytest
 
-from router.record.usage import AuditRecord, SQLiteUsageStore, UsageRow
+from router.record.usage import AuditRecord, SQLiteUsageStore, UsageRecord
 
 
 BASE = time.time() - 86400  # recent: the default 30-day retention keeps these rows
 
 
-def rec(i: int, **kw) -> UsageRow:
+def rec(i: int, **kw) -> UsageRecord:
     base = dict(ts=BASE + i * 60, request_id=f"r{i}", session_id=f"s{i % 2}", caller=f"key-{i % 3}",
                 frontend="openai", requested_model="gpt-4", backend="openai" if i % 2 else "anthropic",
                 model="gpt-4o", prompt_tokens=10, completion_tokens=5, latency_ms=2.0, route_rule="r1",
-                rules='["r1"]', attempts='[{"backend": "openai", "status": "ok", "key_id": "bk-1"}]')
+                rules=["r1"], attempts=[{"backend": "openai", "status": "ok", "key_id": "bk-1"}])
     base.update(kw)
-    return UsageRow(**base)
+    return UsageRecord(**base)
 
 
 async def test_round_trip_through_the_queue(tmp_path) -> None:
@@ -175,22 +175,3 @@ async def test_database_files_are_owner_only(tmp_path) -> None:
         await reopened.close()
     finally:
         os.umask(old_umask)
-
-
-async def test_usage_row_fields_are_the_table_columns_in_order(tmp_path) -> None:
-    """A UsageRow is stored as it is: its field order must be the table's column order, and
-    each field must land in the column of its name (written out in the schema, not generated)."""
-    import sqlite3
-
-    store = SQLiteUsageStore(str(tmp_path / "usage.db"))
-    store.record(rec(7, stream=1, ttfb_ms=3.5, cost=0.25, guard_events='[{"kind": "loop_cut"}]', error="boom"))
-    await store.close()
-    db = sqlite3.connect(str(tmp_path / "usage.db"))
-    try:
-        columns = [row[1] for row in db.execute("PRAGMA table_info(usage)")]
-        assert columns == ["id", *UsageRow._fields]
-        stored = db.execute(f"SELECT {', '.join(UsageRow._fields)} FROM usage").fetchone()
-    finally:
-        db.close()
-    assert stored == tuple(rec(7, stream=1, ttfb_ms=3.5, cost=0.25, guard_events='[{"kind": "loop_cut"}]',
-                               error="boom"))
