@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
 import falcon.asgi  # noqa: E402
 
 from backends.base import Backend  # noqa: E402
-from router import fastjson  # noqa: E402
+from router.wire import fastjson  # noqa: E402
 from router.app import create_app  # noqa: E402
 from router.wire.canonical import ChatRequest, ChatResponse  # noqa: E402
 from router.config import load_config  # noqa: E402
