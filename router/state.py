@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backends.base import Backend
 from dsl.evaluate import RuleSet
@@ -10,6 +10,7 @@ from dsl.loader import LoadedRules
 
 from .http.auth import Authenticator
 from .config import AppConfig
+from .guards import GuardSettings
 from .pipeline.dispatch import Dispatcher
 from .sessions import SessionRepository
 
@@ -24,6 +25,11 @@ class RuntimeState:
     dispatcher: Dispatcher
     auth: Authenticator
     commands_enabled: bool = True
+    # The guards' settings per rules' ``post`` for this config (see GuardSettings): built with the state.
+    guard_settings: GuardSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard_settings = GuardSettings(self.config)
 
     @property
     def backend_names(self) -> tuple[str, ...]:
