@@ -94,9 +94,8 @@ class Pipeline:
             raise
 
     def _plan(self, ex: Exchange) -> None:
-        planned = plan_request(ex.state, ex.request, ex.requested, ex.session, ex.ctx.headers, ex.ctx.caller,
-                               ex.frontend.name)
-        ex.model, ex.facts, ex.plan = planned.model, planned.facts, planned.plan
+        ex.model, ex.facts, ex.plan = plan_request(ex.state, ex.request, ex.requested, ex.session, ex.ctx.headers,
+                                                   ex.ctx.caller, ex.frontend.name)
 
     async def _commands(self, ex: Exchange) -> Reply | None:
         """Strip the commands, apply those of the latest message; the proxy's own reply when the
@@ -137,7 +136,7 @@ class Pipeline:
     @staticmethod
     def _plan_for(ex: Exchange, session: Session) -> Plan:
         return plan_request(ex.state, ex.request, ex.requested, session, ex.ctx.headers, ex.ctx.caller,
-                            ex.frontend.name).plan
+                            ex.frontend.name)[2]
 
 
 class StateRef:

@@ -24,9 +24,9 @@ def test_planning_changes_nothing(make_app: Callable[..., ProxyApp]) -> None:
     request = ChatRequest(model="echo:other-model", messages=[Message("user", [TextPart("hello")])])
     session = Session(id="s1", owner=None, oneoff="echo:once")
     before_request, before_session = copy.deepcopy(request), session.to_json()
-    planned = plan_stage.plan_request(state, request, request.model, session, {}, None, "openai")
-    assert planned.model == "other-model"
-    assert planned.facts.backend == "echo" and planned.facts.model == "other-model"
+    model, facts, _plan = plan_stage.plan_request(state, request, request.model, session, {}, None, "openai")
+    assert model == "other-model"
+    assert facts.backend == "echo" and facts.model == "other-model"
     assert request == before_request
     assert session.to_json() == before_session
 
@@ -58,3 +58,29 @@ def test_strip_commands_returns_the_rest_and_the_latest_commands() -> None:
     assert [c.name for c in parsed.commands] == ["hello"]
     assert "and then this" in parsed.text
     assert messages[0].parts[0].text == "!/set(project=a)"  # the input list is not changed
+
+
+def test_plan_fills_each_fact_by_name(make_app: Callable[..., ProxyApp], monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan_request builds Facts positionally (measured: it pays); every field must still get the
+    value its name says, for rules that read every fact."""
+    from dataclasses import fields
+
+    from dsl.evaluate import Facts
+
+    state = make_app(disable_auth=True).state_ref.state
+    monkeypatch.setattr(state.ruleset, "reads",
+                        frozenset({"tokens", "session", "time", "weekday", "header", "model", "backend"}))
+    monkeypatch.setattr(plan_stage, "clock_now", lambda: ("13:37", "sat"))
+    seen: list[Facts] = []
+    monkeypatch.setattr(plan_stage, "evaluate", lambda facts, *a, **k: seen.append(facts))
+    request = ChatRequest(model="echo:m1", messages=[Message("user", [TextPart("x" * 40)])], stream=False)
+    request.tools = [object()]  # type: ignore[list-item]
+    session = Session(id="s9", owner="k", project="p", project_dir="/d")
+    headers = {"x-team": "blue"}
+    plan_stage.plan_request(state, request, request.model, session, headers, "caller-1", "anthropic")
+    expected = Facts(model="m1", frontend="anthropic", backend="echo", caller="caller-1", tokens=10, stream=False,
+                     tools=True, headers=headers,
+                     session={"project": "p", "project_dir": "/d", "backend": None, "model": None, "id": "s9"},
+                     time="13:37", weekday="sat")
+    assert [(f.name, getattr(seen[0], f.name)) for f in fields(Facts)] == \
+        [(f.name, getattr(expected, f.name)) for f in fields(Facts)]
