@@ -10,7 +10,7 @@ here, so neither imports the other's module to build a state.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
 
 from backends.base import Backend
@@ -19,6 +19,7 @@ from dsl.evaluate import RuleSet
 from dsl.loader import LoadedRules, load_rules_dir
 
 from .config import AppConfig, connector_settings
+from .guards import GuardSettings
 from .http.auth import Authenticator, authenticator_for
 from .pipeline.dispatch import Dispatcher
 from .sessions import SessionRepository, make_repository
@@ -38,6 +39,11 @@ class RuntimeState:
     dispatcher: Dispatcher
     auth: Authenticator
     commands_enabled: bool = True
+    # The guards' settings per rules' ``post`` for this config (see GuardSettings): built with the state.
+    guard_settings: GuardSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard_settings = GuardSettings(self.config)
 
     @property
     def backend_names(self) -> tuple[str, ...]:

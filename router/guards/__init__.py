@@ -23,7 +23,7 @@ Settings precedence (:func:`build_chain`): config defaults < rule ``post:`` argu
 
 from router.guards import loop, repair, tool_loop  # noqa: F401  (registers the guards)
 from router.guards.base import GUARDS, Guard, GuardContext, GuardEvent
-from router.guards.chain import ORDER, GuardChain, apply_to_response, build_chain, resolve_settings
+from router.guards.chain import ORDER, GuardChain, GuardSettings, apply_to_response, build_chain, resolve_settings
 from router.guards.tool_loop import ToolCallHistory
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "ORDER",
     "Guard",
     "GuardChain",
+    "GuardSettings",
     "GuardContext",
     "GuardEvent",
     "ToolCallHistory",

@@ -18,7 +18,6 @@ from router.wire.canonical import (
 )
 from router.guards.base import GUARDS, Guard, GuardContext, GuardEvent
 from router.guards.tool_loop import ToolCallHistory
-from router.memo import IdentityMemo
 
 if TYPE_CHECKING:
     from dsl.ir import PostProcessor
@@ -122,37 +121,47 @@ TOOL_GUARDS = frozenset({"tool_call_repair", "tool_call_loop_detection"})
 
 def build_chain(*, request: ChatRequest, rule_post: tuple["PostProcessor", ...], config: "AppConfig",
                 session_params: Mapping[str, Any], history: ToolCallHistory,
-                new_call_id: Callable[[], str] | None = None, skip_idle: bool = False) -> GuardChain:
-    """The guard chain for one request. ``new_call_id`` is for tests (predictable tool-call ids)."""
+                new_call_id: Callable[[], str] | None = None, skip_idle: bool = False,
+                settings: "GuardSettings | None" = None) -> GuardChain:
+    """The guard chain for one request. ``settings`` is the running configuration's
+    :class:`GuardSettings` for ``config`` (the pipeline passes it; without it they are worked out
+    afresh). ``new_call_id`` is for tests (predictable tool-call ids)."""
     ctx = GuardContext(request=request, history=history, new_call_id=new_call_id)
     switches = tuple((k, session_params[k]) for k in ORDER if isinstance(session_params.get(k), bool)) \
         if session_params else ()
-    enabled = _enabled(config, rule_post, switches)
+    enabled = (settings or GuardSettings(config)).enabled(rule_post, switches)
     if skip_idle and not request.tools:
-        return GuardChain([cls(settings, ctx) for name, cls, settings in enabled if name not in TOOL_GUARDS], ctx)
-    return GuardChain([cls(settings, ctx) for _name, cls, settings in enabled], ctx)
+        return GuardChain([cls(settings_, ctx) for name, cls, settings_ in enabled if name not in TOOL_GUARDS], ctx)
+    return GuardChain([cls(settings_, ctx) for _name, cls, settings_ in enabled], ctx)
 
 
 _Enabled = tuple[tuple[str, type[Guard], dict[str, Any]], ...]
-_per_config: IdentityMemo[IdentityMemo[_Enabled]] = IdentityMemo(16)
 
 
-def _enabled(config: "AppConfig", rule_post: tuple["PostProcessor", ...],
-             switches: tuple[tuple[str, bool], ...]) -> _Enabled:
-    """The enabled guards, in order, with their settings, for (config, the rules' ``post``, session
-    switches): the same few combinations on every request. Looked up by the identity of the
-    config and of ``rule_post`` (plans are kept per rule set, so a rule's ``post`` tuple is the
-    same object every time): hashing the config sections per request showed in profiles."""
-    memo = _per_config.get(id(config), config)
-    if memo is None:
-        memo = _per_config.put(id(config), config, IdentityMemo(1024))
-    key = (id(rule_post), switches)
-    enabled = memo.get(key, rule_post)
-    if enabled is None:
-        settings = resolve_settings(rule_post, config, dict(switches))
-        enabled = memo.put(key, rule_post, tuple((name, GUARDS[name], settings[name]) for name in ORDER
-                                                 if settings[name].get("enabled")))
-    return enabled
+class GuardSettings:
+    """The enabled guards, in order, with their settings, for one configuration: worked out once
+    per (rules' ``post``, session switches) — the same few combinations on every request — and
+    kept as long as the configuration (a reload builds a new one with the new rule set).
+    Resolving them per request (the config sections' defaults, then each ``post``) showed in
+    profiles. Bounded: ``post`` tuples come from rules, switches from sessions, both few."""
+
+    __slots__ = ("_config", "_known")
+    LIMIT = 1024
+
+    def __init__(self, config: "AppConfig") -> None:
+        self._config = config
+        self._known: dict[tuple[tuple["PostProcessor", ...], tuple[tuple[str, bool], ...]], _Enabled] = {}
+
+    def enabled(self, rule_post: tuple["PostProcessor", ...], switches: tuple[tuple[str, bool], ...]) -> _Enabled:
+        key = (rule_post, switches)
+        found = self._known.get(key)
+        if found is None:
+            settings = resolve_settings(rule_post, self._config, dict(switches))
+            found = tuple((name, GUARDS[name], settings[name]) for name in ORDER if settings[name].get("enabled"))
+            if len(self._known) >= self.LIMIT:
+                self._known.clear()
+            self._known[key] = found
+        return found
 
 
 def apply_to_response(chain: GuardChain, response: ChatResponse) -> ChatResponse:

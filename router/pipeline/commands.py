@@ -1,4 +1,8 @@
-"""Applying compiled ``!/`` commands to a session and wording the proxy's replies.
+"""Stage 2: ``!/`` commands — cut out of the conversation, applied to the session, answered.
+
+:func:`strip_commands` removes commands from the user messages (the provider sees a clean
+conversation) and parses those of the latest one; :func:`apply_commands` applies them and words
+the proxy's reply.
 
 Edits are applied to a copy and swapped in only when every command of the message is valid, so a
 bad command leaves the session exactly as it was. That includes a command whose values, or whose
@@ -10,18 +14,18 @@ sends.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from dsl import ir
-from dsl.commands import ParsedMessage
+from dsl.commands import ParsedMessage, parse_message, strip_commands as strip_text
 from dsl.errors import RulesError
-from dsl.evaluate import Plan
 from dsl.printer import print_chain, print_rules
 from dsl.registry import COMMANDS, SESSION_SETTINGS
 from dsl.session import apply_route_edit, session_rules
 
 from ..wire import fastjson
-from ..bounds import MAX_MODEL_CHARS, MAX_SESSION_BYTES, MAX_SETTING_CHARS, TooLong, clip, too_long
+from ..wire.canonical import Message, TextPart, is_client_injected
+from ..bounds import MAX_AUDITED_COMMAND_CHARS, MAX_MODEL_CHARS, MAX_SESSION_BYTES, MAX_SETTING_CHARS, TooLong, clip, too_long
 from ..sessions import Session
 
 SESSION_ATTRS = ("backend", "model", "project", "project_dir", "temperature", "interactive")
@@ -36,7 +40,6 @@ class CommandContext:
     prefix: str
     file_rules: list[ir.Rule]
     guards: Callable[[Session], list[str]]  # active guard descriptions for the session
-    plan_for: Callable[[Session], Plan | None] = lambda s: None
 
 
 @dataclass(slots=True)
@@ -48,6 +51,76 @@ class CommandOutcome:
 
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+def strip_commands(messages: list[Message], prefix: str, known: Iterable[str]) -> tuple[list[Message], ParsedMessage] | None:
+    """Remove commands from every user message: the messages to send on, and the latest user
+    message's commands parsed; None (and nothing copied) when no user message holds the prefix.
+
+    Earlier user turns that held only commands are dropped together with the proxy's reply
+    that followed them, so the provider sees a clean conversation.
+    """
+    if not any(prefix in part.text for message in messages if message.role == "user"
+               for part in message.parts if isinstance(part, TextPart)):
+        return None  # no command anywhere: most requests
+    latest_index = len(messages) - 1 if messages and messages[-1].role == "user" else -1
+    latest = ParsedMessage()
+    kept: list[Message] = []
+    skip_next_assistant = False
+    for index, message in enumerate(messages):
+        if skip_next_assistant and message.role == "assistant":
+            skip_next_assistant = False
+            continue
+        skip_next_assistant = False
+        if message.role != "user" or not any(isinstance(p, TextPart) and prefix in p.text for p in message.parts):
+            kept.append(message)
+            continue
+        # Only the latest message's commands run (and are parsed); earlier ones ran when they
+        # were sent and are only cut out, so a long history costs a scan, not a parse per turn.
+        had_commands = False
+        parts = []
+        for part in message.parts:
+            if isinstance(part, TextPart) and prefix in part.text:
+                if index == latest_index:
+                    parsed = parse_message(part.text, prefix, known)
+                    latest.commands += parsed.commands
+                    latest.errors += parsed.errors
+                    text = parsed.text
+                else:
+                    text, found = strip_text(part.text, prefix)
+                    had_commands = had_commands or found
+                if text:
+                    parts.append(TextPart(text))
+            else:
+                parts.append(part)
+        if index == latest_index:
+            # What is left for the model decides whether the proxy answers by itself: the
+            # person's remaining text; other parts (images, tool results) count as content.
+            remaining = Message("user", parts)
+            latest.text = "" if _only_reminders(parts) else (remaining.typed_text() or "[non-text content]")
+            kept.append(remaining)
+        elif parts and not _only_reminders(parts):
+            kept.append(Message("user", parts))
+        elif had_commands:
+            skip_next_assistant = True
+        else:
+            kept.append(message)
+    return kept, latest
+
+
+def _only_reminders(parts: list[Any]) -> bool:
+    """True when nothing but client-injected context (Claude Code, Gemini CLI) is left."""
+    return all(isinstance(p, TextPart) and (not p.text.strip() or is_client_injected(p)) for p in parts)
+
+
+ROUTING_COMMANDS = frozenset({"backend", "model", "oneoff", "route-append", "route-prepend", "route-clear"})
+
+
+def routing_commands(parsed: ParsedMessage) -> list[str]:
+    """The commands that change routing (security-relevant: who moved traffic where), clipped for the audit log."""
+    return [clip(c.source, MAX_AUDITED_COMMAND_CHARS) for c in parsed.commands
+            if c.name in ROUTING_COMMANDS
+            or (c.name == "set" and any(getattr(e, "field", "") in ("backend", "model") for e in c.edits))]
 
 
 def apply_commands(session: Session, parsed: ParsedMessage, ctx: CommandContext) -> CommandOutcome:

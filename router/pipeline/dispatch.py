@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import AsyncIterator, Awaitable, Mapping, Protocol
+from typing import AsyncIterator, Mapping, Protocol
 
 from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
 from backends.keys import KeyChoice
@@ -112,20 +112,18 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.health: HealthLike | None = None  # the circuit breaker, set by the app
 
-    # ``complete`` and ``stream`` hand back the walk's coroutine rather than awaiting it: one
-    # coroutine frame less to create and resume on every request.
     # ``governed`` (None when no file rule has limits or set) gives each target's own terms.
-    def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
-                 scopes: Mapping[str, str | None] | None = None,
-                 governed: TargetRules | None = None) -> Awaitable[ChatResponse]:
-        return self._walk(plan, request, outcome, False, _NO_SCOPES if scopes is None else scopes,  # type: ignore[return-value]
-                          governed)
+    async def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
+                       scopes: Mapping[str, str | None] | None = None,
+                       governed: TargetRules | None = None) -> ChatResponse:
+        return await self._walk(plan, request, outcome, False,  # type: ignore[return-value]
+                                _NO_SCOPES if scopes is None else scopes, governed)
 
-    def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome,
-               scopes: Mapping[str, str | None] | None = None,
-               governed: TargetRules | None = None) -> Awaitable[StreamStarted]:
-        return self._walk(plan, request, outcome, True, _NO_SCOPES if scopes is None else scopes,  # type: ignore[return-value]
-                          governed)
+    async def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome,
+                     scopes: Mapping[str, str | None] | None = None,
+                     governed: TargetRules | None = None) -> StreamStarted:
+        return await self._walk(plan, request, outcome, True,  # type: ignore[return-value]
+                                _NO_SCOPES if scopes is None else scopes, governed)
 
     # ---- limits ----------------------------------------------------------------------------------
 

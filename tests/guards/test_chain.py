@@ -191,16 +191,35 @@ def test_memory_stays_bounded_over_megabytes() -> None:
 
 
 def test_without_declared_tools_no_guard_touches_the_history() -> None:
-    """The pipeline hands tool-less requests one shared, never-written history (no allocation per
-    request); that is only safe because the tool guards are not built for them."""
+    """Tool-less requests get no tool guards (``skip_idle``), so the history they are handed stays
+    untouched (the pipeline gives them a fresh one, not the session's)."""
     from router.guards import build_chain
     from router.guards.chain import TOOL_GUARDS
-    from router.pipeline import _NO_TOOLS_HISTORY
 
+    history = ToolCallHistory()
     chain = build_chain(request=gs.request(tools=[]), rule_post=(), config=gs.CONFIG, session_params={},
-                        history=_NO_TOOLS_HISTORY, skip_idle=True)
+                        history=history, skip_idle=True)
     assert [g.name for g in chain.guards] == ["loop_detection"]
     with_tools = build_chain(request=gs.request(), rule_post=(), config=gs.CONFIG, session_params={},
                              history=ToolCallHistory(), skip_idle=True)
     assert {g.name for g in with_tools.guards} >= TOOL_GUARDS
-    assert len(_NO_TOOLS_HISTORY) == 0
+    assert len(history) == 0
+
+
+def test_guard_settings_match_resolving_afresh() -> None:
+    """GuardSettings keeps what resolve_settings makes per (post, switches): a kept answer must be
+    the one worked out from scratch, for every combination, also on the second lookup."""
+    from dsl.ir import PostProcessor
+    from router.guards import GuardSettings, resolve_settings
+    from router.guards.chain import ORDER
+
+    kept = GuardSettings(gs.CONFIG)
+    posts = [(), (PostProcessor("loop_detection", (("enabled", False),)),),
+             (PostProcessor("tool_call_repair", (("buffer_cap_bytes", 4096),)),)]
+    switches = [(), (("loop_detection", False),), (("tool_call_loop_detection", True),)]
+    for _ in range(2):
+        for post in posts:
+            for switch in switches:
+                fresh = resolve_settings(post, gs.CONFIG, dict(switch))
+                expected = [(name, fresh[name]) for name in ORDER if fresh[name].get("enabled")]
+                assert [(name, settings) for name, _cls, settings in kept.enabled(post, switch)] == expected

@@ -45,9 +45,9 @@ def test_each_fact_family_routes(client: falcon.testing.TestClient, frontend: st
     assert reply_model(frontend, chat(client, frontend, "hi", headers={"x-team": "blue"})) == "team-model"
     assert chat(client, frontend, "!/set(project=alpha)", session=f"s-{frontend}").status_code == 200
     assert reply_model(frontend, chat(client, frontend, "hi", session=f"s-{frontend}")) == "project-model"
-    import router.pipeline
+    import router.pipeline.plan
 
-    monkeypatch.setattr(router.pipeline, "clock_now", lambda: ("13:37", "sat"))
+    monkeypatch.setattr(router.pipeline.plan, "clock_now", lambda: ("13:37", "sat"))
     assert reply_model(frontend, chat(client, frontend, "hi")) == "clock-model"
 
 
