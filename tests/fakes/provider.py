@@ -57,22 +57,9 @@ from .recording import RECORD, RecordedRequest
 
 
 class FakeProvider(OpenAIRoutes, AnthropicRoutes, GeminiRoutes, CodeAssistRoutes, ProviderCore):
-    """A local fake of OpenAI, Anthropic, Gemini, Code Assist and Google OAuth, all on one port.
-
-    Attributes tests set or read:
-
-    - ``keys[family]``: accepted credentials (``openai``, ``anthropic``, ``gemini``,
-      ``code_assist``); anything else gets that provider's auth error.
-    - ``models``: names listed by the ``/models`` endpoints.
-    - ``requests``: every :class:`RecordedRequest`, in arrival order.
-    - ``code_assist`` (:class:`CodeAssistState`) and ``oauth`` (:class:`OAuthState`).
-    - ``validate``: decode request bodies with the project's codecs and 400 on malformed ones.
-    - ``gemini_call_ids``: keep ``functionCall.id`` in Gemini replies (the real API omits it).
-
-    Which behaviour a generation request gets: the model's queue (``enqueue(..., model=)``), then
-    the model's rule (``on_model``), then the shared queue (``enqueue``), then a model named
-    ``fail-<status>`` (an error with that status), then the default echo reply.
-    """
+    """A local fake of OpenAI, Anthropic, Gemini, Code Assist and Google OAuth, all on one port:
+    the engine (:class:`ProviderCore`, whose docstring lists what tests set and read) with each
+    wire format's routes."""
 
     def _add_routes(self, app: web.Application) -> None:
         router = app.router  # in this order: aiohttp matches routes in the order they were added
