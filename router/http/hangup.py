@@ -14,21 +14,25 @@ Only the wait for the next upstream event is cancelled, never Falcon's own ``sen
 noticed between events ends the relay through Falcon's check after its send, and
 :meth:`Hangup.close` (run by the app once Falcon is done) closes a relay Falcon left suspended.
 
-The time before a stream starts (the wait for the upstream's first event) is not watched: no
-one reads ``receive`` then (watching it would take a task per streaming request, and Falcon's
-test conductor, which hangs up at once, would cut every streamed test reply). That wait is bounded
-by the backend's ``first_byte`` and ``idle`` timeouts, and a client already gone is noticed at the
-first wait after the stream starts.
+The time before a stream starts (the wait for the upstream's first event, long for reasoning
+models) is watched only once it has lasted :data:`FIRST_EVENT_GRACE`: a timer, not a task, covers
+the common case of a quick first event, and only a slow start gets a watcher task that reads
+``receive``; if the client leaves, the request is cancelled (the upstream call with it) and recorded
+with status 499. (Falcon's test conductor, which hangs up at once, therefore cuts only streams whose
+first event takes longer than the grace.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 __all__ = ["SCOPE_KEY", "Hangup"]
 
 SCOPE_KEY = "llm_proxy.hangup"  # where the app leaves the request's Hangup in the ASGI scope
+FIRST_EVENT_GRACE = 0.5  # seconds a stream may take to start before the client is watched
+
+T = TypeVar("T")
 
 
 class Hangup:
@@ -74,6 +78,35 @@ class Hangup:
                 raise
         finally:
             await chunks.aclose()
+
+    async def before_first_event(self, work: Awaitable[T], grace: float = FIRST_EVENT_GRACE) -> T | None:
+        """``await work`` (a stream's request up to its first event); None when the client left
+        first: after ``grace`` a watcher reads ``receive``, and a disconnect cancels ``work``."""
+        task = asyncio.current_task()
+        assert task is not None
+        watcher: asyncio.Task[None] | None = None
+
+        def watch() -> None:
+            nonlocal watcher
+            watcher = asyncio.ensure_future(self._until_gone(task))
+
+        timer = asyncio.get_running_loop().call_later(grace, watch)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not self._cancelled or task.uncancel() > 0:
+                raise  # not ours (server shutdown)
+            return None
+        finally:
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _until_gone(self, task: asyncio.Task[Any]) -> None:
+        while not self.gone:
+            await self()
+        self._cancelled = True
+        task.cancel()
 
     def start(self, relay: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """Remember the relay (:meth:`frames`) the response sends, for :meth:`close`."""

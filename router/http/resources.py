@@ -17,10 +17,10 @@ import falcon.asgi
 from ..errors import ProxyError
 from ..wire.offload import is_large, off_loop
 from ..frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, Frontend, models_frontend
-from .hangup import SCOPE_KEY as HANGUP
+from .hangup import SCOPE_KEY as HANGUP, Hangup
 from .edge import logged, lower_headers, parse_json, read_body, read_json, send
 from ..wire.canonical import ChatRequest
-from ..pipeline import JsonReply, Pipeline, RequestContext, StreamReply, estimate_prompt_tokens
+from ..pipeline import JsonReply, Pipeline, Reply, RequestContext, StreamReply, estimate_prompt_tokens
 from ..state import StateRef
 
 
@@ -44,7 +44,19 @@ class ChatResource:
         body, request = await read_chat(req, self.ref.state.config.max_body_bytes, codec.decode_request)
         ctx = _context(req)
         ctx.encoder_options = codec.encoder_options(body)
-        send(resp, await self.pipeline.chat(self.frontend, request, ctx), req.scope.get(HANGUP))
+        reply = await serve_chat(self.pipeline, self.frontend, request, ctx, req.scope.get(HANGUP))
+        if reply is not None:
+            send(resp, reply, req.scope.get(HANGUP))
+
+
+async def serve_chat(pipeline: Pipeline, frontend: Frontend, request: ChatRequest, ctx: RequestContext,
+                     hangup: Hangup | None) -> Reply | None:
+    """The pipeline's reply; for a stream, None when the client left before its first event
+    (then the request was cancelled, upstream call included: router/http/hangup.py)."""
+    work = pipeline.chat(frontend, request, ctx)
+    if request.stream and hangup is not None:
+        return await hangup.before_first_event(work)
+    return await work
 
 
 async def read_chat(req: falcon.asgi.Request, max_bytes: int, decode: Callable[..., ChatRequest],
@@ -110,7 +122,9 @@ class GeminiModelResource:
         streaming = action == "streamGenerateContent"
         _body, request = await read_chat(req, state.config.max_body_bytes, GEMINI.codec.decode_request,
                                          model=model, stream=streaming)
-        reply = await self.pipeline.chat(GEMINI, request, _context(req))
+        reply = await serve_chat(self.pipeline, GEMINI, request, _context(req), req.scope.get(HANGUP))
+        if reply is None:
+            return
         if streaming and req.get_param("alt") != "sse" and isinstance(reply, StreamReply):
             reply = await _as_json_array(reply)
         send(resp, reply, req.scope.get(HANGUP))

@@ -3,6 +3,8 @@ reply's at once, a stream's when it ends), filled from the exchange."""
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 from dataclasses import asdict
 
@@ -50,6 +52,8 @@ def record_failure(ex: Exchange, recorder: Recorder, exc: BaseException) -> None
     rec = ex.record
     if isinstance(exc, ProxyError):
         rec.status, rec.error, rec.error_kind = exc.status, exc.message, exc.kind
+    elif isinstance(exc, asyncio.CancelledError):  # the client left (router/http/hangup.py), or shutdown
+        rec.status, rec.error, rec.error_kind = 499, "the client closed the connection", "client_gone"
     else:
         rec.status, rec.error = 500, "internal error"
     finish_record(ex, recorder)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from fakes.fixtures import fake_provider  # noqa: F401  (fixture)
-from fakes.provider import FakeProvider, raw_stream, stream_chunks
+from fakes.provider import FakeProvider, delay, raw_stream, stream_chunks
 from proxy_support import FRONTENDS, LiveServer, chat_body, chat_path, is_sse, sse_data, write_config
 from router.app import ProxyApp, create_app
 
@@ -131,3 +131,38 @@ async def _usage_record(server: LiveServer, request_id: str) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise AssertionError("no usage record for the abandoned stream")
             await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+async def test_a_client_leaving_before_the_first_event_ends_the_upstream_call(
+        tmp_path: Path, fake_provider: FakeProvider, frontend: str,  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A reasoning model can be silent for minutes before its first token: a client that gives up
+    in that time ends the upstream call too (watched after ``FIRST_EVENT_GRACE``), recorded as 499."""
+    from router.http.hangup import FIRST_EVENT_GRACE
+
+    app = proxy_for(tmp_path, fake_provider)
+    fake_provider.enqueue(delay(30, stream_chunks(["too late"])))
+    server = LiveServer(app).start()
+    path, query = path_and_query(frontend)
+    try:
+        with caplog.at_level(logging.INFO):
+            async with httpx.AsyncClient(base_url=server.url, timeout=FIRST_EVENT_GRACE + 0.5) as client:
+                with pytest.raises(httpx.ReadTimeout):  # no headers yet: the stream has not started
+                    await client.post(path + (f"?{query}" if query else ""),
+                                      json=chat_body(frontend, "think hard", "fake-model", stream=True))
+            left = time.monotonic()
+            upstream = fake_provider.last
+            await upstream.wait(timeout=1.5)
+            assert upstream.disconnected and not upstream.completed
+            assert time.monotonic() - left < 1.5
+            async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+                deadline = time.monotonic() + 3
+                while not (rows := [r for r in (await client.get("/v2/usage/recent")).json()["data"]
+                                    if r["status"] == 499]):
+                    assert time.monotonic() < deadline, "no 499 record"
+                    await asyncio.sleep(0.05)
+        assert rows[0]["error"] == "the client closed the connection"
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        await asyncio.to_thread(server.stop)
