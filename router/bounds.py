@@ -8,7 +8,7 @@ of megabytes and ``/metrics`` with it. Each limit below is checked once, where t
 it is refused with a message naming the field rather than cut silently (a cut model name would
 route somewhere the client did not ask for).
 
-The request body as a whole is bounded by ``max_body_bytes`` (``router/http.py``) and the session
+The request body as a whole is bounded by ``max_body_bytes`` (``router/http/edge.py``) and the session
 id by :func:`router.sessions.valid_session_id`; these limits are for what sits inside them.
 """
 
@@ -21,9 +21,17 @@ from .errors import ProxyError
 # with them (the codec layer imports nothing from the rest of ``router``); ``too_long`` is the
 # one wording of every refusal, theirs and these.
 from .wire.common import MAX_MODEL_CHARS, too_long
+# What one chat message may ask of the command language (commands a message, characters a command,
+# targets a session route, routed models a session) is bounded in ``dsl/bounds.py`` (the language
+# imports nothing from ``router``); listed here so this module stays the one table to read.
+from dsl.bounds import MAX_CHAIN_LINKS, MAX_COMMAND_CHARS, MAX_COMMANDS_PER_MESSAGE, MAX_SESSION_ROUTES
 
 __all__ = [
     "MAX_AUDITED_COMMAND_CHARS",
+    "MAX_CHAIN_LINKS",
+    "MAX_COMMAND_CHARS",
+    "MAX_COMMANDS_PER_MESSAGE",
+    "MAX_SESSION_ROUTES",
     "MAX_HEADER_FACT_CHARS",
     "MAX_MODEL_CHARS",
     "MAX_SESSION_BYTES",

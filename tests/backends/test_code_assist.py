@@ -123,16 +123,21 @@ async def test_401_forces_one_refresh(build, fake: FakeProvider, tmp_path: Path)
     assert json.loads(path.read_text())["access_token"] == fake.oauth.issued[0]
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-async def test_refresh_failure_is_clear_auth_error(build, fake: FakeProvider, creds: Path, stream: bool) -> None:
-    fake.oauth.fail = True
-    backend = await personal(build, fake, creds)
+async def call_fails(backend: Any, stream: bool) -> BackendError:
+    """The BackendError one chat call (a stream, or a complete one) raises."""
     with pytest.raises(BackendError) as info:
         if stream:
             await collect(backend.stream(chat(stream=True)))
         else:
             await backend.complete(chat())
-    exc = info.value
+    return info.value
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_refresh_failure_is_clear_auth_error(build, fake: FakeProvider, creds: Path, stream: bool) -> None:
+    fake.oauth.fail = True
+    backend = await personal(build, fake, creds)
+    exc = await call_fails(backend, stream)
     assert exc.kind == "auth"
     assert "refresh failed" in exc.message and "invalid_grant" in exc.message and "gemini" in exc.message
     assert "1//refresh-token" not in exc.message
@@ -376,12 +381,7 @@ async def test_write_back_failure_is_a_backend_error(build, fake: FakeProvider, 
     before = creds.read_text()
     backend = await personal(build, fake, creds)
     read_only_disk(monkeypatch)
-    with pytest.raises(BackendError) as info:
-        if stream:
-            await collect(backend.stream(chat(stream=True)))
-        else:
-            await backend.complete(chat())
-    exc = info.value
+    exc = await call_fails(backend, stream)
     assert exc.kind == "auth" and exc.retryable and exc.backend == "b"
     assert str(creds) in exc.message and "Read-only file system" in exc.message
     assert creds.read_text() == before
