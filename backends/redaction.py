@@ -36,9 +36,8 @@ _SHAPES = re.compile("|".join([
     r"ya29\.[0-9A-Za-z_\-.]+",                     # Google OAuth access tokens
     r"1//0[0-9A-Za-z_\-]{20,}",                    # Google OAuth refresh tokens
     r"GOCSPX-[0-9A-Za-z_\-]{8,}",                  # Google OAuth client secrets
-    # ``Bearer v``: the word stays (a sentence about a header still reads as one); a value made
-    # only of up to 19 lower-case letters is a word of prose ("Bearer authentication"), not a token.
-    r"(?P<scheme>(?i:bearer)\s+)(?![a-z]{1,19}(?![A-Za-z0-9._\-~+/=]))[A-Za-z0-9._\-~+/=]{8,}",
+    # ``Bearer v``: the word stays (a sentence about a header still reads as one), the value goes.
+    r"(?P<scheme>(?i:bearer)\s+)[A-Za-z0-9._\-~+/=]{8,}",
     # ``x-api-key: v``, ``"api_key": "v"``, ``Authorization: Basic v``, ``access_token=v`` ...
     r"(?P<field>" + _NAMES + r"['\"]?\s*[:=]\s*['\"]?(?:(?i:bearer|basic|token)\s+)?)[^\s'\",;}&]{6,}",
     r"(?<=[?&])(?i:key)=[^\s&'\"#]{6,}",           # Gemini's ?key=

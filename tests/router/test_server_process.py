@@ -147,3 +147,21 @@ def test_sighup_after_an_edit_reloads_once(tmp_path: Path) -> None:
 
 def test_free_port_helper_gives_distinct_ports() -> None:
     assert free_port() > 0
+
+
+def test_workers_write_the_same_json_lines_and_the_parent_exits_0(tmp_path: Path) -> None:
+    """``--workers 2``: the parent's and both workers' lines are JSON objects without colour
+    escapes, the access line of a request is written once, and SIGTERM ends with status 0."""
+    config = _config(tmp_path)
+    with ProxyProcess(tmp_path, "--config", config, "--log-format", "json", "--workers", "2") as proxy:
+        status, _ = post_json(f"{proxy.url}/v2/chat/completions",
+                              {"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+        assert status == 200
+        code = proxy.stop()
+    assert code == 0, proxy.lines
+    lines = proxy.json_lines()
+    assert "color_message" not in "\n".join(proxy.lines)
+    started = [line for line in lines if line["message"].startswith("Started server process")]
+    assert len(started) == 2  # each worker's own uvicorn lines, through the same handler
+    access = [line for line in lines if line["logger"] == "llm_proxy.access"]
+    assert len(access) == 1 and access[0]["status"] == 200
