@@ -8,9 +8,11 @@ import dataclasses
 import errno
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from typing import Any, Iterator
 
 from dsl.errors import RulesError, RulesErrors
@@ -20,6 +22,7 @@ from .config import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, load_config
 from .http.connections import protocol_for
 from .http.local_guard import is_loopback_name
 from .record.logs import configure_logging
+from .record.shared_metrics import DIR_ENV as METRICS_DIR_ENV
 
 log = logging.getLogger("llm_proxy")
 
@@ -72,8 +75,13 @@ def run(args: argparse.Namespace) -> int:
         os.environ["LLM_PROXY_LOOPBACK"] = "1" if loopback else "0"
         os.environ["LLM_PROXY_DISABLE_COMMANDS"] = "1" if args.disable_interactive_commands else "0"
         os.environ["LLM_PROXY_LOG_LEVEL"], os.environ["LLM_PROXY_LOG_FORMAT"] = level, log_format
-        uvicorn.run("router.asgi:create", factory=True, workers=args.workers,
-                    http="router.http.connections:WorkerProtocol", **common)
+        # Where the workers leave their metrics for each other (router/record/shared_metrics.py).
+        metrics_dir = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="llm-proxy-metrics-")
+        try:
+            uvicorn.run("router.asgi:create", factory=True, workers=args.workers,
+                        http="router.http.connections:WorkerProtocol", **common)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         return 0
     import gc
 

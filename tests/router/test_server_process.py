@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import falcon.asgi
@@ -163,5 +164,29 @@ def test_workers_write_the_same_json_lines_and_the_parent_exits_0(tmp_path: Path
     assert "color_message" not in "\n".join(proxy.lines)
     started = [line for line in lines if line["message"].startswith("Started server process")]
     assert len(started) == 2  # each worker's own uvicorn lines, through the same handler
-    access = [line for line in lines if line["logger"] == "llm_proxy.access"]
+    access = [line for line in lines if line["logger"] == "llm_proxy.access" and "/chat/completions" in line["message"]]
     assert len(access) == 1 and access[0]["status"] == 200
+
+
+def test_workers_metrics_cover_every_worker(tmp_path: Path) -> None:
+    """``--workers 2``: whichever worker answers a scrape, it counts every request served."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    config = _config(tmp_path)
+    with ProxyProcess(tmp_path, "--config", config, "--workers", "2") as proxy:
+        for _ in range(12):  # each on a new connection: the workers take turns as the kernel hands them out
+            assert post_json(f"{proxy.url}/v2/chat/completions",
+                             {"model": "echo", "messages": [{"role": "user", "content": "hi"}]})[0] == 200
+        deadline, seen = time.monotonic() + 20, []
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{proxy.url}/metrics", timeout=5) as reply:
+                samples = {s.name: s.value for f in text_string_to_metric_families(reply.read().decode())
+                           for s in f.samples if s.name in ("llm_proxy_requests_total", "llm_proxy_worker_processes")}
+            seen.append(samples)
+            if len(seen) >= 4 and all(s == {"llm_proxy_requests_total": 12, "llm_proxy_worker_processes": 2}
+                                      for s in seen[-4:]):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(seen)
+        assert proxy.stop() == 0
