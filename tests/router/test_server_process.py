@@ -20,7 +20,7 @@ import yaml
 from fakes.fixtures import fake_provider  # noqa: F401 - the fixture
 from fakes.provider import FakeProvider, stream_chunks
 from process_support import ProxyProcess, clean_env, free_port, post_json
-from router.server import RESPONSES_PATH, client_base_urls
+from router.banner import RESPONSES_PATH, client_base_urls
 
 
 def _config(tmp_path: Path, **extra: object) -> str:
