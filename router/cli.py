@@ -106,7 +106,7 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--disable-auth", action="store_true", help="accept requests without an API key")
     parser.add_argument("--disable-interactive-commands", action="store_true", help="treat !/ text as plain text")
     parser.add_argument("--log-level", default=None, type=str.lower,
-                        choices=("debug", "info", "warning", "error"),
+                        choices=("debug", "info", "warning", "error", "critical"),
                         help="log level (default: logging.level in the config, else info)")
     parser.add_argument("--log-format", choices=("text", "json"), default=None,
                         help="log lines as text or JSON (default: logging.format in the config, else text)")
