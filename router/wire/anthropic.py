@@ -37,7 +37,7 @@ from router.wire.canonical import (
 from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
-    nonempty_list, required_model,
+    function_form, nonempty_list, required_model,
     args_object, dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int,
     get_list, get_num, get_obj, get_str, leftover, lenient_int, merge_extra, new_id, one_of, str_list,
 )
@@ -308,7 +308,7 @@ def _encode_part(part: Part, role: str) -> dict[str, Any] | None:
         if role != "assistant":
             return None
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": args_object(part)}
-    if role != "user":
+    if role != "user" or not isinstance(part, ToolResultPart):
         return None
     return _encode_tool_result(part)
 
@@ -327,6 +327,7 @@ def _encode_tool_result(part: ToolResultPart) -> dict[str, Any]:
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    tool = function_form(tool)
     out: dict[str, Any] = {"name": tool.name}
     if tool.description:
         out["description"] = tool.description

@@ -49,7 +49,7 @@ from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
     check_model, nonempty_list,
-    args_object, derived_call_id, dump_args, expect_object, fail, fill_tool_result_names, get_bool,
+    args_object, derived_call_id, function_form, dump_args, expect_object, fail, fill_tool_result_names, get_bool,
     get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64, leftover, lenient_int, new_id,
     one_of, str_list,
 )
@@ -221,7 +221,7 @@ def _encode_parts(parts: list[Part], names: dict[str, str], reply: bool) -> list
             if reply:
                 call = {"id": part.id, **call}
             add({"functionCall": call})
-        else:
+        elif isinstance(part, ToolResultPart):
             name = part.name or names.get(part.tool_call_id) or part.tool_call_id
             add({"functionResponse": {"name": name, "response": _result_object(part)}})
             images.extend(_encode_image(p) for p in part.content if isinstance(p, ImagePart))
@@ -384,6 +384,7 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    tool = function_form(tool)
     decl: dict[str, Any] = {"name": tool.name}
     if tool.description:
         decl["description"] = tool.description
@@ -539,7 +540,7 @@ class StreamEncoder:
             return self._frame(parts)
         if isinstance(event, ToolCallStart):
             parts = self._flush_tool()
-            self._tool, self._tool_index = ToolCallPart(event.id, event.name, ""), event.index
+            self._tool, self._tool_index = ToolCallPart(event.id, event.name, "", event.custom), event.index
             return self._frame(parts)
         if isinstance(event, ToolCallDelta):
             if self._tool is not None and event.index == self._tool_index:
