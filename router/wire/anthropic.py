@@ -19,6 +19,8 @@ Choices where Anthropic cannot express something canonical (or the other way rou
 - Server tools (``{"type": "web_search_20250305", ...}``) and other fields without a canonical slot
   (``metadata``, ``top_k``, ``context_management``, a non-``enabled`` ``thinking``) are kept in
   ``extra["anthropic"]`` and passed on only to an Anthropic backend. ``cache_control`` is dropped.
+- **Tool history without tools** (Codex's compaction request: ``tools: []`` and a history of calls)
+  is refused by Anthropic, so ``encode_request`` then writes the calls and results as text.
 - ``encode_request`` clamps ``temperature`` to 1, defaults ``max_tokens`` to 4096, and keeps a
   thinking budget valid (>= 1024 and < ``max_tokens``). It leaves out what Anthropic rejects:
   ``top_p`` when ``temperature`` is sent (newer models refuse both), ``temperature`` (unless 1) and a
@@ -37,7 +39,7 @@ from router.wire.canonical import (
 from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
-    function_form, nonempty_list, required_model,
+    function_form, has_tool_history, nonempty_list, required_model, tool_history_as_text,
     args_object, dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int,
     get_list, get_num, get_obj, get_str, leftover, lenient_int, merge_extra, new_id, one_of, str_list,
 )
@@ -240,7 +242,10 @@ def _decode_tool_choice(raw: dict[str, Any] | None) -> ToolChoice | None:
 def encode_request(req: ChatRequest) -> dict[str, Any]:
     """ChatRequest -> Anthropic body (for the Anthropic backend)."""
     extra = dict(req.extra.get(FORMAT, {}))
-    body: dict[str, Any] = {"model": req.model, "messages": _encode_messages(req.messages)}
+    messages = req.messages
+    if not req.tools and not extra.get("tools") and has_tool_history(messages):
+        messages = tool_history_as_text(messages)  # Anthropic refuses tool blocks without tools
+    body: dict[str, Any] = {"model": req.model, "messages": _encode_messages(messages)}
     max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
     if req.system:
         body["system"] = [{"type": "text", "text": p.text} for p in req.system if p.text]

@@ -15,7 +15,7 @@ import uuid
 from typing import Any, NoReturn
 
 from router.wire import fastjson
-from router.wire.canonical import ImagePart, Message, Tool, ToolCallPart, ToolResultPart
+from router.wire.canonical import ImagePart, Message, TextPart, Tool, ToolCallPart, ToolResultPart
 from router.wire.codec import CodecError
 
 _MISSING = object()
@@ -271,6 +271,31 @@ def fill_tool_result_names(messages: list[Message]) -> None:
                 names[part.id] = part.name
             elif isinstance(part, ToolResultPart) and part.name is None:
                 part.name = names.get(part.tool_call_id)
+
+
+def has_tool_history(messages: list[Message]) -> bool:
+    return any(isinstance(p, (ToolCallPart, ToolResultPart)) for m in messages for p in m.parts)
+
+
+def tool_history_as_text(messages: list[Message]) -> list[Message]:
+    """``messages`` with tool calls and results written as text, for a provider that refuses tool
+    history when no tools are declared (Anthropic: "Requests which include tool_use or
+    tool_result blocks must define tools"; Codex's compaction request sends ``tools: []`` with
+    its whole history). Other parts are kept as they are; ``messages`` is not changed."""
+    out: list[Message] = []
+    for message in messages:
+        parts: list[Any] = []
+        for part in message.parts:
+            if isinstance(part, ToolCallPart):
+                parts.append(TextPart(f"[called tool {part.name} (call {part.id}) with: {part.arguments}]"))
+            elif isinstance(part, ToolResultPart):
+                text = "".join(p.text for p in part.content if isinstance(p, TextPart))
+                parts.append(TextPart(f"[result of call {part.tool_call_id}{' (error)' if part.is_error else ''}: "
+                                      f"{text}]"))
+            else:
+                parts.append(part)
+        out.append(Message("user" if message.role == "tool" else message.role, parts))
+    return out
 
 
 def is_base64(value: str) -> bool:
