@@ -22,8 +22,12 @@ def _openai_model(backend: str, model: str, created: int) -> dict[str, Any]:
     return {"id": f"{backend}:{model}", "object": "model", "created": created, "owned_by": backend}
 
 
+# Where each id can be sent, beside the OpenAI-shaped listing (SDKs read ``data`` and ignore the rest).
+ENDPOINTS = {"chat.completions": "/v2/chat/completions", "responses": "/v2/responses", "messages": "/v2/messages"}
+
+
 def _openai_models(ids: ModelIds, created: int) -> dict[str, Any]:
-    return {"object": "list", "data": [_openai_model(b, m, created) for b, m in ids]}
+    return {"object": "list", "data": [_openai_model(b, m, created) for b, m in ids], "endpoints": dict(ENDPOINTS)}
 
 
 def _gemini_model(backend: str, model: str, created: int) -> dict[str, Any]:
