@@ -9,7 +9,9 @@ from .anthropic import AnthropicBackend
 from .echo import EchoBackend
 from .gemini import GeminiBackend
 from .gemini_cli import CodeAssistBackend
-from .openai import OpenAIBackend, OpenAICompatibleBackend, OpenRouterBackend
+from .openai import (
+    OpenAIBackend, OpenAICompatibleBackend, OpenAICompatibleResponsesBackend, OpenAIResponsesBackend, OpenRouterBackend,
+)
 from .settings import ConnectorSettings
 
 Builder = Callable[[ConnectorSettings], Backend]
@@ -19,11 +21,16 @@ def _echo(settings: ConnectorSettings) -> Backend:
     return EchoBackend(settings.name, settings.models or ("echo",))
 
 
+def _by_api(chat: Builder, responses: Builder) -> Builder:
+    """``api: responses`` picks the Responses connector, anything else (``chat``, unset) Chat Completions."""
+    return lambda settings: (responses if settings.options.get("api") == "responses" else chat)(settings)
+
+
 BUILDERS: dict[str, Builder] = {
     "echo": _echo,
-    "openai": OpenAIBackend,
+    "openai": _by_api(OpenAIBackend, OpenAIResponsesBackend),
     "openrouter": OpenRouterBackend,
-    "openai-compatible": OpenAICompatibleBackend,
+    "openai-compatible": _by_api(OpenAICompatibleBackend, OpenAICompatibleResponsesBackend),
     "anthropic": AnthropicBackend,
     "gemini": GeminiBackend,
     "gemini-cli-oauth-personal": lambda settings: CodeAssistBackend(settings, cloud_project=False),

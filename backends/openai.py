@@ -1,10 +1,11 @@
-"""OpenAI Chat Completions, and everything that speaks it: OpenRouter, vLLM, Ollama, llama.cpp, LM Studio."""
+"""OpenAI Chat Completions, and everything that speaks it: OpenRouter, vLLM, Ollama, llama.cpp, LM Studio;
+and OpenAI's Responses API (``api: responses`` on an ``openai`` or ``openai-compatible`` backend)."""
 
 from __future__ import annotations
 
 from typing import AsyncIterator
 
-from router.wire import openai
+from router.wire import openai, responses
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
 from .http import HttpBackend
@@ -15,18 +16,19 @@ from .settings import ConnectorSettings
 class OpenAIBackend(HttpBackend):
     default_base_url = "https://api.openai.com/v1"
     codec = openai
+    path = "/chat/completions"  # the endpoint under base_url that the codec's wire is served at
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         body = self.codec.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys)
+        response, _key = await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys)
         return self.decode(await self.read_json(response))
 
     async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         body = self.codec.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys)
+        response, _key = await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys)
         async for event in self.events(response):
             yield event
 
@@ -50,3 +52,18 @@ class OpenAICompatibleBackend(OpenAIBackend):
     """Any OpenAI-compatible server at ``base_url``; a key is optional (local servers have none)."""
 
     default_base_url = "http://127.0.0.1:8000/v1"
+
+
+class OpenAIResponsesBackend(OpenAIBackend):
+    """OpenAI's Responses API (``POST {base_url}/responses``): models served only there are
+    reachable from every front end, and a Responses client (Codex) reaches OpenAI losing nothing
+    (reasoning items, custom and hosted tools pass through: ``router/wire/responses.py``)."""
+
+    codec = responses
+    path = "/responses"
+
+
+class OpenAICompatibleResponsesBackend(OpenAIResponsesBackend):
+    """A Responses API server at ``base_url`` (vLLM, another proxy); a key is optional."""
+
+    default_base_url = OpenAICompatibleBackend.default_base_url

@@ -34,7 +34,8 @@ from .record.recorder import Recorder
 from .reload import Reloader
 from .record.usage import SQLiteUsageStore
 from .http.resources import (
-    AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource, RootResource,
+    AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource,
+    ResponsesResource, RootResource,
 )
 from .state import StateRef, build_state
 
@@ -84,6 +85,7 @@ class ProxyMiddleware:
         for backend in state.backends.values():
             await backend.aclose()
         await state.sessions.aclose()
+        await state.responses.aclose()
         await self.ref.recorder.store.close()
         flush_logs()  # the usage store's last batch wrote access lines; the process may end abruptly
 
@@ -133,10 +135,13 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     anthropic_chat = ChatResource(pipeline, ANTHROPIC, ref)
     gemini = GeminiModelResource(pipeline, ref, models)
     count_tokens = AnthropicCountTokensResource(ref)
+    responses = ResponsesResource(pipeline, ref)
     for version in ("v1", "v2"):
         app.add_route(f"/{version}/chat/completions", openai_chat)
         app.add_route(f"/{version}/messages", anthropic_chat)
         app.add_route(f"/{version}/messages/count_tokens", count_tokens)
+        app.add_route(f"/{version}/responses", responses)
+        app.add_route(f"/{version}/responses/{{response_id}}", responses, suffix="stored")
         app.add_route(f"/{version}/models", models)
         app.add_route(f"/{version}/models/{{spec}}", gemini)
     app.add_route("/v2/models/list", models)

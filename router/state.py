@@ -22,6 +22,7 @@ from .config import AppConfig, connector_settings
 from .guards import GuardSettings
 from .http.auth import Authenticator, authenticator_for
 from .pipeline.dispatch import Dispatcher
+from .responses_store import ResponseStore
 from .sessions import SessionRepository, make_repository
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,6 +39,7 @@ class RuntimeState:
     sessions: SessionRepository
     dispatcher: Dispatcher
     auth: Authenticator
+    responses: ResponseStore  # Responses replies kept for previous_response_id
     commands_enabled: bool = True
     # The guards' settings per rules' ``post`` for this config (see GuardSettings): built with the state.
     guard_settings: GuardSettings = field(init=False)
@@ -85,13 +87,14 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
         built = build_backends(connector_settings(config))
     same_sessions = previous is not None and previous.config.session == config.session
     sessions = previous.sessions if same_sessions else make_repository(config.session)
+    responses = previous.responses if same_sessions else ResponseStore.from_config(config.session)
     limiter = previous.dispatcher.limiter if previous is not None else None
     dispatcher = Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter)
     dispatcher.health = previous.dispatcher.health if previous is not None else None
     return RuntimeState(
         config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
         sessions=sessions, dispatcher=dispatcher,
-        auth=auth,
+        auth=auth, responses=responses,
         commands_enabled=config.interactive_commands and not disable_commands,
     )
 

@@ -26,6 +26,7 @@ from dsl.evaluate import Plan, TargetRules
 
 from ..wire.codec import CodecError
 from ..wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
+from ..wire.custom_tools import StreamRestorer, custom_names, restore_response
 from ..errors import ProxyError
 from ..limits import InProcessLimiter, Limiter, Rejection, Reservation
 
@@ -253,6 +254,8 @@ class Dispatcher:
                 result: ChatResponse | StreamStarted = StreamStarted(first, events, target)
             else:
                 result = await backend.complete(attempt_request, keys)
+            if request.tools:
+                result = _restore_custom_calls(result, custom_names(request.tools))
         except CodecError as exc:
             # The request holds something this backend's format cannot carry (a connector encodes
             # before it calls): the client's 400, naming the field and the backend.
@@ -276,6 +279,29 @@ class Dispatcher:
                 key_id: str | None) -> None:
         outcome.attempts.append(Attempt(target.backend, target.model or request.model, exc.kind,
                                         _ms(started) if started else 0.0, key_id, exc.message))
+
+
+def _restore_custom_calls(result: ChatResponse | StreamStarted, names: frozenset[str]) -> ChatResponse | StreamStarted:
+    """Calls of the client's freeform tools made custom again when the provider could only call
+    them as functions (``router/wire/custom_tools.py``); nothing to do without such tools."""
+    if not names:
+        return result
+    if isinstance(result, ChatResponse):
+        return restore_response(result, names)
+    restorer = StreamRestorer(names)
+    first = restorer.feed(result.first)
+    return StreamStarted(first[0] if first else result.first, _restored(result.events, restorer), result.target)
+
+
+async def _restored(events: AsyncIterator[StreamEvent], restorer: StreamRestorer) -> AsyncIterator[StreamEvent]:
+    try:
+        async for event in events:
+            for out in restorer.feed(event):
+                yield out
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def request_settings(overrides: tuple[tuple[str, ir.Scalar], ...]) -> dict[str, int | float]:

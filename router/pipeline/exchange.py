@@ -45,6 +45,9 @@ class RequestContext:
     session_id: str = ""
     # Keyword arguments for the front end's StreamEncoder (OpenAI: include_usage from stream_options).
     encoder_options: dict[str, Any] = field(default_factory=dict)
+    # A session id the front end found in the body (Responses' prompt_cache_key), used when no
+    # header names one; only ever a valid session id.
+    session_hint: str | None = None
 
 
 @dataclass(slots=True)

@@ -15,9 +15,12 @@ from ..sessions import Session, new_session_id, valid_session_id
 from .exchange import Exchange
 
 
-def sent_session_id(headers: Mapping[str, str]) -> str | None:
-    """``x-session-id``, else Claude Code's own session header, else None (an anonymous client)."""
-    return headers.get("x-session-id") or headers.get("x-claude-code-session-id")
+def sent_session_id(headers: Mapping[str, str], body_hint: str | None = None) -> str | None:
+    """``x-session-id``, else Claude Code's own session header, else Codex's ``session-id`` /
+    ``thread-id``, else what the front end found in the body (``prompt_cache_key``), else None
+    (an anonymous client)."""
+    return headers.get("x-session-id") or headers.get("x-claude-code-session-id") or headers.get("session-id") \
+        or headers.get("thread-id") or body_hint
 
 
 def session_id_from(sid: str | None) -> str:
@@ -33,7 +36,7 @@ def session_id_from(sid: str | None) -> str:
 async def resolve_session(ex: Exchange) -> None:
     """Fill ``session``, ``anonymous`` and the reply's id headers."""
     ctx = ex.ctx
-    sent = sent_session_id(ctx.headers)
+    sent = sent_session_id(ctx.headers, ctx.session_hint)
     ctx.session_id = ex.record.session_id = session_id_from(sent)
     ex.anonymous = not sent
     ex.session = Session(id=ctx.session_id, owner=ctx.caller) if ex.anonymous \

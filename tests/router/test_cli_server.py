@@ -163,3 +163,4 @@ def test_access_lines_are_written_up_to_sigterm(tmp_path: Path, workers: str) ->
               if line["logger"] == "llm_proxy.access" and line["message"].startswith("POST /v2/chat/completions 200")]
     assert len(access) == 3, err  # each request once: uvicorn's own access line stays off in workers too
     assert API_KEY not in err and '"logger":"uvicorn.access"' not in err
+    assert f"http://127.0.0.1:{port}/v2/responses" in err, "the start banner names the Responses path"

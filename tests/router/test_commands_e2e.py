@@ -246,6 +246,8 @@ def test_client_reminders_around_a_command(client, frontend):
     body = chat_body(frontend, "placeholder")
     if frontend == "gemini":
         body["contents"][0]["parts"] = [{"text": reminder}, {"text": command}]
+    elif frontend == "responses":
+        body["input"][0]["content"] = [{"type": "input_text", "text": reminder}, {"type": "input_text", "text": command}]
     else:
         body["messages"][0]["content"] = [{"type": "text", "text": reminder}, {"type": "text", "text": command}]
     s = sid()
