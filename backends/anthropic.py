@@ -28,12 +28,12 @@ class AnthropicBackend(HttpBackend):
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         response, _key = await self.call("POST", f"{self.base_url}/v1/messages", self.codec.encode_request(request),
-                                         keys=keys)
+                                         keys=keys, model=request.model)
         return self.decode(await self.read_json(response))
 
     async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         response, _key = await self.call("POST", f"{self.base_url}/v1/messages", self.codec.encode_request(request),
-                                         keys=keys)
+                                         keys=keys, model=request.model)
         async for event in self.events(response):
             yield event
 

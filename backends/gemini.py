@@ -30,14 +30,14 @@ class GeminiBackend(HttpBackend):
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         response, _key = await self.call("POST", self._url(request.model, "generateContent"),
-                                         self.codec.encode_request(request), keys=keys)
+                                         self.codec.encode_request(request), keys=keys, model=request.model)
         reply = self.decode(await self.read_json(response))
         reply.model = reply.model or request.model
         return reply
 
     async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         response, _key = await self.call("POST", self._url(request.model, "streamGenerateContent"),
-                                         self.codec.encode_request(request), params={"alt": "sse"}, keys=keys)
+                                         self.codec.encode_request(request), params={"alt": "sse"}, keys=keys, model=request.model)
         async for event in self.events(response):
             yield event
 

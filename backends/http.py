@@ -24,6 +24,7 @@ from router.wire.codec import Codec, CodecError
 from router.wire.sse import LineTooLong, SSEParser
 
 from .base import Backend, BackendError, ErrorKind, Health
+from .cooldowns import CooldownStore
 from .keys import Key, KeyChoice, KeyPool
 from .redaction import redact, redact_url
 from .settings import ConnectorSettings, Timeouts
@@ -136,7 +137,7 @@ class HttpBackend(Backend):
         self.timeouts: Timeouts = settings.timeouts
         self._slow_start_timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
                                                  sock_read=self.timeouts.first_byte)
-        self.keys = KeyPool.of(settings.api_keys, clock)
+        self.keys = KeyPool.of(settings.api_keys, clock, backend=settings.name)
         self.extra_headers = dict(settings.headers)
         self._session: aiohttp.ClientSession | None = None
         self._models: tuple[float, list[str]] | None = None
@@ -246,14 +247,18 @@ class HttpBackend(Backend):
     def classify(self, status: int, body: bytes) -> ErrorKind:
         return classify_status(status)
 
+    def share_cooldowns(self, store: CooldownStore) -> None:
+        self.keys.store = store
+
     async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None,
-                   keys: KeyChoice | None = None) -> tuple[aiohttp.ClientResponse, Key]:
-        """One logical call: try keys in rotation; a 429/401 cools that key and moves to the next.
+                   keys: KeyChoice | None = None, model: str = "") -> tuple[aiohttp.ClientResponse, Key]:
+        """One logical call about ``model`` (empty for calls about no model: listings, set-up):
+        try keys in rotation; a 429/401 cools that key for that model and moves to the next.
         ``keys`` says which keys may be tried and gets the label of each one sent with."""
         gate = keys.allow if keys is not None else None
         last: BackendError | None = None
         gated = 0
-        for key in self.keys.candidates():
+        for key in self.keys.candidates(model):
             if gate is not None and not gate(key.label):
                 gated += 1
                 continue
@@ -264,23 +269,23 @@ class HttpBackend(Backend):
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise self._connection_error(exc) from None
             if response.status < 400:
-                self.keys.succeeded(key)
+                self.keys.succeeded(key, model)
                 return response, key
             error = await self._error_from(response)
             if error.kind in ("auth", "rate_limited") and len(self.keys) > 1:
-                self.keys.cool_down(key, error.retry_after)
+                self.keys.cool_down(key, error.retry_after, model)
                 last = error
                 continue
             raise error
         if last is not None:
             # the backend is usable again as soon as its first key is, not when the last one is
-            last.retry_after = self.keys.retry_after() or last.retry_after or None
+            last.retry_after = self.keys.retry_after(model) or last.retry_after or None
             raise last
         if gated:
             raise BackendError("rate_limited", "the per-key rate limits of every key of this backend are exhausted",
                                retry_after=1.0, backend=self.name)
-        raise BackendError("rate_limited", "every API key of this backend is cooling down",
-                           retry_after=self.keys.retry_after() or 1.0, backend=self.name)
+        raise BackendError("rate_limited", f"every API key of this backend is cooling down for {model or 'this call'}",
+                           retry_after=self.keys.retry_after(model) or 1.0, backend=self.name)
 
     @contextlib.contextmanager
     def _reading(self, what: str) -> Iterator[None]:

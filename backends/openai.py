@@ -21,12 +21,12 @@ class OpenAIBackend(HttpBackend):
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         body = self.codec.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys)
+        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys, model=request.model)
         return self.decode(await self.read_json(response))
 
     async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         body = self.codec.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys)
+        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys, model=request.model)
         async for event in self.events(response):
             yield event
 
