@@ -9,13 +9,18 @@ from router.wire import gemini
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
 from .base import ErrorKind
-from .http import HttpBackend, classify_status
+from .http import HttpBackend, classify_status, without_api_version
 from .keys import KeyChoice
 
 
 class GeminiBackend(HttpBackend):
     default_base_url = "https://generativelanguage.googleapis.com"
     codec = gemini
+
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """The connector adds ``/v1beta/...`` itself: a base URL ending in a version loses it."""
+        return without_api_version(url, "/v1beta", "/v1alpha", "/v1")
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-goog-api-key": key}

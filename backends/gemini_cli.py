@@ -23,7 +23,7 @@ from router.wire import gemini
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
 from .base import BackendError, Health
-from .http import HttpBackend
+from .http import HttpBackend, without_api_version
 from .keys import Key, KeyChoice
 from .oauth import DEFAULT_TOKEN_URL, GEMINI_CLI_CLIENT_ID, GEMINI_CLI_CLIENT_SECRET, OAuthCredentials, credentials_file
 from .settings import ConnectorSettings
@@ -61,6 +61,11 @@ class CodeAssistBackend(HttpBackend):
         self._token = ""
 
     headers_follow_key = False  # the OAuth token is refreshed behind the key's back
+
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """The connector adds ``/v1internal:...`` itself: a base URL ending in it loses it."""
+        return without_api_version(url, "/v1internal")
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}

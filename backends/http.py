@@ -116,8 +116,31 @@ def provider_message(body: bytes) -> str:
     return text
 
 
+_VERSION_SEGMENT = re.compile(r"/v\d+(?:alpha\d*|beta\d*|internal)?(?=/|$)")
+
+
+def with_api_version(url: str, version: str = "/v1") -> str:
+    """``url`` with an API version in its path: ``http://host:11434`` → ``http://host:11434/v1``;
+    one that has a version anywhere in its path (``…/api/v1``, ``…/v1beta/openai``) is kept."""
+    return url if _VERSION_SEGMENT.search(URL(url).path) else url + version
+
+
+def without_api_version(url: str, *versions: str) -> str:
+    """``url`` without a trailing API version of ``versions``: ``https://api.anthropic.com/v1`` →
+    ``https://api.anthropic.com`` (the connector adds the version to every path itself)."""
+    for version in versions:
+        if url.endswith(version):
+            return url[: -len(version)].rstrip("/")
+    return url
+
+
 class HttpBackend(Backend):
-    """Base of the provider connectors. Subclasses name their codec and say where to send."""
+    """Base of the provider connectors. Subclasses name their codec and say where to send.
+
+    ``base_url`` is accepted with or without the API version (``/v1``, ``/v1beta``): each type
+    fits it to what its paths expect (:meth:`fit_base_url`), so an operator's guess of where the
+    version goes is never a 404.
+    """
 
     default_base_url = ""
     codec: ClassVar[Codec]  # the wire format the provider speaks (a router/wire module)
@@ -127,7 +150,7 @@ class HttpBackend(Backend):
     def __init__(self, settings: ConnectorSettings, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(settings.name)
         self.settings = settings
-        self.base_url = (settings.base_url or self.default_base_url).rstrip("/")
+        self.base_url = self.fit_base_url((settings.base_url or self.default_base_url).rstrip("/"))
         self.shown_url = redact_url(self.base_url)  # the base URL as messages may show it
         if "@" in URL(self.base_url).raw_authority:
             # load_config refuses these with the setting's position; settings made in code end
@@ -143,6 +166,11 @@ class HttpBackend(Backend):
         self._models: tuple[float, list[str]] | None = None
         self._urls: dict[str, URL] = {}
         self._headers: dict[tuple[str, bool], dict[str, str]] = {}
+
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """The configured base URL as this type's paths expect it (see the class docstring)."""
+        return url
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -216,10 +244,12 @@ class HttpBackend(Backend):
         async with asyncio.timeout(self.timeouts.first_byte):
             return await self.session.request(method, target, data=data, headers=headers, params=params)
 
-    def _connection_error(self, exc: BaseException) -> BackendError:
+    def _connection_error(self, exc: BaseException, method: str = "", url: str = "") -> BackendError:
         """What a failed send means, as a classified error."""
         if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
-            return BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s", backend=self.name)
+            called = f" ({method} {redact_url(url)})" if url else ""
+            return BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s{called}",
+                                backend=self.name)
         if isinstance(exc, aiohttp.ClientConnectorError):
             message = f"cannot connect to {self.shown_url}: {exc.os_error or exc}"
         elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
@@ -241,7 +271,12 @@ class HttpBackend(Backend):
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is None:
             retry_after = retry_delay_from_body(body)
-        return BackendError(kind, f"{response.status} {message}", status=response.status,
+        status = str(response.status)
+        if not message.startswith(status):  # aiohttp-style bodies say "404: Not Found" themselves
+            message = f"{status} {message}"
+        # The URL called (never its credentials), so a wrong base_url or model shows where it went.
+        called = f"{response.method} {redact_url(str(response.url.with_query(None)))}"
+        return BackendError(kind, f"{message} ({called})", status=response.status,
                             retry_after=retry_after, backend=self.name)
 
     def classify(self, status: int, body: bytes) -> ErrorKind:
@@ -267,7 +302,7 @@ class HttpBackend(Backend):
             try:
                 response = await self._send(method, url, key.value, body, params)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                raise self._connection_error(exc) from None
+                raise self._connection_error(exc, method, url) from None
             if response.status < 400:
                 self.keys.succeeded(key, model)
                 return response, key

@@ -7,7 +7,7 @@ from typing import AsyncIterator
 from router.wire import openai
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
-from .http import HttpBackend
+from .http import HttpBackend, with_api_version
 from .keys import KeyChoice
 from .settings import ConnectorSettings
 
@@ -15,6 +15,11 @@ from .settings import ConnectorSettings
 class OpenAIBackend(HttpBackend):
     default_base_url = "https://api.openai.com/v1"
     codec = openai
+
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """OpenAI-style servers put the version in the base URL: added when it is left out."""
+        return with_api_version(url)
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
@@ -47,6 +52,11 @@ class OpenRouterBackend(OpenAIBackend):
 
 
 class OpenAICompatibleBackend(OpenAIBackend):
-    """Any OpenAI-compatible server at ``base_url``; a key is optional (local servers have none)."""
+    """Any OpenAI-compatible server at ``base_url``; a key is optional (local servers have none).
+    ``base_url`` is required (the config refuses the type without it): there is no default
+    address for "some server"."""
 
-    default_base_url = "http://127.0.0.1:8000/v1"
+    def __init__(self, settings: ConnectorSettings) -> None:
+        if not settings.base_url:
+            raise ValueError(f"backend {settings.name!r}: type openai-compatible needs base_url")
+        super().__init__(settings)
