@@ -14,6 +14,7 @@ from .config import load_config
 from .http.connections import protocol_for
 from .http.local_guard import is_loopback_name
 from .record.logs import configure_logging
+from .start_notes import log_start_notes
 
 log = logging.getLogger("llm_proxy")
 
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
                     "addressed to a loopback name and not from web pages", args.host)
     import uvicorn
 
+    log_start_notes(config, args.host, args.port, args.disable_auth)
     print(f"llm-interactive-proxy on http://{args.host}:{args.port} — backends: {', '.join(config.backends)}; "
           f"default: {config.default_backend}; rules: {len(app.state_ref.state.rules.rules)}"
           + (f"; {args.workers} workers" if args.workers > 1 else ""), file=sys.stderr)

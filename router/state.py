@@ -45,8 +45,14 @@ class RuntimeState:
     # The guards' settings per rules' ``post`` for this config (see GuardSettings): built with the state.
     guard_settings: GuardSettings = field(init=False)
 
+    # Paths that need no client key (``metrics.auth`` / ``health.auth``: none), besides / and /health.
+    keyless_paths: frozenset[str] = field(init=False)
+
     def __post_init__(self) -> None:
         self.guard_settings = GuardSettings(self.config)
+        self.keyless_paths = frozenset(path for path, level in (("/metrics", self.config.metrics_auth),
+                                                                 ("/health/backends", self.config.health_auth))
+                                       if level == "none")
 
     @property
     def backend_names(self) -> tuple[str, ...]:

@@ -154,12 +154,13 @@ async def test_500_does_not_rotate_keys(build, fake: FakeProvider) -> None:
     assert len(fake.generations) == 1
 
 
-async def test_keys_from_numbered_env(tmp_path, fake: FakeProvider) -> None:
+async def test_keys_from_env_references(tmp_path, fake: FakeProvider) -> None:
     from backends.factory import build_backends
     from router.config import connector_settings, load_config
 
     path = tmp_path / "config.yaml"
-    path.write_text(f"backends:\n  openai:\n    type: openai\n    base_url: {fake.url}/v1\n")
+    path.write_text(f"backends:\n  openai:\n    type: openai\n    base_url: {fake.url}/v1\n"
+                    "    api_keys: ['${OPENAI_API_KEY_1}', '${OPENAI_API_KEY_2}']\n")
     config = load_config(str(path), env={"OPENAI_API_KEY_1": "sk-env-one-1111", "OPENAI_API_KEY_2": "sk-env-two-2222"})
     fake.keys["openai"] = {"sk-env-one-1111", "sk-env-two-2222"}
     backend = build_backends(connector_settings(config))["openai"]
