@@ -10,7 +10,7 @@ from .config import AppConfig
 from .http.local_guard import is_loopback_name
 from .record.logs import flush_logs
 
-log = logging.getLogger("llm_proxy")
+log = logging.getLogger("llm_proxy.start")  # the banner's logger (router/banner.py): shown at any --log-level
 
 # What --disable-auth opens besides the chat endpoints, for the warning and README.
 OPERATOR_ENDPOINTS = "/v2/usage/stats, /v2/usage/recent, /v2/audit/logs, POST /v2/admin/reload, /metrics, /health/backends"
@@ -34,6 +34,7 @@ def disable_auth_warning(host: str, port: int) -> str:
 
 
 def log_start_notes(config: AppConfig, host: str, port: int, disable_auth: bool) -> None:
+    log.setLevel(logging.INFO)
     for line in backend_origins(config):
         log.info(line)
     if disable_auth:
