@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 from .base import Backend
+from .cooldowns import CooldownStore
 from .anthropic import AnthropicBackend
 from .echo import EchoBackend
 from .gemini import GeminiBackend
@@ -38,7 +39,13 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
-def build_backends(settings: Mapping[str, ConnectorSettings]) -> dict[str, Backend]:
+def build_backends(settings: Mapping[str, ConnectorSettings],
+                   cooldowns: CooldownStore | None = None) -> dict[str, Backend]:
     """One connector per backend (the server builds ``settings`` from its config:
-    ``router.config.connector_settings``). Unknown types were already rejected by the schema."""
-    return {name: BUILDERS[one.type](one) for name, one in settings.items()}
+    ``router.config.connector_settings``). Unknown types were already rejected by the schema.
+    ``cooldowns``: one store for every connector's key cooldowns (else each keeps its own)."""
+    built = {name: BUILDERS[one.type](one) for name, one in settings.items()}
+    if cooldowns is not None:
+        for backend in built.values():
+            backend.share_cooldowns(cooldowns)
+    return built

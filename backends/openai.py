@@ -8,7 +8,7 @@ from typing import AsyncIterator
 from router.wire import openai, responses
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
-from .http import HttpBackend
+from .http import HttpBackend, with_api_version
 from .keys import KeyChoice
 from .settings import ConnectorSettings
 
@@ -18,17 +18,22 @@ class OpenAIBackend(HttpBackend):
     codec = openai
     path = "/chat/completions"  # the endpoint under base_url that the codec's wire is served at
 
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """OpenAI-style servers put the version in the base URL: added when it is left out."""
+        return with_api_version(url)
+
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         body = self.codec.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys)
+        response, _key = await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys, model=request.model)
         return self.decode(await self.read_json(response))
 
     async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         body = self.codec.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys)
+        response, _key = await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys, model=request.model)
         async for event in self.events(response):
             yield event
 
@@ -49,9 +54,14 @@ class OpenRouterBackend(OpenAIBackend):
 
 
 class OpenAICompatibleBackend(OpenAIBackend):
-    """Any OpenAI-compatible server at ``base_url``; a key is optional (local servers have none)."""
+    """Any OpenAI-compatible server at ``base_url``; a key is optional (local servers have none).
+    ``base_url`` is required (the config refuses the type without it): there is no default
+    address for "some server"."""
 
-    default_base_url = "http://127.0.0.1:8000/v1"
+    def __init__(self, settings: ConnectorSettings) -> None:
+        if not settings.base_url:
+            raise ValueError(f"backend {settings.name!r}: type openai-compatible needs base_url")
+        super().__init__(settings)
 
 
 class OpenAIResponsesBackend(OpenAIBackend):
@@ -64,6 +74,10 @@ class OpenAIResponsesBackend(OpenAIBackend):
 
 
 class OpenAICompatibleResponsesBackend(OpenAIResponsesBackend):
-    """A Responses API server at ``base_url`` (vLLM, another proxy); a key is optional."""
+    """A Responses API server at ``base_url`` (vLLM, another proxy); a key is optional, and
+    ``base_url`` is required like for every openai-compatible server."""
 
-    default_base_url = OpenAICompatibleBackend.default_base_url
+    def __init__(self, settings: ConnectorSettings) -> None:
+        if not settings.base_url:
+            raise ValueError(f"backend {settings.name!r}: type openai-compatible needs base_url")
+        super().__init__(settings)

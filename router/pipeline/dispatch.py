@@ -31,8 +31,10 @@ from ..errors import ProxyError
 from ..limits import InProcessLimiter, Limiter, Rejection, Reservation
 
 class HealthLike(Protocol):
-    def allow(self, backend: str) -> bool: ...
-    def record(self, backend: str, ok: bool, kind: str | None = None) -> None: ...
+    """The circuit breaker (``router.http.health.HealthMonitor``), per backend and model."""
+
+    def allow(self, backend: str, model: str = "") -> bool: ...
+    def record(self, backend: str, ok: bool, kind: str | None = None, model: str = "") -> None: ...
 
 
 _NO_SCOPES: Mapping[str, str | None] = MappingProxyType({})  # a request no limit applies to needs none
@@ -171,10 +173,10 @@ class Dispatcher:
             if health is not None:
                 # Skip backends whose circuit is open; if that leaves nothing, try them anyway
                 # (better a likely failure than a certain one).
-                allowed = [t for t in targets if health.allow(t.backend)]
+                allowed = [t for t in targets if health.allow(t.backend, t.model or request.model)]
                 for skipped in (t for t in targets if t not in allowed):
                     outcome.attempts.append(Attempt(skipped.backend, skipped.model or request.model, "circuit_open", 0.0,
-                                                    error="backend is failing; skipped until it recovers"))
+                                                    error="backend or model is failing; skipped until it recovers"))
                 targets = allowed or targets
             for target in targets:
                 held = len(outcome.reservations)
@@ -267,11 +269,11 @@ class Dispatcher:
             exc.backend = exc.backend or target.backend
             self._record(outcome, target, request, exc, started, keys.used)
             if self.health is not None:
-                self.health.record(target.backend, False, exc.kind)
+                self.health.record(target.backend, False, exc.kind, model)
             raise
         outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), keys.used))
         if self.health is not None:
-            self.health.record(target.backend, True)
+            self.health.record(target.backend, True, None, model)
         return result
 
     @staticmethod

@@ -79,7 +79,8 @@ class Exchange:
     requested: str  # the model as the client sent it
     # session.py
     session: Session | None = None
-    anonymous: bool = True  # no session id sent: the session is never stored
+    session_source: str = ""  # the header that named the session, or "conversation" (derived)
+    anonymous: bool = True  # the session is not stored (nothing changed it yet): not saved here either
     headers: dict[str, str] = field(default_factory=dict)  # the reply's own headers
     # commands.py
     parsed: ParsedMessage | None = None  # commands of the latest user message, if any
