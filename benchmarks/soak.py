@@ -21,7 +21,9 @@ tasks and the size of every bounded structure it keeps (``GET /v2/admin/runtime`
 key), plus the client's counts. At the end it plots ``soak.png`` and checks:
 
 - RSS grows by at most 5% from the 10th to the 60th minute of load (for other lengths the same
-  fractions, 1/6 and the end; each point the median of a window of samples);
+  fractions, 1/6 and the end, of the load after ``--warm-load`` seconds: a short run cannot give
+  the structures ten minutes to fill, so it loads for a while before the window starts; each
+  point the median of a window of samples);
 - file descriptors and tasks return to their idle values once the load stops;
 - no 5xx other than the ones the mix asks for, and no request the proxy failed to answer.
 
@@ -421,8 +423,9 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], tally: Tally, o
     settle = [r for r in rows if r["phase"] == "settle"]
     # RSS at 1/6 of the load (minute 10 of 60) and at its end, each the median of a window
     # (a minute of samples in a long run, a few seconds in a short one).
-    window = max(3, len(load) // 60)
-    at = len(load) // 6
+    warm = int(args.warm_load)
+    window = max(3, (len(load) - warm) // 60)
+    at = warm + (len(load) - warm) // 6
     early = statistics.median(r["rss_mb"] for r in load[max(0, at - window // 2): at + window // 2 + 1])
     late = statistics.median(r["rss_mb"] for r in load[-window:])
     growth = (late - early) / early
@@ -505,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=4, help="seconds of idle samples before the load")
     parser.add_argument("--settle", type=float, default=60,
                         help="at most this many seconds for fds and tasks to return to idle after the load")
+    parser.add_argument("--warm-load", type=float, default=0,
+                        help="seconds of load before the RSS window starts (for short runs)")
     parser.add_argument("--max-inflight", type=int, default=300)
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "soak"))
     parser.add_argument("--verbose", action="store_true", help="print a sample every 30 s")
