@@ -561,6 +561,7 @@ def encoder_options(body: Any) -> dict[str, Any]:
 
 
 _TEXT_CHUNK_END = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+_TEXT_CHUNK_END_USAGE = b'},"logprobs":null,"finish_reason":null}],"usage":null}\n\n'
 
 
 class StreamEncoder:
@@ -600,7 +601,7 @@ class StreamEncoder:
                 b'data: {"id":' + fastjson.dumps(self._id) + b',"object":"chat.completion.chunk","created":'
                 + fastjson.dumps(self._created) + b',"model":' + fastjson.dumps(self._model)
                 + b',"choices":[{"index":0,"delta":{"content":')
-        return prefix + fastjson.dumps(text) + _TEXT_CHUNK_END
+        return prefix + fastjson.dumps(text) + (_TEXT_CHUNK_END_USAGE if self._include_usage else _TEXT_CHUNK_END)
 
     def encode(self, event: StreamEvent) -> bytes:
         if type(event) is TextDelta:

@@ -16,9 +16,11 @@ TEXT = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=40)
 
 
 @settings(max_examples=300, deadline=None)
-@given(id_=st.text(max_size=12), model=st.text(max_size=12), created=st.integers(0, 2**40), texts=st.lists(TEXT, max_size=4))
-def test_text_chunks_are_the_plain_chunks(id_: str, model: str, created: int, texts: list[str]) -> None:
-    encoder = openai.StreamEncoder()
+@given(id_=st.text(max_size=12), model=st.text(max_size=12), created=st.integers(0, 2**40), texts=st.lists(TEXT, max_size=4),
+       include_usage=st.booleans())
+def test_text_chunks_are_the_plain_chunks(id_: str, model: str, created: int, texts: list[str],
+                                          include_usage: bool) -> None:
+    encoder = openai.StreamEncoder(include_usage=include_usage)
     encoder.encode(StreamStart(id=id_, model=model, created=created))
     for text in texts:
         assert encoder.encode(TextDelta(text)) == encoder._chunk({"content": text})
@@ -34,8 +36,9 @@ def test_a_new_stream_start_resets_the_envelope() -> None:
 
 
 def test_text_before_any_start_uses_the_defaults() -> None:
-    encoder = openai.StreamEncoder()
-    assert encoder.encode(TextDelta("early")) == encoder._chunk({"content": "early"})
+    for include_usage in (True, False):
+        encoder = openai.StreamEncoder(include_usage=include_usage)
+        assert encoder.encode(TextDelta("early")) == encoder._chunk({"content": "early"})
 
 
 @settings(max_examples=200, deadline=None)
