@@ -50,7 +50,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 20.0) -> None:
+def wait_port(port: int, timeout: float = 120.0) -> None:  # (a loaded machine starts slowly)
     deadline = time.time() + timeout
     while time.time() < deadline:
         with socket.socket() as s:
