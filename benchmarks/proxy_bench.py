@@ -62,7 +62,11 @@ def wait_port(port: int, timeout: float = 120.0) -> None:  # (a loaded machine s
 
 def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    wait_port(port)
+    try:
+        wait_port(port)
+    except RuntimeError:
+        proc.kill()  # not left running when it did not start in time
+        raise
     return proc
 
 
