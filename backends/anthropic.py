@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
+import aiohttp
+
 from router.wire import anthropic
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
@@ -36,11 +38,11 @@ class AnthropicBackend(HttpBackend):
                                          keys=keys, model=request.model)
         return self.decode(await self.read_json(response))
 
-    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
-        response, _key = await self.call("POST", f"{self.base_url}/v1/messages", self.codec.encode_request(request),
-                                         keys=keys, model=request.model)
-        async for event in self.events(response):
-            yield event
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
+        async def open_response() -> aiohttp.ClientResponse:
+            return (await self.call("POST", f"{self.base_url}/v1/messages", self.codec.encode_request(request),
+                                    keys=keys, model=request.model))[0]
+        return self.events(open_response)
 
     async def fetch_models(self) -> list[str]:
         return await self.model_ids(f"{self.base_url}/v1/models", "data", "id")

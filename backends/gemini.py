@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import AsyncIterator
 from urllib.parse import quote
 
+import aiohttp
+
 from router.wire import gemini
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
@@ -40,11 +42,11 @@ class GeminiBackend(HttpBackend):
         reply.model = reply.model or request.model
         return reply
 
-    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
-        response, _key = await self.call("POST", self._url(request.model, "streamGenerateContent"),
-                                         self.codec.encode_request(request), params={"alt": "sse"}, keys=keys, model=request.model)
-        async for event in self.events(response):
-            yield event
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
+        async def open_response() -> aiohttp.ClientResponse:
+            return (await self.call("POST", self._url(request.model, "streamGenerateContent"),
+                                    self.codec.encode_request(request), params={"alt": "sse"}, keys=keys, model=request.model))[0]
+        return self.events(open_response)
 
     async def fetch_models(self) -> list[str]:
         names = await self.model_ids(f"{self.base_url}/v1beta/models", "models", "name")

@@ -181,11 +181,11 @@ class CodeAssistBackend(HttpBackend):
         reply.model = reply.model or request.model
         return reply
 
-    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
-        response, _ = await self.call("POST", self._url("streamGenerateContent"), await self._wrapped(request),
-                                      params={"alt": "sse"}, keys=keys, model=request.model)
-        async for event in self.events(response, _inner):
-            yield event
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
+        async def open_response() -> aiohttp.ClientResponse:
+            return (await self.call("POST", self._url("streamGenerateContent"), await self._wrapped(request),
+                                    params={"alt": "sse"}, keys=keys, model=request.model))[0]
+        return self.events(open_response, _inner)
 
     async def list_models(self) -> list[str]:
         return list(self.settings.models) or list(DEFAULT_MODELS)

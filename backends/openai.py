@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
+import aiohttp
+
 from router.wire import openai, responses
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
@@ -31,11 +33,11 @@ class OpenAIBackend(HttpBackend):
         response, _key = await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys, model=request.model)
         return self.decode(await self.read_json(response))
 
-    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
-        body = self.codec.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys, model=request.model)
-        async for event in self.events(response):
-            yield event
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
+        async def open_response() -> aiohttp.ClientResponse:
+            body = self.codec.encode_request(request)
+            return (await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys, model=request.model))[0]
+        return self.events(open_response)
 
     async def fetch_models(self) -> list[str]:
         return await self.model_ids(f"{self.base_url}/models", "data", "id")

@@ -24,6 +24,7 @@ from .http.edge import (
 from .http.admin import (
     AdminGate, AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
 )
+from .http.runtime import RuntimeResource
 from .http.hangup import SCOPE_KEY as HANGUP, Hangup
 from .http.health import HealthMonitor
 from .http.local_guard import check_local_request
@@ -158,6 +159,7 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v2/audit/logs", AuditLogsResource(gate, store))
     app.add_route("/v2/admin/reload", ReloadResource(gate, reloader))
     app.add_route("/metrics", MetricsResource(gate, ref.metrics, "metrics_auth"))
+    app.add_route("/v2/admin/runtime", RuntimeResource(gate, ref, pipeline))
     app.add_route("/", RootResource())
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

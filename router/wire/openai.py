@@ -39,7 +39,7 @@ from router.wire.canonical import (
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
 )
 from router.wire.codec import CodecError, ErrorReport, WireError
-from router.wire import sse
+from router.wire import fastjson, sse
 from router.wire.common import (
     call_arguments, dump_args, expect_object, fail, field_path, file_from_data, fill_tool_result_names,
     function_form, get_bool, get_int, get_list, MAX_MODEL_CHARS, nonempty_list, required_model,
@@ -561,6 +561,10 @@ def encoder_options(body: Any) -> dict[str, Any]:
     return {"include_usage": bool(options.get("include_usage"))}
 
 
+_TEXT_CHUNK_END = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+_TEXT_CHUNK_END_USAGE = b'},"logprobs":null,"finish_reason":null}],"usage":null}\n\n'
+
+
 class StreamEncoder:
     """Canonical events -> ``chat.completion.chunk`` SSE frames.
 
@@ -572,6 +576,7 @@ class StreamEncoder:
     def __init__(self, include_usage: bool = True) -> None:
         self._id, self._model, self._created = new_id("chatcmpl-"), "", 0
         self._include_usage = include_usage
+        self._text_prefix: bytes | None = None
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk = {
@@ -583,13 +588,30 @@ class StreamEncoder:
             chunk["usage"] = None
         return sse.frame(chunk)
 
+    def _text_chunk(self, text: str) -> bytes:
+        """``_chunk({"content": text})``, with only the text encoded per event.
+
+        Speed trick (one place; ``tests/wire/test_openai_stream_text.py`` checks it gives the bytes of
+        ``_chunk``): text deltas are nearly every event of a stream, and everything of their chunk
+        but the text is the same for the whole stream, so it is encoded once, at the first text
+        delta, instead of building and encoding the chunk's dict per event.
+        """
+        prefix = self._text_prefix
+        if prefix is None:
+            prefix = self._text_prefix = (
+                b'data: {"id":' + fastjson.dumps(self._id) + b',"object":"chat.completion.chunk","created":'
+                + fastjson.dumps(self._created) + b',"model":' + fastjson.dumps(self._model)
+                + b',"choices":[{"index":0,"delta":{"content":')
+        return prefix + fastjson.dumps(text) + (_TEXT_CHUNK_END_USAGE if self._include_usage else _TEXT_CHUNK_END)
+
     def encode(self, event: StreamEvent) -> bytes:
+        if type(event) is TextDelta:
+            return self._text_chunk(event.text) if event.text else b""
         if isinstance(event, StreamStart):
             self._id, self._model = event.id or self._id, event.model
             self._created = event.created or _now()
+            self._text_prefix = None
             return self._chunk({"role": "assistant", "content": ""})
-        if isinstance(event, TextDelta):
-            return self._chunk({"content": event.text}) if event.text else b""
         if isinstance(event, ToolCallStart):
             call = {"index": event.index, "id": event.id, "type": "function",
                     "function": {"name": event.name, "arguments": ""}}
