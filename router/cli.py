@@ -56,6 +56,7 @@ def check(argv: Sequence[str]) -> int:
     print(f"ok: {source}: {len(config.backends)} backend(s) ({', '.join(config.backends)}), "
           f"{len(rules.rules)} rule(s) from {len(rules.files)} file(s) in {config.routes_dir}"
           + (f", {len(rules.warnings)} warning(s)" if rules.warnings else ""), file=sys.stderr)
+    print(f"state store: {config.state.describe()} (not contacted by check)", file=sys.stderr)
     return 0
 
 
