@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 
 def key_label(key: str) -> str:
@@ -24,12 +24,13 @@ def key_label(key: str) -> str:
 class KeyChoice:
     """One call's say over its backend key, between dispatch and a connector.
 
-    ``allow`` (from the plan's per-key rate limits; None allows every key) is asked about each
+    ``allow`` (from the plan's per-key rate limits; None allows every key; it may return an
+    awaitable, then awaited) is asked about each
     key's label before the connector sends with it. ``used`` is written by the connector: the
     label of the last key it sent with, None when it sent nothing (echo, or no key allowed).
     """
 
-    allow: Callable[[str], bool] | None = None
+    allow: Callable[[str], bool | Awaitable[bool]] | None = None
     used: str | None = None
 
 

@@ -68,7 +68,7 @@ class Pipeline:
             apply_overrides(ex)
             await remember(ex)
             build_guards(ex, self.histories)
-            cached = cached_answer(ex, self.cache, self.ref.metrics)
+            cached = await cached_answer(ex, self.cache, self.ref.metrics)
             if cached is not None:
                 note_local(ex, "cache", cached.model, cached.finish_reason)
                 return local_reply(ex, cached, lambda: finish_record(ex, recorder))
@@ -86,6 +86,8 @@ class Pipeline:
                 self.cache.put(ex.cache_slot[0], response, ex.cache_slot[1])
             note_answer(ex, response)
             ex.outcome.release(ex.record.usage.total_tokens)
+            if ex.outcome.pending:
+                await ex.outcome.settled()
             reply = json_reply(ex, response)
             finish_record(ex, recorder)
             return reply
