@@ -51,6 +51,8 @@ class KeyPool:
     keys: list[Key] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
     default_cooldown: float = 30.0
+    # Told of each cooldown (key label, seconds): several instances on one state store share them.
+    on_cool_down: Callable[[str, float], None] | None = None
     _next: int = 0
 
     @classmethod
@@ -76,6 +78,14 @@ class KeyPool:
         key.failures += 1
         wait = seconds if seconds is not None else min(self.default_cooldown * key.failures, 300.0)
         key.cool_until = self.clock() + max(wait, 0.0)
+        if self.on_cool_down is not None:
+            self.on_cool_down(key.label, max(wait, 0.0))
+
+    def cooled_elsewhere(self, label: str, seconds: float) -> None:
+        """Another instance saw this key fail: it sits out here too (never shortened)."""
+        for key in self.keys:
+            if key.label == label:
+                key.cool_until = max(key.cool_until, self.clock() + max(seconds, 0.0))
 
     def succeeded(self, key: Key) -> None:
         key.failures = 0

@@ -135,6 +135,7 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
         monitor.shared = shared.events
         shared.events.on("circuit", lambda m: monitor.apply_shared(str(m.get("name")), int(m.get("failures") or 0)))
         shared.events.on("check", monitor.apply_check)
+        shared.events.on("cooldown", lambda m: shared.apply_key_cooldown(ref.state.backends, m))
         shared.events.on("reload", lambda m: reloader.reload(actor=f"instance {m.get('from')}", reason="peer"))
         reloader.broadcast = lambda: shared.events.publish("reload")
         ref.on_startup.insert(0, shared.start)

@@ -95,6 +95,8 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
     else:
         sessions = shared.sessions(config.session) if shared is not None else make_repository(config.session)
     limiter = previous.dispatcher.limiter if previous is not None else (shared.limiter if shared else None)
+    if shared is not None:
+        shared.share_key_cooldowns(built)
     dispatcher = Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter)
     dispatcher.health = previous.dispatcher.health if previous is not None else None
     return RuntimeState(

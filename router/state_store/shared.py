@@ -6,7 +6,9 @@ factory, plus a watcher that pings Redis every second so ``/health`` and the
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
+
+from backends.keys import KeyPool
 
 from ..config import SessionConfig, StateConfig
 from ..tasks import cancel_and_wait
@@ -36,6 +38,21 @@ class SharedStores:
 
     def sessions(self, config: SessionConfig) -> RedisSessionRepository:
         return RedisSessionRepository(self.store, config.ttl_seconds, config.max_history, config.max_sessions)
+
+    def share_key_cooldowns(self, backends: Mapping[str, Any]) -> None:
+        """Publish each connector's key cooldowns to the other instances (connectors without a key
+        pool, such as echo, have none)."""
+        for name, backend in backends.items():
+            pool = getattr(backend, "keys", None)
+            if isinstance(pool, KeyPool) and pool.on_cool_down is None:
+                pool.on_cool_down = lambda label, seconds, name=name: self.events.publish(
+                    "cooldown", backend=name, label=label, seconds=seconds)
+
+    @staticmethod
+    def apply_key_cooldown(backends: Mapping[str, Any], message: dict[str, Any]) -> None:
+        pool = getattr(backends.get(str(message.get("backend"))), "keys", None)
+        if isinstance(pool, KeyPool):
+            pool.cooled_elsewhere(str(message.get("label")), float(message.get("seconds") or 0.0))
 
     def _on_change(self, up: bool) -> None:
         if self.metrics is not None:

@@ -47,7 +47,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_proxy_config(directory: Path, backend_url: str, backend_key: str, prefix: str, *,
+def write_proxy_config(directory: Path, backend_url: str, backend_key: str | list[str], prefix: str, *,
                        rules: list[dict[str, Any]] | None = None, url: str = REDIS_URL,
                        on_unavailable: str = "fail_open", timeout_ms: int = 200) -> str:
     directory.mkdir(parents=True, exist_ok=True)
@@ -55,8 +55,8 @@ def write_proxy_config(directory: Path, backend_url: str, backend_key: str, pref
     routes.mkdir(exist_ok=True)
     (routes / "10-test.yaml").write_text(yaml.safe_dump({"rules": rules or []}), encoding="utf-8")
     config = {
-        "backends": {"up": {"type": "openai-compatible", "base_url": backend_url, "api_key": backend_key,
-                            "models": ["m"]}},
+        "backends": {"up": {"type": "openai-compatible", "base_url": backend_url, "models": ["m"],
+                            **({"api_keys": backend_key} if isinstance(backend_key, list) else {"api_key": backend_key})}},
         "default_backend": "up",
         "auth": {"api_keys": [API_KEY]},
         "routes_dir": "routes.d",

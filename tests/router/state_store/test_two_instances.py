@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from fakes.behaviours import delay, reply
+from fakes.behaviours import delay, error, reply
 from redis_support import AUTH, Proxy, post_chat, wait_for, write_proxy_config
 
 
@@ -20,8 +20,9 @@ def pair(tmp_path: Path, provider: Any, prefix: str):
     """Start two proxies sharing ``prefix`` with the given rules: ``pair(rules) -> (a, b)``."""
     started: list[Proxy] = []
 
-    async def start(rules: list[dict[str, Any]] | None = None, *extra: str) -> tuple[Proxy, Proxy]:
-        config = write_proxy_config(tmp_path / "cfg", provider.openai_base_url, provider.key("openai"), prefix,
+    async def start(rules: list[dict[str, Any]] | None = None, *extra: str,
+                    keys: list[str] | None = None) -> tuple[Proxy, Proxy]:
+        config = write_proxy_config(tmp_path / "cfg", provider.openai_base_url, keys or provider.key("openai"), prefix,
                                     rules=rules)
         a, b = Proxy(config, *extra), Proxy(config, *extra)
         started.extend([a, b])
@@ -109,9 +110,31 @@ async def test_a_reload_posted_to_one_reaches_the_other(pair, tmp_path):
         assert posted.status_code == 200 and posted.json()["generation"] == 1
 
         async def reached() -> bool:
-            return (await client.get(b.url + "/health/backends", headers=AUTH)).json()["generation"] == 1
+            # b's own file watcher may also see the change (then b counts two reloads): the peer's
+            # message must be among them, audited on b as a reload for reason "peer".
+            audit = (await client.get(b.url + "/v2/audit/logs?type=config_reload", headers=AUTH)).json()["data"]
+            return any(e["outcome"] == "ok" and e["detail"].get("reason") == "peer" for e in audit)
 
-        assert await wait_for(reached, 10)
+        assert await wait_for(reached, 15)
+        assert (await client.get(b.url + "/health/backends", headers=AUTH)).json()["generation"] >= 1
         # b compiled the new rule itself: rpm(1) now holds, shared across both
         assert (await post_chat(client, b, "one")).status_code == 200
         assert (await post_chat(client, a, "two")).status_code == 429
+
+
+async def test_a_key_cooled_down_through_one_sits_out_on_the_other(pair, provider):
+    first, second = "sk-upstream-key-one-0001", "sk-upstream-key-two-0002"
+    provider.keys["openai"] = {first, second}
+    a, b = await pair(keys=[first, second])
+    provider.enqueue(error(429, retry_after=60))
+    async with httpx.AsyncClient(timeout=10) as client:
+        served = await post_chat(client, a, "x")  # the first key gets 429 and cools; the second answers
+        assert served.status_code == 200
+        used = [r.headers["Authorization"] for r in provider.generations]
+        assert sorted(used) == [f"Bearer {first}", f"Bearer {second}"]  # (rotation may start at either)
+        cooled, fine = used
+        await asyncio.sleep(1.0)  # the cooldown travels over pub/sub
+        for i in range(3):  # b rotates over its keys, but the cooled one sits out
+            assert (await post_chat(client, b, f"y{i}")).status_code == 200
+    used = [r.headers["Authorization"] for r in provider.generations[2:]]
+    assert used == [fine] * 3 and cooled not in used
