@@ -124,7 +124,8 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     state = build_state(config, shared=shared, **kwargs)
     store = SQLiteUsageStore(config.usage.path, retention_days=config.usage.retention_days)
     ref = StateRef(state, Recorder(store, metrics, config.prices))
-    pipeline = Pipeline(ref, cache=shared.cache if shared is not None else None)  # type: ignore[arg-type]
+    pipeline = Pipeline(ref, cache=shared.cache if shared is not None else None,  # type: ignore[arg-type]
+                        histories=shared.histories if shared is not None else None)
     app = ProxyApp(middleware=[ProxyMiddleware(ref)])
     monitor = HealthMonitor(ref, ref.metrics)
     ref.state.dispatcher.health = monitor

@@ -15,6 +15,7 @@ from ..tasks import cancel_and_wait
 from .cache import RedisResponseCache
 from .client import RedisState
 from .events import StateEvents
+from .histories import SharedToolHistories
 from .limits import RedisLimiter
 from .sessions import RedisSessionRepository
 
@@ -32,6 +33,7 @@ class SharedStores:
         self.limiter = RedisLimiter(self.store)
         self.cache = RedisResponseCache(self.store)
         self.events = StateEvents(self.store)
+        self.histories = SharedToolHistories(self.store)
         self._watch: asyncio.Task[None] | None = None
         if metrics is not None:
             metrics.state_store_up.labels("redis").set(1)

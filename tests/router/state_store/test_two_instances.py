@@ -138,3 +138,23 @@ async def test_a_key_cooled_down_through_one_sits_out_on_the_other(pair, provide
             assert (await post_chat(client, b, f"y{i}")).status_code == 200
     used = [r.headers["Authorization"] for r in provider.generations[2:]]
     assert used == [fine] * 3 and cooled not in used
+
+
+async def test_tool_call_loops_are_counted_across_both(pair, provider):
+    a, b = await pair([{"name": "loops", "post": "tool_call_loop_detection(max_repeats=2)"}])
+    call = {"name": "read_file", "arguments": {"path": "a.py"}}
+    tools = [{"type": "function", "function": {"name": "read_file", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}}}}}]
+    session = {**AUTH, "x-session-id": "tool-loop-session"}
+    finishes = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        for i, proxy in enumerate([a, b, a]):
+            provider.enqueue(reply(tool_calls=[call]))
+            body = {"model": "m", "messages": [{"role": "user", "content": f"go {i}"}], "tools": tools}
+            answer = await client.post(proxy.url + "/v2/chat/completions", json=body, headers=session)
+            assert answer.status_code == 200, answer.text
+            choice = answer.json()["choices"][0]
+            finishes.append((choice["finish_reason"], choice["message"].get("content") or ""))
+    assert [f for f, _ in finishes[:2]] == ["tool_calls", "tool_calls"]
+    # a saw the call only once before, b once: only the shared history knows it is the third
+    assert finishes[2][0] == "stop" and "tool call loop stopped" in finishes[2][1], finishes
