@@ -65,7 +65,9 @@ class RedisState:
     async def run(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` within the timeout; :class:`StateStoreUnavailable` when Redis fails."""
         try:
-            result = await asyncio.wait_for(call(), self.timeout)
+            # asyncio.timeout, not wait_for: no extra task per call (this runs on the hot path).
+            async with asyncio.timeout(self.timeout):
+                result = await call()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             self.failed(op, exc)
             raise StateStoreUnavailable(self.where, self.last_error or "error") from None
