@@ -133,9 +133,9 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     ref.on_startup += [monitor.start, reloader.start]
     ref.on_shutdown += [monitor.stop, reloader.stop]
     if shared is not None:
-        monitor.shared = shared.events
-        shared.events.on("circuit", lambda m: monitor.apply_shared(str(m.get("name")), int(m.get("failures") or 0)))
-        shared.events.on("check", monitor.apply_check)
+        from .state_store.circuits import SharedCircuits
+
+        monitor.shared = SharedCircuits(shared.events, monitor)
         shared.events.on("cooldown", lambda m: shared.apply_key_cooldown(ref.state.backends, m))
         shared.events.on("reload", lambda m: reloader.reload(actor=f"instance {m.get('from')}", reason="peer"))
         reloader.broadcast = lambda: shared.events.publish("reload")

@@ -19,7 +19,7 @@ from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..record.metrics import Metrics
-    from ..state_store.events import StateEvents
+    from ..state_store.circuits import SharedCircuits
     from ..state import StateRef
 
 
@@ -57,9 +57,7 @@ class HealthMonitor:
         self.check_timeout = check_timeout
         self.clock = clock
         self.status: dict[str, BackendStatus] = {}
-        # Several instances on one Redis (``state.store: redis``): circuits' failure counts are
-        # shared, and one instance per interval runs the background checks (StateEvents).
-        self.shared: "StateEvents | None" = None
+        self.shared: "SharedCircuits | None" = None  # several instances on one Redis (state_store/circuits.py)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -87,7 +85,7 @@ class HealthMonitor:
         status = self._get(backend)
         status.probing = False
         if self.shared is not None and (not ok or status.failures):
-            self._share(backend, not ok)
+            self.shared.outcome(backend, not ok)
         if ok:
             if status.open_until:
                 log.info("backend %s recovered: circuit closed", backend)
@@ -103,54 +101,12 @@ class HealthMonitor:
             status.open_until = self.clock() + self.open_seconds
             self._wake.set()  # check it now, not at the next interval
 
-    # ---- shared circuits (several instances) ---------------------------------------------------
-
-    def _share(self, backend: str, failed: bool) -> None:
-        """Count this outcome in the shared failure count, in the background (dispatch does not wait)."""
-        shared = self.shared
-        assert shared is not None
-        idle_ms = int(self.open_seconds * 2000)
-
-        async def send() -> None:
-            count = await shared.circuit(backend, failed, idle_ms)
-            self.apply_shared(backend, count)
-
-        shared.store.background("circuit", send)
-
-    def apply_shared(self, backend: str, failures: int) -> None:
-        """Another instance's view of ``backend``'s circuit (or the shared count after our own)."""
-        status = self._get(backend)
-        if failures <= 0:
-            if status.open_until:
-                log.info("backend %s recovered (seen by another instance): circuit closed", backend)
-            status.failures, status.open_until, status.ok = 0, 0.0, True
-            return
-        status.failures = max(status.failures, failures)
-        if status.failures >= self.failure_threshold and (not status.open_until or self.clock() >= status.open_until):
-            log.warning("backend %s failing (%d in a row across instances): circuit open for %ss",
-                        backend, status.failures, self.open_seconds)
-            status.ok = False
-            status.open_until = self.clock() + self.open_seconds
-
-    def apply_check(self, message: dict[str, Any]) -> None:
-        """A background check another instance ran: its result, shown here too."""
-        name = str(message.get("name"))
-        if name not in self.ref.state.backends:
-            return
-        status = self._get(name)
-        status.checked_at = message.get("at")
-        status.latency_ms = message.get("latency_ms")
-        if not message.get("ok"):
-            status.ok, status.last_error = False, message.get("error")
-        self.metrics.backend_up.labels(name).set(1 if status.ok else 0)
-
     # ---- background checks ---------------------------------------------------------------------
 
     async def check_all(self) -> None:
         backends = self.ref.state.backends
-        if self.shared is not None:  # one instance per interval checks each backend
-            claims = [await self.shared.claim(f"hc:{name}", int(self.interval * 1000)) for name in backends]
-            backends = {name: b for (name, b), won in zip(backends.items(), claims) if won}
+        if self.shared is not None:
+            backends = await self.shared.claim_checks(backends, self.interval)
         results = await asyncio.gather(*(self._check(name, b) for name, b in backends.items()), return_exceptions=True)
         for name, result in zip(backends, results):
             if isinstance(result, BaseException):
@@ -177,8 +133,7 @@ class HealthMonitor:
             status.ok, status.last_error = False, error
         self.metrics.backend_up.labels(name).set(1 if status.ok else 0)
         if self.shared is not None:
-            self.shared.publish("check", name=name, ok=status.ok, latency_ms=status.latency_ms,
-                                error=status.last_error, at=status.checked_at)
+            self.shared.checked(name, status)
 
     async def _run(self) -> None:
         while True:
