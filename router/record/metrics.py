@@ -122,6 +122,8 @@ class Metrics:
                                     ["store"], registry=r)
         self._models: set[str] = set()
         self.before_read: Callable[[], None] = lambda: None  # the recorder drains what is pending
+        # With ``--workers``: renders every worker's series (router/record/shared_metrics.py).
+        self.exposition: Callable[[], bytes] | None = None
 
     def model_label(self, model: str | None) -> str:
         if not model:
@@ -135,4 +137,6 @@ class Metrics:
 
     def render(self) -> bytes:
         self.before_read()
+        if self.exposition is not None:
+            return self.exposition()
         return generate_latest(self.registry)
