@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Iterable
+from typing import Any, Iterable
+
+from redis.exceptions import NoScriptError
 
 from dsl import ir
 
@@ -124,6 +126,8 @@ class RedisLimiter:
         self._renew = store.client.register_script(_RENEW)
         self._held: dict[str, list[str]] = {}  # lease id -> concurrency keys, renewed while held
         self._renewer: asyncio.Task[None] | None = None
+        self._queue: list[tuple[list[str], list[object], asyncio.Future[list[int]]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     def _key(self, lim: ir.Limit, value: str) -> str:
         return self.store.key("rl", lim.kind, str(lim.amount), lim.per, value)
@@ -136,7 +140,7 @@ class RedisLimiter:
             args += [lim.kind, lim.amount]
         keys = [key for key, _lim, _value in wanted]
         try:
-            refused, retry_ms = await self.store.run("rate_limit", lambda: self._acquire(keys=keys, args=args))
+            refused, retry_ms = await self._batched(keys, args)
         except StateStoreUnavailable:
             if not self.store.fail_open:
                 raise
@@ -149,6 +153,58 @@ class RedisLimiter:
             self._held[lease] = held
             self._ensure_renewer()
         return RedisReservation(self, lease, [(key, lim) for key, lim, _value in wanted])
+
+    # ---- the acquires of one event-loop turn, in one pipeline ----------------------------------
+
+    def _batched(self, keys: list[str], args: list[object]) -> "asyncio.Future[list[int]]":
+        """The acquire script's reply for these keys. Acquires made in the same turn of the event
+        loop (concurrent requests) go to Redis together, in one pipeline: one write and one read
+        for all of them instead of one each (the system calls, not Redis, are the cost of a call)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        self._queue.append((keys, args, future))
+        if len(self._queue) == 1:
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[list[str], list[object], "asyncio.Future[list[int]]"]]) -> None:
+        try:
+            if len(batch) == 1:
+                keys, args, _future = batch[0]
+                replies: list[object] = [await self.store.run("rate_limit", lambda: self._acquire(keys=keys, args=args))]
+            else:
+                replies = await self.store.run("rate_limit", lambda: self._pipelined(batch))
+        except BaseException as exc:  # noqa: BLE001 - every waiting acquire gets the failure
+            for _keys, _args, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_keys, _args, future), reply in zip(batch, replies):
+            if not future.done():
+                future.set_result(reply)  # type: ignore[arg-type]
+
+    async def _pipelined(self, batch: list[tuple[list[str], list[object], Any]]) -> list[object]:
+        """EVALSHA for each acquire in one pipeline; the script is loaded again only when Redis
+        lost it (a restart), then the batch is sent once more."""
+        for attempt in (1, 2):
+            pipe = self.store.client.pipeline(transaction=False)
+            for keys, args, _future in batch:
+                pipe.evalsha(self._acquire.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                await self.store.client.script_load(_ACQUIRE)
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
+        raise NoScriptError("the acquire script could not be loaded")  # pragma: no cover
 
     def release(self, reservation: Reservation, tokens: int) -> None:
         if not isinstance(reservation, RedisReservation):

@@ -105,3 +105,37 @@ async def test_no_redis_there(prefix, policy):
     assert time.monotonic() - started < 1.0
     assert not lim.store.up and lim.store.errors >= 1
     await lim.store.aclose()
+
+
+async def test_concurrent_acquires_go_together_and_stay_exact(prefix):
+    lim = limiter(prefix)
+    rpm = ir.Limit("rpm", 10, "caller")
+    sent = []
+    original = lim._send
+
+    async def counting(batch):
+        sent.append(len(batch))
+        await original(batch)
+
+    lim._send = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(*(lim.acquire([(rpm, "c")]) for _ in range(32)))
+    assert sum(isinstance(r, Reservation) for r in results) == 10
+    assert max(sent) > 1 and sum(sent) == 32  # pipelined, not one round trip each
+    await lim.store.aclose()
+
+
+async def test_a_restarted_redis_gets_the_script_again(prefix):
+    from redis_support import PrivateRedis
+
+    server = PrivateRedis().start()
+    try:
+        lim = limiter(prefix, url=server.url)
+        rpm = ir.Limit("rpm", 100, "caller")
+        assert all(isinstance(r, Reservation) for r in await asyncio.gather(*(lim.acquire([(rpm, "c")]) for _ in range(3))))
+        await lim.store.client.script_flush()  # as after a restart: the script is gone
+        assert all(isinstance(r, Reservation) for r in await asyncio.gather(*(lim.acquire([(rpm, "c")]) for _ in range(3))))
+        assert isinstance(await lim.acquire([(rpm, "c")]), Reservation)
+        assert lim.store.errors == 0
+        await lim.store.aclose()
+    finally:
+        server.stop()
