@@ -293,9 +293,13 @@ class HttpBackend(Backend):
         last: BackendError | None = None
         gated = 0
         for key in self.keys.candidates(model):
-            if gate is not None and not gate(key.label):
-                gated += 1
-                continue
+            if gate is not None:
+                allowed = gate(key.label)
+                if not isinstance(allowed, bool):  # a shared limiter's gate is awaited
+                    allowed = await allowed
+                if not allowed:
+                    gated += 1
+                    continue
             if keys is not None:
                 keys.used = key.label
             try:

@@ -89,6 +89,7 @@ def check(argv: Sequence[str]) -> int:
     warnings = len(rules.warnings) + (1 if missing_dir else 0)
     print(f"ok: {source}: {len(config.backends)} backend(s) ({', '.join(config.backends)}), "
           f"{len(rules.rules)} rule(s) from {where}" + (f", {warnings} warning(s)" if warnings else ""), file=sys.stderr)
+    print(f"state store: {config.state.describe()} (not contacted by check)", file=sys.stderr)
     return 0
 
 

@@ -175,12 +175,16 @@ class MetricsResource:
 
 @logged
 class BackendHealthResource:
-    def __init__(self, gate: AdminGate, report: Callable[[], dict[str, Any]], setting: str = "health_auth") -> None:
-        self.gate, self.report, self.setting = gate, report, setting
+    """Each backend's health, and the config ``generation`` this instance serves (raised by every
+    successful reload: instances sharing a state store show whether a reload reached them)."""
+
+    def __init__(self, gate: AdminGate, report: Callable[[], dict[str, Any]], setting: str = "health_auth",
+                 generation: Callable[[], int] = lambda: 0) -> None:
+        self.gate, self.report, self.setting, self.generation = gate, report, setting, generation
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.gate.authorize(req, self.setting)
-        resp.media = {"backends": self.report()}
+        resp.media = {"generation": self.generation(), "backends": self.report()}
 
 
 @logged

@@ -67,8 +67,12 @@ class Pipeline:
             self._plan(ex)
             apply_overrides(ex)
             await remember(ex)
-            build_guards(ex, self.histories)
-            cached = cached_answer(ex, self.cache, self.ref.metrics)
+            histories = self.histories
+            shared_history = histories.shared and bool(ex.request.tools) and not ex.anonymous
+            if shared_history:
+                await histories.load(ex.session)  # type: ignore[attr-defined]
+            build_guards(ex, histories)
+            cached = await cached_answer(ex, self.cache, self.ref.metrics)
             if cached is not None:
                 note_local(ex, "cache", cached.model, cached.finish_reason)
                 return local_reply(ex, cached, lambda: finish_record(ex, recorder))
@@ -79,19 +83,30 @@ class Pipeline:
                 rec = ex.record
                 rec.ttfb = time.perf_counter() - rec.started
                 rec.backend, rec.model = started.target.backend, started.target.model
-                return stream_reply(ex, started, self.cache, self.ref.metrics, lambda: finish_record(ex, recorder))
+                finish = (lambda: finish_record(ex, recorder)) if not shared_history \
+                    else (lambda: (finish_record(ex, recorder), self._keep_history_later(ex)))
+                return stream_reply(ex, started, self.cache, self.ref.metrics, finish)
             response = await dispatcher.complete(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
             response = await guard_response(ex, response)
+            if shared_history:
+                await histories.keep(ex.session)  # type: ignore[attr-defined]
             if ex.cache_slot is not None and not ex.guards.events:
                 self.cache.put(ex.cache_slot[0], response, ex.cache_slot[1])
             note_answer(ex, response)
             ex.outcome.release(ex.record.usage.total_tokens)
+            if ex.outcome.pending:
+                await ex.outcome.settled()
             reply = json_reply(ex, response)
             finish_record(ex, recorder)
             return reply
         except BaseException as exc:
             record_failure(ex, recorder, exc)
             raise
+
+    def _keep_history_later(self, ex: Exchange) -> None:
+        """A stream's tool-call history, written to the shared store once the stream has ended."""
+        histories, session = self.histories, ex.session
+        histories.store.background("tool_history", lambda: histories.keep(session))  # type: ignore[attr-defined]
 
     def _plan(self, ex: Exchange) -> None:
         ex.model, ex.facts, ex.plan = plan_request(ex.state, ex.request, ex.requested, ex.session, ex.ctx.headers,

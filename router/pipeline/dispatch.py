@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import AsyncIterator, Mapping, Protocol
+from typing import AsyncIterator, Awaitable, Mapping, Protocol
 
 from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
 from backends.keys import KeyChoice
@@ -73,11 +73,22 @@ class Outcome:
     target: ir.Target | None = None
     attempts: list[Attempt] = field(default_factory=list)
     reservations: list[Reservation] = field(default_factory=list)
+    # Releases a shared limiter (Redis) is still writing: awaited with ``settled`` before a reply
+    # ends, so the client's next request finds its concurrency slot free.
+    pending: list[Awaitable[object]] = field(default_factory=list)
 
     def release(self, tokens: int = 0) -> None:
         for reservation in self.reservations:
             reservation.release(tokens)
+            writing = getattr(reservation, "pending", None)
+            if writing is not None:
+                self.pending.append(writing)
         self.reservations.clear()
+
+    async def settled(self) -> None:
+        pending, self.pending = self.pending, []
+        for writing in pending:
+            await writing
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +142,12 @@ class Dispatcher:
 
     # ---- limits ----------------------------------------------------------------------------------
 
-    def _acquire(self, limits: list[tuple[ir.Limit, str]], outcome: Outcome) -> Rejection | None:
+    async def _acquire(self, limits: list[tuple[ir.Limit, str]], outcome: Outcome) -> Rejection | None:
         if not limits:
             return None
         result = self.limiter.acquire(limits)
+        if not isinstance(result, (Reservation, Rejection)):  # a shared limiter (Redis) is awaited
+            result = await result
         if isinstance(result, Rejection):
             return result
         outcome.reservations.append(result)
@@ -144,8 +157,8 @@ class Dispatcher:
         if not limits:
             return None
 
-        def gate(key_label: str) -> bool:
-            return self._acquire([(lim, key_label) for lim in limits], outcome) is None
+        async def gate(key_label: str) -> bool:
+            return await self._acquire([(lim, key_label) for lim in limits], outcome) is None
 
         return gate
 
@@ -158,11 +171,11 @@ class Dispatcher:
         try:
             per_backend: list[ir.Limit] = []
             per_key: list[ir.Limit] = []
+            # The session and caller limits are acquired together with the first target's own (one
+            # round trip to a shared store); a refusal of one of them refuses the request.
+            shared: list[tuple[ir.Limit, str]] = []
             if plan.limits:  # most plans have none
                 shared = [(lim, scopes.get(lim.per) or "-") for lim in plan.limits if lim.per in ("session", "caller")]
-                rejection = self._acquire(shared, outcome)
-                if rejection is not None:
-                    raise _limited(rejection)
                 per_backend = [lim for lim in plan.limits if lim.per == "backend"]
                 per_key = [lim for lim in plan.limits if lim.per == "key"]
             deadline = time.monotonic() + self.deadline
@@ -183,8 +196,8 @@ class Dispatcher:
                 terms = governed.terms(target) if governed is not None else None
                 key_limits, settings = per_key, ()
                 if terms is None:
-                    rejection = (self._acquire([(lim, target.backend) for lim in per_backend], outcome)
-                                 if per_backend else None)
+                    wanted = [(lim, target.backend) for lim in per_backend]
+                    rejection = await self._acquire(shared + wanted, outcome) if shared or wanted else None
                 else:
                     # Limits of rules that match only through this target, in every scope, all or
                     # nothing together with the plan's backend-scoped ones.
@@ -193,7 +206,13 @@ class Dispatcher:
                                for lim in terms.limits if lim.per != "key"]
                     key_limits = per_key + [lim for lim in terms.limits if lim.per == "key"]
                     settings = terms.overrides
-                    rejection = self._acquire(wanted, outcome)
+                    rejection = await self._acquire(shared + wanted, outcome)
+                if rejection is not None and rejection.limit.per in ("session", "caller") \
+                        and any(rejection.limit is lim for lim, _value in shared):
+                    raise _limited(rejection)
+                if shared and rejection is None:
+                    held += 1  # the session and caller limits stay held across targets, not released on failover
+                    shared = []
                 if rejection is not None:
                     local_rejection = rejection
                     outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited", 0.0,

@@ -26,6 +26,8 @@ class ToolHistories:
     """Each session's tool-call history: in process, bounded, idle ones forgotten, kept like the
     session itself under its owner and id."""
 
+    shared = False  # a shared store's histories are loaded before and kept after (state_store/histories.py)
+
     def __init__(self, maxsize: int = 10_000, ttl: float = 3600) -> None:
         self._histories: TTLCache[tuple[str | None, str], ToolCallHistory] = TTLCache(maxsize=maxsize, ttl=ttl)
 
