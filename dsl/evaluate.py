@@ -52,6 +52,7 @@ class Facts:
     session: Mapping[str, Any] = field(default_factory=dict)
     time: str = "00:00"
     weekday: str = "mon"
+    context_window: int | None = None  # of the requested model, from the catalogue; None = unknown
 
     @classmethod
     def build(cls, model: str, *, now: datetime | None = None, **kwargs: Any) -> "Facts":
@@ -87,6 +88,8 @@ class Plan:
     route_rule: str | None = None  # the rule that chose the chain (None = default route)
     # Positions of the matched file rules that have limits or set (see ``target_terms``).
     governing: tuple[int, ...] = ()
+    # ``on:``: error class -> (fallback chain, rule that set it); per class the first matching rule wins.
+    on: tuple[tuple[str, tuple[ir.Link, ...], str], ...] = ()
 
     def targets(self) -> tuple[ir.Target, ...]:
         return ir.Chain(self.chain).targets() if self.chain else ()
@@ -127,6 +130,22 @@ def _ordered(op: str, get: Callable[[Facts], Any], value: Any) -> Predicate:
     return check
 
 
+def _against_fact(op: str, get: Callable[[Facts], Any], other: Callable[[Facts], Any], factor: float) -> Predicate:
+    """``tokens > context_window * 0.8``: false when either fact is missing (an unknown model)."""
+    import operator
+
+    fn = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+          ">=": operator.ge}[op]
+
+    def check(f: Facts) -> bool:
+        left, right = get(f), other(f)
+        if left is None or right is None:
+            return False
+        return fn(left, right * factor)
+
+    return check
+
+
 def compile_condition(cond: ir.Condition) -> Predicate:
     """A closure for ``cond``; short-circuits like Python's ``and``/``or``."""
     if isinstance(cond, ir.Const):
@@ -144,6 +163,8 @@ def compile_condition(cond: ir.Condition) -> Predicate:
     get = _getter(cond.fact)
     if isinstance(cond, ir.Truthy):
         return lambda f: bool(get(f))
+    if isinstance(cond, ir.Compare) and isinstance(cond.value, ir.FactValue):
+        return _against_fact(cond.op, get, _getter(cond.value.fact), cond.value.factor)
     if isinstance(cond, ir.Compare):
         value = cond.value
         if cond.op == "==":
@@ -175,8 +196,10 @@ def facts_read(cond: ir.Condition | None) -> frozenset[str]:
         return frozenset().union(*map(facts_read, cond.items))
     if isinstance(cond, ir.Not):
         return facts_read(cond.item)
-    name = cond.fact.name
-    return frozenset(("session",) if name.startswith("session.") else (name,))
+    names = [cond.fact.name]
+    if isinstance(cond, ir.Compare) and isinstance(cond.value, ir.FactValue):
+        names.append(cond.value.fact.name)
+    return frozenset("session" if name.startswith("session.") else name for name in names)
 
 
 def literal_models(cond: ir.Condition | None) -> frozenset[str] | None:
@@ -299,11 +322,15 @@ def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str, first_file_
     limits: list[ir.Limit] = []
     post: dict[str, ir.PostProcessor] = {}
     overrides: dict[str, ir.Scalar] = {}
+    on: dict[str, tuple[tuple[ir.Link, ...], str]] = {}
     for c in hits:
         rule = c.rule
         if route is None and rule.route is not None:
             route, route_rule = rule.route, rule.name
         limits.extend(rule.limits)
+        for error_class, fallback in rule.on:
+            if error_class not in on:
+                on[error_class] = (tuple(_resolve(link, model) for link in fallback.links), rule.name)
         for p in rule.post:
             post.setdefault(p.name, p)
         for key, value in rule.overrides:
@@ -314,7 +341,8 @@ def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str, first_file_
         chain = tuple(_resolve(link, model) for link in route.links)
     governing = tuple(c.order for c in hits[first_file_hit:] if c.rule.limits or c.rule.overrides)
     return Plan(chain, tuple(limits), tuple(post.values()), tuple(overrides.items()),
-                tuple(c.rule.name for c in hits), route_rule, governing)
+                tuple(c.rule.name for c in hits), route_rule, governing,
+                tuple((error_class, links, rule) for error_class, (links, rule) in on.items()))
 
 
 # ---- what a target adds to the plan ------------------------------------------------------------
@@ -387,4 +415,4 @@ class TargetRules:
 def _resolve(link: ir.Link, model: str) -> ir.Link:
     if isinstance(link, ir.Target):
         return link if link.model is not None else ir.Target(link.backend, model)
-    return ir.Group(tuple(ir.Member(m.target.resolve(model), m.weight) for m in link.members))
+    return ir.Group(tuple(ir.Member(m.target.resolve(model), m.weight) for m in link.members), link.span, link.strategy)

@@ -236,6 +236,7 @@ class AppConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # model -> {input, output} per 1M tokens
+    catalog: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # model -> {context_window}; over router/catalog.json
     source_path: str | None = None  # absolute path of the file read, None for embedded defaults
 
     def backend_timeouts(self, name: str) -> Timeouts:
@@ -542,5 +543,6 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
         server=ServerConfig(**{k: (float(v) if k.endswith("timeout") else v)
                                for k, v in _section(value, "server").items()}),
         prices=MappingProxyType({m: MappingProxyType(dict(p)) for m, p in (value.get("prices") or {}).items()}),
+        catalog=MappingProxyType({m: MappingProxyType(dict(c)) for m, c in (value.get("catalog") or {}).items()}),
         source_path=os.path.abspath(file) if file else None,
     )

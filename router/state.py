@@ -18,6 +18,7 @@ from backends.factory import build_backends
 from dsl.evaluate import RuleSet
 from dsl.loader import LoadedRules, load_rules_dir
 
+from .catalog import Catalog
 from .config import AppConfig, connector_settings
 from .guards import GuardSettings
 from .http.auth import Authenticator, authenticator_for
@@ -41,9 +42,12 @@ class RuntimeState:
     commands_enabled: bool = True
     # The guards' settings per rules' ``post`` for this config (see GuardSettings): built with the state.
     guard_settings: GuardSettings = field(init=False)
+    # Facts about models (the rules' ``context_window``): shipped data under the config's ``catalog``.
+    catalog: Catalog = field(init=False)
 
     def __post_init__(self) -> None:
         self.guard_settings = GuardSettings(self.config)
+        self.catalog = Catalog(self.config.catalog)
 
     @property
     def backend_names(self) -> tuple[str, ...]:
