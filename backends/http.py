@@ -23,7 +23,7 @@ from router.wire.canonical import ChatRequest, ChatResponse, StreamError, Stream
 from router.wire.codec import Codec, CodecError
 from router.wire.sse import LineTooLong, SSEParser
 
-from .base import Backend, BackendError, ErrorKind, Health
+from .base import Backend, BackendError, ErrorClass, ErrorKind, Health
 from .keys import Key, KeyChoice, KeyPool
 from .redaction import redact, redact_url
 from .settings import ConnectorSettings, Timeouts
@@ -241,10 +241,16 @@ class HttpBackend(Backend):
         if retry_after is None:
             retry_after = retry_delay_from_body(body)
         return BackendError(kind, f"{response.status} {message}", status=response.status,
-                            retry_after=retry_after, backend=self.name)
+                            retry_after=retry_after, backend=self.name,
+                            error_class=self.error_class(response.status, body))
 
     def classify(self, status: int, body: bytes) -> ErrorKind:
         return classify_status(status)
+
+    def error_class(self, status: int, body: bytes) -> ErrorClass | None:
+        """The ``on:`` class of an error reply when its kind alone does not tell it (a prompt too
+        long, a policy refusal); None leaves it to the kind. Each provider says these its own way."""
+        return None
 
     async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None,
                    keys: KeyChoice | None = None) -> tuple[aiohttp.ClientResponse, Key]:

@@ -92,6 +92,9 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
     limiter = previous.dispatcher.limiter if previous is not None else None
     dispatcher = Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter)
     dispatcher.health = previous.dispatcher.health if previous is not None else None
+    if previous is not None:  # what fastest/least_busy observed outlives a reload
+        dispatcher.stats = previous.dispatcher.stats
+    dispatcher.prices = config.prices
     return RuntimeState(
         config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
         sessions=sessions, dispatcher=dispatcher,

@@ -90,6 +90,8 @@ class Pipeline:
             finish_record(ex, recorder)
             return reply
         except BaseException as exc:
+            if ex.outcome is not None:  # a guard or encoder failed after dispatch: free what it holds
+                ex.outcome.release()
             record_failure(ex, recorder, exc)
             raise
 
