@@ -272,6 +272,9 @@ def compile_limits(calls: Iterable[ir.Call], ctx: Context) -> tuple[ir.Limit, ..
                                 signature)
         if amount is None:
             raise ctx.error(f"{call.name} needs an amount", call.span, f"{call.name}(20)" if budget else f"{call.name}(60)")
+        if budget and per == "key":
+            raise ctx.error("budget: per=key is not supported: recorded cost is kept per caller, session and backend, "
+                            "not per provider key", call.span, "per=caller, per=session or per=backend")
         out.append(ir.Limit(call.name, amount, per, call.span, window))  # type: ignore[arg-type]
     return tuple(out)
 
@@ -346,7 +349,7 @@ def compile_command(call: ir.Call, ctx: Context) -> tuple[ir.SessionEdit, ...]:
             edits.append(ir.UnsetField(key))
         return tuple(edits)
     values = _bind(call, spec.params, ctx)
-    if name in ("hello", "help", "pwd", "route-list"):
+    if name in ("hello", "help", "pwd", "route-list", "route-explain"):
         command = values.get("command")  # help(command): the one query that takes an argument
         return (ir.Query(name, str(command) if command else None),)
     if name == "backend":

@@ -90,6 +90,9 @@ class Plan:
     governing: tuple[int, ...] = ()
     # ``on:``: error class -> (fallback chain, rule that set it); per class the first matching rule wins.
     on: tuple[tuple[str, tuple[ir.Link, ...], str], ...] = ()
+    # ``budget(...)`` limits with the rule that added each (they are not in ``limits``: spending is
+    # checked against recorded cost before dispatch, not by the rate limiter).
+    budgets: tuple[tuple[ir.Limit, str], ...] = ()
 
     def targets(self) -> tuple[ir.Target, ...]:
         return ir.Chain(self.chain).targets() if self.chain else ()
@@ -320,6 +323,7 @@ def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str, first_file_
     route: ir.Chain | None = None
     route_rule: str | None = None
     limits: list[ir.Limit] = []
+    budgets: list[tuple[ir.Limit, str]] = []
     post: dict[str, ir.PostProcessor] = {}
     overrides: dict[str, ir.Scalar] = {}
     on: dict[str, tuple[tuple[ir.Link, ...], str]] = {}
@@ -327,7 +331,11 @@ def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str, first_file_
         rule = c.rule
         if route is None and rule.route is not None:
             route, route_rule = rule.route, rule.name
-        limits.extend(rule.limits)
+        for limit in rule.limits:
+            if limit.kind == "budget":
+                budgets.append((limit, rule.name))
+            else:
+                limits.append(limit)
         for error_class, fallback in rule.on:
             if error_class not in on:
                 on[error_class] = (tuple(_resolve(link, model) for link in fallback.links), rule.name)
@@ -342,7 +350,7 @@ def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str, first_file_
     governing = tuple(c.order for c in hits[first_file_hit:] if c.rule.limits or c.rule.overrides)
     return Plan(chain, tuple(limits), tuple(post.values()), tuple(overrides.items()),
                 tuple(c.rule.name for c in hits), route_rule, governing,
-                tuple((error_class, links, rule) for error_class, (links, rule) in on.items()))
+                tuple((error_class, links, rule) for error_class, (links, rule) in on.items()), tuple(budgets))
 
 
 # ---- what a target adds to the plan ------------------------------------------------------------

@@ -91,6 +91,8 @@ COMMANDS: dict[str, CommandSpec] = {
         ),
         CommandSpec("pwd", (), "Show the session's project directory", "!/pwd"),
         CommandSpec("route-list", (), "List the session's routes and the file rules", "!/route-list"),
+        CommandSpec("route-explain", (), "Show which rules decide this request, and why, and the plan they make",
+                    "!/route-explain"),
         CommandSpec(
             "route-clear", (Param("model", "name", True),), "Remove the session route for a model",
             "!/route-clear(gpt-4)",

@@ -40,6 +40,7 @@ class CommandContext:
     prefix: str
     file_rules: list[ir.Rule]
     guards: Callable[[Session], list[str]]  # active guard descriptions for the session
+    explain: Callable[[Session], str] | None = None  # !/route-explain: this request under the session's rules
 
 
 @dataclass(slots=True)
@@ -210,6 +211,8 @@ def _query(s: Session, query: ir.Query, ctx: CommandContext) -> str:
             f"(use {ctx.prefix}set(project_dir=\"/path\"))"
     if name == "route-list":
         return route_list_text(s, ctx)
+    if name == "route-explain":
+        return ctx.explain(s) if ctx.explain is not None else "route-explain is not available here"
     raise ValueError(name)  # pragma: no cover
 
 

@@ -92,7 +92,7 @@ def test_limit_round_trip(limit: ir.Limit) -> None:
 
 @settings(max_examples=200)
 @given(st.builds(lambda amount, per, window: ir.Limit("budget", amount, per, None, window), numbers,
-                 st.sampled_from(["backend", "key", "session", "caller"]), st.sampled_from(["hour", "day", "month"])))
+                 st.sampled_from(["backend", "session", "caller"]), st.sampled_from(["hour", "day", "month"])))
 def test_budget_round_trip(limit: ir.Limit) -> None:
     from dsl.compile import Context, compile_limits
 

@@ -33,6 +33,7 @@ COMMAND_ONLY = [
     ("!/temperature(0.7)", "temperature set to 0.7"),
     ("!/pwd", "project directory: not set"),
     ("!/route-list", "Session rules: none"),
+    ("!/route-explain", "rules, in evaluation order:"),
     ("!/route-clear(gpt-4)", "route for gpt-4 cleared"),
     ("!/route-append(gpt-4, echo:other)", "route for gpt-4: echo:other"),
     ("!/route-prepend(gpt-4, other:first)", "route for gpt-4: other:first"),
