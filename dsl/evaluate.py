@@ -38,7 +38,7 @@ class Facts:
     """What rules may look at. :meth:`build` derives the time facts; the proxy's pipeline fills in
     only the facts its rules read (``RuleSet.reads``) and leaves the others at their defaults.
 
-    Read only by convention: not ``frozen`` because a frozen dataclass sets each of its eleven
+    Read only by convention: not ``frozen`` because a frozen dataclass sets each of its twelve
     fields through ``object.__setattr__``, and one Facts is built for every request."""
 
     model: str
