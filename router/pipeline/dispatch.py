@@ -111,12 +111,14 @@ class Picker:
     _tokens: int | None = None
 
     def order(self, group: ir.Group, rng: random.Random) -> list[ir.Target]:
-        if self._tokens is None:
-            from .plan import estimate_prompt_tokens  # only a cheapest(...) group reads the size
+        tokens = 0
+        if group.strategy == "cheapest":  # only cheapest(...) reads the request's size: estimated once
+            if self._tokens is None:
+                from .plan import estimate_prompt_tokens
 
-            self._tokens = estimate_prompt_tokens(self.request) if group.strategy == "cheapest" else 0
-        members, explored = order_group(group, self.stats, self.prices, self._tokens,
-                                        self.request.max_tokens or 0, rng)
+                self._tokens = estimate_prompt_tokens(self.request)
+            tokens = self._tokens
+        members, explored = order_group(group, self.stats, self.prices, tokens, self.request.max_tokens or 0, rng)
         self.picks[members[0]] = f"{group.strategy}:explore" if explored else str(group.strategy)
         return members
 

@@ -229,3 +229,21 @@ async def test_a_failing_fallback_is_the_answer(backends, fake: FakeProvider) ->
     with pytest.raises(ProxyError) as info:
         await send(d, Plan(chain=(ir.Target("oa", "failing"),), on=ON_ALL))
     assert info.value.status == 502 and "fallback down too" in info.value.message
+
+
+async def test_cheapest_after_another_strategy_still_reads_the_prompt(backends, fake: FakeProvider) -> None:
+    """The prompt's size is estimated for cheapest(...) even when an earlier group had no use for it."""
+    d = dispatcher(backends)
+    # Cheap input, dear output vs the reverse: with the prompt counted, long prompts favour cheap input.
+    d.prices = {"in-cheap": {"input": 0.1, "output": 50.0}, "out-cheap": {"input": 20.0, "output": 0.1}}
+    first = group("fastest", ir.Target("oa", "f1"), ir.Target("fb", "f2"))
+    cheap = group("cheapest", ir.Target("an", "out-cheap"), ir.Target("ge", "in-cheap"))
+    fake.on_model("f1", error(500))
+    fake.on_model("f2", error(500))
+    outcome = Outcome()
+    request = chat("word " * 4000)
+    request.max_tokens = 10
+    await d.complete(Plan(chain=(first, cheap)), request, outcome)
+    outcome.release()
+    assert outcome.target == ir.Target("ge", "in-cheap")
+    assert outcome.attempts[-1].picked_by == "cheapest"
