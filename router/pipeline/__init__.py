@@ -8,7 +8,6 @@ dispatch (failover) → guard → encode (the client's format, JSON or SSE) → 
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -38,8 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only: router.state imports t
     from ..state import RuntimeState, StateRef
 from .session import remember, resolve_session, sent_session_id, session_id_from
 
-log = logging.getLogger("llm_proxy.request")
-
 
 class Pipeline:
     """The orchestrator: the stages in order. Its services (given, or made here): the response
@@ -59,13 +56,16 @@ class Pipeline:
                       RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller,
                                     stream=request.stream, path=ctx.path),
                       request.model)
+        sent_messages = bool(request.messages)  # before commands are cut out of them
         try:
             await resolve_session(ex)
             if ex.state.commands_enabled:
                 answer = await self._commands(ex)
                 if answer is not None:
                     return answer
-            if not ex.request.messages:
+            if not ex.request.messages and sent_messages:
+                # Only commands were sent, none of them answered. A conversation of system text
+                # alone (no message to strip) goes on: the provider decides whether it takes it.
                 raise ProxyError(400, "messages: no message left to send after removing commands",
                                  "invalid_request", param="messages")
             self._plan(ex)
@@ -137,7 +137,7 @@ class Pipeline:
                 self.ref.recorder.audit("session_command", ex.ctx.caller, "ok", session=ex.ctx.session_id,
                                         commands=routing)
         if parsed.only_commands or outcome.failed:
-            log.info("command reply", extra={"request_id": ex.ctx.request_id, "session": ex.session.id})
+            # No log line of its own: the access line (backend=proxy) is this request's one line.
             request.model = resolve_model(state, ex.requested, ex.session)[0]
             note_local(ex, "proxy", request.model, "stop")
             return local_reply(ex, proxy_answer(ex, outcome.text()), lambda: finish_record(ex, self.ref.recorder))
