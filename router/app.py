@@ -22,7 +22,8 @@ from .http.edge import (
     handle_codec_error, handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link,
 )
 from .http.admin import (
-    AdminGate, AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
+    AdminGate, AuditLogsResource, BackendHealthResource, ExplainResource, MetricsResource, ReloadResource,
+    UsageRecentResource, UsageStatsResource,
 )
 from .http.runtime import RuntimeResource
 from .http.hangup import SCOPE_KEY as HANGUP, Hangup
@@ -174,6 +175,7 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v2/usage/recent", UsageRecentResource(gate, store))
     app.add_route("/v2/audit/logs", AuditLogsResource(gate, store))
     app.add_route("/v2/admin/reload", ReloadResource(gate, reloader))
+    app.add_route("/v2/admin/explain", ExplainResource(gate, ref))
     app.add_route("/metrics", MetricsResource(gate, ref.metrics, "metrics_auth"))
     app.add_route("/v2/admin/runtime", RuntimeResource(gate, ref, pipeline))
     app.add_route("/", RootResource())

@@ -268,6 +268,7 @@ class AppConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     state: StateConfig = field(default_factory=StateConfig)
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # model -> {input, output} per 1M tokens
+    catalog: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # model -> {context_window}; over router/catalog.json
     source_path: str | None = None  # absolute path of the file read, None for embedded defaults
     # Who may read /metrics and /health/backends: "admin" (an admin key; any client key when no
     # admin keys are configured), "client" (any client key) or "none" (no key).
@@ -633,6 +634,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
                           prefix=state.get("prefix", "lip"), on_unavailable=state.get("on_unavailable", "fail_open"),
                           timeout_ms=state.get("timeout_ms", 50)),
         prices=MappingProxyType({m: MappingProxyType(dict(p)) for m, p in (value.get("prices") or {}).items()}),
+        catalog=MappingProxyType({m: MappingProxyType(dict(c)) for m, c in (value.get("catalog") or {}).items()}),
         source_path=os.path.abspath(file) if file else None,
         metrics_auth=_section(value, "metrics").get("auth", "admin"),
         health_auth=_section(value, "health").get("auth", "admin"),

@@ -19,6 +19,7 @@ from backends.factory import build_backends
 from dsl.evaluate import RuleSet
 from dsl.loader import LoadedRules, load_rules_dir
 
+from .catalog import Catalog
 from .config import AppConfig, connector_settings
 from .guards import GuardSettings
 from .http.auth import Authenticator, authenticator_for
@@ -48,6 +49,8 @@ class RuntimeState:
     shared: SharedStores | None = None  # the Redis-backed stores (state.store: redis), kept across reloads
     # The guards' settings per rules' ``post`` for this config (see GuardSettings): built with the state.
     guard_settings: GuardSettings = field(init=False)
+    # Facts about models (the rules' ``context_window``): shipped data under the config's ``catalog``.
+    catalog: Catalog = field(init=False)
 
     # Paths that need no client key (``metrics.auth`` / ``health.auth``: none), besides / and /health.
     keyless_paths: frozenset[str] = field(init=False)
@@ -57,6 +60,7 @@ class RuntimeState:
         self.keyless_paths = frozenset(path for path, level in (("/metrics", self.config.metrics_auth),
                                                                  ("/health/backends", self.config.health_auth))
                                        if level == "none")
+        self.catalog = Catalog(self.config.catalog)
 
     @property
     def backend_names(self) -> tuple[str, ...]:
@@ -115,6 +119,9 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
         shared.share_key_cooldowns(built)
     dispatcher = Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter)
     dispatcher.health = previous.dispatcher.health if previous is not None else None
+    if previous is not None:  # what fastest/least_busy observed outlives a reload
+        dispatcher.stats = previous.dispatcher.stats
+    dispatcher.prices = config.prices
     return RuntimeState(
         config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
         sessions=sessions, dispatcher=dispatcher,

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING
 
 from dsl.evaluate import Plan
 
+from ..budgets import Budgets
 from ..cache import ResponseCache
 from ..errors import ProxyError
+from ..explain import explain_request
 from ..frontends import Frontend
 from ..record.recorder import RequestRecord
 from ..sessions import Session
 from ..wire.canonical import ChatRequest
 from ..wire.offload import is_large, off_loop
+from .budget import check_budgets
 from .commands import CommandContext, apply_commands, routing_commands, strip_commands
 from .dispatch import Outcome
 from .encode import json_reply, local_reply, proxy_answer, stream_reply
@@ -44,6 +47,7 @@ class Pipeline:
         self.ref = state_ref
         self.cache = cache if cache is not None else ResponseCache()
         self.histories = histories if histories is not None else ToolHistories()
+        self.budgets = Budgets(state_ref.recorder.store)  # budget(...) limits, from recorded cost
 
     async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext) -> Reply:
         """Serve one request and make sure exactly one usage record is written for it."""
@@ -76,6 +80,8 @@ class Pipeline:
             if cached is not None:
                 note_local(ex, "cache", cached.model, cached.finish_reason)
                 return local_reply(ex, cached, lambda: finish_record(ex, recorder))
+            if ex.plan.budgets:
+                await check_budgets(ex, self.budgets)
             ex.outcome = Outcome()
             dispatcher = ex.state.dispatcher
             if ex.request.stream:
@@ -100,6 +106,8 @@ class Pipeline:
             finish_record(ex, recorder)
             return reply
         except BaseException as exc:
+            if ex.outcome is not None:  # a guard or encoder failed after dispatch: free what it holds
+                ex.outcome.release()
             record_failure(ex, recorder, exc)
             raise
 
@@ -130,7 +138,11 @@ class Pipeline:
         context = CommandContext(
             backends=state.backend_names, default_backend=state.config.default_backend,
             prefix=state.config.command_prefix, file_rules=list(state.rules.rules),
-            guards=lambda s: active_guards(state, s, self._plan_for(ex, s), histories))
+            guards=lambda s: active_guards(state, s, self._plan_for(ex, s), histories),
+            explain=lambda s: explain_request(
+                state.config, state.ruleset, state.catalog, ex.requested, frontend=ex.frontend.name,
+                headers=ex.ctx.headers, tokens=estimate_prompt_tokens(request), caller=ex.ctx.caller,
+                stream=request.stream, tools=bool(request.tools), session=s).text())
         outcome = apply_commands(session, parsed, context)
         if outcome.changed and not outcome.failed:
             ex.session = outcome.session

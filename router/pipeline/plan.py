@@ -70,6 +70,7 @@ def plan_request(state: RuntimeState, request: ChatRequest, requested: str, sess
         model, frontend, client_backend or session.backend, caller,
         estimate_prompt_tokens(request) if "tokens" in reads else 0, request.stream, bool(request.tools), headers,
         _session_facts(session) if "session" in reads else {}, clock, weekday,
+        state.catalog.context_window(model) if "context_window" in reads else None,
     )
     plan = evaluate(facts, state.ruleset, session_rules=session_rules, default_backend=state.config.default_backend)
     return model, facts, plan

@@ -72,7 +72,8 @@ def _attempts_json(attempts: list[Any]) -> str:
     if len(attempts) == 1 and type(attempt := attempts[0]) is Attempt:
         return fastjson.dumps_str([{"backend": attempt.backend, "model": attempt.model, "status": attempt.status,
                                     "latency_ms": attempt.latency_ms, "key_id": attempt.key_id,
-                                    "error": attempt.error}], default=str)
+                                    "error": attempt.error, "picked_by": attempt.picked_by,
+                                    "on_error": attempt.on_error}], default=str)
     return json_column(attempts)
 
 
