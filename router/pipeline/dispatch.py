@@ -27,6 +27,7 @@ from dsl.evaluate import Plan, TargetRules
 from ..wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from ..errors import ProxyError
 from ..limits import InProcessLimiter, Limiter, Rejection, Reservation
+from ..record.attempt import Attempt
 
 class HealthLike(Protocol):
     def allow(self, backend: str) -> bool: ...
@@ -41,18 +42,6 @@ STREAM_ERROR_KIND: dict[str, ErrorKind] = {
     "overloaded": "overloaded", "rate_limit": "rate_limited", "timeout": "timeout", "invalid_request": "bad_request",
     "request_too_large": "bad_request", "not_found": "not_found", "authentication": "auth", "permission": "auth",
 }
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One try of one target, for usage records and logs (a key id, never the key)."""
-
-    backend: str
-    model: str
-    status: str  # "ok" or an error kind
-    latency_ms: float
-    key_id: str | None = None
-    error: str | None = None
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from ..wire import fastjson
 from ..wire.canonical import Usage
-from ..pipeline.dispatch import Attempt
+from .attempt import Attempt
 from .logs import AccessLog
 from ..memo import IdentityMemo
 from .metrics import Metrics
