@@ -118,6 +118,8 @@ class Metrics:
         self.cache = Counter("llm_proxy_cache", "Response cache lookups", ["result"], registry=r)
         self._models: set[str] = set()
         self.before_read: Callable[[], None] = lambda: None  # the recorder drains what is pending
+        # With ``--workers``: renders every worker's series (router/record/shared_metrics.py).
+        self.exposition: Callable[[], bytes] | None = None
 
     def model_label(self, model: str | None) -> str:
         if not model:
@@ -131,4 +133,6 @@ class Metrics:
 
     def render(self) -> bytes:
         self.before_read()
+        if self.exposition is not None:
+            return self.exposition()
         return generate_latest(self.registry)
