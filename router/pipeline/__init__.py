@@ -52,13 +52,16 @@ class Pipeline:
                       RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller,
                                     stream=request.stream, path=ctx.path),
                       request.model)
+        sent_messages = bool(request.messages)  # before commands are cut out of them
         try:
             await resolve_session(ex)
             if ex.state.commands_enabled:
                 answer = await self._commands(ex)
                 if answer is not None:
                     return answer
-            if not ex.request.messages:
+            if not ex.request.messages and sent_messages:
+                # Only commands were sent, none of them answered. A conversation of system text
+                # alone (no message to strip) goes on: the provider decides whether it takes it.
                 raise ProxyError(400, "messages: no message left to send after removing commands",
                                  "invalid_request", param="messages")
             self._plan(ex)

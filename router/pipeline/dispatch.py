@@ -24,6 +24,7 @@ from backends.keys import KeyChoice
 from dsl import ir
 from dsl.evaluate import Plan, TargetRules
 
+from ..wire.codec import CodecError
 from ..wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from ..errors import ProxyError
 from ..limits import InProcessLimiter, Limiter, Rejection, Reservation
@@ -241,6 +242,13 @@ class Dispatcher:
                 result: ChatResponse | StreamStarted = StreamStarted(first, events, target)
             else:
                 result = await backend.complete(attempt_request, keys)
+        except CodecError as exc:
+            # The request holds something this backend's format cannot carry (a connector encodes
+            # before it calls): the client's 400, naming the field and the backend.
+            error = BackendError("bad_request", f"{exc.param}: {exc.message} (backend {target.backend!r})",
+                                 status=400, backend=target.backend)
+            self._record(outcome, target, request, error, started, keys.used)
+            raise error from None
         except BackendError as exc:
             exc.backend = exc.backend or target.backend
             self._record(outcome, target, request, exc, started, keys.used)

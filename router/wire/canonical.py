@@ -37,6 +37,19 @@ class ImagePart:
 
 
 @dataclass(slots=True)
+class FilePart:
+    """A document or audio clip the user attached: inline (``data`` base64 + ``media_type``, e.g.
+    ``application/pdf``, ``audio/wav``) or by a provider's file id (``file_id``: OpenAI's Files
+    API, so only an OpenAI backend can read it; other encoders refuse it by name)."""
+
+    data: str | None = None
+    media_type: str | None = None
+    filename: str | None = None
+    file_id: str | None = None
+    type: Literal["file"] = "file"
+
+
+@dataclass(slots=True)
 class ThinkingPart:
     """Model reasoning. ``signature`` is Anthropic's opaque token that must be echoed back."""
 
@@ -73,7 +86,7 @@ class ToolResultPart:
     type: Literal["tool_result"] = "tool_result"
 
 
-Part = Union[TextPart, ImagePart, ThinkingPart, ToolCallPart, ToolResultPart]
+Part = Union[TextPart, ImagePart, FilePart, ThinkingPart, ToolCallPart, ToolResultPart]
 
 # Coding agents put context of their own in separate text parts of the user's message (Claude
 # Code's <system-reminder>, Gemini CLI's <session_context>). What the *user* typed is the rest.
@@ -107,10 +120,13 @@ class Tool:
 
 @dataclass(slots=True)
 class ToolChoice:
-    """``mode`` auto|none|required; ``name`` set forces that one tool."""
+    """``mode`` auto|none|required; ``name`` set forces that one tool. ``allowed`` (OpenAI's
+    ``allowed_tools``) limits the tools the model may call to these names, ``mode`` applying
+    among them; formats without the notion send only the allowed tools, which means the same."""
 
     mode: Literal["auto", "none", "required"] = "auto"
     name: str | None = None
+    allowed: list[str] | None = None
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ import uuid
 from typing import Any, NoReturn
 
 from router.wire import fastjson
-from router.wire.canonical import ImagePart, Message, ToolCallPart, ToolResultPart
+from router.wire.canonical import ChatRequest, FilePart, ImagePart, Message, Tool, ToolCallPart, ToolResultPart
 from router.wire.codec import CodecError
 
 _MISSING = object()
@@ -213,7 +213,34 @@ def guess_media_type(image: ImagePart) -> str:
     return guessed or "image/jpeg"
 
 
+# --- files --------------------------------------------------------------------------------------
+
+def file_from_data(value: str, filename: str | None) -> FilePart:
+    """OpenAI's ``file_data``: a ``data:`` URL (media type in it) or bare base64 (media type from
+    the file name's extension, when it has one)."""
+    if value.startswith("data:") and ";base64," in value:
+        header, _, data = value.partition(";base64,")
+        return FilePart(data=data, media_type=header[5:] or None, filename=filename)
+    guessed, _ = mimetypes.guess_type(filename or "")
+    return FilePart(data=value, media_type=guessed, filename=filename)
+
+
+def describe_file(part: FilePart) -> str:
+    """How refusals name a file part: its name, id or media type."""
+    return part.filename or part.file_id or part.media_type or "unnamed file"
+
+
 # --- tool calls ---------------------------------------------------------------------------------
+
+def offered_tools(req: ChatRequest) -> list[Tool]:
+    """The tools to declare to a provider without OpenAI's ``allowed_tools``: only the allowed
+    ones, which keeps the client's restriction (the model cannot call what it was not given)."""
+    choice = req.tool_choice
+    if choice is None or choice.allowed is None:
+        return req.tools
+    allowed = set(choice.allowed)
+    return [tool for tool in req.tools if tool.name in allowed]
+
 
 def dump_args(value: Any) -> str:
     return fastjson.dumps_str(value)
