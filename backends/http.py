@@ -24,6 +24,7 @@ from router.wire.codec import Codec, CodecError
 from router.wire.sse import LineTooLong, SSEParser
 
 from .base import Backend, BackendError, ErrorKind, Health
+from .cooldowns import CooldownStore
 from .keys import Key, KeyChoice, KeyPool
 from .redaction import redact, redact_url
 from .settings import ConnectorSettings, Timeouts
@@ -115,8 +116,31 @@ def provider_message(body: bytes) -> str:
     return text
 
 
+_VERSION_SEGMENT = re.compile(r"/v\d+(?:alpha\d*|beta\d*|internal)?(?=/|$)")
+
+
+def with_api_version(url: str, version: str = "/v1") -> str:
+    """``url`` with an API version in its path: ``http://host:11434`` → ``http://host:11434/v1``;
+    one that has a version anywhere in its path (``…/api/v1``, ``…/v1beta/openai``) is kept."""
+    return url if _VERSION_SEGMENT.search(URL(url).path) else url + version
+
+
+def without_api_version(url: str, *versions: str) -> str:
+    """``url`` without a trailing API version of ``versions``: ``https://api.anthropic.com/v1`` →
+    ``https://api.anthropic.com`` (the connector adds the version to every path itself)."""
+    for version in versions:
+        if url.endswith(version):
+            return url[: -len(version)].rstrip("/")
+    return url
+
+
 class HttpBackend(Backend):
-    """Base of the provider connectors. Subclasses name their codec and say where to send."""
+    """Base of the provider connectors. Subclasses name their codec and say where to send.
+
+    ``base_url`` is accepted with or without the API version (``/v1``, ``/v1beta``): each type
+    fits it to what its paths expect (:meth:`fit_base_url`), so an operator's guess of where the
+    version goes is never a 404.
+    """
 
     default_base_url = ""
     codec: ClassVar[Codec]  # the wire format the provider speaks (a router/wire module)
@@ -126,7 +150,7 @@ class HttpBackend(Backend):
     def __init__(self, settings: ConnectorSettings, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(settings.name)
         self.settings = settings
-        self.base_url = (settings.base_url or self.default_base_url).rstrip("/")
+        self.base_url = self.fit_base_url((settings.base_url or self.default_base_url).rstrip("/"))
         self.shown_url = redact_url(self.base_url)  # the base URL as messages may show it
         if "@" in URL(self.base_url).raw_authority:
             # load_config refuses these with the setting's position; settings made in code end
@@ -136,12 +160,17 @@ class HttpBackend(Backend):
         self.timeouts: Timeouts = settings.timeouts
         self._slow_start_timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
                                                  sock_read=self.timeouts.first_byte)
-        self.keys = KeyPool.of(settings.api_keys, clock)
+        self.keys = KeyPool.of(settings.api_keys, clock, backend=settings.name)
         self.extra_headers = dict(settings.headers)
         self._session: aiohttp.ClientSession | None = None
         self._models: tuple[float, list[str]] | None = None
         self._urls: dict[str, URL] = {}
         self._headers: dict[tuple[str, bool], dict[str, str]] = {}
+
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """The configured base URL as this type's paths expect it (see the class docstring)."""
+        return url
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -215,10 +244,12 @@ class HttpBackend(Backend):
         async with asyncio.timeout(self.timeouts.first_byte):
             return await self.session.request(method, target, data=data, headers=headers, params=params)
 
-    def _connection_error(self, exc: BaseException) -> BackendError:
+    def _connection_error(self, exc: BaseException, method: str = "", url: str = "") -> BackendError:
         """What a failed send means, as a classified error."""
         if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
-            return BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s", backend=self.name)
+            called = f" ({method} {redact_url(url)})" if url else ""
+            return BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s{called}",
+                                backend=self.name)
         if isinstance(exc, aiohttp.ClientConnectorError):
             message = f"cannot connect to {self.shown_url}: {exc.os_error or exc}"
         elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
@@ -240,20 +271,29 @@ class HttpBackend(Backend):
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is None:
             retry_after = retry_delay_from_body(body)
-        return BackendError(kind, f"{response.status} {message}", status=response.status,
+        status = str(response.status)
+        if not message.startswith(status):  # aiohttp-style bodies say "404: Not Found" themselves
+            message = f"{status} {message}"
+        # The URL called (never its credentials), so a wrong base_url or model shows where it went.
+        called = f"{response.method} {redact_url(str(response.url.with_query(None)))}"
+        return BackendError(kind, f"{message} ({called})", status=response.status,
                             retry_after=retry_after, backend=self.name)
 
     def classify(self, status: int, body: bytes) -> ErrorKind:
         return classify_status(status)
 
+    def share_cooldowns(self, store: CooldownStore) -> None:
+        self.keys.store = store
+
     async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None,
-                   keys: KeyChoice | None = None) -> tuple[aiohttp.ClientResponse, Key]:
-        """One logical call: try keys in rotation; a 429/401 cools that key and moves to the next.
+                   keys: KeyChoice | None = None, model: str = "") -> tuple[aiohttp.ClientResponse, Key]:
+        """One logical call about ``model`` (empty for calls about no model: listings, set-up):
+        try keys in rotation; a 429/401 cools that key for that model and moves to the next.
         ``keys`` says which keys may be tried and gets the label of each one sent with."""
         gate = keys.allow if keys is not None else None
         last: BackendError | None = None
         gated = 0
-        for key in self.keys.candidates():
+        for key in self.keys.candidates(model):
             if gate is not None and not gate(key.label):
                 gated += 1
                 continue
@@ -262,25 +302,25 @@ class HttpBackend(Backend):
             try:
                 response = await self._send(method, url, key.value, body, params)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                raise self._connection_error(exc) from None
+                raise self._connection_error(exc, method, url) from None
             if response.status < 400:
-                self.keys.succeeded(key)
+                self.keys.succeeded(key, model)
                 return response, key
             error = await self._error_from(response)
             if error.kind in ("auth", "rate_limited") and len(self.keys) > 1:
-                self.keys.cool_down(key, error.retry_after)
+                self.keys.cool_down(key, error.retry_after, model)
                 last = error
                 continue
             raise error
         if last is not None:
             # the backend is usable again as soon as its first key is, not when the last one is
-            last.retry_after = self.keys.retry_after() or last.retry_after or None
+            last.retry_after = self.keys.retry_after(model) or last.retry_after or None
             raise last
         if gated:
             raise BackendError("rate_limited", "the per-key rate limits of every key of this backend are exhausted",
                                retry_after=1.0, backend=self.name)
-        raise BackendError("rate_limited", "every API key of this backend is cooling down",
-                           retry_after=self.keys.retry_after() or 1.0, backend=self.name)
+        raise BackendError("rate_limited", f"every API key of this backend is cooling down for {model or 'this call'}",
+                           retry_after=self.keys.retry_after(model) or 1.0, backend=self.name)
 
     @contextlib.contextmanager
     def _reading(self, what: str) -> Iterator[None]:

@@ -4,7 +4,9 @@ python benchmarks/proxy_bench.py [--duration 8] [--streams 1000] [--pairs 6]
 
 Starts, each in its own process on 127.0.0.1: the fake OpenAI upstream, a bare Falcon+aiohttp
 pass-through, a bare Falcon+httpx pass-through (the outbound-client comparison), and the proxy on
-its full default path (auth, session, rules, OpenAI→OpenAI translation, access log at info).
+its full default path (auth, session, rules, OpenAI→OpenAI translation, access log at info), both on
+``/v2/chat/completions`` and on ``/v2/responses`` (Responses→OpenAI chat translation, the reply kept
+for ``previous_response_id``), each as a ratio to the same pass-through.
 Load comes from wrk when installed (apt install wrk), else from an aiohttp client in this process.
 Prints requests/s at 32 connections, p50 latency at 1 connection, and ratios; the cost of usage
 recording + metrics, from one more proxy process switched on and off in alternating pairs
@@ -33,6 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hello in one short sentence."}]})
+RESPONSES_BODY = json.dumps({"model": "bench", "input": [{"role": "user", "content": "Say hello in one short sentence."}]})
 KEY = "bench-client-key"
 
 
@@ -67,11 +70,15 @@ def cpu_seconds(pid: int) -> float:
 # ---- load generators ---------------------------------------------------------------------------
 
 
+def _body_for(url: str) -> str:
+    return RESPONSES_BODY if url.endswith("/responses") else BODY
+
+
 def wrk(url: str, connections: int, duration: int, headers: dict[str, str]) -> tuple[float, float]:
     """(requests/s, p50 ms) from wrk with a POST body."""
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     hdrs = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-    script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\nwrk.headers["Content-Type"] = "application/json"\n{hdrs}')
+    script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(_body_for(url))}\nwrk.headers["Content-Type"] = "application/json"\n{hdrs}')
     script.close()
     out = subprocess.run(["wrk", "-t", "1" if connections < 4 else "2", "-c", str(connections), "-d", f"{duration}s",
                           "--latency", "-s", script.name, url], capture_output=True, text=True).stdout
@@ -94,7 +101,7 @@ async def _py_load(url: str, connections: int, duration: int, headers: dict[str,
         async def worker() -> None:
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
-                async with session.post(url, data=BODY, headers={**headers, "Content-Type": "application/json"}) as r:
+                async with session.post(url, data=_body_for(url), headers={**headers, "Content-Type": "application/json"}) as r:
                     await r.read()
                 latencies.append((time.perf_counter() - t0) * 1000)
         await asyncio.gather(*(worker() for _ in range(connections)))
@@ -168,6 +175,7 @@ def main() -> None:
             "falcon+httpx pass-through": (f"http://127.0.0.1:{ports['pass_httpx']}/v1/chat/completions", {}),
             "falcon+aiohttp pass-through": (f"http://127.0.0.1:{ports['pass_aiohttp']}/v1/chat/completions", {}),
             "proxy (full default path)": (f"http://127.0.0.1:{ports['proxy']}/v2/chat/completions", auth),
+            "proxy /v2/responses": (f"http://127.0.0.1:{ports['proxy']}/v2/responses", auth),
         }
         switch_url = f"http://127.0.0.1:{ports['proxy_switch']}/v2/chat/completions"
         load(switch_url, 4, 1, auth)
@@ -188,17 +196,21 @@ def main() -> None:
         print(f"proxy / falcon+aiohttp pass-through, req/s @32: {proxy_r[0] / base[0]:.2f} in the table above")
         # One pair of 8 s figures moves by +-10% on this shared machine: the headline ratio is the
         # median over several pairs, alternating which of the two goes first.
-        ratios = []
+        ratios, responses_ratios = [], []
         pass_url, pass_headers = targets["falcon+aiohttp pass-through"]
         proxy_url, proxy_headers = targets["proxy (full default path)"]
+        responses_url, _ = targets["proxy /v2/responses"]
         for i in range(args.pairs):
-            order = [(proxy_url, proxy_headers), (pass_url, pass_headers)]
+            order = [(proxy_url, proxy_headers), (responses_url, proxy_headers), (pass_url, pass_headers)]
             if i % 2:
                 order.reverse()
             got = {url: load(url, 32, max(3, args.duration // 2), headers)[0] for url, headers in order}
             ratios.append(got[proxy_url] / got[pass_url])
+            responses_ratios.append(got[responses_url] / got[pass_url])
         print(f"proxy / falcon+aiohttp pass-through, req/s @32: {statistics.median(ratios):.2f} median of {len(ratios)} "
-              f"alternating pairs ({', '.join(f'{r:.2f}' for r in ratios)})   (target >= 0.60)")
+              f"alternating rounds ({', '.join(f'{r:.2f}' for r in ratios)})   (target >= 0.60)")
+        print(f"proxy /v2/responses / pass-through, req/s @32:  {statistics.median(responses_ratios):.2f} median of "
+              f"{len(responses_ratios)} in the same rounds ({', '.join(f'{r:.2f}' for r in responses_ratios)})")
         print(f"falcon+aiohttp / falcon+httpx pass-through:    {base[0] / results['falcon+httpx pass-through'][0]:.2f}x")
         # The cost of recording is a small difference between two noisy figures. It is measured on
         # one proxy process switched on and off (SIGUSR1/SIGUSR2), alternating which goes first:

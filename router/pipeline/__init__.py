@@ -32,7 +32,7 @@ from .record import finish_record, note_answer, note_local, record_failure
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only: router.state imports this package
     from ..state import RuntimeState, StateRef
-from .session import remember, resolve_session, sent_session_id, session_id_from
+from .session import describe_session, remember, resolve_session, sent_session_id, session_id_from
 
 
 class Pipeline:
@@ -120,6 +120,8 @@ class Pipeline:
         if outcome.changed and not outcome.failed:
             ex.session = outcome.session
             await state.sessions.save(ex.session)
+            ex.anonymous = False
+            outcome.lines.append(describe_session(ex))
             routing = routing_commands(parsed)
             if routing:
                 self.ref.recorder.audit("session_command", ex.ctx.caller, "ok", session=ex.ctx.session_id,

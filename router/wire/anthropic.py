@@ -22,6 +22,8 @@ Choices where Anthropic cannot express something canonical (or the other way rou
 - Server tools (``{"type": "web_search_20250305", ...}``) and other fields without a canonical slot
   (``metadata``, ``top_k``, ``context_management``, a non-``enabled`` ``thinking``) are kept in
   ``extra["anthropic"]`` and passed on only to an Anthropic backend. ``cache_control`` is dropped.
+- **Tool history without tools** (Codex's compaction request: ``tools: []`` and a history of calls)
+  is refused by Anthropic, so ``encode_request`` then writes the calls and results as text.
 - ``encode_request`` clamps ``temperature`` to 1, defaults ``max_tokens`` to 4096, and keeps a
   thinking budget valid (>= 1024 and < ``max_tokens``). It leaves out what Anthropic rejects:
   ``top_p`` when ``temperature`` is sent (newer models refuse both), ``temperature`` (unless 1) and a
@@ -42,10 +44,10 @@ from router.wire.canonical import (
 from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
-    nonempty_list, required_model,
-    args_object, describe_file, dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool,
-    get_int, get_list, get_num, get_obj, get_str, leftover, lenient_int, merge_extra, new_id, offered_tools,
-    one_of, str_list,
+    args_object, describe_file, dump_args, expect_object, fail, field_path, fill_tool_result_names,
+    function_form, get_bool, get_int, get_list, get_num, get_obj, get_str, has_tool_history, leftover,
+    lenient_int, merge_extra, new_id, nonempty_list, offered_tools, one_of, required_model, str_list,
+    tool_history_as_text,
 )
 
 FORMAT = "anthropic"
@@ -250,7 +252,10 @@ def _decode_tool_choice(raw: dict[str, Any] | None) -> ToolChoice | None:
 def encode_request(req: ChatRequest) -> dict[str, Any]:
     """ChatRequest -> Anthropic body (for the Anthropic backend)."""
     extra = dict(req.extra.get(FORMAT, {}))
-    body: dict[str, Any] = {"model": req.model, "messages": _encode_messages(req.messages)}
+    messages = req.messages
+    if not req.tools and not extra.get("tools") and has_tool_history(messages):
+        messages = tool_history_as_text(messages)  # Anthropic refuses tool blocks without tools
+    body: dict[str, Any] = {"model": req.model, "messages": _encode_messages(messages)}
     max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
     if req.system:
         body["system"] = [{"type": "text", "text": p.text} for p in req.system if p.text]
@@ -334,7 +339,7 @@ def _encode_part(part: Part, role: str) -> dict[str, Any] | None:
         if role != "assistant":
             return None
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": args_object(part)}
-    if role != "user":
+    if role != "user" or not isinstance(part, ToolResultPart):
         return None
     return _encode_tool_result(part)
 
@@ -353,6 +358,7 @@ def _encode_tool_result(part: ToolResultPart) -> dict[str, Any]:
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    tool = function_form(tool)
     out: dict[str, Any] = {"name": tool.name}
     if tool.description:
         out["description"] = tool.description

@@ -15,7 +15,7 @@ import uuid
 from typing import Any, NoReturn
 
 from router.wire import fastjson
-from router.wire.canonical import ChatRequest, FilePart, ImagePart, Message, Tool, ToolCallPart, ToolResultPart
+from router.wire.canonical import ChatRequest, FilePart, ImagePart, Message, TextPart, Tool, ToolCallPart, ToolResultPart
 from router.wire.codec import CodecError
 
 _MISSING = object()
@@ -247,9 +247,39 @@ def dump_args(value: Any) -> str:
 
 
 def args_object(call: ToolCallPart) -> dict[str, Any]:
-    """Arguments as a JSON object (Anthropic ``input`` and Gemini ``args`` must be objects)."""
+    """Arguments as a JSON object (Anthropic ``input`` and Gemini ``args`` must be objects); a
+    freeform call's raw input as ``{"input": text}`` (see :func:`function_form`)."""
+    if call.custom:
+        return {CUSTOM_INPUT: call.arguments}
     parsed = call.parsed_arguments()
     return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def call_arguments(call: ToolCallPart) -> str:
+    """Arguments as JSON text for a format without freeform tools: a custom call's raw input is
+    wrapped as ``{"input": text}``, the one argument of its :func:`function_form`."""
+    return dump_args({CUSTOM_INPUT: call.arguments}) if call.custom else call.arguments
+
+
+# The one string argument a freeform (custom) tool gets in formats that only have functions.
+CUSTOM_INPUT = "input"
+
+
+def function_form(tool: Tool) -> Tool:
+    """``tool`` as a plain function tool: itself, or for a freeform tool a function with one
+    required string argument ``input``, its grammar appended to the description so the model can
+    still follow it."""
+    if tool.custom is None:
+        return tool
+    description = tool.description
+    if tool.custom.definition:
+        description += (f"\n\nPass the whole input as the string argument `{CUSTOM_INPUT}`. It must follow "
+                        f"this {tool.custom.syntax or 'grammar'} grammar:\n{tool.custom.definition}")
+    else:
+        description += f"\n\nPass the whole input as the string argument `{CUSTOM_INPUT}` (free text)."
+    schema = {"type": "object", "properties": {CUSTOM_INPUT: {"type": "string"}}, "required": [CUSTOM_INPUT],
+              "additionalProperties": False}
+    return Tool(name=tool.name, description=description.strip(), parameters=schema)
 
 
 def derived_call_id(seed: str, index: int) -> str:
@@ -268,6 +298,31 @@ def fill_tool_result_names(messages: list[Message]) -> None:
                 names[part.id] = part.name
             elif isinstance(part, ToolResultPart) and part.name is None:
                 part.name = names.get(part.tool_call_id)
+
+
+def has_tool_history(messages: list[Message]) -> bool:
+    return any(isinstance(p, (ToolCallPart, ToolResultPart)) for m in messages for p in m.parts)
+
+
+def tool_history_as_text(messages: list[Message]) -> list[Message]:
+    """``messages`` with tool calls and results written as text, for a provider that refuses tool
+    history when no tools are declared (Anthropic: "Requests which include tool_use or
+    tool_result blocks must define tools"; Codex's compaction request sends ``tools: []`` with
+    its whole history). Other parts are kept as they are; ``messages`` is not changed."""
+    out: list[Message] = []
+    for message in messages:
+        parts: list[Any] = []
+        for part in message.parts:
+            if isinstance(part, ToolCallPart):
+                parts.append(TextPart(f"[called tool {part.name} (call {part.id}) with: {part.arguments}]"))
+            elif isinstance(part, ToolResultPart):
+                text = "".join(p.text for p in part.content if isinstance(p, TextPart))
+                parts.append(TextPart(f"[result of call {part.tool_call_id}{' (error)' if part.is_error else ''}: "
+                                      f"{text}]"))
+            else:
+                parts.append(part)
+        out.append(Message("user" if message.role == "tool" else message.role, parts))
+    return out
 
 
 def is_base64(value: str) -> bool:

@@ -50,8 +50,8 @@ from router.wire import sse
 from router.wire.common import (
     check_model, nonempty_list,
     args_object, derived_call_id, describe_file, dump_args, expect_object, fail, fill_tool_result_names,
-    get_bool, get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64, leftover, lenient_int,
-    new_id, offered_tools, one_of, str_list,
+    function_form, get_bool, get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64,
+    leftover, lenient_int, new_id, offered_tools, one_of, str_list,
 )
 
 FORMAT = "gemini"
@@ -231,7 +231,7 @@ def _encode_parts(parts: list[Part], names: dict[str, str], reply: bool) -> list
             if reply:
                 call = {"id": part.id, **call}
             add({"functionCall": call})
-        else:
+        elif isinstance(part, ToolResultPart):
             name = part.name or names.get(part.tool_call_id) or part.tool_call_id
             add({"functionResponse": {"name": name, "response": _result_object(part)}})
             images.extend(_encode_image(p) for p in part.content if isinstance(p, ImagePart))
@@ -395,6 +395,7 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    tool = function_form(tool)
     decl: dict[str, Any] = {"name": tool.name}
     if tool.description:
         decl["description"] = tool.description
@@ -550,7 +551,7 @@ class StreamEncoder:
             return self._frame(parts)
         if isinstance(event, ToolCallStart):
             parts = self._flush_tool()
-            self._tool, self._tool_index = ToolCallPart(event.id, event.name, ""), event.index
+            self._tool, self._tool_index = ToolCallPart(event.id, event.name, "", event.custom), event.index
             return self._frame(parts)
         if isinstance(event, ToolCallDelta):
             if self._tool is not None and event.index == self._tool_index:

@@ -41,8 +41,8 @@ from router.wire.canonical import (
 from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
-    MAX_MODEL_CHARS, nonempty_list, required_model,
-    dump_args, expect_object, fail, field_path, file_from_data, fill_tool_result_names, get_bool, get_int, get_list,
+    call_arguments, dump_args, expect_object, fail, field_path, file_from_data, fill_tool_result_names,
+    function_form, get_bool, get_int, get_list, MAX_MODEL_CHARS, nonempty_list, required_model,
     get_num, get_obj, get_str, image_from_url, image_to_url, leftover, lenient_int, merge_extra, new_id, one_of,
     str_list,
 )
@@ -401,10 +401,11 @@ def _encode_file(part: FilePart) -> dict[str, Any]:
 
 
 def _encode_tool_call(call: ToolCallPart) -> dict[str, Any]:
-    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call_arguments(call)}}
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    tool = function_form(tool)
     fn: dict[str, Any] = {"name": tool.name}
     if tool.description:
         fn["description"] = tool.description

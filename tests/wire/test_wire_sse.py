@@ -68,7 +68,7 @@ def test_encoders_emit_parseable_frames() -> None:
         for event, data in parse_all(payload):
             if data != "[DONE]":
                 body = json.loads(data)
-                if name == "anthropic":
+                if name in ("anthropic", "responses"):  # both name each event
                     assert event == body["type"]
                 else:
                     assert event is None
