@@ -31,6 +31,7 @@ from ..errors import ProxyError
 from ..limits import InProcessLimiter, Limiter, Rejection, Reservation
 from ..routing_stats import InProcessRoutingStats, RoutingStats
 from .strategies import order_group
+from ..record.attempt import Attempt
 
 class HealthLike(Protocol):
     """The circuit breaker (``router.http.health.HealthMonitor``), per backend and model."""
@@ -47,20 +48,6 @@ STREAM_ERROR_KIND: dict[str, ErrorKind] = {
     "overloaded": "overloaded", "rate_limit": "rate_limited", "timeout": "timeout", "invalid_request": "bad_request",
     "request_too_large": "bad_request", "not_found": "not_found", "authentication": "auth", "permission": "auth",
 }
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One try of one target, for usage records and logs (a key id, never the key)."""
-
-    backend: str
-    model: str
-    status: str  # "ok" or an error kind
-    latency_ms: float
-    key_id: str | None = None
-    error: str | None = None
-    picked_by: str | None = None  # the group strategy that put this target first ("fastest", ...)
-    on_error: str | None = None  # the ``on:`` error class whose fallback this attempt belongs to
 
 
 @dataclass(slots=True)

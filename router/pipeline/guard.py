@@ -71,4 +71,7 @@ def active_guards(state: RuntimeState, session: Session, plan: Plan | None, hist
 
 def _text_size(response: ChatResponse) -> int:
     """Characters of text and tool arguments in a reply: what the guards' work grows with."""
-    return sum(len(getattr(part, "text", None) or getattr(part, "arguments", None) or "") for part in response.parts)
+    size = 0
+    for part in response.parts:  # (a loop, not sum() over a generator: this runs per request)
+        size += len(getattr(part, "text", None) or getattr(part, "arguments", None) or "")
+    return size

@@ -61,8 +61,8 @@ def test_strip_commands_returns_the_rest_and_the_latest_commands() -> None:
 
 
 def test_plan_fills_each_fact_by_name(make_app: Callable[..., ProxyApp], monkeypatch: pytest.MonkeyPatch) -> None:
-    """plan_request builds Facts positionally (measured: it pays); every field must still get the
-    value its name says, for rules that read every fact."""
+    """Every field of the Facts plan_request builds gets the value its name says, for rules that
+    read every fact."""
     from dataclasses import fields
 
     from dsl.evaluate import Facts
