@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_a_short_soak_keeps_memory_flat_and_returns_to_idle(tmp_path: Path) -> None:
@@ -20,6 +20,7 @@ def test_a_short_soak_keeps_memory_flat_and_returns_to_idle(tmp_path: Path) -> N
         [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--minutes", "0.9", "--warm-load", "20", "--rate", "25",
          "--warmup", "4", "--idle", "3", "--settle", "20", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=150)
+    assert (tmp_path / "soak.json").exists(), done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "soak.json").read_text())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert summary["failures"] == []
