@@ -32,20 +32,22 @@ import yaml  # noqa: E402
 
 from router.app import create_app  # noqa: E402
 from router.config import load_config  # noqa: E402
-from router.record.usage import SQLiteUsageStore, UsageRecord  # noqa: E402
+from router.record.usage import SQLiteUsageStore, UsageRow  # noqa: E402
 from router.record.recorder import Recorder  # noqa: E402
 
 KEY = "bench-client-key-0123456789"
 
 
-def sample_record(i: int) -> UsageRecord:
-    return UsageRecord(
+ATTEMPTS = json.dumps([{"backend": "openai", "model": "gpt-4o", "status": "ok", "latency_ms": 410.1,
+                        "key_id": "bk-1a2b3c4d5e", "error": None}], separators=(",", ":"))
+
+
+def sample_record(i: int) -> UsageRow:
+    return UsageRow(
         ts=time.time(), request_id=f"bench-{i:x}", session_id=f"sess-{i % 50}", caller="key-0123456789ab",
         frontend="openai", requested_model="gpt-4o", backend="openai", model="gpt-4o", status=200,
         finish_reason="stop", prompt_tokens=812, completion_tokens=164, latency_ms=412.5, ttfb_ms=180.2,
-        stream=bool(i % 2), route_rule="default", rules=["guards", "default"],
-        attempts=[{"backend": "openai", "model": "gpt-4o", "status": "ok", "latency_ms": 410.1, "key_id": "bk-1a2b3c4d5e",
-                   "error": None}])
+        stream=i % 2, route_rule="default", rules='["guards","default"]', attempts=ATTEMPTS)
 
 
 async def writer_throughput(n: int, directory: Path) -> dict[str, Any]:

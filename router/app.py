@@ -84,7 +84,9 @@ class ProxyMiddleware:
         for backend in state.backends.values():
             await backend.aclose()
         await state.sessions.aclose()
-        await self.ref.recorder.store.close()
+        recorder = self.ref.recorder
+        recorder.drain()  # what finished last comes in before the store closes
+        await recorder.store.close()
         flush_logs()  # the usage store's last batch wrote access lines; the process may end abruptly
 
 
@@ -143,13 +145,13 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v1beta/models", models)
     app.add_route("/v1beta/models/{spec}", gemini)
     app.add_route("/health", HealthResource())
-    gate, store = AdminGate(ref), ref.recorder.store
+    gate, store, drain = AdminGate(ref), ref.recorder.store, ref.recorder.drain
     app.add_route("/health/backends", BackendHealthResource(gate, monitor.report))
-    app.add_route("/v2/usage/stats", UsageStatsResource(gate, store))
-    app.add_route("/v2/usage/recent", UsageRecentResource(gate, store))
+    app.add_route("/v2/usage/stats", UsageStatsResource(gate, store, drain))
+    app.add_route("/v2/usage/recent", UsageRecentResource(gate, store, drain))
     app.add_route("/v2/audit/logs", AuditLogsResource(gate, store))
     app.add_route("/v2/admin/reload", ReloadResource(gate, reloader))
-    app.add_route("/metrics", MetricsResource(gate, ref.metrics))
+    app.add_route("/metrics", MetricsResource(gate, ref.metrics, drain))
     app.add_route("/", RootResource())
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

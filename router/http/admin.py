@@ -7,7 +7,9 @@ parameters are checked and a bad one is a 400 naming it.
 
 Each resource is given what it uses: the :class:`AdminGate` (who may call it, decided by the
 current state's auth, which a reload swaps) and the one service it serves (the usage store, the
-metrics, the health report, the reloader).
+metrics, the health report, the reloader). The usage and metrics resources are also given the
+recorder's ``drain``: finished requests are accounted in batches, and a reader drains first so
+that it sees every request that has finished.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..errors import ProxyError
 from .edge import logged
 from ..record.metrics import CONTENT_TYPE_LATEST
 from ..state import StateRef
-from ..record.usage import AUDIT_TYPES, GROUPS, SQLiteUsageStore
+from ..record.usage import AUDIT_TYPES, GROUPS, UsageStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..record.metrics import Metrics
@@ -115,26 +117,28 @@ class AdminGate:
 
 @logged
 class UsageStatsResource:
-    def __init__(self, gate: AdminGate, store: SQLiteUsageStore) -> None:
-        self.gate, self.store = gate, store
+    def __init__(self, gate: AdminGate, store: UsageStore, drain: Callable[[], None]) -> None:
+        self.gate, self.store, self.drain = gate, store, drain
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.gate.authorize(req)
         _unknown_params(req, {"since", "until", "group_by"})
         group_by = _choice(req, "group_by", tuple(GROUPS))
+        self.drain()
         resp.media = await self.store.stats(_time(req, "since"), _time(req, "until"), group_by,
                                             caller=self.gate.own_records(req))
 
 
 @logged
 class UsageRecentResource:
-    def __init__(self, gate: AdminGate, store: SQLiteUsageStore) -> None:
-        self.gate, self.store = gate, store
+    def __init__(self, gate: AdminGate, store: UsageStore, drain: Callable[[], None]) -> None:
+        self.gate, self.store, self.drain = gate, store, drain
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.gate.authorize(req)
         _unknown_params(req, {"limit", "cursor"})
         limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
+        self.drain()
         items, cursor = await self.store.recent(limit, _int(req, "cursor", None, 1, 2**62),
                                                 caller=self.gate.own_records(req))
         resp.media = {"data": items, "next_cursor": cursor}
@@ -142,7 +146,7 @@ class UsageRecentResource:
 
 @logged
 class AuditLogsResource:
-    def __init__(self, gate: AdminGate, store: SQLiteUsageStore) -> None:
+    def __init__(self, gate: AdminGate, store: UsageStore) -> None:
         self.gate, self.store = gate, store
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -159,11 +163,12 @@ class MetricsResource:
     """The Prometheus exposition. The config generation gauge is set by the reloader when it swaps
     the state (0, its initial value, until the first reload)."""
 
-    def __init__(self, gate: AdminGate, metrics: Metrics) -> None:
-        self.gate, self.metrics = gate, metrics
+    def __init__(self, gate: AdminGate, metrics: Metrics, drain: Callable[[], None]) -> None:
+        self.gate, self.metrics, self.drain = gate, metrics, drain
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.gate.authorize(req)
+        self.drain()
         resp.data = self.metrics.render()
         resp.content_type = CONTENT_TYPE_LATEST
 

@@ -16,7 +16,7 @@ metric objects directly. The exposition format is prometheus-client's either way
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Callable, Iterator
+from typing import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -117,7 +117,6 @@ class Metrics:
         self.usage_dropped = Gauge("llm_proxy_usage_records_dropped", "Usage records dropped (queue full)", registry=r)
         self.cache = Counter("llm_proxy_cache", "Response cache lookups", ["result"], registry=r)
         self._models: set[str] = set()
-        self.before_read: Callable[[], None] = lambda: None  # the recorder drains what is pending
 
     def model_label(self, model: str | None) -> str:
         if not model:
@@ -130,5 +129,4 @@ class Metrics:
         return "other"
 
     def render(self) -> bytes:
-        self.before_read()
         return generate_latest(self.registry)

@@ -7,19 +7,19 @@ import time
 
 import pytest
 
-from router.record.usage import AuditRecord, SQLiteUsageStore, UsageRecord
+from router.record.usage import AuditRecord, SQLiteUsageStore, UsageRow
 
 
 BASE = time.time() - 86400  # recent: the default 30-day retention keeps these rows
 
 
-def rec(i: int, **kw) -> UsageRecord:
+def rec(i: int, **kw) -> UsageRow:
     base = dict(ts=BASE + i * 60, request_id=f"r{i}", session_id=f"s{i % 2}", caller=f"key-{i % 3}",
                 frontend="openai", requested_model="gpt-4", backend="openai" if i % 2 else "anthropic",
                 model="gpt-4o", prompt_tokens=10, completion_tokens=5, latency_ms=2.0, route_rule="r1",
-                rules=["r1"], attempts=[{"backend": "openai", "status": "ok", "key_id": "bk-1"}])
+                rules='["r1"]', attempts='[{"backend":"openai","status":"ok","key_id":"bk-1"}]')
     base.update(kw)
-    return UsageRecord(**base)
+    return UsageRow(**base)
 
 
 async def test_round_trip_through_the_queue(tmp_path) -> None:
