@@ -32,7 +32,7 @@ from .record.metrics import Metrics
 from .pipeline import Pipeline
 from .record.recorder import Recorder
 from .reload import Reloader
-from .record.usage import SQLiteUsageStore
+from .record.usage import SQLiteUsageStore, UsageStore
 from .http.resources import (
     AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource, RootResource,
 )
@@ -115,11 +115,21 @@ class ProxyApp(falcon.asgi.App):
                 await hangup.close()
 
 
+def usage_store(config: AppConfig) -> UsageStore:
+    """PostgreSQL when ``usage.url`` is set (shared by instances), else SQLite (``usage.path``)."""
+    usage = config.usage
+    if usage.url:
+        from .record.usage_pg import PostgresUsageStore  # noqa: PLC0415 - psycopg loads only when used
+
+        return PostgresUsageStore(usage.url, usage.schema, retention_days=usage.retention_days)
+    return SQLiteUsageStore(usage.path, retention_days=usage.retention_days)
+
+
 def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     """The ASGI app; ``kwargs`` go to :func:`build_state` (tests inject backends and rules)."""
     state = build_state(config, **kwargs)
     metrics = Metrics()
-    store = SQLiteUsageStore(config.usage.path, retention_days=config.usage.retention_days)
+    store = usage_store(config)
     ref = StateRef(state, Recorder(store, metrics, config.prices))
     pipeline = Pipeline(ref)
     app = ProxyApp(middleware=[ProxyMiddleware(ref)])

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"llm-interactive-proxy on http://{args.host}:{args.port} — backends: {', '.join(config.backends)}; "
           f"default: {config.default_backend}; rules: {len(app.state_ref.state.rules.rules)}"
           + (f"; {args.workers} workers" if args.workers > 1 else ""), file=sys.stderr)
+    print(f"usage store: {config.usage.describe()}", file=sys.stderr)
     # No "server: uvicorn" header: it tells clients nothing they need (and attackers what runs
     # here), and uvicorn validates every response header it writes.
     # No WebSocket upgrades (no endpoint uses them); the HTTP protocol bounds how long a client may

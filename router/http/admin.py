@@ -14,9 +14,10 @@ that it sees every request that has finished.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import falcon
 import falcon.asgi
@@ -25,7 +26,7 @@ from ..errors import ProxyError
 from .edge import logged
 from ..record.metrics import CONTENT_TYPE_LATEST
 from ..state import StateRef
-from ..record.usage import AUDIT_TYPES, GROUPS, UsageStore
+from ..record.usage import AUDIT_TYPES, GROUPS, UsageStore, UsageStoreUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..record.metrics import Metrics
@@ -91,6 +92,15 @@ def _unknown_params(req: falcon.asgi.Request, allowed: set[str]) -> None:
                          "invalid_request", param=extra[0])
 
 
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """A usage store whose database is down answers 503, saying so (not a 500)."""
+    try:
+        yield
+    except UsageStoreUnavailable as exc:
+        raise ProxyError(503, str(exc), "overloaded") from None
+
+
 class AdminGate:
     """The admin-key check shared by every operator endpoint. It reads the auth of the current
     state on each call, so a reload that changes ``auth.admin_keys`` applies at once."""
@@ -125,8 +135,9 @@ class UsageStatsResource:
         _unknown_params(req, {"since", "until", "group_by"})
         group_by = _choice(req, "group_by", tuple(GROUPS))
         self.drain()
-        resp.media = await self.store.stats(_time(req, "since"), _time(req, "until"), group_by,
-                                            caller=self.gate.own_records(req))
+        with _store_errors():
+            resp.media = await self.store.stats(_time(req, "since"), _time(req, "until"), group_by,
+                                                caller=self.gate.own_records(req))
 
 
 @logged
@@ -139,8 +150,9 @@ class UsageRecentResource:
         _unknown_params(req, {"limit", "cursor"})
         limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
         self.drain()
-        items, cursor = await self.store.recent(limit, _int(req, "cursor", None, 1, 2**62),
-                                                caller=self.gate.own_records(req))
+        with _store_errors():
+            items, cursor = await self.store.recent(limit, _int(req, "cursor", None, 1, 2**62),
+                                                    caller=self.gate.own_records(req))
         resp.media = {"data": items, "next_cursor": cursor}
 
 
@@ -153,8 +165,9 @@ class AuditLogsResource:
         self.gate.authorize(req)
         _unknown_params(req, {"since", "type", "limit", "cursor"})
         limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
-        items, cursor = await self.store.audit_logs(
-            _time(req, "since"), _choice(req, "type", AUDIT_TYPES), limit, _int(req, "cursor", None, 1, 2**62))
+        since, type_, cursor = _time(req, "since"), _choice(req, "type", AUDIT_TYPES), _int(req, "cursor", None, 1, 2**62)
+        with _store_errors():
+            items, cursor = await self.store.audit_logs(since, type_, limit, cursor)
         resp.media = {"data": items, "next_cursor": cursor}
 
 

@@ -408,12 +408,11 @@ def json_column(value: Any) -> str:
 
 
 def usage_dict(row: Any) -> dict[str, Any]:
-    """A stored row as the endpoints show it: lists as lists, flags as booleans. (SQLite gives
-    the JSON columns as text; PostgreSQL's JSONB columns come parsed.)"""
+    """A stored row as the endpoints show it: lists as lists, flags as booleans (both stores keep
+    JSON text and 0/1)."""
     out = dict(row)
     for c in _JSON_COLUMNS:
-        value = out[c]
-        out[c] = json.loads(value or "[]") if value is None or isinstance(value, str) else value
+        out[c] = json.loads(out[c] or "[]")
     for c in _BOOL_COLUMNS:
         out[c] = bool(out[c])
     return out

@@ -15,3 +15,25 @@ for folder in (HERE, HERE.parent / "router"):
         sys.path.insert(0, str(folder))
 
 from fakes.fixtures import fake_provider  # noqa: E402,F401  (fixture)
+
+
+# ---- the real PostgreSQL: a schema per test (pg_support.py) --------------------------------------
+
+import pytest  # noqa: E402
+
+import pg_support  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def _pg_run():
+    """Drops whatever is left of this run's schemas when the session ends."""
+    yield
+    pg_support.drop_run_schemas()
+
+
+@pytest.fixture
+def pg_schema(_pg_run):
+    """A fresh PostgreSQL schema name for one test, dropped after it (the store creates it)."""
+    schema = pg_support.new_schema()
+    yield schema
+    pg_support.drop_schema(schema)
