@@ -63,7 +63,7 @@ AUDIT_TYPES = ("config_reload", "auth_failure", "session_command", "rate_limit")
 
 class UsageRow(NamedTuple):
     """One row of the ``usage`` table, as stored, by field name: the field order is the column
-    order (a test compares it with both stores' tables). List columns are JSON text and flags are
+    order (SQLite's table is made from it; a test compares PostgreSQL's, which is written out). List columns are JSON text and flags are
     0/1, as SQLite stores them. The recorder builds it (:func:`router.record.recorder.usage_row`,
     the one row builder); a store only stores it. A tuple, so it binds as it is."""
 
@@ -113,7 +113,6 @@ class UsageStore(Protocol):
     ``dropped``); ``flush`` waits until what was queued is written (or dropped)."""
 
     dropped: int
-    kind: str  # "sqlite" | "postgresql": for the start banner and /health
 
     def record(self, row: UsageRow) -> bool: ...
     def audit(self, record: AuditRecord) -> bool: ...
@@ -148,8 +147,6 @@ CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
 
 
 class SQLiteUsageStore:
-    kind = "sqlite"
-
     def __init__(self, path: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
                  batch_size: int = 256, flush_interval: float = 0.2, max_rows: int | None = None) -> None:
         self.path = path or ":memory:"

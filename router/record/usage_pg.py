@@ -87,7 +87,8 @@ def quote_ident(name: str) -> str:
 
 
 class PostgresUsageStore:
-    kind = "postgresql"
+    """The :class:`~.usage.UsageStore` on PostgreSQL: one pool for the writer and the readers;
+    the queue and ``dropped``/``written`` counters as the SQLite store's, plus ``up``."""
 
     def __init__(self, url: str, schema: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
                  batch_size: int = 2000, flush_interval: float = 0.2, pool_size: int = 4,
