@@ -36,9 +36,10 @@ _SHAPES = re.compile("|".join([
     r"ya29\.[0-9A-Za-z_\-.]+",                     # Google OAuth access tokens
     r"1//0[0-9A-Za-z_\-]{20,}",                    # Google OAuth refresh tokens
     r"GOCSPX-[0-9A-Za-z_\-]{8,}",                  # Google OAuth client secrets
-    r"(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{8,}",
+    # ``Bearer v``: the word stays (a sentence about a header still reads as one), the value goes.
+    r"(?P<scheme>(?i:bearer)\s+)[A-Za-z0-9._\-~+/=]{8,}",
     # ``x-api-key: v``, ``"api_key": "v"``, ``Authorization: Basic v``, ``access_token=v`` ...
-    r"(?P<field>" + _NAMES + r"['\"]?\s*[:=]\s*['\"]?)(?:(?i:bearer|basic|token)\s+)?[^\s'\",;}&]{6,}",
+    r"(?P<field>" + _NAMES + r"['\"]?\s*[:=]\s*['\"]?(?:(?i:bearer|basic|token)\s+)?)[^\s'\",;}&]{6,}",
     r"(?<=[?&])(?i:key)=[^\s&'\"#]{6,}",           # Gemini's ?key=
     r"(?<=://)[^/?#\s]*(?=@)",                     # URL userinfo (user:password), up to the last @
 ]))
@@ -47,8 +48,9 @@ _TRIGGERS = ("sk-", "aiza", "ya29.", "1//0", "gocspx-", "bearer", "authorization
 
 
 def _replace(match: re.Match[str]) -> str:
-    """``[redacted]`` in place of the credential; a field's name (``x-api-key: ``) stays readable."""
-    return (match.group("field") or "") + REDACTED
+    """``[redacted]`` in place of the credential; a field's name (``x-api-key: ``) and an auth
+    scheme (``Bearer ``) stay readable."""
+    return (match.group("field") or match.group("scheme") or "") + REDACTED
 
 
 # More known secrets than this are looked for with one regex scan instead of one ``in`` each.

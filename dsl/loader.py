@@ -16,7 +16,7 @@ from . import ir
 from .compile import Context, check_chain, check_condition, compile_limits, compile_overrides, compile_post
 from .errors import Location, RulesError, RulesErrors, RulesSemanticError
 from .parser import parse
-from .source import YamlDocument, parse_yaml, validate
+from .source import YamlDocument, parse_yaml, schema_errors
 
 
 @dataclass(slots=True)
@@ -61,11 +61,15 @@ def _parse_calls(doc: YamlDocument, path: tuple[Any, ...], raw: Any) -> tuple[ir
     return _parse_field(doc, path, "calls")
 
 
-def rules_from_document(doc: YamlDocument, known_backends: Iterable[str] | None, errors: list[RulesError]) -> list[ir.Rule]:
-    """Compile the rules of one validated file; each rule's errors are collected, not raised."""
+def rules_from_document(doc: YamlDocument, known_backends: Iterable[str] | None, errors: list[RulesError],
+                        skip: frozenset[int] = frozenset()) -> list[ir.Rule]:
+    """Compile the rules of one validated file; each rule's errors are collected, not raised.
+    ``skip``: indexes of rules that failed the schema (their fields cannot be trusted)."""
     ctx = Context(doc.text, doc.file, known_backends)
     rules: list[ir.Rule] = []
     for i, raw in enumerate((doc.value or {}).get("rules") or []):
+        if i in skip:
+            continue
         base = ("rules", i)
         try:
             when = raw.get("when")
@@ -113,20 +117,27 @@ def load_rules_sources(sources: list[tuple[str, str]], known_backends: Iterable[
     result = LoadedRules(files=[f for f, _ in sources])
     known = list(known_backends) if known_backends is not None else None
     ordered: list[ir.Rule] = []
+    names: list[tuple[str, ir.Span]] = []  # every rule's name, also of rules with errors
     texts: dict[str, str] = {}
     for file, text in sources:
         texts[file] = text
         try:
             doc = parse_yaml(text, file)
-            validate(doc, "rules")
         except RulesErrors as exc:
             result.errors.extend(exc.errors)
             continue
         except RulesError as exc:
             result.errors.append(exc)
             continue
-        ordered.extend(rules_from_document(doc, known, result.errors))
-    _check_duplicates(ordered, texts, result)
+        problems = schema_errors(doc, "rules")
+        result.errors.extend(error for _path, error in problems)
+        # A rule that breaks the schema is not compiled, the others still are: schema and compile
+        # errors come out in one run. When the file's shape itself is wrong, nothing is compiled.
+        if any(len(path) < 2 or path[0] != "rules" or not isinstance(path[1], int) for path, _ in problems):
+            continue
+        names.extend(_rule_names(doc))
+        ordered.extend(rules_from_document(doc, known, result.errors, frozenset(path[1] for path, _ in problems)))
+    _check_duplicates(names, texts, result)
     # Stable sort: priority first, then load order (lexical file order, position in file).
     result.rules = sorted(ordered, key=lambda r: -r.priority)
     result.warnings.extend(find_unreachable(result.rules, texts))
@@ -139,15 +150,25 @@ def _location(span: ir.Span | None, texts: dict[str, str]) -> Location:
     return Location(span.file, span.line, span.column, texts.get(span.file, ""))
 
 
-def _check_duplicates(rules: list[ir.Rule], texts: dict[str, str], result: LoadedRules) -> None:
-    first: dict[str, ir.Rule] = {}
-    for rule in rules:
-        if rule.name in first:
-            prev = first[rule.name].span
-            where = f" (first defined at {prev.file}:{prev.line})" if prev else ""
-            result.errors.append(RulesSemanticError(f"duplicate rule name {rule.name!r}{where}", _location(rule.span, texts)))
+def _rule_names(doc: YamlDocument) -> list[tuple[str, ir.Span]]:
+    """(name, where) of every rule of a file that has a name, whatever else is wrong with it."""
+    out = []
+    for i, raw in enumerate((doc.value or {}).get("rules") or []):
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            loc = doc.location(("rules", i, "name"))
+            out.append((raw["name"], ir.Span(doc.file, loc.line, loc.column)))
+    return out
+
+
+def _check_duplicates(names: list[tuple[str, ir.Span]], texts: dict[str, str], result: LoadedRules) -> None:
+    first: dict[str, ir.Span] = {}
+    for name, span in names:
+        if name in first:
+            prev = first[name]
+            result.errors.append(RulesSemanticError(f"duplicate rule name {name!r} (first defined at {prev.file}:{prev.line})",
+                                                    _location(span, texts)))
         else:
-            first[rule.name] = rule
+            first[name] = span
 
 
 def _is_catch_all(cond: ir.Condition | None) -> bool:

@@ -132,12 +132,20 @@ def _error_location(doc: YamlDocument, error: jsonschema.ValidationError) -> Loc
     return doc.location(path)
 
 
-def validate(doc: YamlDocument, schema_name: str) -> None:
-    """Validate ``doc`` against a shipped schema; all violations are raised together, located."""
-    errors = []
+def schema_errors(doc: YamlDocument, schema_name: str) -> list[tuple[tuple[Any, ...], SchemaError]]:
+    """Every violation of a shipped schema with the path of the value it is about, in document
+    order; the path lets a caller go on with the parts that are valid (``check`` compiles the
+    rules without a schema error and reports both kinds in one run)."""
+    out = []
     for error in sorted(_validator(schema_name).iter_errors(doc.value), key=lambda e: list(map(str, e.absolute_path))):
         message, expected = _describe(error)
-        errors.append(SchemaError(message, _error_location(doc, error), expected))
+        out.append((tuple(error.absolute_path), SchemaError(message, _error_location(doc, error), expected)))
+    return out
+
+
+def validate(doc: YamlDocument, schema_name: str) -> None:
+    """Validate ``doc`` against a shipped schema; all violations are raised together, located."""
+    errors = [error for _path, error in schema_errors(doc, schema_name)]
     if len(errors) == 1:
         raise errors[0]
     if errors:

@@ -14,6 +14,7 @@ from .app import ProxyApp, create_app
 from .config import load_config
 from .http.connections import bind_worker
 from .record.logs import configure_logging
+from .record.shared_metrics import DIR_ENV, SharedMetrics
 
 
 def create() -> ProxyApp:
@@ -26,4 +27,10 @@ def create() -> ProxyApp:
     app = create_app(config, disable_auth=os.environ.get("LLM_PROXY_DISABLE_AUTH") == "1",
                      loopback=os.environ.get("LLM_PROXY_LOOPBACK") == "1")
     bind_worker(app.state_ref)  # this worker's connections follow this app's config
+    directory = os.environ.get(DIR_ENV)
+    if directory:  # /metrics answers for every worker, whichever one a scrape reaches
+        shared = SharedMetrics(app.state_ref.metrics, directory, drain=app.state_ref.recorder.drain)
+        app.state_ref.metrics.exposition = shared.render
+        app.state_ref.on_startup.append(shared.start)
+        app.state_ref.on_shutdown.insert(0, shared.stop)
     return app

@@ -1,20 +1,35 @@
-"""Command line: ``llm-interactive-proxy`` serves; ``llm-interactive-proxy check`` validates.
+"""Command line: ``llm-interactive-proxy [serve]`` serves; ``llm-interactive-proxy check`` validates.
 
 ``check`` compiles config.yaml and every routes.d file exactly as the server would and prints
 every problem like a compiler; operators run it before a reload, CI runs it on the shipped files.
+The command table below is the one place that knows the subcommands: ``--help`` lists it and a
+misspelt one is answered with the nearest name.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
-from typing import Sequence
+from importlib import metadata
+from typing import Callable, Sequence
 
 from dsl.errors import RulesError, RulesErrors
 from dsl.loader import LoadedRules, load_rules_dir
 from dsl.printer import print_rules
 
-from .config import AppConfig, load_config
+from .config import AppConfig, load_config, load_config_collecting
+
+PROG = "llm-interactive-proxy"
+
+
+def version() -> str:
+    """The installed distribution's version (what ``pip show`` says)."""
+    try:
+        return metadata.version(PROG)
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "unknown (not installed)"
 
 
 def load_everything(config_path: str | None) -> tuple[AppConfig, LoadedRules]:
@@ -29,61 +44,103 @@ def _errors_of(exc: RulesError) -> list[RulesError]:
     return exc.errors if isinstance(exc, RulesErrors) else [exc]
 
 
+def missing_routes_dir(routes_dir: str, config: AppConfig | None = None) -> str | None:
+    """The warning for a ``routes_dir`` that does not exist: a typo there silently meant "no rules"."""
+    if os.path.isdir(routes_dir):
+        return None
+    source = config.source_path if config is not None and config.source_path else "the config"
+    return f"warning: routes_dir {routes_dir} does not exist: no rule files are loaded (create it, or fix routes_dir in {source})"
+
+
 def check(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="llm-interactive-proxy check",
-                                     description="Validate and compile config.yaml and routes.d/ without serving.")
-    parser.add_argument("--config", help="config file (default: ./config.yaml, else embedded defaults)")
+    parser = argparse.ArgumentParser(prog=f"{PROG} check",
+                                     description="Validate and compile config.yaml and routes.d/ without serving; "
+                                                 "print every error and warning, exit 1 on any error.")
+    parser.add_argument("--config", help="config file (default: $LLM_PROXY_CONFIG, else ./config.yaml, "
+                                         "else embedded defaults)")
     parser.add_argument("--print", dest="print_rules", action="store_true",
                         help="print the compiled rules in canonical form, in evaluation order")
     args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except RulesError as exc:
-        for err in _errors_of(exc):
-            print(err.render(), file=sys.stderr)
-        return 1
-    rules = load_rules_dir(config.routes_dir, known_backends=config.backends.keys())
+    # Every problem in one run: the config's (schema, every missing ${VAR}) and the rules', also
+    # when the config is broken (then its backends and routes_dir are read as written).
+    loaded = load_config_collecting(args.config)
+    for err in loaded.errors:
+        print(err.render(), file=sys.stderr)
+    rules, missing_dir = LoadedRules(), None
+    if loaded.routes_dir is not None:
+        rules = load_rules_dir(loaded.routes_dir, known_backends=loaded.backends)
+        missing_dir = missing_routes_dir(loaded.routes_dir, loaded.config)
+    if missing_dir:
+        print(missing_dir, file=sys.stderr)
     for warning in rules.warnings:
         print(warning.render(), file=sys.stderr)
     for err in rules.errors:
         print(err.render(), file=sys.stderr)
-    if rules.errors:
-        print(f"{len(rules.errors)} error(s) in {config.routes_dir}", file=sys.stderr)
+    total = len(loaded.errors) + len(rules.errors)
+    if total or loaded.config is None:
+        print(f"{total} error(s): {len(loaded.errors)} in the config, {len(rules.errors)} in the rules"
+              + (f" ({loaded.routes_dir})" if loaded.routes_dir else ""), file=sys.stderr)
         return 1
+    config = loaded.config
     if args.print_rules:
         sys.stdout.write(print_rules(rules.rules) if rules.rules else "rules: []\n")
     source = config.source_path or "embedded defaults"
+    where = f"{len(rules.files)} file(s) in {config.routes_dir}" if not missing_dir else "no routes_dir"
+    warnings = len(rules.warnings) + (1 if missing_dir else 0)
     print(f"ok: {source}: {len(config.backends)} backend(s) ({', '.join(config.backends)}), "
-          f"{len(rules.rules)} rule(s) from {len(rules.files)} file(s) in {config.routes_dir}"
-          + (f", {len(rules.warnings)} warning(s)" if rules.warnings else ""), file=sys.stderr)
+          f"{len(rules.rules)} rule(s) from {where}" + (f", {warnings} warning(s)" if warnings else ""), file=sys.stderr)
     return 0
 
 
-def serve(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="llm-interactive-proxy", description="Run the proxy.")
-    parser.add_argument("--config", help="config file (default: ./config.yaml, else embedded defaults)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Run the proxy (the default command; `serve` may also be named).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {name:<8}{summary}" for name, (summary, _) in COMMANDS.items())
+        + f"\n\nRun `{PROG} COMMAND --help` for a command's own options.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    parser.add_argument("--config", help="config file (default: $LLM_PROXY_CONFIG, else ./config.yaml, "
+                                         "else embedded defaults)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     parser.add_argument("--disable-auth", action="store_true", help="accept requests without an API key")
     parser.add_argument("--disable-interactive-commands", action="store_true", help="treat !/ text as plain text")
-    parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
-    parser.add_argument("--log-format", choices=("text", "json"), default=None, help="log lines as text or JSON")
+    parser.add_argument("--log-level", default=None, type=str.lower,
+                        choices=("debug", "info", "warning", "error", "critical"),
+                        help="log level (default: logging.level in the config, else info)")
+    parser.add_argument("--log-format", choices=("text", "json"), default=None,
+                        help="log lines as text or JSON (default: logging.format in the config, else text)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes (limits, caches and health are per process)")
+                        help="worker processes (default: %(default)s; limits, caches and health are per process)")
     parser.add_argument("--drain-timeout", type=float, default=30.0,
-                        help="seconds to let open requests and streams finish on SIGTERM")
-    args = parser.parse_args(argv)
+                        help="seconds to let open requests and streams finish on SIGTERM (default: %(default)s)")
+    return parser
+
+
+def serve(argv: Sequence[str]) -> int:
+    args = _serve_parser().parse_args(argv)
     from .server import run  # imported late: `check` must not need the server's dependencies
 
     return run(args)
 
 
+COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
+    "serve": ("run the proxy (default when no command is given)", serve),
+    "check": ("validate config.yaml and routes.d/, print every error, exit 1 on any", check),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "check":
-        return check(argv[1:])
-    if argv and argv[0] == "serve":
-        argv = argv[1:]
+    if argv and not argv[0].startswith("-"):
+        name = argv[0]
+        if name not in COMMANDS:
+            near = difflib.get_close_matches(name, COMMANDS, n=1, cutoff=0.6)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            print(f"{PROG}: error: unknown command '{name}'{hint} (commands: {', '.join(COMMANDS)}; "
+                  f"see {PROG} --help)", file=sys.stderr)
+            return 2
+        return COMMANDS[name][1](argv[1:])
     return serve(argv)
 
 

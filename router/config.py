@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from backends.redaction import redact, redact_url
 from backends.settings import ConnectorSettings, Timeouts
-from dsl.errors import Location, RulesError
+from dsl.errors import Location, RulesError, RulesErrors
 from dsl.source import YamlDocument, parse_yaml, validate
 
 from .wire.sse import DEFAULT_MAX_LINE
@@ -42,6 +42,7 @@ __all__ = [
     "UsageConfig",
     "connector_settings",
     "load_config",
+    "load_config_collecting",
     "parse_bool",
 ]
 
@@ -334,13 +335,26 @@ def _read_document(path: str) -> YamlDocument:
         raise ConfigError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    doc = parse_yaml(text, path)
-    validate(doc, "config")
-    return doc
+    return parse_yaml(text, path)
 
 
-def _expand_vars(doc: YamlDocument, env: Mapping[str, str]) -> None:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in string values in place; ``$${`` is a literal ``${``."""
+def _errors_of(exc: RulesError) -> list[RulesError]:
+    return exc.errors if isinstance(exc, RulesErrors) else [exc]
+
+
+def _raise_all(errors: list[RulesError]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise RulesErrors(errors)
+
+
+def _expand_vars(doc: YamlDocument, env: Mapping[str, str]) -> list[RulesError]:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in string values in place; ``$${`` is a literal ``${``.
+
+    Every reference to an unset variable is returned as an error (and left empty), so one run
+    names them all instead of one per attempt."""
+    errors: list[RulesError] = []
 
     def expand(text: str, path: tuple[Any, ...]) -> str:
         def sub(m: re.Match[str]) -> str:
@@ -351,8 +365,9 @@ def _expand_vars(doc: YamlDocument, env: Mapping[str, str]) -> None:
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})",
-                              doc.location(path))
+            errors.append(ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})",
+                                      doc.location(path)))
+            return ""
         return _VAR_REF.sub(sub, text)
 
     def walk(value: Any, path: tuple[Any, ...]) -> Any:
@@ -367,6 +382,7 @@ def _expand_vars(doc: YamlDocument, env: Mapping[str, str]) -> None:
         return value
 
     doc.value = walk(doc.value, ())
+    return errors
 
 
 def _keys(values: Iterable[str | None]) -> tuple[str, ...]:
@@ -505,7 +521,13 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
         if explicit and not os.path.exists(file):
             raise ConfigError(f"config file not found: {file}")
         doc = _read_document(file)
-        _expand_vars(doc, env)
+        problems: list[RulesError] = []
+        try:
+            validate(doc, "config")
+        except RulesError as exc:
+            problems += _errors_of(exc)
+        problems += _expand_vars(doc, env)  # a schema error and every missing ${VAR}, together
+        _raise_all(problems)
     value: dict[str, Any] = (doc.value if doc and isinstance(doc.value, dict) else {})
     base_dir = os.path.dirname(os.path.abspath(file)) if file else os.getcwd()
 
@@ -583,3 +605,40 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
         prices=MappingProxyType({m: MappingProxyType(dict(p)) for m, p in (value.get("prices") or {}).items()}),
         source_path=os.path.abspath(file) if file else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigCheck:
+    """What ``check`` learns from the config, also when it is broken: the errors, and enough of it
+    (the backend names, the rules directory) to go on and check the rules in the same run."""
+
+    config: AppConfig | None
+    errors: list[RulesError]
+    routes_dir: str | None
+    backends: tuple[str, ...]
+
+
+def load_config_collecting(path: str | None = None, env: Mapping[str, str] = os.environ) -> ConfigCheck:
+    """:func:`load_config` for ``check``: every error instead of the first. When the config cannot
+    be built, ``routes_dir`` and the backend names are read from the file as written, so rule
+    errors are reported in the same run."""
+    try:
+        config = load_config(path, env)
+    except RulesError as exc:
+        errors = _errors_of(exc)
+    else:
+        return ConfigCheck(config, [], config.routes_dir, tuple(config.backends))
+    file, _ = _resolve_path(path, env)
+    routes_dir, backends = None, ()
+    if file is not None and os.path.isfile(file):
+        try:
+            doc = _read_document(file)
+        except RulesError:
+            doc = None
+        value = doc.value if doc is not None and isinstance(doc.value, dict) else {}
+        base_dir = os.path.dirname(os.path.abspath(file))
+        if isinstance(value.get("routes_dir", "routes.d"), str):
+            routes_dir = _relative(base_dir, value.get("routes_dir", "routes.d"))
+        raw = value.get("backends")
+        backends = tuple(str(name) for name in raw) if isinstance(raw, dict) else ()
+    return ConfigCheck(None, errors, routes_dir, backends)

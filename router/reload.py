@@ -23,6 +23,7 @@ from .tasks import cancel_and_wait
 
 
 log = logging.getLogger("llm_proxy.reload")
+FILE_CHANGE, SIGHUP = "file change", "SIGHUP"  # the reasons whose repeats are folded into one
 
 
 def _render(exc: RulesError) -> str:
@@ -45,6 +46,9 @@ class Reloader:
         self._task: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[Any]] = set()
         self._signal_loop: asyncio.AbstractEventLoop | None = None
+        # The files as they were at the last load or reload attempt: an edit followed by a SIGHUP
+        # fired both the signal and the watcher, and the same files were loaded twice.
+        self._attempted: dict[str, float] | None = None
 
     @property
     def generation(self) -> int:
@@ -66,8 +70,17 @@ class Reloader:
         return out
 
     async def reload(self, *, actor: str | None = None, reason: str = "api") -> tuple[bool, str]:
-        """Build a complete new state, then swap. Returns (ok, message)."""
+        """Build a complete new state, then swap. Returns (ok, message).
+
+        A file change or SIGHUP that finds the files as the last attempt loaded them does nothing
+        (the other of the two already did it); ``POST /v2/admin/reload`` always reloads."""
         async with self._lock:
+            snapshot = await asyncio.to_thread(self._snapshot)
+            if reason in (FILE_CHANGE, SIGHUP) and snapshot == self._attempted:
+                message = f"no file changed since the last load; still serving generation {self.ref.generation}"
+                log.info("reload (%s): %s", reason, message)
+                return True, message
+            self._attempted = snapshot
             old = self.ref.state
             try:
                 config = await asyncio.to_thread(load_config, self.config_path)
@@ -126,12 +139,14 @@ class Reloader:
                 continue
             seen = settled
             try:
-                await self.reload(actor="file-watcher", reason="file change")
+                await self.reload(actor="file-watcher", reason=FILE_CHANGE)
             except Exception:  # noqa: BLE001 - the watcher must outlive any one reload
                 log.exception("reload after a file change failed")
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._attempted is None:  # the files the server started with
+            self._attempted = await asyncio.to_thread(self._snapshot)
         try:
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
             self._signal_loop = loop
@@ -141,7 +156,7 @@ class Reloader:
             self._task = loop.create_task(self._watch())
 
     def _on_sighup(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.reload(actor="SIGHUP", reason="SIGHUP"))
+        task = asyncio.get_running_loop().create_task(self.reload(actor="SIGHUP", reason=SIGHUP))
         self._retired.add(task)  # keep a reference until it is done (the loop holds tasks weakly)
         task.add_done_callback(self._retired.discard)
 

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import logging
 import os
+import shutil
+import signal
+import socket
 import sys
+import tempfile
+from typing import Iterator
 
 from dsl.errors import RulesError, RulesErrors
 
+from .banner import announce
 from .config import load_config
 from .http.connections import protocol_for
 from .http.local_guard import is_loopback_name
 from .record.logs import configure_logging
+from .record.shared_metrics import DIR_ENV as METRICS_DIR_ENV
 
 log = logging.getLogger("llm_proxy")
 
@@ -29,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     level = (args.log_level or config.logging.level).upper()
     log_format = args.log_format or config.logging.format
     configure_logging(config, level, log_format)
+    problem = port_problem(args.host, args.port)
+    if problem:  # before anything else: uvicorn's own bind error came after "listening on"
+        log.error(problem)
+        return 2
     # Whether auth is on follows the config, at start-up and on every reload (router/auth.py):
     # without client keys, requests are accepted unauthenticated only on a loopback address.
     loopback = is_loopback_name(args.host)
@@ -48,10 +61,7 @@ def run(args: argparse.Namespace) -> int:
                     "addressed to a loopback name and not from web pages", args.host)
     import uvicorn
 
-    print(f"llm-interactive-proxy on http://{args.host}:{args.port} — backends: {', '.join(config.backends)}; "
-          f"default: {config.default_backend}; rules: {len(app.state_ref.state.rules.rules)}"
-          + (f"; {args.workers} workers" if args.workers > 1 else ""), file=sys.stderr)
-    print(f"usage store: {config.usage.describe()}", file=sys.stderr)
+    announce(app, config, args)
     # No "server: uvicorn" header: it tells clients nothing they need (and attackers what runs
     # here), and uvicorn validates every response header it writes.
     # No WebSocket upgrades (no endpoint uses them); the HTTP protocol bounds how long a client may
@@ -65,8 +75,13 @@ def run(args: argparse.Namespace) -> int:
         os.environ["LLM_PROXY_LOOPBACK"] = "1" if loopback else "0"
         os.environ["LLM_PROXY_DISABLE_COMMANDS"] = "1" if args.disable_interactive_commands else "0"
         os.environ["LLM_PROXY_LOG_LEVEL"], os.environ["LLM_PROXY_LOG_FORMAT"] = level, log_format
-        uvicorn.run("router.asgi:create", factory=True, workers=args.workers,
-                    http="router.http.connections:WorkerProtocol", **common)
+        # Where the workers leave their metrics for each other (router/record/shared_metrics.py).
+        metrics_dir = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="llm-proxy-metrics-")
+        try:
+            uvicorn.run("router.asgi:create", factory=True, workers=args.workers,
+                        http="router.http.connections:WorkerProtocol", **common)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         return 0
     import gc
 
@@ -75,5 +90,44 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(20_000, 50, 100)  # requests allocate many short-lived objects; collect less often
     # SIGTERM: uvicorn stops accepting, lets requests and streams finish for up to drain_timeout,
     # then the lifespan shutdown flushes the usage queue and closes connectors.
-    uvicorn.run(app, http=protocol_for(app.state_ref), **common)
+    with exit_zero_on_sigterm():
+        uvicorn.run(app, http=protocol_for(app.state_ref), **common)
     return 0
+
+
+@contextlib.contextmanager
+def exit_zero_on_sigterm() -> Iterator[None]:
+    """SIGTERM is how a supervisor asks for a stop, and a drained stop is a success: uvicorn
+    handles the signal (drain, lifespan shutdown), then re-raises it to whatever handler was there
+    before, which by default killed the process with status -15/143 and skipped ``atexit``
+    (so the log handler's last batch was lost). With this no-op handler in place the re-raised
+    signal is absorbed and the process exits 0 through the ordinary path."""
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (in use, no such address, not allowed), or None.
+
+    Checked with a throw-away socket set up as uvicorn sets up its own (``SO_REUSEADDR``), so a
+    port in TIME_WAIT is not reported and a port held by another server is."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}:{port}: the address does not resolve ({exc.strerror})"
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use (another proxy or server is listening there; "
+                        f"stop it or choose another port with --port)")
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None

@@ -100,7 +100,12 @@ class HealthMonitor:
     # ---- background checks ---------------------------------------------------------------------
 
     async def check_all(self) -> None:
-        backends = self.ref.state.backends
+        """Probe every backend whose config leaves ``health_check`` on (a backend that bills per
+        call, or has no cheap probe, sets it off: it is then judged by real requests alone)."""
+        state = self.ref.state
+        configs = state.config.backends
+        backends = {name: b for name, b in state.backends.items()
+                    if name not in configs or configs[name].health_check}
         results = await asyncio.gather(*(self._check(name, b) for name, b in backends.items()), return_exceptions=True)
         for name, result in zip(backends, results):
             if isinstance(result, BaseException):

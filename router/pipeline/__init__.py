@@ -8,7 +8,6 @@ dispatch (failover) → guard → encode (the client's format, JSON or SSE) → 
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -34,8 +33,6 @@ from .record import finish_record, note_answer, note_local, record_failure
 if TYPE_CHECKING:  # pragma: no cover - annotations only: router.state imports this package
     from ..state import RuntimeState, StateRef
 from .session import remember, resolve_session, sent_session_id, session_id_from
-
-log = logging.getLogger("llm_proxy.request")
 
 
 class Pipeline:
@@ -125,7 +122,7 @@ class Pipeline:
                 self.ref.recorder.audit("session_command", ex.ctx.caller, "ok", session=ex.ctx.session_id,
                                         commands=routing)
         if parsed.only_commands or outcome.failed:
-            log.info("command reply", extra={"request_id": ex.ctx.request_id, "session": ex.session.id})
+            # No log line of its own: the access line (backend=proxy) is this request's one line.
             request.model = resolve_model(state, ex.requested, ex.session)[0]
             note_local(ex, "proxy", request.model, "stop")
             return local_reply(ex, proxy_answer(ex, outcome.text()), lambda: finish_record(ex, self.ref.recorder))

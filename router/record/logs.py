@@ -44,6 +44,9 @@ def _json_safe(line: str) -> str:
 
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# Extra fields never written: uvicorn's ``color_message`` is its message again with ANSI colour
+# escapes, for its own terminal formatter; in a JSON line it only repeated the message with noise.
+_NOT_WRITTEN = _STANDARD | {"color_message"}
 
 
 class RedactingFilter(logging.Filter):
@@ -134,7 +137,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         attributes = record.__dict__
-        fields = {key: attributes[key] for key in attributes.keys() - _STANDARD if not key.startswith("_")}
+        fields = {key: attributes[key] for key in attributes.keys() - _NOT_WRITTEN if not key.startswith("_")}
         return self.line(record.created, record.levelname, record.name, record.getMessage(), fields, record.exc_text)
 
     def line(self, created: float, levelname: str, name: str, message: str, fields: dict[str, Any],

@@ -16,7 +16,7 @@ metric objects directly. The exposition format is prometheus-client's either way
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Iterator
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -117,6 +117,8 @@ class Metrics:
         self.usage_dropped = Gauge("llm_proxy_usage_records_dropped", "Usage records dropped (queue full)", registry=r)
         self.cache = Counter("llm_proxy_cache", "Response cache lookups", ["result"], registry=r)
         self._models: set[str] = set()
+        # With ``--workers``: renders every worker's series (router/record/shared_metrics.py).
+        self.exposition: Callable[[], bytes] | None = None
 
     def model_label(self, model: str | None) -> str:
         if not model:
@@ -129,4 +131,6 @@ class Metrics:
         return "other"
 
     def render(self) -> bytes:
+        if self.exposition is not None:
+            return self.exposition()
         return generate_latest(self.registry)

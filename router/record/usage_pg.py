@@ -194,6 +194,10 @@ class PostgresUsageStore:
 
     async def _run(self) -> None:
         assert self._wake is not None and self._idle is not None
+        try:  # connect and migrate at start; a database that is down is retried with the first rows
+            await self._connection_pool()
+        except _UNREACHABLE as exc:
+            self._went_down(exc)
         delay = RETRY_MIN
         while True:
             await self._wake.wait()
@@ -206,11 +210,7 @@ class PostgresUsageStore:
             except asyncio.CancelledError:
                 raise
             except _UNREACHABLE as exc:  # the database is down or away: keep the rows, retry
-                if self.up:
-                    self.up = False
-                    log.warning("usage store: cannot write to PostgreSQL (%s: %s); queueing up to %d records "
-                                "and retrying", type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc) else "",
-                                self._queue_size)
+                self._went_down(exc)
                 self._idle.set()  # nothing more can be done now: flush() returns
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX, delay * 2)
@@ -234,6 +234,14 @@ class PostgresUsageStore:
             if not self._pending:
                 self._wake.clear()
                 self._idle.set()
+
+    def _went_down(self, exc: BaseException) -> None:
+        """Mark the database away; warn once per outage."""
+        if self.up:
+            self.up = False
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            log.warning("usage store: cannot reach PostgreSQL (%s: %s); queueing up to %d records and retrying",
+                        type(exc).__name__, first_line, self._queue_size)
 
     async def _write_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
         pool = await self._connection_pool()

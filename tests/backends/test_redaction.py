@@ -28,7 +28,9 @@ SHAPES = [
     ("token ya29.a0AfH6SMBx-secret.part", "a0AfH6SMBx-secret", "token "),
     ("refresh 1//0gAbCdEfGhIjKlMnOpQrStUvWx", "gAbCdEfGhIjKlMnOpQrStUvWx", "refresh "),
     ("client GOCSPX-AbCdEfGhIjKl", "AbCdEfGhIjKl", "client "),
-    ("got Authorization: Bearer opaque-token-12345", "opaque-token-12345", "Authorization: "),
+    ("got Authorization: Bearer opaque-token-12345", "opaque-token-12345", "Authorization: Bearer [redacted]"),
+    ("send 'Bearer opaque-token-12345' please", "opaque-token-12345", "send 'Bearer [redacted]' please"),
+    ("AUTHORIZATION: bearer OPAQUEUPPERCASE", "OPAQUEUPPERCASE", "AUTHORIZATION: bearer [redacted]"),
     ("AUTHORIZATION=Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA", "AUTHORIZATION="),
     ("x-api-key: foreign-secret-1234", "foreign-secret-1234", "x-api-key: "),
     ("X-Goog-Api-Key: opaque9876543", "opaque9876543", "X-Goog-Api-Key: "),
@@ -54,6 +56,7 @@ def test_credential_shapes(text: str, secret: str, kept: str) -> None:
     "max_tokens: 100000 is more than the model allows",
     "POST /v2/chat/completions 200 12.3ms request=4f1c session=s1 rule=default backend=openai model=gpt-4o",
     "mail git@github.com about it", "see https://example.org/a@b for details", "a short sk-x",
+    "Bearer tokens go in a header",
 ])
 def test_ordinary_text_is_left_alone(text: str) -> None:
     assert redact(text) == text

@@ -104,6 +104,21 @@ async def test_health_endpoints_report_per_backend(tmp_path: Path, fake_provider
         assert (await client.simulate_get("/health/backends")).status_code == 401
 
 
+async def test_health_check_false_is_never_probed(tmp_path: Path) -> None:
+    """``health_check: false``: the background checks leave the backend alone (its circuit
+    follows real requests only), even when it is down."""
+    app = build_app(tmp_path, backends={
+        "echo": {"type": "echo"},
+        "quiet": {"type": "openai", "base_url": f"http://127.0.0.1:{closed_port()}/v1", "api_key": "sk-quiet-1",
+                  "health_check": False}})
+    async with falcon.testing.ASGIConductor(app) as client:
+        for _ in range(app.monitor.failure_threshold + 1):
+            await app.monitor.check_all()
+        body = (await client.simulate_get("/health/backends", headers=AUTH)).json["backends"]
+    assert body["echo"]["checked_at"]
+    assert body["quiet"]["checked_at"] is None and body["quiet"]["state"] == "closed"
+
+
 async def test_failing_requests_open_the_circuit_and_dispatch_skips_the_backend(tmp_path: Path) -> None:
     rules = "rules:\n  - name: fo\n    when: model == \"fo\"\n    route: dead:fo -> echo:fo\n"
     app = build_app(tmp_path, {"10-fo.yaml": rules}, backends={

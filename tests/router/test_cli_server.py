@@ -70,7 +70,7 @@ def test_workers_serve_with_the_limited_protocol(served, tmp_path, monkeypatch):
 
     monkeypatch.setattr(WorkerProtocol, "ref", None)
     for name in ("LLM_PROXY_CONFIG", "LLM_PROXY_DISABLE_AUTH", "LLM_PROXY_LOOPBACK", "LLM_PROXY_DISABLE_COMMANDS",
-                 "LLM_PROXY_LOG_LEVEL", "LLM_PROXY_LOG_FORMAT"):
+                 "LLM_PROXY_LOG_LEVEL", "LLM_PROXY_LOG_FORMAT", "LLM_PROXY_METRICS_DIR"):
         monkeypatch.setenv(name, "")  # restored after the test; main() sets them for the workers
     path = _config(tmp_path, server={"header_timeout": 3})
     assert main(["--config", path, "--workers", "2"]) == 0
