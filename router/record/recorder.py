@@ -82,19 +82,45 @@ def _attempts_json(attempts: list[Any]) -> str:
 def usage_row(rec: RequestRecord, usage: Usage, elapsed: float, cost: float | None, rules_json: str,
               attempts_json: str) -> UsageRow:
     """The usage row of a finished request (``elapsed`` in seconds): the only place one is built,
-    by field name. The two JSON columns that are worth caching or special-casing per request come
-    in made (:meth:`Recorder.store_usage`); the rest is read here."""
+    by field name. The two JSON columns worth caching or special-casing per request come in made
+    (:meth:`Recorder.store_usage`); the rest is read here.
+
+    Speed trick (the one in this module): the fields are assigned on a blank row instead of
+    passed as 24 keywords to ``UsageRow(...)``. Matching 24 keyword arguments measured ~16,000
+    instructions per call (valgrind, CPython 3.11), ~3% of a request's instructions
+    (``inprocess_bench.py --instructions``); 24 slot assignments cost a tenth of that.
+    tests/ops/test_recorder_row.py checks that every field is set and equals what
+    ``UsageRow(...)`` would hold."""
+    row = _blank_row(UsageRow)
+    row.ts = rec.ts
+    row.request_id = rec.request_id
+    row.session_id = rec.session_id
+    row.caller = rec.caller
+    row.frontend = rec.frontend
+    row.requested_model = rec.requested_model
+    row.backend = rec.backend
+    row.model = rec.model
+    row.status = rec.status
+    row.finish_reason = rec.finish_reason
+    row.prompt_tokens = usage.prompt_tokens
+    row.completion_tokens = usage.completion_tokens
+    row.cached_tokens = usage.cached_tokens
+    row.tokens_estimated = int(usage.estimated)
+    row.latency_ms = round(elapsed * 1000, 3)
     ttfb = rec.ttfb
-    return UsageRow(
-        ts=rec.ts, request_id=rec.request_id, session_id=rec.session_id, caller=rec.caller,
-        frontend=rec.frontend, requested_model=rec.requested_model, backend=rec.backend, model=rec.model,
-        status=rec.status, finish_reason=rec.finish_reason, prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
-        tokens_estimated=int(usage.estimated), latency_ms=round(elapsed * 1000, 3),
-        ttfb_ms=round(ttfb * 1000, 3) if ttfb is not None else None, stream=int(rec.stream),
-        cache_hit=int(rec.cache_hit), cost=cost, route_rule=rec.route_rule, rules=rules_json,
-        attempts=attempts_json, guard_events=json_column(rec.guard_events) if rec.guard_events else "[]",
-        error=rec.error)
+    row.ttfb_ms = round(ttfb * 1000, 3) if ttfb is not None else None
+    row.stream = int(rec.stream)
+    row.cache_hit = int(rec.cache_hit)
+    row.cost = cost
+    row.route_rule = rec.route_rule
+    row.rules = rules_json
+    row.attempts = attempts_json
+    row.guard_events = json_column(rec.guard_events) if rec.guard_events else "[]"
+    row.error = rec.error
+    return row
+
+
+_blank_row = object.__new__  # a UsageRow with no field set yet (usage_row sets them all)
 
 
 _STATUS = {code: str(code) for code in (200, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504)}

@@ -35,7 +35,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..tasks import cancel_and_wait
-from .usage import GROUPS, USAGE_COLUMNS, AuditRecord, UsageRow, UsageStoreUnavailable, clean_totals, usage_dict
+from .usage import (
+    GROUPS, USAGE_COLUMNS, AuditRecord, UsageRow, UsageStoreUnavailable, clean_totals, row_values, usage_dict,
+)
 
 log = logging.getLogger("llm_proxy.usage")
 
@@ -186,7 +188,7 @@ class PostgresUsageStore:
 
     def record(self, row: UsageRow) -> bool:
         """Queue one finished usage row (never waits, never raises)."""
-        return self._put(("usage", row))
+        return self._put(("usage", row_values(row)))
 
     def audit(self, record: AuditRecord) -> bool:
         return self._put(("audit", (record.ts, record.type, record.actor, record.outcome,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import router.app  # noqa: F401  (first: importing the recorder alone meets the record <-> pipeline import cycle on main)
 from router.wire.canonical import Usage
 from router.record.metrics import Metrics
 from router.record.recorder import Recorder, RequestRecord
@@ -34,8 +35,9 @@ def test_recorder_row_names_every_column() -> None:
                     {"backend": "b-1", "model": "m-1", "status": "ok", "latency_ms": 9.5, "key_id": None}]
     recorder.finish(rec)  # no event loop: accounted at once
     [row] = store.rows
-    assert type(row) is UsageRow and row._fields == USAGE_COLUMNS
-    as_stored = row._asdict()
+    assert type(row) is UsageRow and tuple(UsageRow.__dataclass_fields__) == USAGE_COLUMNS
+    as_stored = {name: getattr(row, name) for name in USAGE_COLUMNS}  # every field set (no AttributeError)
+    assert row == UsageRow(**as_stored)  # the fast build holds what the constructor would
     for column in ("rules", "attempts", "guard_events"):
         as_stored[column] = json.loads(as_stored[column])
     assert as_stored == dict(
@@ -45,6 +47,23 @@ def test_recorder_row_names_every_column() -> None:
         ttfb_ms=12.3, stream=1, cache_hit=1, cost=round(100 * 2.0 / 1e6 + 50 * 4.0 / 1e6, 8),
         route_rule="r2", rules=["r1", "r2"], attempts=rec.attempts, guard_events=rec.guard_events, error=None)
     assert row.latency_ms > 0
+
+
+def test_the_row_builder_sets_every_field_whatever_the_request() -> None:
+    """usage_row assigns the fields one by one (its speed trick): a field added to UsageRow and
+    not to the builder is caught here, for requests with and without their optional parts."""
+    from router.record.usage import row_values
+
+    store = CapturingStore()
+    recorder = Recorder(store, Metrics())  # type: ignore[arg-type]
+    recorder.finish(RequestRecord("bare", "openai", "m", started=0.0, ts=1.0))
+    recorder.finish(RequestRecord("full", "gemini", "m", session_id="s", caller="k", stream=True, started=0.0,
+                                  ts=2.0, rules=("r",), route_rule="r", backend="b", model="m", status=429,
+                                  finish_reason="length", usage=Usage(1, 2, 3, True), ttfb=0.5,
+                                  guard_events=[{"kind": "loop"}], cache_hit=True, error="x"))
+    for row in store.rows:
+        values = row_values(row)  # raises AttributeError for a field the builder left unset
+        assert len(values) == len(USAGE_COLUMNS) and row == UsageRow(*values)
 
 
 def test_a_failed_request_is_not_priced_and_flags_are_0_or_1() -> None:

@@ -7,6 +7,7 @@ own, ``pg_schema``); the rest are about SQLite's file, adapter and in-memory cap
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ async def test_every_column_reads_back_as_written(stores: Stores) -> None:
     store.record(written)
     await store.flush()
     [item], _ = await store.recent(limit=5)
-    expected = written._asdict() | {"rules": ["g", "rule-1"], "guard_events": [{"kind": "loop"}],
+    expected = dataclasses.asdict(written) | {"rules": ["g", "rule-1"], "guard_events": [{"kind": "loop"}],
                                     "attempts": [{"backend": "b", "status": "server_error", "key_id": "k"}],
                                     "tokens_estimated": True, "stream": True, "cache_hit": False}
     assert {k: v for k, v in item.items() if k != "id"} == expected and isinstance(item["id"], int)
