@@ -34,7 +34,7 @@ from .record.metrics import Metrics
 from .pipeline import Pipeline
 from .record.recorder import Recorder
 from .reload import Reloader
-from .record.usage import SQLiteUsageStore
+from .record.usage import SQLiteUsageStore, UsageStore
 from .http.resources import (
     AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource,
     ResponsesResource, RootResource,
@@ -91,7 +91,9 @@ class ProxyMiddleware:
             await backend.aclose()
         await state.sessions.aclose()
         await state.responses.aclose()
-        await self.ref.recorder.store.close()
+        recorder = self.ref.recorder
+        recorder.drain()  # what finished last comes in before the store closes
+        await recorder.store.close()
         flush_logs()  # the usage store's last batch wrote access lines; the process may end abruptly
 
 
@@ -120,6 +122,16 @@ class ProxyApp(falcon.asgi.App):
                 await hangup.close()
 
 
+def usage_store(config: AppConfig) -> UsageStore:
+    """PostgreSQL when ``usage.url`` is set (shared by instances), else SQLite (``usage.path``)."""
+    usage = config.usage
+    if usage.url:
+        from .record.usage_pg import PostgresUsageStore  # noqa: PLC0415 - psycopg loads only when used
+
+        return PostgresUsageStore(usage.url, usage.schema, retention_days=usage.retention_days)
+    return SQLiteUsageStore(usage.path, retention_days=usage.retention_days)
+
+
 def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     """The ASGI app; ``kwargs`` go to :func:`build_state` (tests inject backends and rules)."""
     metrics = Metrics()
@@ -129,7 +141,7 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
 
         shared = SharedStores(config.state, metrics)
     state = build_state(config, shared=shared, **kwargs)
-    store = SQLiteUsageStore(config.usage.path, retention_days=config.usage.retention_days)
+    store = usage_store(config)
     ref = StateRef(state, Recorder(store, metrics, config.prices))
     pipeline = Pipeline(ref, cache=shared.cache if shared is not None else None,  # type: ignore[arg-type]
                         histories=shared.histories if shared is not None else None)
@@ -168,15 +180,15 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v1beta/models", models)
     app.add_route("/v1beta/models/{spec}", gemini)
     app.add_route("/health", HealthResource(shared.health if shared is not None else None))
-    gate, store = AdminGate(ref), ref.recorder.store
+    gate, store, drain = AdminGate(ref), ref.recorder.store, ref.recorder.drain
     app.add_route("/health/backends", BackendHealthResource(gate, monitor.report, "health_auth",
                                                             lambda: ref.generation))
-    app.add_route("/v2/usage/stats", UsageStatsResource(gate, store))
-    app.add_route("/v2/usage/recent", UsageRecentResource(gate, store))
+    app.add_route("/v2/usage/stats", UsageStatsResource(gate, store, drain))
+    app.add_route("/v2/usage/recent", UsageRecentResource(gate, store, drain))
     app.add_route("/v2/audit/logs", AuditLogsResource(gate, store))
     app.add_route("/v2/admin/reload", ReloadResource(gate, reloader))
     app.add_route("/v2/admin/explain", ExplainResource(gate, ref))
-    app.add_route("/metrics", MetricsResource(gate, ref.metrics, "metrics_auth"))
+    app.add_route("/metrics", MetricsResource(gate, ref.metrics, drain, "metrics_auth"))
     app.add_route("/v2/admin/runtime", RuntimeResource(gate, ref, pipeline))
     app.add_route("/", RootResource())
     app.add_error_handler(Exception, handle_unexpected)

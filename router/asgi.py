@@ -29,7 +29,7 @@ def create() -> ProxyApp:
     bind_worker(app.state_ref)  # this worker's connections follow this app's config
     directory = os.environ.get(DIR_ENV)
     if directory:  # /metrics answers for every worker, whichever one a scrape reaches
-        shared = SharedMetrics(app.state_ref.metrics, directory)
+        shared = SharedMetrics(app.state_ref.metrics, directory, drain=app.state_ref.recorder.drain)
         app.state_ref.metrics.exposition = shared.render
         app.state_ref.on_startup.append(shared.start)
         app.state_ref.on_shutdown.insert(0, shared.stop)

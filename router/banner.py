@@ -56,6 +56,7 @@ def announce(app: Any, config: Any, args: argparse.Namespace) -> None:
     banner.info("backends: %s; default: %s; rules: %d from %s", ", ".join(config.backends), config.default_backend,
                 rules, config.routes_dir, extra={"backends": list(config.backends), "rules": rules})
     banner.info("state store: %s", config.state.describe(), extra={"state_store": config.state.store})
+    banner.info("usage store: %s", config.usage.describe(), extra={"usage_store": config.usage.describe()})
     missing = missing_routes_dir(config.routes_dir, config)
     if missing:
         banner.warning(missing.removeprefix("warning: "))

@@ -192,10 +192,19 @@ class ToolCallLoopDetectionConfig:
 
 @dataclass(frozen=True, slots=True)
 class UsageConfig:
-    """Usage/audit store. ``path`` None keeps records in memory only."""
+    """Usage/audit store: SQLite at ``path`` (None: in memory only), or PostgreSQL at ``url``
+    (tables in ``schema``, default ``public``), shared by every instance pointed at it."""
 
     path: str | None = None
     retention_days: int = 30
+    url: str | None = None
+    schema: str | None = None
+
+    def describe(self) -> str:
+        """Which store, for the start banner (a password in the URL is not shown)."""
+        if self.url:
+            return f"PostgreSQL {safe_url(self.url)}, schema {self.schema or 'public'}"
+        return f"SQLite {self.path}" if self.path else "SQLite in memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +304,7 @@ class AppConfig:
             "session": _asdict(self.session),
             "loop_detection": _asdict(self.loop_detection),
             "tool_call_loop_detection": _asdict(self.tool_call_loop_detection),
-            "usage": _asdict(self.usage),
+            "usage": {**_asdict(self.usage), "url": safe_url(self.usage.url) if self.usage.url else None},
             "logging": _asdict(self.logging),
             "server": _asdict(self.server),
             "metrics": {"auth": self.metrics_auth},
@@ -315,6 +324,12 @@ def connector_settings(config: AppConfig) -> dict[str, ConnectorSettings]:
         headers=cfg.headers, timeouts=cfg.timeouts(config.proxy_timeout), max_line_bytes=cfg.max_line_bytes,
         secrets=cfg.secrets(), options=cfg.options,
     ) for name, cfg in config.backends.items()}
+
+
+def safe_url(url: str) -> str:
+    """A database URL without its password (``postgresql://user:***@host/db``), for the start
+    banner, logs and the redacted config."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _asdict(obj: Any) -> dict[str, Any]:
@@ -523,6 +538,31 @@ def _state_url(state: Mapping[str, Any], env: Mapping[str, str], doc: YamlDocume
     return url
 
 
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")  # a PostgreSQL identifier that needs no quoting
+
+
+def _usage_config(usage: Mapping[str, Any], base_dir: str, doc: YamlDocument | None) -> UsageConfig:
+    """``usage``: SQLite (``path``) or PostgreSQL (``url``, ``schema``), checked without connecting
+    (the JSON schema checks each value's form; here, how they go together)."""
+    if usage.get("url") and usage.get("path"):
+        raise ConfigError("usage: give either path (SQLite) or url (PostgreSQL), not both",
+                          doc.location(("usage", "url")) if doc else None)
+    if usage.get("schema") and not usage.get("url"):
+        raise ConfigError("usage.schema names a PostgreSQL schema: it needs usage.url",
+                          doc.location(("usage", "schema")) if doc else None)
+    url, schema = usage.get("url"), usage.get("schema")
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"usage.url {safe_url(url)!r} is not a PostgreSQL URL",
+                          doc.location(("usage", "url")) if doc else None,
+                          "postgresql://user@host:5432/database (a file for SQLite goes in usage.path)")
+    if schema and not _SCHEMA_NAME.match(schema):
+        raise ConfigError(f"usage.schema {schema!r}: letters, digits and _ only, not starting with a digit, "
+                          "at most 63 characters", doc.location(("usage", "schema")) if doc else None)
+    return UsageConfig(path=_relative(base_dir, usage["path"]) if usage.get("path") else None,
+                       retention_days=usage.get("retention_days", 30), url=usage.get("url") or None,
+                       schema=usage.get("schema") or None)
+
+
 def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> AppConfig:
     """Load and validate the config.
 
@@ -624,8 +664,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
         session=session_cfg,
         loop_detection=loop,
         tool_call_loop_detection=tool_loop,
-        usage=UsageConfig(path=_relative(base_dir, usage["path"]) if usage.get("path") else None,
-                          retention_days=usage.get("retention_days", 30)),
+        usage=_usage_config(usage, base_dir, doc),
         logging=LoggingConfig(level=str(logging_section.get("level", "INFO")).upper(),
                               format=logging_section.get("format", "text")),
         server=ServerConfig(**{k: (float(v) if k.endswith("timeout") else v)

@@ -14,7 +14,8 @@ PACKAGES = ("router", "dsl", "backends", "schemas")
 
 # distribution name -> the module it provides, where the two differ
 MODULE_OF = {"pyyaml": "yaml", "google-auth": "google.auth", "prometheus-client": "prometheus_client",
-             "pytest-asyncio": "pytest_asyncio", "pytest-httpx": "pytest_httpx", "google-genai": "google.genai"}
+             "pytest-asyncio": "pytest_asyncio", "pytest-httpx": "pytest_httpx", "google-genai": "google.genai",
+             "psycopg-pool": "psycopg_pool"}
 
 
 def dist_names(requirements: list[str]) -> set[str]:

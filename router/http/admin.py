@@ -7,14 +7,17 @@ parameters are checked and a bad one is a 400 naming it.
 
 Each resource is given what it uses: the :class:`AdminGate` (who may call it, decided by the
 current state's auth, which a reload swaps) and the one service it serves (the usage store, the
-metrics, the health report, the reloader).
+metrics, the health report, the reloader). The usage and metrics resources are also given the
+recorder's ``drain``: finished requests are accounted in batches, and a reader drains first so
+that it sees every request that has finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import falcon
 import falcon.asgi
@@ -23,7 +26,7 @@ from ..errors import ProxyError
 from .edge import logged
 from ..record.metrics import CONTENT_TYPE_LATEST
 from ..state import StateRef
-from ..record.usage import AUDIT_TYPES, GROUPS, SQLiteUsageStore
+from ..record.usage import AUDIT_TYPES, GROUPS, UsageStore, UsageStoreUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..record.metrics import Metrics
@@ -89,6 +92,15 @@ def _unknown_params(req: falcon.asgi.Request, allowed: set[str]) -> None:
                          "invalid_request", param=extra[0])
 
 
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """A usage store whose database is down answers 503, saying so (not a 500)."""
+    try:
+        yield
+    except UsageStoreUnavailable as exc:
+        raise ProxyError(503, str(exc), "overloaded") from None
+
+
 class AdminGate:
     """The admin-key check shared by every operator endpoint. It reads the auth of the current
     state on each call, so a reload that changes ``auth.admin_keys`` applies at once."""
@@ -120,42 +132,47 @@ class AdminGate:
 
 @logged
 class UsageStatsResource:
-    def __init__(self, gate: AdminGate, store: SQLiteUsageStore) -> None:
-        self.gate, self.store = gate, store
+    def __init__(self, gate: AdminGate, store: UsageStore, drain: Callable[[], None]) -> None:
+        self.gate, self.store, self.drain = gate, store, drain
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.gate.authorize(req)
         _unknown_params(req, {"since", "until", "group_by"})
         group_by = _choice(req, "group_by", tuple(GROUPS))
-        resp.media = await self.store.stats(_time(req, "since"), _time(req, "until"), group_by,
-                                            caller=self.gate.own_records(req))
+        self.drain()
+        with _store_errors():
+            resp.media = await self.store.stats(_time(req, "since"), _time(req, "until"), group_by,
+                                                caller=self.gate.own_records(req))
 
 
 @logged
 class UsageRecentResource:
-    def __init__(self, gate: AdminGate, store: SQLiteUsageStore) -> None:
-        self.gate, self.store = gate, store
+    def __init__(self, gate: AdminGate, store: UsageStore, drain: Callable[[], None]) -> None:
+        self.gate, self.store, self.drain = gate, store, drain
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.gate.authorize(req)
         _unknown_params(req, {"limit", "cursor"})
         limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
-        items, cursor = await self.store.recent(limit, _int(req, "cursor", None, 1, 2**62),
-                                                caller=self.gate.own_records(req))
+        self.drain()
+        with _store_errors():
+            items, cursor = await self.store.recent(limit, _int(req, "cursor", None, 1, 2**62),
+                                                    caller=self.gate.own_records(req))
         resp.media = {"data": items, "next_cursor": cursor}
 
 
 @logged
 class AuditLogsResource:
-    def __init__(self, gate: AdminGate, store: SQLiteUsageStore) -> None:
+    def __init__(self, gate: AdminGate, store: UsageStore) -> None:
         self.gate, self.store = gate, store
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.gate.authorize(req)
         _unknown_params(req, {"since", "type", "limit", "cursor"})
         limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
-        items, cursor = await self.store.audit_logs(
-            _time(req, "since"), _choice(req, "type", AUDIT_TYPES), limit, _int(req, "cursor", None, 1, 2**62))
+        since, type_, cursor = _time(req, "since"), _choice(req, "type", AUDIT_TYPES), _int(req, "cursor", None, 1, 2**62)
+        with _store_errors():
+            items, cursor = await self.store.audit_logs(since, type_, limit, cursor)
         resp.media = {"data": items, "next_cursor": cursor}
 
 
@@ -164,11 +181,13 @@ class MetricsResource:
     """The Prometheus exposition. The config generation gauge is set by the reloader when it swaps
     the state (0, its initial value, until the first reload)."""
 
-    def __init__(self, gate: AdminGate, metrics: Metrics, setting: str = "metrics_auth") -> None:
-        self.gate, self.metrics, self.setting = gate, metrics, setting
+    def __init__(self, gate: AdminGate, metrics: Metrics, drain: Callable[[], None],
+                 setting: str = "metrics_auth") -> None:
+        self.gate, self.metrics, self.drain, self.setting = gate, metrics, drain, setting
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.gate.authorize(req, self.setting)
+        self.drain()
         resp.data = self.metrics.render()
         resp.content_type = CONTENT_TYPE_LATEST
 

@@ -84,9 +84,10 @@ def structure_sizes(ref: StateRef, pipeline: Pipeline) -> dict[str, int | None]:
 
 
 def runtime_report(ref: StateRef, pipeline: Pipeline) -> dict[str, Any]:
-    """The gauges; the recorder hands over what it holds first (as before every read of metrics),
+    """The gauges; the recorder hands over what it holds first (as before every read of metrics: the
+    metrics never call back into it),
     so the metric series are those of every finished request."""
-    ref.metrics.before_read()
+    ref.recorder.drain()
     return {
         "rss_bytes": rss_bytes(),
         "open_fds": open_fds(),

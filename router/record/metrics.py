@@ -121,7 +121,6 @@ class Metrics:
         self.state_store_up = Gauge("llm_proxy_state_store_up", "1 while the shared state store answers",
                                     ["store"], registry=r)
         self._models: set[str] = set()
-        self.before_read: Callable[[], None] = lambda: None  # the recorder drains what is pending
         # With ``--workers``: renders every worker's series (router/record/shared_metrics.py).
         self.exposition: Callable[[], bytes] | None = None
 
@@ -136,7 +135,6 @@ class Metrics:
         return "other"
 
     def render(self) -> bytes:
-        self.before_read()
         if self.exposition is not None:
             return self.exposition()
         return generate_latest(self.registry)

@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import os
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -106,15 +106,20 @@ class _Families:
 class SharedMetrics:
     """One worker's part: write its snapshot, and answer a scrape with every worker's."""
 
-    def __init__(self, metrics: Metrics, directory: str, interval: float = 1.0, pid: int | None = None) -> None:
+    def __init__(self, metrics: Metrics, directory: str, interval: float = 1.0, pid: int | None = None,
+                 drain: Callable[[], None] | None = None) -> None:
         self.metrics, self.directory, self.interval = metrics, directory, interval
+        # The recorder's drain (accounting is batched): called before each snapshot, so a
+        # snapshot holds every request this worker has finished. The metrics never call it.
+        self.drain = drain
         self.pid = pid or os.getpid()
         self.path = os.path.join(directory, f"{self.pid}.json")
         self._task: asyncio.Task[None] | None = None
 
     def take(self) -> list[Family]:
         """This worker's series now, what its recorder still held included (on the event loop)."""
-        self.metrics.before_read()
+        if self.drain is not None:
+            self.drain()
         return snapshot(self.metrics.registry)
 
     def write(self, families: list[Family]) -> None:

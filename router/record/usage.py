@@ -4,8 +4,9 @@ The request path only *enqueues* (``record``/``audit`` never wait and never rais
 drains a bounded queue in batches into SQLite (WAL mode, commits without fsync); the WAL is
 checkpointed into the database file from a worker thread, so no request ever waits for the disk
 to sync. A full queue drops the record, counts it and logs once per burst.
-:class:`UsageStore` is the interface a server database (PostgreSQL) can implement later; the
-SQLite store is the embedded default (``usage.path``; in memory when unset).
+:class:`UsageStore` is the interface both stores implement: this SQLite one, the embedded default
+(``usage.path``; in memory when unset), and PostgreSQL (``usage.url``, :mod:`.usage_pg`).
+Rows come in finished (:class:`UsageRow`, built by the recorder); a store never calls back up.
 """
 
 from __future__ import annotations
@@ -62,7 +63,13 @@ AUDIT_TYPES = ("config_reload", "auth_failure", "session_command", "rate_limit")
 
 
 @dataclass(slots=True)
-class UsageRecord:
+class UsageRow:
+    """One row of the ``usage`` table, by field name: the field order is the column order
+    (SQLite's table is made from it; a test compares PostgreSQL's, which is written out). List
+    columns are JSON text and flags are 0/1, as both stores keep them. The recorder builds it
+    (:func:`router.record.recorder.usage_row`, the one row builder); a store only stores it, as
+    the plain tuple :func:`row_values` reads out of it."""
+
     ts: float
     request_id: str
     session_id: str | None
@@ -76,16 +83,16 @@ class UsageRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    tokens_estimated: bool = False
+    tokens_estimated: int = 0  # 0/1
     latency_ms: float = 0.0
     ttfb_ms: float | None = None
-    stream: bool = False
-    cache_hit: bool = False
+    stream: int = 0  # 0/1
+    cache_hit: int = 0  # 0/1
     cost: float | None = None
     route_rule: str | None = None
-    rules: list[str] = field(default_factory=list)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    guard_events: list[dict[str, Any]] = field(default_factory=list)
+    rules: str = "[]"  # JSON list of the names of the rules that matched
+    attempts: str = "[]"  # JSON list of {backend, model, status, latency_ms, key_id, error}
+    guard_events: str = "[]"  # JSON list of {kind, detail, ...}
     error: str | None = None
 
 
@@ -98,14 +105,22 @@ class AuditRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class UsageStore(Protocol):
-    dropped: int
-    before_read: Callable[[], None]
+class UsageStoreUnavailable(Exception):
+    """A read could not reach the store's database (PostgreSQL down): the endpoints answer 503."""
 
-    def record(self, record: UsageRecord) -> bool: ...
-    def record_row(self, row: tuple[Any, ...]) -> bool: ...
+
+class UsageStore(Protocol):
+    """Stores finished rows and answers queries; it never calls back into whoever records.
+
+    ``record`` and ``audit`` queue and return at once (False: dropped and counted in
+    ``dropped``); ``flush`` waits until what was queued is written (or dropped)."""
+
+    dropped: int
+
+    def record(self, row: UsageRow) -> bool: ...
     def audit(self, record: AuditRecord) -> bool: ...
     async def start(self) -> None: ...
+    async def flush(self) -> None: ...
     async def close(self) -> None: ...
     async def stats(self, since: float | None, until: float | None, group_by: str | None, *,
                     caller: str | None = None) -> dict[str, Any]: ...
@@ -115,8 +130,12 @@ class UsageStore(Protocol):
                          cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
 
 
-_USAGE_COLUMNS = [f for f in UsageRecord.__dataclass_fields__]
-USAGE_COLUMNS = tuple(_USAGE_COLUMNS)  # the order of a row given to ``record_row``
+USAGE_COLUMNS: tuple[str, ...] = tuple(UsageRow.__dataclass_fields__)
+_USAGE_COLUMNS = USAGE_COLUMNS
+# A row's values in column order, in one C call. Queued as a plain tuple of strings and numbers,
+# which the garbage collector stops tracking (a dataclass or NamedTuple instance it keeps
+# scanning), so thousands of queued rows cost it nothing.
+row_values: Callable[[UsageRow], tuple[Any, ...]] = operator.attrgetter(*USAGE_COLUMNS)  # type: ignore[assignment]
 _JSON_COLUMNS = {"rules", "attempts", "guard_events"}
 _BOOL_COLUMNS = {"tokens_estimated", "stream", "cache_hit"}
 
@@ -173,8 +192,6 @@ class SQLiteUsageStore:
         self._warned_drop = False
         self._closing = False
         self._last_checkpoint = time.monotonic()
-        # Called before every read and at close: the recorder hands over what it still holds.
-        self.before_read: Callable[[], None] = lambda: None
 
     # ---- writing ---------------------------------------------------------------------------------
 
@@ -216,15 +233,9 @@ class SQLiteUsageStore:
         pending.append(item)
         return True
 
-    def record(self, record: UsageRecord) -> bool:
-        return self.record_row(_usage_row(record))
-
-    def record_row(self, row: tuple[Any, ...]) -> bool:
-        """A usage row in ``USAGE_COLUMNS`` order (the recorder builds it without a UsageRecord).
-
-        Queued as a flat row of strings and numbers: the garbage collector stops tracking such
-        tuples, so thousands of queued records cost it nothing."""
-        return self._put(("usage", row))
+    def record(self, row: UsageRow) -> bool:
+        """Queue one finished usage row (never waits, never raises)."""
+        return self._put(("usage", row_values(row)))
 
     def audit(self, record: AuditRecord) -> bool:
         return self._put(("audit", (record.ts, record.type, record.actor, record.outcome, json.dumps(record.detail))))
@@ -312,7 +323,6 @@ class SQLiteUsageStore:
 
     async def close(self) -> None:
         """Flush what is queued, stop the writer, close the database."""
-        self.before_read()  # what the recorder still holds comes in first
         if self._writer is not None:
             self._closing = True
             await self.flush()
@@ -338,14 +348,13 @@ class SQLiteUsageStore:
     async def stats(self, since: float | None = None, until: float | None = None,
                     group_by: str | None = None, *, caller: str | None = None) -> dict[str, Any]:
         """Totals (and groups) of the records in the time range; only ``caller``'s when given."""
-        self.before_read()
         where, args = _where(since, until, caller)
         totals_sql = ("SELECT COUNT(*) AS requests, SUM(status >= 400) AS errors, SUM(prompt_tokens) AS prompt_tokens, "
                       "SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens, "
                       "SUM(cost) AS cost, COUNT(cost) AS priced, AVG(latency_ms) AS avg_latency_ms, "
                       "SUM(cache_hit) AS cache_hits FROM usage" + where)
         totals = dict((await asyncio.to_thread(self._query, totals_sql, args))[0])
-        out: dict[str, Any] = {"since": since, "until": until, "totals": _clean(totals)}
+        out: dict[str, Any] = {"since": since, "until": until, "totals": clean_totals(totals)}
         if group_by:
             column = GROUPS[group_by]
             rows = await asyncio.to_thread(self._query, f"SELECT {column} AS key, COUNT(*) AS requests, "
@@ -354,18 +363,17 @@ class SQLiteUsageStore:
                                            "COUNT(cost) AS priced, AVG(latency_ms) AS avg_latency_ms FROM usage"
                                            f"{where} GROUP BY key ORDER BY requests DESC LIMIT 1000", args)
             out["group_by"] = group_by
-            out["groups"] = [_clean(dict(r)) for r in rows]
+            out["groups"] = [clean_totals(dict(r)) for r in rows]
         return out
 
     async def recent(self, limit: int = 50, cursor: int | None = None, *,
                      caller: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """Newest first, a page of ``limit`` below ``cursor``; only ``caller``'s records when given."""
-        self.before_read()
         clauses = [c for c, v in (("id < ?", cursor), ("caller = ?", caller)) if v]
         sql = "SELECT * FROM usage" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id DESC LIMIT ?"
         args = tuple(v for v in (cursor, caller) if v) + (limit,)
         rows = await asyncio.to_thread(self._query, sql, args)
-        items = [_usage_dict(r) for r in rows]
+        items = [usage_dict(r) for r in rows]
         return items, (items[-1]["id"] if len(items) == limit else None)
 
     async def audit_logs(self, since: float | None = None, type_: str | None = None, limit: int = 50,
@@ -398,27 +406,14 @@ def _insert_usage(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         db.executemany(_INSERT_ONE, rows[full:])
 
 
-_ROW_VALUES = operator.attrgetter(*_USAGE_COLUMNS)  # every column in one C call
-_ROW_JSON = tuple(i for i, c in enumerate(_USAGE_COLUMNS) if c in _JSON_COLUMNS)
-_ROW_BOOL = tuple(i for i, c in enumerate(_USAGE_COLUMNS) if c in _BOOL_COLUMNS)
-
-
 def json_column(value: Any) -> str:
-    """A list column (rules, attempts, guard events) as JSON text; both row builders use it."""
+    """A list column (rules, attempts, guard events) as JSON text."""
     return fastjson.dumps_str(value, default=str) if value else "[]"
 
 
-def _usage_row(record: UsageRecord) -> tuple[Any, ...]:
-    """One row; plain attribute reads (``asdict`` deep-copies, and this runs for every request)."""
-    out = list(_ROW_VALUES(record))
-    for i in _ROW_JSON:
-        out[i] = json_column(out[i])
-    for i in _ROW_BOOL:
-        out[i] = int(out[i])
-    return tuple(out)
-
-
-def _usage_dict(row: sqlite3.Row) -> dict[str, Any]:
+def usage_dict(row: Any) -> dict[str, Any]:
+    """A stored row as the endpoints show it: lists as lists, flags as booleans (both stores keep
+    JSON text and 0/1)."""
     out = dict(row)
     for c in _JSON_COLUMNS:
         out[c] = json.loads(out[c] or "[]")
@@ -441,7 +436,7 @@ def _where(since: float | None, until: float | None, caller: str | None) -> tupl
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
 
 
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
+def clean_totals(row: dict[str, Any]) -> dict[str, Any]:
     """SUM over no rows is NULL: report 0 for counts; cost stays null unless some row was priced."""
     priced = row.pop("priced", 0) or 0
     for key in ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_hits"):

@@ -84,3 +84,25 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     root.handlers[:] = handlers
     root.setLevel(level)
     gc.set_threshold(*threshold)
+
+
+# ---- the real PostgreSQL: a schema per test (pg_support.py) --------------------------------------
+
+import pytest  # noqa: E402
+
+import pg_support  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def _pg_run():
+    """Drops whatever is left of this run's schemas when the session ends."""
+    yield
+    pg_support.drop_run_schemas()
+
+
+@pytest.fixture
+def pg_schema(_pg_run):
+    """A fresh PostgreSQL schema name for one test, dropped after it (the store creates it)."""
+    schema = pg_support.new_schema()
+    yield schema
+    pg_support.drop_schema(schema)

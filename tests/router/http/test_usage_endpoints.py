@@ -23,6 +23,17 @@ from router.http.auth import key_id
 from router.record.usage import AUDIT_TYPES, GROUPS
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def usage(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The ``usage`` config section: the in-memory SQLite default, or the real PostgreSQL in a
+    schema of the test's own (the tests that hold for either store run on both)."""
+    if request.param == "sqlite":
+        return {}
+    from pg_support import PG_URL
+
+    return {"url": PG_URL, "schema": request.getfixturevalue("pg_schema")}
+
+
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -81,8 +92,8 @@ async def test_records_for_json_stream_abandoned_and_failed_requests(tmp_path: P
         assert fail["cost"] is None
 
 
-async def test_stats_group_by_time_filters_and_paging(tmp_path: Path) -> None:
-    app = build_app(tmp_path)
+async def test_stats_group_by_time_filters_and_paging(tmp_path: Path, usage: dict[str, str]) -> None:
+    app = build_app(tmp_path, usage=usage)
     started = time.time()
     async with falcon.testing.ASGIConductor(app) as client:
         for i in range(7):
@@ -152,8 +163,8 @@ async def test_stats_group_by_time_filters_and_paging(tmp_path: Path) -> None:
         assert len(default["data"]) == 10 and default["next_cursor"] is None
 
 
-async def test_audit_log_filters_and_paging(tmp_path: Path) -> None:
-    app = build_app(tmp_path)
+async def test_audit_log_filters_and_paging(tmp_path: Path, usage: dict[str, str]) -> None:
+    app = build_app(tmp_path, usage=usage)
     async with falcon.testing.ASGIConductor(app) as client:
         t0 = time.time()
         for i in range(5):  # auth failures: audited with the source address, never the key
@@ -315,9 +326,9 @@ async def _two_callers(client, app, first: str, second: str) -> None:
     await wait_for(stored)
 
 
-async def test_without_admin_keys_a_client_key_sees_only_its_own_usage(tmp_path: Path) -> None:
+async def test_without_admin_keys_a_client_key_sees_only_its_own_usage(tmp_path: Path, usage: dict[str, str]) -> None:
     second = "sk-ops-second-client-key-000"
-    app = build_app(tmp_path, auth={"api_keys": [CLIENT_KEY, second]})
+    app = build_app(tmp_path, auth={"api_keys": [CLIENT_KEY, second]}, usage=usage)
     async with falcon.testing.ASGIConductor(app) as client:
         await _two_callers(client, app, CLIENT_KEY, second)
         for key, count, session in ((CLIENT_KEY, 3, "sess-of-a"), (second, 2, "sess-of-b")):
@@ -330,8 +341,8 @@ async def test_without_admin_keys_a_client_key_sees_only_its_own_usage(tmp_path:
                 assert [(g["key"], g["requests"]) for g in grouped["groups"]] == [(expected, count)]
 
 
-async def test_an_admin_key_sees_every_callers_usage(tmp_path: Path) -> None:
-    app = build_app(tmp_path, auth={"api_keys": [CLIENT_KEY], "admin_keys": [ADMIN_KEY]})
+async def test_an_admin_key_sees_every_callers_usage(tmp_path: Path, usage: dict[str, str]) -> None:
+    app = build_app(tmp_path, auth={"api_keys": [CLIENT_KEY], "admin_keys": [ADMIN_KEY]}, usage=usage)
     async with falcon.testing.ASGIConductor(app) as client:
         await _two_callers(client, app, CLIENT_KEY, ADMIN_KEY)
         items, stats = await _usage_of(client, ADMIN_KEY, group_by="caller")

@@ -16,3 +16,4 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from fakes.fixtures import fake_provider  # noqa: E402,F401  (fixture)
+
