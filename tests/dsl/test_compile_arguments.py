@@ -1,0 +1,166 @@
+"""How a command's arguments bind: positional and keyword, each error named, and the backends a
+command may name. Tables of command → session edits, or command → the error it is refused with."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsl import ir
+from dsl.compile import Context, compile_command, compile_limits, compile_overrides, compile_post, parse_duration
+from dsl.errors import RulesSemanticError
+from dsl.parser import parse
+
+BACKENDS = ("openai", "anthropic", "echo")
+
+
+def run(text: str, backends: tuple[str, ...] | None = BACKENDS) -> tuple[ir.SessionEdit, ...]:
+    return compile_command(parse(text, "command"), Context(text, known_backends=backends))
+
+
+def refusal(text: str, backends: tuple[str, ...] | None = BACKENDS) -> str:
+    with pytest.raises(RulesSemanticError) as caught:
+        run(text, backends)
+    return str(caught.value)
+
+
+ACCEPTED = [
+    # keyword arguments bind like positional ones
+    ("backend(name=openai)", (ir.SetField("backend", "openai"),)),
+    ("backend(openai)", (ir.SetField("backend", "openai"),)),
+    ("temperature(value=0.5)", (ir.SetField("temperature", 0.5),)),
+    ("temperature(0)", (ir.SetField("temperature", 0),)),
+    ("temperature(2)", (ir.SetField("temperature", 2),)),
+    ("interactive", (ir.SetField("interactive", True),)),
+    ("interactive(enabled=false)", (ir.SetField("interactive", False),)),
+    ("interactive(false)", (ir.SetField("interactive", False),)),
+    ("route-clear(model=gpt-4)", (ir.RouteEdit("clear", "gpt-4"),)),
+    ("route-append(gpt-4, target=anthropic:claude-3)",
+     (ir.RouteEdit("append", "gpt-4", ir.Chain((ir.Target("anthropic", "claude-3"),))),)),
+    ("route-prepend(model=gpt-4, target=openai)",
+     (ir.RouteEdit("prepend", "gpt-4", ir.Chain((ir.Target("openai", None),))),)),
+    ("help(command=set)", (ir.Query("help", "set"),)),
+    ("help", (ir.Query("help", None),)),
+    ("pwd", (ir.Query("pwd", None),)),
+    # a target parameter given a plain string is split at its first colon
+    ('oneoff("anthropic:claude-3:beta")', (ir.OneOff(ir.Target("anthropic", "claude-3:beta")),)),
+    ('model("openai:gpt-4o")', (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"))),
+    ('model("gpt-4o")', (ir.SetField("model", "gpt-4o"),)),
+    ("model(openai:gpt-4o)", (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"))),
+    # backend:model with an unknown backend is a model name that contains a colon
+    ("model(llama3:8b)", (ir.SetField("model", "llama3:8b"),)),
+    ("set(model=openai:gpt-4o, backend=echo)", (ir.SetField("model", "openai:gpt-4o"), ir.SetField("backend", "echo"))),
+    ('set(model="gpt-4o")', (ir.SetField("model", "gpt-4o"),)),
+    ("unset(project, backend)", (ir.UnsetField("project"), ir.UnsetField("backend"))),
+]
+
+
+@pytest.mark.parametrize(("text", "edits"), ACCEPTED, ids=[t for t, _ in ACCEPTED])
+def test_accepted_commands(text: str, edits: tuple) -> None:
+    assert run(text) == edits
+
+
+def test_without_a_list_of_backends_any_backend_is_accepted() -> None:
+    assert run("backend(mine)", None) == (ir.SetField("backend", "mine"),)
+    assert run("set(backend=mine)", None) == (ir.SetField("backend", "mine"),)
+    assert run("model(mine:m)", None) == (ir.SetField("backend", "mine"), ir.SetField("model", "m"))
+    assert run("oneoff(mine:m)", None) == (ir.OneOff(ir.Target("mine", "m")),)
+
+
+REFUSED = [
+    # (command, words the error must contain)
+    ("backend(colour=openai)", ["backend: unknown argument 'colour'", "expected backend(name)"]),
+    ("backend(openai, name=anthropic)", ["backend: name given twice"]),
+    ("temperature(0.5, value=0.7)", ["temperature: value given twice"]),
+    ("temperature(value=0.5, value=0.7)", ["temperature: value given twice"]),
+    ("backend(openai, anthropic)", ["backend: too many arguments"]),
+    ("backend", ["backend: missing argument 'name'"]),
+    ("route-append(gpt-4)", ["route-append: missing argument 'target'"]),
+    ("temperature(2.1)", ["temperature: value: 2.1 is not valid"]),
+    ("temperature(-0.1)", ["temperature: value: -0.1 is not valid"]),
+    ("temperature(true)", ["temperature: value: True is not valid"]),
+    ("interactive(1)", ["interactive: enabled: 1 is not valid"]),
+    # unknown backends, wherever a command names one
+    ("set(backend=nope)", ["set: unknown backend 'nope'", "one of anthropic, echo, openai"]),
+    ("set(backend=opnai)", ["did you mean 'openai'"]),
+    ("backend(nope)", ["backend: unknown backend 'nope'"]),
+    ("oneoff(nope:m)", ["oneoff: unknown backend 'nope'"]),
+    ("oneoff(openai)", ["oneoff needs backend:model"]),
+    ('oneoff("")', ["oneoff: target: '' is not valid"]),
+    ("route-append(gpt-4, nope:m)", ["unknown backend 'nope'"]),
+    # set / unset
+    ("set", ["set needs at least one key=value"]),
+    ("set(openai)", ["set: expected key=value"]),
+    ("set(colour=red)", ["set: unknown setting 'colour'"]),
+    ("set(max_tokens=0)", ["set: max_tokens: 0 is not valid"]),
+    ("set(top_p=1.5)", ["set: top_p: 1.5 is not valid"]),
+    ("unset", ["unset needs at least one setting name"]),
+    ("unset(colour)", ["unset: unknown setting colour"]),
+    ("unset(project=x)", ["unset: unknown setting project"]),
+    ("frobnicate", ["unknown command 'frobnicate'"]),
+]
+
+
+@pytest.mark.parametrize(("text", "words"), REFUSED, ids=[t for t, _ in REFUSED])
+def test_refused_commands(text: str, words: list[str]) -> None:
+    message = refusal(text)
+    for word in words:
+        assert word in message
+
+
+def test_the_error_points_at_the_offending_argument() -> None:
+    text = "temperature(0.5, value=0.7)"
+    with pytest.raises(RulesSemanticError) as caught:
+        run(text)
+    assert caught.value.location.column == text.index("value=") + 1
+
+
+LIMITS = [
+    ("rpm(60)", (ir.Limit("rpm", 60, "backend"),)),
+    ("rpm(1)", (ir.Limit("rpm", 1, "backend"),)),
+    ("tpm(200k, per=caller)", (ir.Limit("tpm", 200_000, "caller"),)),
+    ("rpm(5, per=session), tpm(10)", (ir.Limit("rpm", 5, "session"), ir.Limit("tpm", 10, "backend"))),
+]
+
+
+@pytest.mark.parametrize(("text", "limits"), LIMITS, ids=[t for t, _ in LIMITS])
+def test_limits(text: str, limits: tuple) -> None:
+    assert compile_limits(parse(text, "calls"), Context(text)) == limits
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("rpm(0)", "rpm: amount: 0 is not valid"),
+    ("rpm", "rpm needs an amount"),
+    ("rpm(per=key)", "rpm needs an amount"),
+    ("rpm(5, 6)", "rpm: unexpected argument 6"),
+    ("rpm(5, every=key)", "rpm: unexpected argument every"),
+    ("rpm(5, per=planet)", "rpm: per: 'planet' is not valid"),
+    ("rps(5)", "unknown limit 'rps'"),
+])
+def test_refused_limits(text: str, words: str) -> None:
+    with pytest.raises(RulesSemanticError) as caught:
+        compile_limits(parse(text, "calls"), Context(text))
+    assert words in str(caught.value)
+
+
+def test_post_processors_and_overrides() -> None:
+    text = "loop_detection(min_repetitions=4), tool_call_repair"
+    post = compile_post(parse(text, "calls"), Context(text))
+    assert [(p.name, p.params) for p in post] == [("loop_detection", (("min_repetitions", 4),)), ("tool_call_repair", ())]
+    for bad, words in [("tool_call_repair, tool_call_repair", "listed twice"),
+                       ("loop_detection(4)", "loop_detection: unknown argument 4"),
+                       ("nope", "unknown post-processor 'nope'")]:
+        with pytest.raises(RulesSemanticError) as caught:
+            compile_post(parse(bad, "calls"), Context(bad))
+        assert words in str(caught.value)
+    assert compile_overrides(parse("temperature=0.3, max_tokens=100", "arglist"), Context()) == (
+        ("temperature", 0.3), ("max_tokens", 100))
+    with pytest.raises(RulesSemanticError, match="set: cannot override project"):
+        compile_overrides(parse("project=x", "arglist"), Context())
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (600, 600), (1.9, 1), ("90s", 90), ("10m", 600), ("2h", 7200), ("1.5m", 90), ("0s", 0),
+    (True, None), ("10", None), ("10d", None), ("m", None), (None, None),
+])
+def test_durations(value: object, seconds: int | None) -> None:
+    assert parse_duration(value) == seconds

@@ -1,0 +1,131 @@
+"""Loop detection at its exact boundaries: the shortest and longest unit, the shortest looping
+text, the short-unit rule's three distinct characters, the number of copies reported, and how
+much text the guard holds. The detector checks at every character here (``interval=1``), so the
+offset of a cut is exact."""
+
+from __future__ import annotations
+
+import pytest
+
+import guards_support as gs
+from dsl.ir import PostProcessor
+from router.guards.loop import RepetitionDetector
+from router.wire.canonical import ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ThinkingDelta
+
+
+def cut_at(text: str, min_len: int, max_len: int, reps: int) -> tuple[int, int, int] | None:
+    """(offset of the cut, unit length, copies) when ``text`` fed in one piece loops, else None."""
+    hit = RepetitionDetector(min_len, max_len, reps, interval=1).feed(text)
+    return None if hit is None else (hit.keep, hit.period, hit.repetitions)
+
+
+def cut_at_char_by_char(text: str, min_len: int, max_len: int, reps: int) -> int | None:
+    detector = RepetitionDetector(min_len, max_len, reps, interval=1)
+    for i, char in enumerate(text):
+        if detector.feed(char) is not None:
+            return i + 1
+    return None
+
+
+CASES = [
+    # (text, min_len, max_len, reps, expected (cut offset, unit, copies) or None)
+    # a unit exactly min_len long; the text exactly min_len * reps long
+    ("abcd" * 3, 4, 10, 3, (12, 4, 3)),
+    ("abcd" * 3 + "xyz", 4, 10, 3, (12, 4, 3)),
+    ("abcd" * 2 + "abc", 4, 10, 3, None),  # one character short of the third copy
+    ("Z" + "abcd" * 3, 4, 10, 3, (13, 4, 3)),
+    # a unit exactly max_len long is found; one character longer is not
+    ("abcdefghij" * 3, 4, 10, 3, (30, 10, 3)),
+    ("abcdefghijk" * 3, 4, 10, 3, None),
+    ("abcdefghijk" * 3, 4, 11, 3, (33, 11, 3)),
+    # a unit one shorter than min_len needs the long span of the short-unit rule
+    ("abc" * 4, 4, 10, 3, None),
+    # reps copies, not reps - 1
+    ("abcde" * 2, 5, 10, 2, (10, 5, 2)),
+    ("abcde" * 2, 5, 10, 3, None),
+]
+
+
+@pytest.mark.parametrize(("text", "min_len", "max_len", "reps", "expected"), CASES,
+                         ids=[f"{len(c[0])}ch-min{c[1]}-max{c[2]}-x{c[3]}" for c in CASES])
+def test_where_a_loop_is_cut(text: str, min_len: int, max_len: int, reps: int, expected: tuple | None) -> None:
+    assert cut_at(text, min_len, max_len, reps) == expected
+    assert cut_at_char_by_char(text, min_len, max_len, reps) == (expected[0] if expected else None)
+
+
+@pytest.mark.parametrize(("unit", "cut"), [
+    ("abc", True),     # three different letters
+    ("ab1", True),     # letters and digits both count
+    ("aB-", False),    # two letters and a sign: a rule, not a sentence
+    ("ab ", False),
+    ("aab", False),    # three characters, two different
+    ("0, ", False),    # "0, 0, 0, ..."
+    ("--+", False),
+])
+def test_a_short_unit_needs_three_different_letters_or_digits(unit: str, cut: bool) -> None:
+    # min_len 5, 2 copies: a unit below 5 characters must fill 4 * 2 * 5 = 40 characters
+    found = cut_at(unit * 30, 5, 10, 2)
+    assert (found is not None) is cut
+    if cut:
+        assert found[:2] == (40, 3)
+
+
+def test_a_short_unit_is_cut_once_it_fills_exactly_the_long_span() -> None:
+    # "Z" + "abc" * n: the 40 characters before offset 41 are the first that all repeat
+    assert cut_at_char_by_char("Z" + "abc" * 20, 5, 10, 2) == 41
+    assert cut_at("abc" * 13, 5, 10, 2) is None  # 39 characters
+    assert cut_at("abc" * 13 + "a", 5, 10, 2) == (40, 3, 13)
+
+
+@pytest.mark.parametrize(("prefix", "copies"), [("", 5), ("Zy", 5), ("cd", 5), ("bcd", 5), ("abcd", 6)])
+def test_the_reported_count_is_every_copy_before_the_cut(prefix: str, copies: int) -> None:
+    text = prefix + "abcd" * 5
+    # one check, at the very end: every copy is already there
+    hit = RepetitionDetector(4, 10, 3, interval=len(text)).feed(text)
+    assert hit is not None and (hit.period, hit.repetitions) == (4, copies)
+
+
+def test_the_note_says_how_many_copies() -> None:
+    unit = "The same sentence once more, 32."
+    assert len(unit) == 32
+    out = gs.normalize(gs.run(gs.chain(session={"tool_call_repair": False, "tool_call_loop_detection": False}),
+                              gs.text_stream([unit * 5])))
+    assert out[-1] == ("end", "loop")
+    assert "repeated the same text 5 times" in "".join(e[1] for e in out if e[0] == "text")
+
+
+def test_buffered_is_what_the_detector_holds_up_to_its_window() -> None:
+    d = RepetitionDetector(4, 10, 3, interval=16)
+    assert d.window == max(10 * 3, 4 * 3 * 4) + 4 == 52
+    assert d.buffered == 0
+    d.feed("")
+    assert d.buffered == 0
+    d.feed("abcdefg")  # before the first check point: held as it came
+    assert d.buffered == 7
+    d.feed("hijklmnopq")  # past it: kept as the tail
+    assert d.buffered == 17
+    for _ in range(20):
+        d.feed("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[_ % 30:] + "!")
+    assert d.buffered <= d.window + 16
+
+
+def test_the_guard_reports_what_its_channels_hold() -> None:
+    post = (PostProcessor("loop_detection", (("min_pattern_length", 20), ("min_repetitions", 3))),)
+    [guard] = gs.chain(post=post, session={"tool_call_repair": False, "tool_call_loop_detection": False}).guards
+    assert guard.buffered == 0
+    guard.feed(StreamStart("r", "m"))
+    guard.feed(TextDelta("hello"))
+    assert guard.buffered == 5
+    guard.feed(ThinkingDelta("thinking"))
+    assert guard.buffered == 13
+    guard.feed(StreamEnd("stop"))
+    assert guard.buffered == 13
+
+
+@pytest.mark.parametrize(("chars", "skips"), [(59, True), (60, False)])
+def test_replies_shorter_than_the_shortest_loop_skip_the_guard(chars: int, skips: bool) -> None:
+    post = (PostProcessor("loop_detection", (("min_pattern_length", 20), ("min_repetitions", 3))),)
+    [guard] = gs.chain(post=post, session={"tool_call_repair": False, "tool_call_loop_detection": False}).guards
+    half = chars // 2
+    parts = [TextPart("a" * half), TextPart("b" * (chars - half))]
+    assert guard.leaves_unchanged(ChatResponse(id="r", model="m", parts=parts)) is skips
