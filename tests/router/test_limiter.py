@@ -151,6 +151,7 @@ def test_concurrency_admits_exactly_the_amount_and_a_release_frees_one(amount: i
     held = fill(limiter, lim, amount)
     rejected = limiter.acquire([(lim, "b")])
     assert isinstance(rejected, Rejection) and rejected.retry_after == 1.0
+    assert (rejected.limit, rejected.scope_value) == (lim, "b")
     held[0].release()
     again = fill(limiter, lim, 1)
     assert isinstance(limiter.acquire([(lim, "b")]), Rejection)
@@ -175,7 +176,7 @@ def test_idle_buckets_are_forgotten_after_ten_minutes() -> None:
     fill(limiter, lim, 1)[0].release(1000)  # deep below zero: 100 minutes of refill
     clock.now += 599
     assert isinstance(limiter.acquire([(lim, "b")]), Rejection)
-    clock.now += 601  # nothing touched it for ten minutes: a fresh bucket
+    clock.now += 600.5  # nothing touched it for ten minutes: a fresh bucket
     assert isinstance(limiter.acquire([(lim, "b")]), Reservation)
 
 
@@ -186,3 +187,33 @@ def test_idle_buckets_are_forgotten_after_ten_minutes() -> None:
 ])
 def test_a_rejection_names_its_limit_but_not_a_caller_or_session(lim: ir.Limit, value: str, text: str) -> None:
     assert Rejection(lim, value, 1.0).describe() == text
+
+
+def test_tokens_reported_at_release_count_against_tpm_only() -> None:
+    clock = Clock()
+    limiter = InProcessLimiter(clock)
+    rpm, tpm, conc = limit("rpm", 2), limit("tpm", 100), limit("concurrency", 1)
+    held = limiter.acquire([(rpm, "b"), (tpm, "b"), (conc, "b")])
+    assert isinstance(held, Reservation)
+    held.release(60)
+    # rpm: one of two used, not 60; concurrency: free again; tpm: 40 left
+    second = limiter.acquire([(rpm, "b"), (tpm, "b"), (conc, "b")])
+    assert isinstance(second, Reservation)
+    second.release(40)
+    rejected = limiter.acquire([(rpm, "b")])
+    assert isinstance(rejected, Rejection) and rejected.limit == rpm
+    rejected = limiter.acquire([(tpm, "b")])
+    assert isinstance(rejected, Rejection) and rejected.limit == tpm
+    assert isinstance(limiter.acquire([(conc, "b")]), Reservation)
+
+
+def test_every_limit_is_checked_whatever_comes_before_it() -> None:
+    limiter = InProcessLimiter(Clock())
+    conc, rpm = limit("concurrency", 5), limit("rpm", 1)
+    fill(limiter, rpm, 1)
+    rejected = limiter.acquire([(conc, "b"), (rpm, "b")])
+    assert isinstance(rejected, Rejection) and rejected.limit == rpm
+    held = limiter.acquire([(conc, "c"), (limit("concurrency", 1), "c")])
+    assert isinstance(held, Reservation)
+    rejected = limiter.acquire([(conc, "c"), (limit("concurrency", 1), "c")])
+    assert isinstance(rejected, Rejection) and rejected.limit == limit("concurrency", 1)
