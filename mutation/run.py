@@ -12,6 +12,7 @@ mutmut there: the modules' results never mix, and a module can be run again on i
     python mutation/run.py limits --results  # survivors of the last run (mutmut results)
     python mutation/run.py limits --show NAME  # the diff of one mutant
     python mutation/run.py limits --fresh    # run every mutant again (after adding tests)
+    python mutation/run.py limits --survivors  # run only the last run's survivors again
 
 One worker (``--max-children 1``) by default: the suite's own tests bind ephemeral ports and the
 machine is shared. Not part of CI (a module takes minutes to tens of minutes).
@@ -75,6 +76,13 @@ def prepare(name: str, tests_instead: list[str] | None = None) -> Path:
     return work
 
 
+def survivors(work: Path) -> list[str]:
+    """Names of the mutants the last run in ``work`` left alive (or that no test reached)."""
+    listing = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=work, capture_output=True, text=True)
+    return [line.split(":")[0].strip() for line in listing.stdout.splitlines()
+            if line.rstrip().endswith((": survived", ": no tests"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module", nargs="?", choices=sorted(MODULES))
@@ -83,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", metavar="MUTANT", help="the diff of one mutant")
     parser.add_argument("--fresh", action="store_true", help="forget the last run's results (after the tests changed)")
     parser.add_argument("--tests", nargs="+", help="run these tests instead of the module's subset (its own work directory)")
+    parser.add_argument("--survivors", action="store_true", help="run only the last run's survivors again")
     parser.add_argument("--max-children", type=int, default=1)
     args = parser.parse_args(argv)
     if args.list or args.module is None:
@@ -99,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         command = mutmut + ["results"]
     else:
         command = mutmut + ["run", "--max-children", str(args.max_children)]
+        if args.survivors:
+            command += survivors(work)
     return subprocess.call(command, cwd=work, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
 
