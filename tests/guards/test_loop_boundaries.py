@@ -10,7 +10,9 @@ import pytest
 import guards_support as gs
 from dsl.ir import PostProcessor
 from router.guards.loop import RepetitionDetector
-from router.wire.canonical import ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ThinkingDelta
+from router.wire.canonical import (
+    ChatResponse, StreamEnd, StreamStart, TextDelta, TextPart, ThinkingDelta, ToolCallPart,
+)
 
 
 def cut_at(text: str, min_len: int, max_len: int, reps: int) -> tuple[int, int, int] | None:
@@ -27,6 +29,8 @@ def cut_at_char_by_char(text: str, min_len: int, max_len: int, reps: int) -> int
     return None
 
 
+PREFIX = "".join(f"{i:05d} " for i in range(400))  # 2400 characters without a loop
+
 CASES = [
     # (text, min_len, max_len, reps, expected (cut offset, unit, copies) or None)
     # a unit exactly min_len long; the text exactly min_len * reps long
@@ -40,6 +44,18 @@ CASES = [
     ("abcdefghijk" * 3, 4, 11, 3, (33, 11, 3)),
     # a unit one shorter than min_len needs the long span of the short-unit rule
     ("abc" * 4, 4, 10, 3, None),
+    # a unit ending in a run ("====") longer than min_len: the last anchors (min_len characters
+    # each) repeat inside the run, so earlier ones are tried, up to three: here the third one
+    (("abcdefgh" + "=" * 10) * 3, 4, 30, 3, (54, 18, 3)),
+    # four anchors inside the run: not seen at the third copy's end, but one character later
+    (("abcdefgh" + "=" * 18) * 3, 4, 30, 3, None),
+    (("abcdefgh" + "=" * 18) * 3 + "a", 4, 30, 3, (79, 26, 3)),
+    # the anchor also occurs closer than the unit's length: further occurrences are verified too
+    (("abcdefghijklmnop" + "!" + "abcdefghijklmnop") * 3, 4, 40, 3, (99, 33, 3)),
+    ("abcdef12abcdef" * 3, 4, 30, 3, (42, 14, 3)),
+    # a loop that starts long after the detector's window was first trimmed
+    (PREFIX + "abcd" * 3, 4, 10, 3, (len(PREFIX) + 12, 4, 3)),
+    (PREFIX + "abcd" * 2 + "abc", 4, 10, 3, None),
     # reps copies, not reps - 1
     ("abcde" * 2, 5, 10, 2, (10, 5, 2)),
     ("abcde" * 2, 5, 10, 3, None),
@@ -77,7 +93,7 @@ def test_a_short_unit_is_cut_once_it_fills_exactly_the_long_span() -> None:
     assert cut_at("abc" * 13 + "a", 5, 10, 2) == (40, 3, 13)
 
 
-@pytest.mark.parametrize(("prefix", "copies"), [("", 5), ("Zy", 5), ("cd", 5), ("bcd", 5), ("abcd", 6)])
+@pytest.mark.parametrize(("prefix", "copies"), [("", 5), ("Zy", 5), ("cd", 5), ("bcd", 5), ("wxyz", 5), ("Zwxyz", 5), ("abcd", 6), ("Zabcd", 6)])
 def test_the_reported_count_is_every_copy_before_the_cut(prefix: str, copies: int) -> None:
     text = prefix + "abcd" * 5
     # one check, at the very end: every copy is already there
@@ -129,3 +145,34 @@ def test_replies_shorter_than_the_shortest_loop_skip_the_guard(chars: int, skips
     half = chars // 2
     parts = [TextPart("a" * half), TextPart("b" * (chars - half))]
     assert guard.leaves_unchanged(ChatResponse(id="r", model="m", parts=parts)) is skips
+
+
+def test_the_cut_is_recorded_with_its_unit_and_copies() -> None:
+    unit = "The same sentence once more, 32."
+    ch = gs.chain(session={"tool_call_repair": False, "tool_call_loop_detection": False})
+    gs.run(ch, gs.text_stream([unit * 5]))
+    assert [(e.kind, e.detail) for e in ch.events] == [("loop_cut", "text: a 32-character pattern repeated 5 times")]
+    ch = gs.chain(session={"tool_call_repair": False, "tool_call_loop_detection": False})
+    gs.run(ch, [StreamStart("r", "m"), ThinkingDelta(unit * 5), StreamEnd("stop")])
+    assert [(e.kind, e.detail) for e in ch.events] == [("loop_cut", "thinking: a 32-character pattern repeated 5 times")]
+
+
+def test_parts_without_text_count_for_nothing() -> None:
+    post = (PostProcessor("loop_detection", (("min_pattern_length", 20), ("min_repetitions", 3))),)
+    [guard] = gs.chain(post=post, session={"tool_call_repair": False, "tool_call_loop_detection": False}).guards
+    parts = [TextPart("a" * 59), ToolCallPart("call_1", "read_file", '{"path": "' + "x" * 100 + '"}')]
+    assert guard.leaves_unchanged(ChatResponse(id="r", model="m", parts=parts))
+
+
+def test_thinking_keeps_what_came_before_the_cut_like_text_does() -> None:
+    unit = "The same sentence once more, 32."
+    session = {"tool_call_repair": False, "tool_call_loop_detection": False}
+    text_out = gs.normalize(gs.run(gs.chain(session=session), gs.text_stream([unit * 6])))
+    thinking_out = gs.normalize(gs.run(gs.chain(session=session),
+                                       [StreamStart("r", "m"), ThinkingDelta(unit * 6), StreamEnd("stop")]))
+    # the cut falls at the first check point after the fifth copy: 5 * 32 = 160 characters
+    assert text_out[1] == ("text", unit * 5 + text_out[1][1][160:])
+    kept = text_out[1][1].split("\n\n")[0]
+    assert len(kept) == 160
+    assert thinking_out[1] == ("thinking", kept)
+    assert thinking_out[-1] == ("end", "loop")
