@@ -32,7 +32,8 @@ WORK = ROOT / "mutation" / "work"
 
 # name -> (files to mutate, the tests that must catch the mutants)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
-    "evaluate": (["dsl/evaluate.py"], ["tests/dsl/test_evaluate.py", "tests/dsl/test_evaluate_conditions.py"]),
+    "evaluate": (["dsl/evaluate.py"], ["tests/dsl/test_evaluate.py", "tests/dsl/test_evaluate_conditions.py",
+                                       "tests/dsl/test_evaluate_plan.py"]),
     "compile": (["dsl/compile.py"], ["tests/dsl/test_compile_arguments.py", "tests/dsl/test_golden.py",
                                      "tests/dsl/test_roundtrip.py", "tests/dsl/test_evaluate.py"]),
     "loop": (["router/guards/loop.py"], ["tests/guards/test_loop.py", "tests/guards/test_loop_boundaries.py"]),

@@ -176,3 +176,11 @@ def test_thinking_keeps_what_came_before_the_cut_like_text_does() -> None:
     assert len(kept) == 160
     assert thinking_out[1] == ("thinking", kept)
     assert thinking_out[-1] == ("end", "loop")
+
+
+@pytest.mark.parametrize("before", [0, 40, 47, 50, 100, 333])
+def test_a_loop_across_chunks_is_found_whatever_came_before(before: int) -> None:
+    detector = RepetitionDetector(4, 10, 3, interval=1)
+    assert detector.feed(PREFIX[:before] + "abcd" * 2) is None
+    hit = detector.feed("abcd" + "tail")
+    assert hit is not None and (hit.keep, hit.period, hit.repetitions) == (4, 4, 3)
