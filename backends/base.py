@@ -16,6 +16,7 @@ from typing import AsyncIterator, Literal
 
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
+from .cooldowns import CooldownStore
 from .keys import KeyChoice
 from .redaction import redact
 
@@ -87,6 +88,10 @@ class Backend(abc.ABC):
 
     async def health(self) -> Health:
         return Health(ok=True)
+
+    def share_cooldowns(self, store: "CooldownStore") -> None:
+        """Keep key cooldowns in ``store`` (shared by every connector, outliving reloads) instead
+        of the connector's own. Connectors without keys ignore it."""
 
     async def aclose(self) -> None:
         """Release pooled connections."""

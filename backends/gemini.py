@@ -5,17 +5,24 @@ from __future__ import annotations
 from typing import AsyncIterator
 from urllib.parse import quote
 
+import aiohttp
+
 from router.wire import gemini
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
 from .base import ErrorKind
-from .http import HttpBackend, classify_status
+from .http import HttpBackend, classify_status, without_api_version
 from .keys import KeyChoice
 
 
 class GeminiBackend(HttpBackend):
     default_base_url = "https://generativelanguage.googleapis.com"
     codec = gemini
+
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """The connector adds ``/v1beta/...`` itself: a base URL ending in a version loses it."""
+        return without_api_version(url, "/v1beta", "/v1alpha", "/v1")
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-goog-api-key": key}
@@ -30,16 +37,16 @@ class GeminiBackend(HttpBackend):
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         response, _key = await self.call("POST", self._url(request.model, "generateContent"),
-                                         self.codec.encode_request(request), keys=keys)
+                                         self.codec.encode_request(request), keys=keys, model=request.model)
         reply = self.decode(await self.read_json(response))
         reply.model = reply.model or request.model
         return reply
 
-    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
-        response, _key = await self.call("POST", self._url(request.model, "streamGenerateContent"),
-                                         self.codec.encode_request(request), params={"alt": "sse"}, keys=keys)
-        async for event in self.events(response):
-            yield event
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
+        async def open_response() -> aiohttp.ClientResponse:
+            return (await self.call("POST", self._url(request.model, "streamGenerateContent"),
+                                    self.codec.encode_request(request), params={"alt": "sse"}, keys=keys, model=request.model))[0]
+        return self.events(open_response)
 
     async def fetch_models(self) -> list[str]:
         names = await self.model_ids(f"{self.base_url}/v1beta/models", "models", "name")

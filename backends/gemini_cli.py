@@ -23,7 +23,7 @@ from router.wire import gemini
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
 from .base import BackendError, Health
-from .http import HttpBackend
+from .http import HttpBackend, without_api_version
 from .keys import Key, KeyChoice
 from .oauth import DEFAULT_TOKEN_URL, GEMINI_CLI_CLIENT_ID, GEMINI_CLI_CLIENT_SECRET, OAuthCredentials, credentials_file
 from .settings import ConnectorSettings
@@ -62,6 +62,11 @@ class CodeAssistBackend(HttpBackend):
 
     headers_follow_key = False  # the OAuth token is refreshed behind the key's back
 
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """The connector adds ``/v1internal:...`` itself: a base URL ending in it loses it."""
+        return without_api_version(url, "/v1internal")
+
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
 
@@ -72,16 +77,16 @@ class CodeAssistBackend(HttpBackend):
         return f"{self.base_url}/{self.api_version}:{method}"
 
     async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None,
-                   keys: KeyChoice | None = None) -> tuple[aiohttp.ClientResponse, Key]:
+                   keys: KeyChoice | None = None, model: str = "") -> tuple[aiohttp.ClientResponse, Key]:
         """One call with a fresh token; a 401 forces one refresh and one more try."""
         self._token = await self.creds.token()
         try:
-            return await super().call(method, url, body, params, keys)
+            return await super().call(method, url, body, params, keys, model)
         except BackendError as exc:
             if exc.status != 401:
                 raise
         self._token = await self.creds.token(force_refresh=True)
-        return await super().call(method, url, body, params, keys)
+        return await super().call(method, url, body, params, keys, model)
 
     # ---- project and tier ----------------------------------------------------------------------
 
@@ -170,16 +175,17 @@ class CodeAssistBackend(HttpBackend):
                 "request": self.codec.encode_request(request)}
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
-        response, _ = await self.call("POST", self._url("generateContent"), await self._wrapped(request), keys=keys)
+        response, _ = await self.call("POST", self._url("generateContent"), await self._wrapped(request), keys=keys,
+                                      model=request.model)
         reply = self.decode(_inner(await self.read_json(response)))
         reply.model = reply.model or request.model
         return reply
 
-    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
-        response, _ = await self.call("POST", self._url("streamGenerateContent"), await self._wrapped(request),
-                                      params={"alt": "sse"}, keys=keys)
-        async for event in self.events(response, _inner):
-            yield event
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
+        async def open_response() -> aiohttp.ClientResponse:
+            return (await self.call("POST", self._url("streamGenerateContent"), await self._wrapped(request),
+                                    params={"alt": "sse"}, keys=keys, model=request.model))[0]
+        return self.events(open_response, _inner)
 
     async def list_models(self) -> list[str]:
         return list(self.settings.models) or list(DEFAULT_MODELS)

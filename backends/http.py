@@ -8,12 +8,11 @@ aiohttp's ClientSession is the outbound client because it measured fastest here
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import json
 import re
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Mapping
 
 import aiohttp
 from yarl import URL
@@ -24,6 +23,7 @@ from router.wire.codec import Codec, CodecError
 from router.wire.sse import LineTooLong, SSEParser
 
 from .base import Backend, BackendError, ErrorKind, Health
+from .cooldowns import CooldownStore
 from .keys import Key, KeyChoice, KeyPool
 from .redaction import redact, redact_url
 from .settings import ConnectorSettings, Timeouts
@@ -115,8 +115,31 @@ def provider_message(body: bytes) -> str:
     return text
 
 
+_VERSION_SEGMENT = re.compile(r"/v\d+(?:alpha\d*|beta\d*|internal)?(?=/|$)")
+
+
+def with_api_version(url: str, version: str = "/v1") -> str:
+    """``url`` with an API version in its path: ``http://host:11434`` → ``http://host:11434/v1``;
+    one that has a version anywhere in its path (``…/api/v1``, ``…/v1beta/openai``) is kept."""
+    return url if _VERSION_SEGMENT.search(URL(url).path) else url + version
+
+
+def without_api_version(url: str, *versions: str) -> str:
+    """``url`` without a trailing API version of ``versions``: ``https://api.anthropic.com/v1`` →
+    ``https://api.anthropic.com`` (the connector adds the version to every path itself)."""
+    for version in versions:
+        if url.endswith(version):
+            return url[: -len(version)].rstrip("/")
+    return url
+
+
 class HttpBackend(Backend):
-    """Base of the provider connectors. Subclasses name their codec and say where to send."""
+    """Base of the provider connectors. Subclasses name their codec and say where to send.
+
+    ``base_url`` is accepted with or without the API version (``/v1``, ``/v1beta``): each type
+    fits it to what its paths expect (:meth:`fit_base_url`), so an operator's guess of where the
+    version goes is never a 404.
+    """
 
     default_base_url = ""
     codec: ClassVar[Codec]  # the wire format the provider speaks (a router/wire module)
@@ -126,7 +149,7 @@ class HttpBackend(Backend):
     def __init__(self, settings: ConnectorSettings, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(settings.name)
         self.settings = settings
-        self.base_url = (settings.base_url or self.default_base_url).rstrip("/")
+        self.base_url = self.fit_base_url((settings.base_url or self.default_base_url).rstrip("/"))
         self.shown_url = redact_url(self.base_url)  # the base URL as messages may show it
         if "@" in URL(self.base_url).raw_authority:
             # load_config refuses these with the setting's position; settings made in code end
@@ -136,12 +159,17 @@ class HttpBackend(Backend):
         self.timeouts: Timeouts = settings.timeouts
         self._slow_start_timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
                                                  sock_read=self.timeouts.first_byte)
-        self.keys = KeyPool.of(settings.api_keys, clock)
+        self.keys = KeyPool.of(settings.api_keys, clock, backend=settings.name)
         self.extra_headers = dict(settings.headers)
         self._session: aiohttp.ClientSession | None = None
         self._models: tuple[float, list[str]] | None = None
         self._urls: dict[str, URL] = {}
         self._headers: dict[tuple[str, bool], dict[str, str]] = {}
+
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """The configured base URL as this type's paths expect it (see the class docstring)."""
+        return url
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -215,10 +243,12 @@ class HttpBackend(Backend):
         async with asyncio.timeout(self.timeouts.first_byte):
             return await self.session.request(method, target, data=data, headers=headers, params=params)
 
-    def _connection_error(self, exc: BaseException) -> BackendError:
+    def _connection_error(self, exc: BaseException, method: str = "", url: str = "") -> BackendError:
         """What a failed send means, as a classified error."""
         if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
-            return BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s", backend=self.name)
+            called = f" ({method} {redact_url(url)})" if url else ""
+            return BackendError("timeout", f"no response within {self.timeouts.first_byte:g}s{called}",
+                                backend=self.name)
         if isinstance(exc, aiohttp.ClientConnectorError):
             message = f"cannot connect to {self.shown_url}: {exc.os_error or exc}"
         elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
@@ -240,20 +270,29 @@ class HttpBackend(Backend):
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is None:
             retry_after = retry_delay_from_body(body)
-        return BackendError(kind, f"{response.status} {message}", status=response.status,
+        status = str(response.status)
+        if not message.startswith(status):  # aiohttp-style bodies say "404: Not Found" themselves
+            message = f"{status} {message}"
+        # The URL called (never its credentials), so a wrong base_url or model shows where it went.
+        called = f"{response.method} {redact_url(str(response.url.with_query(None)))}"
+        return BackendError(kind, f"{message} ({called})", status=response.status,
                             retry_after=retry_after, backend=self.name)
 
     def classify(self, status: int, body: bytes) -> ErrorKind:
         return classify_status(status)
 
+    def share_cooldowns(self, store: CooldownStore) -> None:
+        self.keys.store = store
+
     async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None,
-                   keys: KeyChoice | None = None) -> tuple[aiohttp.ClientResponse, Key]:
-        """One logical call: try keys in rotation; a 429/401 cools that key and moves to the next.
+                   keys: KeyChoice | None = None, model: str = "") -> tuple[aiohttp.ClientResponse, Key]:
+        """One logical call about ``model`` (empty for calls about no model: listings, set-up):
+        try keys in rotation; a 429/401 cools that key for that model and moves to the next.
         ``keys`` says which keys may be tried and gets the label of each one sent with."""
         gate = keys.allow if keys is not None else None
         last: BackendError | None = None
         gated = 0
-        for key in self.keys.candidates():
+        for key in self.keys.candidates(model):
             if gate is not None and not gate(key.label):
                 gated += 1
                 continue
@@ -262,39 +301,29 @@ class HttpBackend(Backend):
             try:
                 response = await self._send(method, url, key.value, body, params)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                raise self._connection_error(exc) from None
+                raise self._connection_error(exc, method, url) from None
             if response.status < 400:
-                self.keys.succeeded(key)
+                self.keys.succeeded(key, model)
                 return response, key
             error = await self._error_from(response)
             if error.kind in ("auth", "rate_limited") and len(self.keys) > 1:
-                self.keys.cool_down(key, error.retry_after)
+                self.keys.cool_down(key, error.retry_after, model)
                 last = error
                 continue
             raise error
         if last is not None:
             # the backend is usable again as soon as its first key is, not when the last one is
-            last.retry_after = self.keys.retry_after() or last.retry_after or None
+            last.retry_after = self.keys.retry_after(model) or last.retry_after or None
             raise last
         if gated:
             raise BackendError("rate_limited", "the per-key rate limits of every key of this backend are exhausted",
                                retry_after=1.0, backend=self.name)
-        raise BackendError("rate_limited", "every API key of this backend is cooling down",
-                           retry_after=self.keys.retry_after() or 1.0, backend=self.name)
-
-    @contextlib.contextmanager
-    def _reading(self, what: str) -> Iterator[None]:
-        """Socket trouble while reading a body (idle timeout, reset) as a classified BackendError."""
-        try:
-            yield
-        except asyncio.TimeoutError:
-            raise BackendError("timeout", f"{what} idle for more than {self.timeouts.idle:g}s", backend=self.name) from None
-        except aiohttp.ClientError as exc:
-            raise BackendError("connection", self.redact(f"{what} was cut off: {exc}"), backend=self.name) from None
+        raise BackendError("rate_limited", f"every API key of this backend is cooling down for {model or 'this call'}",
+                           retry_after=self.keys.retry_after(model) or 1.0, backend=self.name)
 
     async def read_json(self, response: aiohttp.ClientResponse) -> Any:
         try:
-            raw = await response.read()  # (the same handling as ``_reading``, inline: it runs per request)
+            raw = await response.read()
         except asyncio.TimeoutError:
             raise BackendError("timeout", f"response body idle for more than {self.timeouts.idle:g}s",
                                backend=self.name) from None
@@ -313,31 +342,6 @@ class HttpBackend(Backend):
         """A short redacted quote of what the provider sent, for an error message."""
         return repr(clipped(data.decode("utf-8", "replace") if isinstance(data, bytes) else data,
                             self.secrets(), 200))
-
-    async def sse_data(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, str]]:
-        """(event, data) pairs of an SSE body; socket trouble mid-stream, or a line over
-        ``max_line_bytes``, becomes a BackendError."""
-        parser = SSEParser(self.settings.max_line_bytes)
-        try:
-            with self._reading("stream"):
-                async for chunk in response.content.iter_any():
-                    try:
-                        frames = parser.feed(chunk)
-                    except LineTooLong as exc:
-                        # Not a frame we could ever read: pass on the good ones before it, then end
-                        # the stream (before the first event that is a failover; after it, the
-                        # client gets its format's error event).
-                        for item in exc.frames:
-                            yield item
-                        raise BackendError("server", f"the provider sent a stream line longer than {exc.limit} "
-                                           f"bytes (backends.{self.name}.max_line_bytes); the stream was ended",
-                                           backend=self.name) from None
-                    for item in frames:
-                        yield item
-                for item in parser.close():
-                    yield item
-        finally:
-            response.close()
 
     # ---- capabilities ----------------------------------------------------------------------------
 
@@ -386,35 +390,145 @@ class HttpBackend(Backend):
         """A whole reply, read with the provider's codec (an unreadable one is a BackendError)."""
         return decode_or_fail(self, self.codec.decode_response, data)
 
-    def events(self, response: aiohttp.ClientResponse,
-               unwrap: Callable[[Any], Any] | None = None) -> AsyncIterator[StreamEvent]:
-        """A streamed reply as canonical events, read with the provider's codec."""
-        return stream_events(self, response, self.codec.StreamDecoder(), unwrap)
+    def events(self, open_response: Callable[[], Awaitable[aiohttp.ClientResponse]],
+               unwrap: Callable[[Any], Any] | None = None) -> EventStream:
+        """A streamed reply as canonical events, read with the provider's codec. The call is
+        made (``open_response``) when the first event is asked for, as ``Backend.stream`` requires."""
+        return EventStream(self, open_response, self.codec.StreamDecoder(), unwrap)
 
 
-async def stream_events(backend: HttpBackend, response: aiohttp.ClientResponse, decoder: Any,
-                        unwrap: Callable[[Any], Any] | None = None) -> AsyncIterator[StreamEvent]:
-    """Decode an SSE body with a wire StreamDecoder; ``[DONE]`` and EOF both finish the decoder.
+class EventStream:
+    """A provider's SSE body as canonical events: ``[DONE]`` and EOF both finish the decoder.
     ``unwrap``: what of each frame the decoder reads (Code Assist wraps Gemini's frames).
 
-    A provider's error event becomes a :class:`StreamError` whose message reaches the client and
-    the usage row: it is redacted here, at the boundary, like every other provider text."""
-    async for _event, data in backend.sse_data(response):
-        if data == "[DONE]":
-            break
+    It is an async iterator of events (``Backend.stream``'s contract) and also hands out, at once,
+    every event one upstream read completed (:meth:`next_batch`, :meth:`ready`): the relay then
+    encodes them together and writes once per upstream read instead of once per event, and no
+    async generator is resumed per event. (Replacing the generators ``sse_data`` ->
+    ``stream_events`` -> the connector's ``stream``, and Falcon's one ASGI send per event, cut
+    the proxy's instructions per streamed reply; see ``benchmarks/inprocess_bench.py --stream``.)
+
+    Socket trouble mid-stream, or a line over ``max_line_bytes``, becomes a :class:`BackendError`
+    (the frames completed before an over-long line are passed on first). A provider's error event
+    becomes a :class:`StreamError` whose message reaches the client and the usage row: it is
+    redacted here, at the boundary, like every other provider text. Closing (``aclose``), an
+    error, or the end closes the upstream response.
+    """
+
+    __slots__ = ("_backend", "_open", "_decoder", "_unwrap", "_response", "_parser", "_pending", "_done", "_error")
+
+    def __init__(self, backend: HttpBackend, open_response: Callable[[], Awaitable[aiohttp.ClientResponse]],
+                 decoder: Any, unwrap: Callable[[Any], Any] | None = None) -> None:
+        self._backend = backend
+        self._open = open_response
+        self._decoder = decoder
+        self._unwrap = unwrap
+        self._response: aiohttp.ClientResponse | None = None
+        self._parser = SSEParser(backend.settings.max_line_bytes)
+        self._pending: list[StreamEvent] = []
+        self._done = False
+        self._error: BackendError | None = None  # raised after the events read before it are passed on
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if not self._pending:
+            self._pending = await self.next_batch()
+            if not self._pending:
+                raise StopAsyncIteration
+        return self._pending.pop(0)
+
+    def ready(self) -> list[StreamEvent]:
+        """The events already read and not yet handed out (no waiting)."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    async def next_batch(self) -> list[StreamEvent]:
+        """The events of the next upstream read that completes any (those already read first);
+        an empty list once the stream is over."""
+        if self._pending:
+            return self.ready()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if self._done:
+            return []
         try:
-            obj = fastjson.loads(data)
-        except fastjson.JSONDecodeError:
-            raise BackendError("server", f"the provider sent a stream frame that is not JSON: {backend.quote(data)}",
-                               backend=backend.name) from None
-        for event in decoder.feed(obj if unwrap is None else unwrap(obj)):
+            response = self._response
+            if response is None:
+                response = self._response = await self._open()
+            content = response.content
+            while True:
+                try:
+                    chunk = await content.readany()
+                except asyncio.TimeoutError:
+                    raise BackendError("timeout", f"stream idle for more than {self._backend.timeouts.idle:g}s",
+                                       backend=self._backend.name) from None
+                except aiohttp.ClientError as exc:
+                    raise BackendError("connection", self._backend.redact(f"stream was cut off: {exc}"),
+                                       backend=self._backend.name) from None
+                if not chunk:
+                    events = self._decode(self._parser.close())
+                    return events + self._end()
+                try:
+                    frames = self._parser.feed(chunk)
+                except LineTooLong as exc:
+                    # Not a frame we could ever read: pass on the good ones before it, then end the
+                    # stream (before the first event that is a failover; after it, the client gets
+                    # its format's error event).
+                    self._error = BackendError(
+                        "server", f"the provider sent a stream line longer than {exc.limit} bytes "
+                        f"(backends.{self._backend.name}.max_line_bytes); the stream was ended",
+                        backend=self._backend.name)
+                    self._close()
+                    events = self._decode(exc.frames)
+                    if events:
+                        return events
+                    error, self._error = self._error, None
+                    raise error from None
+                events = self._decode(frames)
+                if events or self._done:
+                    return events
+        except BaseException:
+            self._close()
+            raise
+
+    def _decode(self, frames: list[tuple[str | None, str]]) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        decoder, unwrap, backend = self._decoder, self._unwrap, self._backend
+        for _event, data in frames:
+            if data == "[DONE]":
+                return events + self._end()
+            try:
+                obj = fastjson.loads(data)
+            except fastjson.JSONDecodeError:
+                raise BackendError("server", f"the provider sent a stream frame that is not JSON: {backend.quote(data)}",
+                                   backend=backend.name) from None
+            for event in decoder.feed(obj if unwrap is None else unwrap(obj)):
+                if type(event) is StreamError:
+                    event.message = backend.redact(event.message)
+                events.append(event)
+        return events
+
+    def _end(self) -> list[StreamEvent]:
+        """The decoder's last events; the stream is over and the response closed."""
+        self._done = True
+        self._close()
+        events = self._decoder.finish()
+        for event in events:
             if type(event) is StreamError:
-                event.message = backend.redact(event.message)
-            yield event
-    for event in decoder.finish():
-        if type(event) is StreamError:
-            event.message = backend.redact(event.message)
-        yield event
+                event.message = self._backend.redact(event.message)
+        return events
+
+    def _close(self) -> None:
+        self._done = True
+        if self._response is not None:
+            self._response.close()
+
+    async def aclose(self) -> None:
+        self._pending = []
+        self._close()
 
 
 def decode_or_fail(backend: HttpBackend, decode: Callable[[Any], ChatResponse], data: Any) -> ChatResponse:

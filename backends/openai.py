@@ -1,13 +1,16 @@
-"""OpenAI Chat Completions, and everything that speaks it: OpenRouter, vLLM, Ollama, llama.cpp, LM Studio."""
+"""OpenAI Chat Completions, and everything that speaks it: OpenRouter, vLLM, Ollama, llama.cpp, LM Studio;
+and OpenAI's Responses API (``api: responses`` on an ``openai`` or ``openai-compatible`` backend)."""
 
 from __future__ import annotations
 
 from typing import AsyncIterator
 
-from router.wire import openai
+import aiohttp
+
+from router.wire import openai, responses
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
-from .http import HttpBackend
+from .http import HttpBackend, with_api_version
 from .keys import KeyChoice
 from .settings import ConnectorSettings
 
@@ -15,20 +18,26 @@ from .settings import ConnectorSettings
 class OpenAIBackend(HttpBackend):
     default_base_url = "https://api.openai.com/v1"
     codec = openai
+    path = "/chat/completions"  # the endpoint under base_url that the codec's wire is served at
+
+    @classmethod
+    def fit_base_url(cls, url: str) -> str:
+        """OpenAI-style servers put the version in the base URL: added when it is left out."""
+        return with_api_version(url)
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         body = self.codec.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys)
+        response, _key = await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys, model=request.model)
         return self.decode(await self.read_json(response))
 
-    async def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
-        body = self.codec.encode_request(request)
-        response, _key = await self.call("POST", f"{self.base_url}/chat/completions", body, keys=keys)
-        async for event in self.events(response):
-            yield event
+    def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
+        async def open_response() -> aiohttp.ClientResponse:
+            body = self.codec.encode_request(request)
+            return (await self.call("POST", f"{self.base_url}{self.path}", body, keys=keys, model=request.model))[0]
+        return self.events(open_response)
 
     async def fetch_models(self) -> list[str]:
         return await self.model_ids(f"{self.base_url}/models", "data", "id")
@@ -47,6 +56,30 @@ class OpenRouterBackend(OpenAIBackend):
 
 
 class OpenAICompatibleBackend(OpenAIBackend):
-    """Any OpenAI-compatible server at ``base_url``; a key is optional (local servers have none)."""
+    """Any OpenAI-compatible server at ``base_url``; a key is optional (local servers have none).
+    ``base_url`` is required (the config refuses the type without it): there is no default
+    address for "some server"."""
 
-    default_base_url = "http://127.0.0.1:8000/v1"
+    def __init__(self, settings: ConnectorSettings) -> None:
+        if not settings.base_url:
+            raise ValueError(f"backend {settings.name!r}: type openai-compatible needs base_url")
+        super().__init__(settings)
+
+
+class OpenAIResponsesBackend(OpenAIBackend):
+    """OpenAI's Responses API (``POST {base_url}/responses``): models served only there are
+    reachable from every front end, and a Responses client (Codex) reaches OpenAI losing nothing
+    (reasoning items, custom and hosted tools pass through: ``router/wire/responses.py``)."""
+
+    codec = responses
+    path = "/responses"
+
+
+class OpenAICompatibleResponsesBackend(OpenAIResponsesBackend):
+    """A Responses API server at ``base_url`` (vLLM, another proxy); a key is optional, and
+    ``base_url`` is required like for every openai-compatible server."""
+
+    def __init__(self, settings: ConnectorSettings) -> None:
+        if not settings.base_url:
+            raise ValueError(f"backend {settings.name!r}: type openai-compatible needs base_url")
+        super().__init__(settings)

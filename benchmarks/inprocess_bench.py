@@ -1,6 +1,6 @@
 """The proxy's own CPU per request, without sockets: where to look when proxy_bench.py's ratio is low.
 
-python benchmarks/inprocess_bench.py [--requests 10000] [--rounds 5] [--profile]
+python benchmarks/inprocess_bench.py [--requests 10000] [--rounds 5] [--profile] [--stream [--chunks N]]
 
 Calls the ASGI app directly (no uvicorn, no network) with the full default path of proxy_bench.py:
 auth, session, the shipped example rules, OpenAI in and out, guards, usage record, metrics and the
@@ -12,6 +12,11 @@ Prints the best round of each (µs per request) and the difference — the proxy
 ``--instructions`` counts machine instructions per request instead of timing (valgrind's
 callgrind, the difference between runs of 500 and 1,500 requests): slow (~1 min) but the same
 from run to run, so a change can be compared on a noisy shared machine (A/B to ~0.5%).
+``--stream`` measures a streamed request instead: the real OpenAI connector (its key handling,
+SSE parsing and stream decoding) reads a canned 9-event OpenAI stream (``--chunks`` text chunks,
+default 7, plus the finish chunk and ``[DONE]``), one upstream read per event as providers send
+them, through the guards and the client's encoder to an ASGI ``send``; the bare app answers
+with the same bytes as one SSE body per event. ``--stream --instructions`` counts that path.
 Live numbers are larger than these (cache effects of a busy process): use proxy_bench.py for
 the targets, this for finding what to make cheaper.
 """
@@ -49,6 +54,8 @@ from router.wire import openai as wire  # noqa: E402
 
 KEY = "bench-client-key"
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}).encode()
+STREAM_BODY = json.dumps({"model": "bench", "stream": True,
+                          "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}).encode()
 REPLY = json.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the benchmark upstream."},
@@ -67,19 +74,65 @@ class SocketlessOpenAI(Backend):
         raise NotImplementedError
 
 
-def scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+def stream_frames(chunks: int) -> list[bytes]:
+    """The upstream's SSE events, one per read: ``chunks`` text chunks, the finish chunk, [DONE]."""
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return b"data: " + json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
+                                       "model": "bench", "choices": [{"index": 0, "delta": delta,
+                                                                      "finish_reason": finish}]}).encode() + b"\n\n"
+    return [chunk({"role": "assistant", "content": ""}), *(chunk({"content": f"tok{i} "}) for i in range(chunks)),
+            chunk({}, "stop"), b"data: [DONE]\n\n"][1:]
+
+
+class CannedStream:
+    """An aiohttp response's surface as the connector reads it, over canned SSE events."""
+
+    status = 200
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.content = self
+        self._frames = iter(frames)
+
+    async def readany(self) -> bytes:
+        return next(self._frames, b"")
+
+    async def iter_any(self) -> Any:  # what the connector read before it read with ``readany``
+        for frame in self._frames:
+            yield frame
+
+    def close(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+def socketless_streams(backend: Any, frames: list[bytes]) -> None:
+    """``backend`` (the real OpenAI connector) with its HTTP send replaced by the canned stream."""
+    async def send(method: str, url: str, key: str, body: Any, params: Any = None) -> CannedStream:
+        fastjson.dumps(body)
+        return CannedStream(frames)
+    backend._send = send
+
+
+def scope(path: str, headers: list[tuple[bytes, bytes]], body: bytes = BODY) -> dict[str, Any]:
     return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                        (b"content-length", str(len(BODY)).encode()), *headers],
+                        (b"content-length", str(len(body)).encode()), *headers],
             "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000)}
 
 
-async def call(app: Any, request_scope: dict[str, Any]) -> int:
+async def call(app: Any, request_scope: dict[str, Any], body: bytes = BODY) -> int:
     status = 0
+    sent = False
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": BODY, "more_body": False}
+        nonlocal sent
+        if sent:  # a stream's relay listens for the client leaving: it never does
+            await asyncio.Event().wait()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         nonlocal status
@@ -91,23 +144,34 @@ async def call(app: Any, request_scope: dict[str, Any]) -> int:
     return status
 
 
-async def best_round(app: Any, request_scope: dict[str, Any], requests: int, rounds: int) -> float:
+async def best_round(app: Any, request_scope: dict[str, Any], requests: int, rounds: int, body: bytes = BODY) -> float:
     for _ in range(500):
-        assert await call(app, request_scope) == 200
+        assert await call(app, request_scope, body) == 200
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter()
         for _ in range(requests):
-            await call(app, request_scope)
+            await call(app, request_scope, body)
         best = min(best, (time.perf_counter() - started) / requests * 1e6)
     return best
 
 
 class Bare:
+    def __init__(self, frames: list[bytes] | None = None) -> None:
+        self.frames = frames
+
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         await req.stream.read()
-        resp.data = REPLY
-        resp.content_type = "application/json"
+        if self.frames is None:
+            resp.data = REPLY
+            resp.content_type = "application/json"
+            return
+        resp.content_type = "text/event-stream"
+        resp.stream = self.relay()
+
+    async def relay(self) -> Any:
+        for frame in self.frames or ():
+            yield frame
 
 
 async def lifespan(app: Any, event: str) -> None:
@@ -124,9 +188,9 @@ async def lifespan(app: Any, event: str) -> None:
     task.cancel()
 
 
-def instructions_per_request(which: str) -> float:
-    """Instructions of 1,000 more requests: (run of 1,500) - (run of 500), over 1,000. The two
-    runs go side by side (valgrind is single-threaded)."""
+def instructions_per_request(which: str, extra: tuple[str, ...] = ()) -> float:
+    """Instructions of 1,000 more requests: (run of 1,500) - (run of 500), over 1,000 (streams:
+    200 more, 300 - 100). The two runs go side by side (valgrind is single-threaded)."""
     import os
     import re
     import subprocess
@@ -139,16 +203,18 @@ def instructions_per_request(which: str) -> float:
         with tempfile.TemporaryDirectory() as out:
             done = subprocess.run(
                 ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.out", sys.executable, __file__,
-                 "--only", which, "--requests", str(requests)],
+                 "--only", which, "--requests", str(requests), *extra],
                 capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, check=True)
         found = re.search(r"Collected : ([\d,]+)", done.stderr)
         if found is None:
             raise SystemExit(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
         return int(found.group(1).replace(",", ""))
 
+    # A stream costs several requests' instructions: fewer of them give the same precision sooner.
+    short_run, long_run = (100, 300) if "--stream" in extra else (500, 1500)
     with ThreadPoolExecutor(2) as pool:
-        short, long = pool.map(count, (500, 1500))
-    return (long - short) / 1000
+        short, long = pool.map(count, (short_run, long_run))
+    return (long - short) / (long_run - short_run)
 
 
 async def main() -> None:
@@ -157,11 +223,15 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--stream", action="store_true", help="a streamed request (see above)")
+    parser.add_argument("--chunks", type=int, default=7, help="text chunks per stream (with --stream)")
     parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
     args = parser.parse_args()
     if args.instructions:
+        extra = ("--stream", "--chunks", str(args.chunks)) if args.stream else ()
         for which in ("bare", "proxy"):
-            print(f"  {which:6} {instructions_per_request(which):9,.0f} instructions per request")
+            print(f"  {which:6} {instructions_per_request(which, extra):9,.0f} instructions per "
+                  f"{'stream' if args.stream else 'request'}")
         return
     work = Path(tempfile.mkdtemp())
     try:
@@ -173,21 +243,28 @@ async def main() -> None:
         config = load_config(str(work / "config.yaml"), env={})
         setup_logging("info", "text", [KEY])
         logging.getLogger().handlers[0].stream = io.StringIO()  # the access log, kept off the terminal
-        proxy = create_app(config, backends={"up": SocketlessOpenAI("up")})
+        frames = stream_frames(args.chunks) if args.stream else None
+        body = STREAM_BODY if args.stream else BODY
+        if frames is not None:
+            proxy = create_app(config)
+            socketless_streams(proxy.state_ref.state.backends["up"], frames)
+        else:
+            proxy = create_app(config, backends={"up": SocketlessOpenAI("up")})
         proxy.reloader.watch = False
         await lifespan(proxy, "startup")
         bare = falcon.asgi.App()
-        bare.add_route("/v1/chat/completions", Bare())
-        bare_scope = scope("/v1/chat/completions", [])
-        proxy_scope = scope("/v2/chat/completions", [(b"authorization", f"Bearer {KEY}".encode())])
+        bare.add_route("/v1/chat/completions", Bare(frames))
+        bare_scope = scope("/v1/chat/completions", [], body)
+        proxy_scope = scope("/v2/chat/completions", [(b"authorization", f"Bearer {KEY}".encode())], body)
         if args.only:  # under valgrind (see instructions_per_request): warm up, then exactly --requests
             app, only_scope = (bare, bare_scope) if args.only == "bare" else (proxy, proxy_scope)
             for _ in range(300 + args.requests):
-                await call(app, only_scope)
+                await call(app, only_scope, body)
             return
-        bare_us = await best_round(bare, bare_scope, args.requests, args.rounds)
-        proxy_us = await best_round(proxy, proxy_scope, args.requests, args.rounds)
-        print(f"in process, best of {args.rounds} rounds of {args.requests} requests:")
+        bare_us = await best_round(bare, bare_scope, args.requests, args.rounds, body)
+        proxy_us = await best_round(proxy, proxy_scope, args.requests, args.rounds, body)
+        print(f"in process, best of {args.rounds} rounds of {args.requests} "
+              f"{f'streams ({args.chunks} text chunks)' if args.stream else 'requests'}:")
         print(f"  bare Falcon app (read body, return bytes)   {bare_us:7.1f} µs per request")
         print(f"  proxy, full default path, socketless backend {proxy_us:6.1f} µs per request")
         print(f"  the proxy's own code                         {proxy_us - bare_us:6.1f} µs per request")
@@ -195,7 +272,7 @@ async def main() -> None:
             profiler = cProfile.Profile()
             profiler.enable()
             for _ in range(args.requests):
-                await call(proxy, proxy_scope)
+                await call(proxy, proxy_scope, body)
             profiler.disable()
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)

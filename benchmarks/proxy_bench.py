@@ -1,15 +1,25 @@
 """Whole-path load benchmark: client → proxy → local fake upstream, next to the baselines, one run.
 
-python benchmarks/proxy_bench.py [--duration 8] [--streams 1000] [--pairs 6]
+python benchmarks/proxy_bench.py [--duration 8] [--streams 1000] [--pairs 6] [--only streams]
 
 Starts, each in its own process on 127.0.0.1: the fake OpenAI upstream, a bare Falcon+aiohttp
 pass-through, a bare Falcon+httpx pass-through (the outbound-client comparison), and the proxy on
-its full default path (auth, session, rules, OpenAI→OpenAI translation, access log at info).
+its full default path (auth, session, rules, OpenAI→OpenAI translation, access log at info), both on
+``/v2/chat/completions`` and on ``/v2/responses`` (Responses→OpenAI chat translation, the reply kept
+for ``previous_response_id``), each as a ratio to the same pass-through.
 Load comes from wrk when installed (apt install wrk), else from an aiohttp client in this process.
 Prints requests/s at 32 connections, p50 latency at 1 connection, and ratios; the cost of usage
 recording + metrics, from one more proxy process switched on and off in alternating pairs
 (``_proxy_variant.py switchable``); then 1,000 concurrent slow streams through the proxy (all must
 complete) with the proxy's CPU per chunk.
+
+Streams (``--only streams`` runs just these): the proxy and the pass-through relaying the same
+9-event OpenAI stream at 8 concurrent streams (streams/s, alternating pairs, median ratio); the
+time to first byte at 1 stream (direct, pass-through, proxy: what each adds to the upstream's);
+long streams of 1,000 chunks with all three guards on (the request declares a tool) and each
+process's CPU per chunk; and cross-format streams (Anthropic client -> OpenAI provider, OpenAI
+client -> Gemini provider, Responses client -> Anthropic provider when the proxy serves
+``/v2/responses``), each next to the OpenAI pass-through in the same pairs.
 The machine is shared and noisy: read the ratios, measured in the same run.
 """
 
@@ -33,6 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hello in one short sentence."}]})
+RESPONSES_BODY = json.dumps({"model": "bench", "input": [{"role": "user", "content": "Say hello in one short sentence."}]})
 KEY = "bench-client-key"
 
 
@@ -42,7 +53,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 20.0) -> None:
+def wait_port(port: int, timeout: float = 120.0) -> None:  # (a loaded machine starts slowly)
     deadline = time.time() + timeout
     while time.time() < deadline:
         with socket.socket() as s:
@@ -54,7 +65,11 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    wait_port(port)
+    try:
+        wait_port(port)
+    except RuntimeError:
+        proc.kill()  # not left running when it did not start in time
+        raise
     return proc
 
 
@@ -67,11 +82,15 @@ def cpu_seconds(pid: int) -> float:
 # ---- load generators ---------------------------------------------------------------------------
 
 
+def _body_for(url: str) -> str:
+    return RESPONSES_BODY if url.endswith("/responses") else BODY
+
+
 def wrk(url: str, connections: int, duration: int, headers: dict[str, str]) -> tuple[float, float]:
     """(requests/s, p50 ms) from wrk with a POST body."""
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     hdrs = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-    script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\nwrk.headers["Content-Type"] = "application/json"\n{hdrs}')
+    script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(_body_for(url))}\nwrk.headers["Content-Type"] = "application/json"\n{hdrs}')
     script.close()
     out = subprocess.run(["wrk", "-t", "1" if connections < 4 else "2", "-c", str(connections), "-d", f"{duration}s",
                           "--latency", "-s", script.name, url], capture_output=True, text=True).stdout
@@ -94,7 +113,7 @@ async def _py_load(url: str, connections: int, duration: int, headers: dict[str,
         async def worker() -> None:
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
-                async with session.post(url, data=BODY, headers={**headers, "Content-Type": "application/json"}) as r:
+                async with session.post(url, data=_body_for(url), headers={**headers, "Content-Type": "application/json"}) as r:
                     await r.read()
                 latencies.append((time.perf_counter() - t0) * 1000)
         await asyncio.gather(*(worker() for _ in range(connections)))
@@ -135,12 +154,165 @@ async def slow_streams(url: str, count: int) -> tuple[int, int, float]:
         return done, chunks, time.perf_counter() - t0
 
 
+def stream_body(model: str = "bench", tools: bool = False) -> str:
+    body: dict = {"model": model, "stream": True, "messages": [{"role": "user", "content": "Say hello."}]}
+    if tools:
+        body["tools"] = [{"type": "function", "function": {"name": "read_file", "parameters": {
+            "type": "object", "properties": {"path": {"type": "string"}}}}}]
+    return json.dumps(body)
+
+
+ANTHROPIC_STREAM = json.dumps({"model": "bench", "max_tokens": 64, "stream": True,
+                               "messages": [{"role": "user", "content": "Say hello."}]})
+GEMINI_STREAM = json.dumps({"contents": [{"role": "user", "parts": [{"text": "Say hello."}]}]})
+RESPONSES_STREAM = json.dumps({"model": "ant:bench", "stream": True, "input": "Say hello."})
+STREAM_ENDS = (b"[DONE]", b"message_stop", b"response.completed", b"finishReason")
+
+
+class StreamTarget:
+    """One streaming endpoint: where, what to send, and how its streams end."""
+
+    def __init__(self, url: str, body: str, headers: dict[str, str] | None = None) -> None:
+        self.url, self.body, self.headers = url, body, {"Content-Type": "application/json", **(headers or {})}
+
+
+async def _one_stream(session, target: StreamTarget) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """(seconds to the first body byte, bytes) of one stream; raises if it did not end properly."""
+    t0 = time.perf_counter()
+    async with session.post(target.url, data=target.body, headers=target.headers) as r:
+        first = await r.content.readany()
+        ttfb = time.perf_counter() - t0
+        rest = await r.read()
+    tail = (first + rest)[-300:]
+    if r.status != 200 or not any(end in tail for end in STREAM_ENDS):
+        raise RuntimeError(f"{target.url}: status {r.status}, stream ended {tail[-120:]!r}")
+    return ttfb, len(first) + len(rest)
+
+
+async def stream_load(target: StreamTarget, connections: int, duration: float) -> tuple[float, float]:
+    """(streams/s, median time to first byte in ms) over ``duration`` seconds."""
+    import aiohttp
+
+    ttfbs: list[float] = []
+    stop = time.perf_counter() + duration
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def worker() -> None:
+            while time.perf_counter() < stop:
+                ttfbs.append((await _one_stream(session, target))[0])
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    return len(ttfbs) / elapsed, statistics.median(ttfbs) * 1000
+
+
+async def stream_count(target: StreamTarget, connections: int, count: int) -> int:
+    """Run ``count`` streams ``connections`` at a time; the bytes received."""
+    import aiohttp
+
+    received = 0
+    todo = list(range(count))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def worker() -> None:
+            nonlocal received
+            while todo:
+                todo.pop()
+                received += (await _one_stream(session, target))[1]
+        await asyncio.gather(*(worker() for _ in range(connections)))
+    return received
+
+
+def run_streams(args: argparse.Namespace, targets: dict[str, StreamTarget], procs: dict[str, int]) -> None:
+    """The streaming figures: throughput at C=8, added TTFB at C=1, long streams' CPU per chunk,
+    cross-format throughput. Ratios are to the falcon+aiohttp pass-through, in the same run."""
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    seconds = max(2, args.duration // 2)
+    for target in targets.values():  # warm up connections and code paths
+        runner(stream_load(target, 4, 0.5))
+    print(f"\nstreams (9 SSE events each in OpenAI's format; {seconds}s per figure)")
+    # Throughput at 8 streams, alternating pairs: proxy vs pass-through, and the cross formats.
+    pass_name = "pass-through openai->openai"
+    compared = [name for name in targets if name.startswith("proxy")]
+    ratios: dict[str, list[float]] = {name: [] for name in compared}
+    rates: dict[str, list[float]] = {name: [] for name in [pass_name, *compared]}
+    for i in range(args.stream_pairs):
+        order = [pass_name, *compared]
+        if i % 2:
+            order.reverse()
+        got = {name: runner(stream_load(targets[name], 8, seconds))[0] for name in order}
+        for name in order:
+            rates[name].append(got[name])
+        for name in compared:
+            ratios[name].append(got[name] / got[pass_name])
+    print(f"{'target':<44} {'streams/s @8':>12} {'/ pass-through':>15}  (median of {args.stream_pairs} pairs)")
+    print(f"{pass_name:<44} {statistics.median(rates[pass_name]):>12.0f}")
+    for name in compared:
+        target_note = "   (target >= 0.70)" if name == "proxy openai->openai" else "   (target >= 0.60)"
+        print(f"{name:<44} {statistics.median(rates[name]):>12.0f} {statistics.median(ratios[name]):>15.2f}"
+              f"{target_note}   pairs: {', '.join(f'{r:.2f}' for r in ratios[name])}")
+    # Time to first byte at one stream: what the pass-through and the proxy add to the upstream's own.
+    ttfb = {name: runner(stream_load(targets[name], 1, seconds))[1]
+            for name in ("direct openai", pass_name, "proxy openai->openai")}
+    added_pass = ttfb[pass_name] - ttfb["direct openai"]
+    added_proxy = ttfb["proxy openai->openai"] - ttfb["direct openai"]
+    print(f"TTFB @1 (median ms): direct {ttfb['direct openai']:.3f}, pass-through {ttfb[pass_name]:.3f}, "
+          f"proxy {ttfb['proxy openai->openai']:.3f}")
+    print(f"added TTFB @1: pass-through {added_pass:.3f} ms, proxy {added_proxy:.3f} ms, "
+          f"ratio {added_proxy / added_pass:.2f}   (target <= 1.5)")
+    # Long streams: 1,000 chunks each, all three guards on (the request declares a tool).
+    cpu_per_chunk = {}
+    for name, key in (("pass-through", "pass_aiohttp"), ("proxy", "proxy")):
+        target = targets[f"long {name}"]
+        cpu0 = cpu_seconds(procs[key])
+        runner(stream_count(target, 4, args.long_streams))
+        cpu_per_chunk[name] = (cpu_seconds(procs[key]) - cpu0) / (args.long_streams * 1002) * 1e6
+    print(f"long streams ({args.long_streams} x 1,000 chunks, 4 at a time, guards on): CPU per chunk "
+          f"pass-through {cpu_per_chunk['pass-through']:.1f} µs, proxy {cpu_per_chunk['proxy']:.1f} µs, "
+          f"ratio {cpu_per_chunk['proxy'] / cpu_per_chunk['pass-through']:.2f}   (target <= 1.5)")
+
+
+def stream_targets(upstream: str, pass_url: str, proxy: str, auth: dict[str, str]) -> dict[str, StreamTarget]:
+    targets = {
+        "direct openai": StreamTarget(f"{upstream}/v1/chat/completions", stream_body()),
+        "pass-through openai->openai": StreamTarget(f"{pass_url}/v1/chat/completions", stream_body()),
+        "proxy openai->openai": StreamTarget(f"{proxy}/v2/chat/completions", stream_body(), auth),
+        "proxy anthropic client->openai provider": StreamTarget(f"{proxy}/v2/messages", ANTHROPIC_STREAM, auth),
+        "proxy openai client->gemini provider": StreamTarget(f"{proxy}/v2/chat/completions",
+                                                             stream_body("gem:bench"), auth),
+        "long pass-through": StreamTarget(f"{pass_url}/v1/chat/completions", stream_body("stream-1000", tools=True)),
+        "long proxy": StreamTarget(f"{proxy}/v2/chat/completions", stream_body("stream-1000", tools=True), auth),
+    }
+    # The Responses front end (POST /v2/responses), measured once the proxy serves it.
+    if _serves(f"{proxy}/v2/responses", auth):
+        targets["proxy responses client->anthropic provider"] = StreamTarget(f"{proxy}/v2/responses",
+                                                                              RESPONSES_STREAM, auth)
+    return targets
+
+
+def _serves(url: str, headers: dict[str, str]) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, data=b"{}", headers=headers, method="POST"), timeout=5)
+    except urllib.error.HTTPError as exc:
+        return exc.code != 404
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--pairs", type=int, default=6,
                         help="alternating pairs for the proxy/pass-through ratio and for the recording cost")
+    parser.add_argument("--stream-pairs", type=int, default=5, help="alternating pairs for the stream ratios")
+    parser.add_argument("--long-streams", type=int, default=40, help="streams of 1,000 chunks for the CPU per chunk")
+    parser.add_argument("--only", choices=["streams"], help="run only the streaming figures")
     args = parser.parse_args()
     ports = {name: free_port() for name in ("upstream", "pass_aiohttp", "pass_httpx", "proxy", "proxy_switch")}
     upstream = f"http://127.0.0.1:{ports['upstream']}"
@@ -148,6 +320,8 @@ def main() -> None:
     (work / "routes.d").mkdir()
     (work / "config.yaml").write_text(
         f"backends:\n  up:\n    type: openai-compatible\n    base_url: {upstream}/v1\n    api_key: upstream-key\n"
+        f"  gem:\n    type: gemini\n    gemini_api_base_url: {upstream}\n    api_key: upstream-key\n"
+        f"  ant:\n    type: anthropic\n    base_url: {upstream}\n    api_key: upstream-key\n"
         f"default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
     shutil.copy(HERE.parent / "routes.d" / "10-examples.yaml", work / "routes.d")
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
@@ -163,11 +337,17 @@ def main() -> None:
                             "--port", str(ports["proxy_switch"])], ports["proxy_switch"], env)
         procs.append(switchable)
         auth = {"Authorization": f"Bearer {KEY}"}
+        if args.only == "streams":
+            run_streams(args, stream_targets(upstream, f"http://127.0.0.1:{ports['pass_aiohttp']}",
+                                             f"http://127.0.0.1:{ports['proxy']}", auth),
+                        {"pass_aiohttp": procs[1].pid, "proxy": proxy.pid})
+            return
         targets = {
             "direct to upstream": (f"{upstream}/v1/chat/completions", {}),
             "falcon+httpx pass-through": (f"http://127.0.0.1:{ports['pass_httpx']}/v1/chat/completions", {}),
             "falcon+aiohttp pass-through": (f"http://127.0.0.1:{ports['pass_aiohttp']}/v1/chat/completions", {}),
             "proxy (full default path)": (f"http://127.0.0.1:{ports['proxy']}/v2/chat/completions", auth),
+            "proxy /v2/responses": (f"http://127.0.0.1:{ports['proxy']}/v2/responses", auth),
         }
         switch_url = f"http://127.0.0.1:{ports['proxy_switch']}/v2/chat/completions"
         load(switch_url, 4, 1, auth)
@@ -188,17 +368,21 @@ def main() -> None:
         print(f"proxy / falcon+aiohttp pass-through, req/s @32: {proxy_r[0] / base[0]:.2f} in the table above")
         # One pair of 8 s figures moves by +-10% on this shared machine: the headline ratio is the
         # median over several pairs, alternating which of the two goes first.
-        ratios = []
+        ratios, responses_ratios = [], []
         pass_url, pass_headers = targets["falcon+aiohttp pass-through"]
         proxy_url, proxy_headers = targets["proxy (full default path)"]
+        responses_url, _ = targets["proxy /v2/responses"]
         for i in range(args.pairs):
-            order = [(proxy_url, proxy_headers), (pass_url, pass_headers)]
+            order = [(proxy_url, proxy_headers), (responses_url, proxy_headers), (pass_url, pass_headers)]
             if i % 2:
                 order.reverse()
             got = {url: load(url, 32, max(3, args.duration // 2), headers)[0] for url, headers in order}
             ratios.append(got[proxy_url] / got[pass_url])
+            responses_ratios.append(got[responses_url] / got[pass_url])
         print(f"proxy / falcon+aiohttp pass-through, req/s @32: {statistics.median(ratios):.2f} median of {len(ratios)} "
-              f"alternating pairs ({', '.join(f'{r:.2f}' for r in ratios)})   (target >= 0.60)")
+              f"alternating rounds ({', '.join(f'{r:.2f}' for r in ratios)})   (target >= 0.60)")
+        print(f"proxy /v2/responses / pass-through, req/s @32:  {statistics.median(responses_ratios):.2f} median of "
+              f"{len(responses_ratios)} in the same rounds ({', '.join(f'{r:.2f}' for r in responses_ratios)})")
         print(f"falcon+aiohttp / falcon+httpx pass-through:    {base[0] / results['falcon+httpx pass-through'][0]:.2f}x")
         # The cost of recording is a small difference between two noisy figures. It is measured on
         # one proxy process switched on and off (SIGUSR1/SIGUSR2), alternating which goes first:
@@ -220,6 +404,9 @@ def main() -> None:
               f"on {statistics.median(on_rps):.0f}, off {statistics.median(off_rps):.0f} req/s)   (target <= 5%)")
         print(f"added p50 latency @1, proxy vs direct:          {proxy_r[1] - direct[1]:.3f} ms   (target <= 0.6 ms)")
         print(f"added p50 latency @1, pass-through vs direct:   {base[1] - direct[1]:.3f} ms")
+        run_streams(args, stream_targets(upstream, f"http://127.0.0.1:{ports['pass_aiohttp']}",
+                                         f"http://127.0.0.1:{ports['proxy']}", auth),
+                    {"pass_aiohttp": procs[1].pid, "proxy": proxy.pid})
         cpu0 = cpu_seconds(proxy.pid)
         done, chunks, wall = asyncio.run(slow_streams(f"http://127.0.0.1:{ports['proxy']}/v2/chat/completions", args.streams))
         cpu = cpu_seconds(proxy.pid) - cpu0

@@ -290,7 +290,7 @@ def compile_command(call: ir.Call, ctx: Context) -> tuple[ir.SessionEdit, ...]:
     if spec.keyword_args:  # set(k=v, ...)
         if not call.args:
             raise ctx.error(f"{name} needs at least one key=value", call.span, spec.signature())
-        return tuple(_setting(arg, ctx, name) for arg in call.args)
+        return tuple(edit for arg in call.args for edit in _setting(arg, ctx, name))
     if spec.variadic:  # unset(k, ...)
         if not call.args:
             raise ctx.error(f"{name} needs at least one setting name", call.span, spec.signature())
@@ -310,10 +310,10 @@ def compile_command(call: ir.Call, ctx: Context) -> tuple[ir.SessionEdit, ...]:
         _check_backend(values["name"], call, ctx)  # type: ignore[arg-type]
         return (ir.SetField("backend", values["name"]),)  # type: ignore[arg-type]
     if name == "model":
-        target: ir.Target = values["name"]  # type: ignore[assignment]
-        if target.model is not None and (ctx.known_backends is None or target.backend in ctx.known_backends):
-            return (ir.SetField("backend", target.backend), ir.SetField("model", target.model))
-        return (ir.SetField("model", str(target)),)
+        raw = next((a.value for a in call.args if a.name is None or a.name == "name"), None)
+        target = values["name"]
+        return _model_edits(target, isinstance(raw, str), "model", call.span, ctx,  # type: ignore[arg-type]
+                            f'model("{target}")')
     if name == "oneoff":
         target = values["target"]  # type: ignore[assignment]
         if target.model is None:
@@ -333,6 +333,22 @@ def compile_command(call: ir.Call, ctx: Context) -> tuple[ir.SessionEdit, ...]:
 
 def _strip(chain: ir.Chain) -> ir.Chain:
     return ir.Chain(chain.links)
+
+
+def _model_edits(target: ir.Target, quoted: bool, what: str, span: ir.Span | None, ctx: Context,
+                 quoted_form: str) -> tuple[ir.SessionEdit, ...]:
+    """``model(backend:model)`` (and ``set(model=backend:model)``) sets both, like a target
+    anywhere in the language (``oneoff``, routes): the backend must be configured, or it is an
+    error naming it, as for ``oneoff``. A quoted name is a model name as written, colons and all
+    (``model("llama3:8b")``); ``quoted_form`` is that spelling, for the error's hint."""
+    if quoted or target.model is None:
+        return (ir.SetField("model", target.backend if target.model is None else f"{target.backend}:{target.model}"),)
+    known = ctx.known_backends
+    if known is not None and target.backend not in known:
+        raise ctx.error(f"{what}: unknown backend {target.backend!r}{_did_you_mean(target.backend, known)}",
+                        span, "one of " + ", ".join(sorted(known))
+                        + f"; for a model name with a colon, quote it: {quoted_form}")
+    return (ir.SetField("backend", target.backend), ir.SetField("model", target.model))
 
 
 def _check_backend(name: str, call: ir.Call, ctx: Context) -> None:
@@ -367,7 +383,7 @@ def _bind(call: ir.Call, params: tuple[Param, ...], ctx: Context) -> dict[str, o
     return bound
 
 
-def _setting(arg: ir.Arg, ctx: Context, command: str) -> ir.SessionEdit:
+def _setting(arg: ir.Arg, ctx: Context, command: str) -> tuple[ir.SessionEdit, ...]:
     if arg.name is None:
         raise ctx.error(f"{command}: expected key=value, got {_show(arg.value)}", arg.span, "key=value")
     param = SESSION_SETTINGS.get(arg.name)
@@ -376,10 +392,13 @@ def _setting(arg: ir.Arg, ctx: Context, command: str) -> ir.SessionEdit:
                         "one of " + ", ".join(SESSION_SETTINGS))
     value = coerce(arg.value, param, f"{command}: {arg.name}", arg.span, ctx)
     if isinstance(value, ir.Target):
+        if param.name == "model":  # set(model=backend:model) means what model(backend:model) means
+            return _model_edits(value, isinstance(arg.value, str), f"{command}: model", arg.span, ctx,
+                                f'{command}(model="{value}")')
         value = str(value)
     if param.name == "backend":
         known = ctx.known_backends
         if known is not None and value not in known:
             raise ctx.error(f"{command}: unknown backend {value!r}{_did_you_mean(str(value), known)}", arg.span,
                             "one of " + ", ".join(sorted(known)))
-    return ir.SetField(param.name, value)  # type: ignore[arg-type]
+    return (ir.SetField(param.name, value),)  # type: ignore[arg-type]

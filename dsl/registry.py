@@ -149,7 +149,7 @@ FACTS: dict[str, FactSpec] = {
     for f in (
         FactSpec("model", "string", "model the client asked for (without a backend: prefix)"),
         FactSpec("backend", "string", "backend named by the client (backend:model), or the session's"),
-        FactSpec("frontend", "string", "wire format of the request: openai, anthropic or gemini"),
+        FactSpec("frontend", "string", "wire format of the request: openai, anthropic, gemini or responses"),
         FactSpec("caller", "string", "id of the caller's API key (never the key itself)"),
         FactSpec("tokens", "number", "estimated prompt tokens"),
         FactSpec("stream", "bool", "the client asked for a stream"),

@@ -24,6 +24,7 @@ from .http.edge import (
 from .http.admin import (
     AdminGate, AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
 )
+from .http.runtime import RuntimeResource
 from .http.hangup import SCOPE_KEY as HANGUP, Hangup
 from .http.health import HealthMonitor
 from .http.local_guard import check_local_request
@@ -34,7 +35,8 @@ from .record.recorder import Recorder
 from .reload import Reloader
 from .record.usage import SQLiteUsageStore
 from .http.resources import (
-    AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource, RootResource,
+    AnthropicCountTokensResource, ChatResource, GeminiModelResource, HealthResource, ModelsResource,
+    ResponsesResource, RootResource,
 )
 from .state import StateRef, build_state
 
@@ -61,10 +63,13 @@ class ProxyMiddleware:
             resp.set_header("Link", successor_link(req.path))
         if req.path in OPEN_PATHS:
             return
-        auth = self.ref.state.auth
+        state = self.ref.state
+        auth = state.auth
         try:
             if auth.local_only:
                 check_local_request(req.method, lower_headers(req))
+            if req.path in state.keyless_paths:  # metrics.auth / health.auth: none
+                return
             req.context.caller = auth.identify(lower_headers(req), req.params)
         except ProxyError as exc:
             # Audited with the source address and path, never the presented key.
@@ -84,6 +89,7 @@ class ProxyMiddleware:
         for backend in state.backends.values():
             await backend.aclose()
         await state.sessions.aclose()
+        await state.responses.aclose()
         await self.ref.recorder.store.close()
         flush_logs()  # the usage store's last batch wrote access lines; the process may end abruptly
 
@@ -133,10 +139,13 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     anthropic_chat = ChatResource(pipeline, ANTHROPIC, ref)
     gemini = GeminiModelResource(pipeline, ref, models)
     count_tokens = AnthropicCountTokensResource(ref)
+    responses = ResponsesResource(pipeline, ref)
     for version in ("v1", "v2"):
         app.add_route(f"/{version}/chat/completions", openai_chat)
         app.add_route(f"/{version}/messages", anthropic_chat)
         app.add_route(f"/{version}/messages/count_tokens", count_tokens)
+        app.add_route(f"/{version}/responses", responses)
+        app.add_route(f"/{version}/responses/{{response_id}}", responses, suffix="stored")
         app.add_route(f"/{version}/models", models)
         app.add_route(f"/{version}/models/{{spec}}", gemini)
     app.add_route("/v2/models/list", models)
@@ -144,12 +153,13 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v1beta/models/{spec}", gemini)
     app.add_route("/health", HealthResource())
     gate, store = AdminGate(ref), ref.recorder.store
-    app.add_route("/health/backends", BackendHealthResource(gate, monitor.report))
+    app.add_route("/health/backends", BackendHealthResource(gate, monitor.report, "health_auth"))
     app.add_route("/v2/usage/stats", UsageStatsResource(gate, store))
     app.add_route("/v2/usage/recent", UsageRecentResource(gate, store))
     app.add_route("/v2/audit/logs", AuditLogsResource(gate, store))
     app.add_route("/v2/admin/reload", ReloadResource(gate, reloader))
-    app.add_route("/metrics", MetricsResource(gate, ref.metrics))
+    app.add_route("/metrics", MetricsResource(gate, ref.metrics, "metrics_auth"))
+    app.add_route("/v2/admin/runtime", RuntimeResource(gate, ref, pipeline))
     app.add_route("/", RootResource())
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

@@ -238,6 +238,12 @@ class AppConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # model -> {input, output} per 1M tokens
     source_path: str | None = None  # absolute path of the file read, None for embedded defaults
+    # Who may read /metrics and /health/backends: "admin" (an admin key; any client key when no
+    # admin keys are configured), "client" (any client key) or "none" (no key).
+    metrics_auth: str = "admin"
+    health_auth: str = "admin"
+    # Where each backend came from, for the start banner: "config.yaml:5", "OPENAI_API_KEY", "embedded default".
+    backend_sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def backend_timeouts(self, name: str) -> Timeouts:
         return self.backends[name].timeouts(self.proxy_timeout)
@@ -260,6 +266,8 @@ class AppConfig:
             "usage": _asdict(self.usage),
             "logging": _asdict(self.logging),
             "server": _asdict(self.server),
+            "metrics": {"auth": self.metrics_auth},
+            "health": {"auth": self.health_auth},
         }
 
     def __repr__(self) -> str:
@@ -386,20 +394,24 @@ def _numbered(env: Mapping[str, str], base: str) -> list[str]:
     return [v for _, v in sorted(found)]
 
 
-def _apply_backend_env(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
-    """Provider keys and Gemini CLI settings from the environment fill in what the file leaves out."""
+def _env_backends(env: Mapping[str, str]) -> dict[str, tuple[dict[str, Any], str]]:
+    """Backends the environment sets up when no config file is used: each provider key variable
+    (``OPENAI_API_KEY``, ``OPENAI_API_KEY_1..N``, ...) adds its provider's backend, and
+    ``GCP_PROJECT_ID`` the Gemini CLI cloud-project one. (settings, the variable it came from)."""
+    found: dict[str, tuple[dict[str, Any], str]] = {}
     for name, var in _PROVIDER_KEY_ENV.items():
         env_keys = _keys([env.get(var), *_numbered(env, var)])
-        if not env_keys:
-            continue
-        settings = raw.setdefault(name, {"type": name})
-        if not _keys([settings.get("api_key"), *(settings.get("api_keys") or ())]):
-            settings.pop("api_key", None)
-            settings["api_keys"] = list(env_keys)
+        if env_keys:
+            found[name] = ({"type": name, "api_keys": list(env_keys)}, var)
+    if env.get("GCP_PROJECT_ID", "").strip():
+        found["gemini-cli-cloud-project"] = ({"type": "gemini-cli-cloud-project"}, "GCP_PROJECT_ID")
+    return found
 
+
+def _apply_gemini_cli_env(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    """``GCP_PROJECT_ID`` and ``GEMINI_CREDENTIALS_PATH`` fill those settings of the Gemini CLI
+    backends (from the file or the environment) where they are left out."""
     project, creds = env.get("GCP_PROJECT_ID", "").strip(), env.get("GEMINI_CREDENTIALS_PATH", "").strip()
-    if project and not any(_type_of(n, s) == "gemini-cli-cloud-project" for n, s in raw.items()):
-        raw.setdefault("gemini-cli-cloud-project", {"type": "gemini-cli-cloud-project"})
     for name, settings in raw.items():
         kind = _type_of(name, settings)
         if kind == "gemini-cli-cloud-project" and project:
@@ -491,12 +503,22 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
     value: dict[str, Any] = (doc.value if doc and isinstance(doc.value, dict) else {})
     base_dir = os.path.dirname(os.path.abspath(file)) if file else os.getcwd()
 
+    # One rule for the environment: a config file says which backends exist (it reads the
+    # environment only through its ${VAR} references); without a file, the embedded defaults run
+    # (echo answers) and each provider key variable adds its provider's backend beside it.
     raw_backends = {name: dict(s or {}) for name, s in (value.get("backends") or {}).items()}
-    _apply_backend_env(raw_backends, env)
+    sources: dict[str, str] = {}
+    for name in raw_backends:
+        if doc is not None:
+            loc = doc.location(("backends", name))
+            sources[name] = f"{os.path.basename(loc.file)}:{loc.line}"
     if doc is None or not raw_backends:
-        # Embedded default: an ``echo`` backend, so a bare start answers requests. Providers set up
-        # from the environment come first and so become the default backend.
-        raw_backends.setdefault("echo", {"type": "echo"})
+        raw_backends["echo"] = {"type": "echo"}
+        sources["echo"] = "embedded default"
+    if doc is None:
+        for name, (settings, var) in _env_backends(env).items():
+            raw_backends[name], sources[name] = settings, var
+    _apply_gemini_cli_env(raw_backends, env)
     backends = {name: _build_backend(name, s, doc) for name, s in raw_backends.items()}
 
     default_backend = value.get("default_backend") or next(iter(backends))
@@ -565,6 +587,9 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
                                for k, v in _section(value, "server").items()}),
         prices=MappingProxyType({m: MappingProxyType(dict(p)) for m, p in (value.get("prices") or {}).items()}),
         source_path=os.path.abspath(file) if file else None,
+        metrics_auth=_section(value, "metrics").get("auth", "admin"),
+        health_auth=_section(value, "health").get("auth", "admin"),
+        backend_sources=MappingProxyType(sources),
     )
 
 

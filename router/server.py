@@ -23,6 +23,7 @@ from .http.connections import protocol_for
 from .http.local_guard import is_loopback_name
 from .record.logs import configure_logging
 from .record.shared_metrics import DIR_ENV as METRICS_DIR_ENV
+from .start_notes import log_start_notes
 
 log = logging.getLogger("llm_proxy")
 
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     announce(app, config, args)
+    log_start_notes(config, args.host, args.port, args.disable_auth)
     # No "server: uvicorn" header: it tells clients nothing they need (and attackers what runs
     # here), and uvicorn validates every response header it writes.
     # No WebSocket upgrades (no endpoint uses them); the HTTP protocol bounds how long a client may

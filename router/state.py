@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
 
 from backends.base import Backend
+from backends.cooldowns import CooldownStore, InMemoryCooldownStore
 from backends.factory import build_backends
 from dsl.evaluate import RuleSet
 from dsl.loader import LoadedRules, load_rules_dir
@@ -22,6 +23,7 @@ from .config import AppConfig, connector_settings
 from .guards import GuardSettings
 from .http.auth import Authenticator, authenticator_for
 from .pipeline.dispatch import Dispatcher
+from .responses_store import ResponseStore
 from .sessions import SessionRepository, make_repository
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,12 +40,21 @@ class RuntimeState:
     sessions: SessionRepository
     dispatcher: Dispatcher
     auth: Authenticator
+    responses: ResponseStore  # Responses replies kept for previous_response_id
     commands_enabled: bool = True
+    # Every connector's key cooldowns, per (backend, model, key): carried over by a reload.
+    cooldowns: CooldownStore = field(default_factory=InMemoryCooldownStore)
     # The guards' settings per rules' ``post`` for this config (see GuardSettings): built with the state.
     guard_settings: GuardSettings = field(init=False)
 
+    # Paths that need no client key (``metrics.auth`` / ``health.auth``: none), besides / and /health.
+    keyless_paths: frozenset[str] = field(init=False)
+
     def __post_init__(self) -> None:
         self.guard_settings = GuardSettings(self.config)
+        self.keyless_paths = frozenset(path for path, level in (("/metrics", self.config.metrics_auth),
+                                                                 ("/health/backends", self.config.health_auth))
+                                       if level == "none")
 
     @property
     def backend_names(self) -> tuple[str, ...]:
@@ -77,22 +88,27 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
     if rules is None:
         rules = load_rules_dir(config.routes_dir, known_backends=config.backends.keys())
         rules.raise_for_errors()
+    cooldowns: CooldownStore = previous.cooldowns if previous is not None else InMemoryCooldownStore()
     if backends is not None:
         built = dict(backends)
+        for backend in built.values():
+            backend.share_cooldowns(cooldowns)
     elif previous is not None:
         built = _reuse_backends(config, previous)
     else:
-        built = build_backends(connector_settings(config))
+        built = build_backends(connector_settings(config), cooldowns)
     same_sessions = previous is not None and previous.config.session == config.session
     sessions = previous.sessions if same_sessions else make_repository(config.session)
+    responses = previous.responses if same_sessions else ResponseStore.from_config(config.session)
     limiter = previous.dispatcher.limiter if previous is not None else None
     dispatcher = Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter)
     dispatcher.health = previous.dispatcher.health if previous is not None else None
     return RuntimeState(
         config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
         sessions=sessions, dispatcher=dispatcher,
-        auth=auth,
+        auth=auth, responses=responses,
         commands_enabled=config.interactive_commands and not disable_commands,
+        cooldowns=cooldowns,
     )
 
 
@@ -107,7 +123,8 @@ def _reuse_backends(config: AppConfig, previous: RuntimeState) -> dict[str, Back
             fresh[name] = previous.backends[name]
     missing = {n: c for n, c in config.backends.items() if n not in fresh}
     if missing:
-        fresh.update(build_backends(connector_settings(dataclasses.replace(config, backends=missing))))
+        fresh.update(build_backends(connector_settings(dataclasses.replace(config, backends=missing)),
+                                    previous.cooldowns))
     return {name: fresh[name] for name in config.backends}
 
 

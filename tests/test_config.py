@@ -269,7 +269,8 @@ def test_loop_pattern_bounds_checked(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- environment
 
 
-def test_provider_env_creates_backends(tmp_path: Path) -> None:
+def test_provider_env_creates_backends_without_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./config.yaml
     env = {
         "OPENAI_API_KEY": "sk-main",
         "OPENAI_API_KEY_2": "sk-two",
@@ -279,28 +280,35 @@ def test_provider_env_creates_backends(tmp_path: Path) -> None:
         "GEMINI_API_KEY": "gem",
         "OPENROUTER_API_KEY": " or-key ",
     }
-    cfg = load_config(write(tmp_path, "default_backend: echo\nbackends:\n  echo: {type: echo}\n"), env=env)
+    cfg = load_config(None, env=env)
     assert cfg.backends["openai"].type == "openai"
     assert cfg.backends["openai"].api_keys == ("sk-main", "sk-one", "sk-two", "sk-ten")
     assert cfg.backends["anthropic"].api_keys == ("ant-1",)
     assert cfg.backends["gemini"].type == "gemini" and cfg.backends["gemini"].api_keys == ("gem",)
     assert cfg.backends["openrouter"].api_keys == ("or-key",)
-    assert cfg.default_backend == "echo"
+    assert cfg.default_backend == "echo"  # the embedded defaults still answer first
+    assert dict(cfg.backend_sources) == {"echo": "embedded default", "openai": "OPENAI_API_KEY",
+                                         "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY",
+                                         "openrouter": "OPENROUTER_API_KEY"}
 
 
-def test_env_key_does_not_override_file_key(tmp_path: Path) -> None:
-    text = "backends:\n  openai: {type: openai, api_key: from-file}\n  anthropic: {models: [claude-3]}\n"
-    cfg = load_config(write(tmp_path, text), env={"OPENAI_API_KEY": "from-env", "ANTHROPIC_API_KEY": "ant"})
-    assert cfg.backends["openai"].api_keys == ("from-file",)
-    assert cfg.backends["anthropic"].api_keys == ("ant",)  # filled: the file had no key
-    assert cfg.backends["anthropic"].models == ("claude-3",)
+def test_provider_env_adds_nothing_to_a_config_file(tmp_path: Path) -> None:
+    """With a file, the file says which backends exist; the environment comes in through ${VAR}."""
+    text = ("backends:\n  echo: {type: echo}\n"
+            "  anthropic: {type: anthropic, api_key: \"${ANTHROPIC_API_KEY}\", models: [claude-3]}\n")
+    env = {"OPENAI_API_KEY": "sk-from-env", "ANTHROPIC_API_KEY": "ant", "GEMINI_API_KEY": "gem"}
+    cfg = load_config(write(tmp_path, text), env=env)
+    assert list(cfg.backends) == ["echo", "anthropic"] and cfg.default_backend == "echo"
+    assert cfg.backends["anthropic"].api_keys == ("ant",)  # the reference is filled
+    assert dict(cfg.backend_sources) == {"echo": "config.yaml:2", "anthropic": "config.yaml:3"}
 
 
-def test_env_without_file_keeps_echo_and_prefers_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    cfg = load_config(None, env={"ANTHROPIC_API_KEY": "ant"})
-    assert list(cfg.backends) == ["anthropic", "echo"]
-    assert cfg.default_backend == "anthropic"
+def test_shipped_config_answers_with_echo_whatever_the_environment() -> None:
+    """README's first run ("no API key needed, echo answers") holds with provider keys exported."""
+    root = Path(__file__).resolve().parents[1]
+    env = {"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g", "OPENROUTER_API_KEY": "o"}
+    cfg = load_config(str(root / "config.yaml"), env=env)
+    assert list(cfg.backends) == ["echo"] and cfg.default_backend == "echo"
 
 
 def test_client_keys_from_env(tmp_path: Path) -> None:
@@ -325,8 +333,9 @@ def test_gemini_cli_env(tmp_path: Path) -> None:
     assert "gemini-cli-cloud-project" not in cfg.backends  # a cloud backend exists already
 
 
-def test_gcp_project_env_alone_adds_cloud_backend(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, "backends:\n  echo: {}\n"), env={"GCP_PROJECT_ID": "p"})
+def test_gcp_project_env_alone_adds_cloud_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no config file
+    cfg = load_config(None, env={"GCP_PROJECT_ID": "p"})
     cloud = cfg.backends["gemini-cli-cloud-project"]
     assert cloud.type == "gemini-cli-cloud-project" and cloud.options["gcp_project_id"] == "p"
 

@@ -55,7 +55,10 @@ class GuardChain:
 
     @property
     def stop_upstream(self) -> bool:
-        return any(g.stop for g in self.guards)
+        for guard in self.guards:  # (a loop, not any() over a generator: it is asked per streamed event)
+            if guard.stop:
+                return True
+        return False
 
     def active(self) -> list[str]:
         return [g.describe() for g in self.guards]

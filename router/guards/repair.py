@@ -221,7 +221,7 @@ class ToolCallRepairGuard(Guard):
         if kind is ToolCallStart:
             index = self._index[event.index] = self._next_index  # type: ignore[union-attr]
             self._next_index += 1
-            out.append(ToolCallStart(index, event.id, event.name))  # type: ignore[union-attr]
+            out.append(ToolCallStart(index, event.id, event.name, event.custom))  # type: ignore[union-attr]
         elif kind is ToolCallDelta:
             if event.index in self._index:  # type: ignore[union-attr]
                 out.append(ToolCallDelta(self._index[event.index], event.arguments))  # type: ignore[union-attr]

@@ -227,7 +227,7 @@ class ToolCallLoopGuard(Guard):
         index = self._emitted
         self._emitted += 1
         self._index[held.start.index] = index
-        out: list[StreamEvent] = [ToolCallStart(index, held.start.id, held.start.name)]
+        out: list[StreamEvent] = [ToolCallStart(index, held.start.id, held.start.name, held.start.custom)]
         if held.parts:
             out.append(ToolCallDelta(index, "".join(held.parts)))
         return out

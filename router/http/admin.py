@@ -96,8 +96,13 @@ class AdminGate:
     def __init__(self, ref: StateRef) -> None:
         self.ref = ref
 
-    def authorize(self, req: falcon.asgi.Request) -> None:
+    def authorize(self, req: falcon.asgi.Request, setting: str | None = None) -> None:
+        """Admin keys only (when configured). ``setting``: the config field (``metrics_auth``,
+        ``health_auth``) that may relax that to any client key (``client``) or none (``none``,
+        the middleware asked for no key)."""
         state = self.ref.state
+        if setting is not None and getattr(state.config, setting) != "admin":
+            return
         if not state.auth.enabled or not state.config.admin_keys:
             return
         if getattr(req.context, "caller", None) not in state.auth.admin_ids:
@@ -159,22 +164,22 @@ class MetricsResource:
     """The Prometheus exposition. The config generation gauge is set by the reloader when it swaps
     the state (0, its initial value, until the first reload)."""
 
-    def __init__(self, gate: AdminGate, metrics: Metrics) -> None:
-        self.gate, self.metrics = gate, metrics
+    def __init__(self, gate: AdminGate, metrics: Metrics, setting: str = "metrics_auth") -> None:
+        self.gate, self.metrics, self.setting = gate, metrics, setting
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        self.gate.authorize(req)
+        self.gate.authorize(req, self.setting)
         resp.data = self.metrics.render()
         resp.content_type = CONTENT_TYPE_LATEST
 
 
 @logged
 class BackendHealthResource:
-    def __init__(self, gate: AdminGate, report: Callable[[], dict[str, Any]]) -> None:
-        self.gate, self.report = gate, report
+    def __init__(self, gate: AdminGate, report: Callable[[], dict[str, Any]], setting: str = "health_auth") -> None:
+        self.gate, self.report, self.setting = gate, report, setting
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        self.gate.authorize(req)
+        self.gate.authorize(req, self.setting)
         resp.media = {"backends": self.report()}
 
 

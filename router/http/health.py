@@ -1,10 +1,12 @@
 """Backend health: background checks, and a circuit breaker that dispatch consults.
 
 Each backend is checked on an interval (its connector's cheap ``health()``), and at once when
-requests to it fail several times in a row. After ``failure_threshold`` consecutive failures the
-circuit opens: dispatch skips the backend (falling over to the next target) for ``open_seconds``,
-then lets one request through (half-open); a success closes the circuit, a failure re-opens it.
-When every target of a request is open, dispatch still tries them rather than fail unasked.
+its own circuit opens. A circuit is per (backend, model) (:mod:`router.circuits`): after
+``failure_threshold`` consecutive failures of a model it opens and dispatch skips that model of
+that backend (falling over to the next target) for ``open_seconds``, then lets one request through
+(half-open); a success closes it, a failure re-opens it. Connection failures and failed checks
+count against the backend's own circuit, which skips every model. When every target of a request
+is open, dispatch still tries them rather than fail unasked.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from ..circuits import WHOLE_BACKEND, Circuit, CircuitStore, InMemoryCircuitStore
 from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,29 +31,34 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("llm_proxy.health")
 
 
+# Failures that say the backend itself is unreachable, whatever the model: they count against
+# the backend's own circuit. Every other failure (5xx, 429, timeouts, auth) is the model's.
+BACKEND_WIDE = frozenset({"connection"})
+# Failures that are the client's to fix say nothing about health.
+NOT_HEALTH = frozenset({"bad_request", "not_found"})
+
+
 @dataclass(slots=True)
 class BackendStatus:
+    """The last background check of a backend (the circuits are in the :class:`CircuitStore`)."""
+
     ok: bool = True
     latency_ms: float | None = None
     last_error: str | None = None
     checked_at: float | None = None
-    failures: int = 0  # consecutive failed requests or checks
-    open_until: float = 0.0  # circuit open until (monotonic); 0 = closed
-    probing: bool = False  # half-open: one request is testing the backend
-
-    def state(self, now: float) -> str:
-        if not self.open_until:
-            return "closed"
-        return "open" if now < self.open_until else "half_open"
 
 
 class HealthMonitor:
     """Checks the current state's backends (``ref.state``: a reload may add or remove some) and
-    reports them in ``metrics``; dispatch consults :meth:`allow` and reports with :meth:`record`."""
+    reports them in ``metrics``; dispatch consults :meth:`allow` and reports with :meth:`record`.
+
+    Circuits are per (backend, model), kept in ``circuits``: a model's failures open that model's
+    circuit; connection failures and failed checks open the backend's own (every model skipped).
+    """
 
     def __init__(self, ref: "StateRef", metrics: "Metrics", *, interval: float = 30.0, failure_threshold: int = 3,
                  open_seconds: float = 30.0, check_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, circuits: CircuitStore | None = None) -> None:
         self.ref = ref
         self.metrics = metrics
         self.interval = interval
@@ -55,9 +66,12 @@ class HealthMonitor:
         self.open_seconds = open_seconds
         self.check_timeout = check_timeout
         self.clock = clock
+        self.circuits: CircuitStore = circuits if circuits is not None else InMemoryCircuitStore()
         self.status: dict[str, BackendStatus] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        if metrics is not None:
+            metrics.registry.register(_ScopeCollector(self))
 
     def _get(self, backend: str) -> BackendStatus:
         status = self.status.get(backend)
@@ -65,37 +79,69 @@ class HealthMonitor:
             status = self.status[backend] = BackendStatus()
         return status
 
+    def circuit(self, backend: str, model: str = WHOLE_BACKEND) -> Circuit:
+        """The circuit of ``backend`` (``model`` given: of that model of it); a closed one when none is kept."""
+        return self.circuits.get(backend, model) or Circuit()
+
     # ---- circuit breaker (called by dispatch) --------------------------------------------------
 
-    def allow(self, backend: str) -> bool:
-        status = self.status.get(backend)
-        if status is None or not status.open_until:
-            return True
-        if self.clock() < status.open_until or status.probing:
+    def _blocked(self, circuit: Circuit | None, now: float) -> bool:
+        if circuit is None or not circuit.open_until:
             return False
-        status.probing = True  # half-open: this request is the probe
+        return now < circuit.open_until or circuit.probing
+
+    def allow(self, backend: str, model: str = WHOLE_BACKEND) -> bool:
+        """May a request call ``model`` of ``backend`` now? Neither the backend's circuit nor the
+        model's may be open; a half-open one lets this request through as its single probe."""
+        circuits = self.circuits
+        whole = circuits.get(backend, WHOLE_BACKEND)
+        own = circuits.get(backend, model) if model != WHOLE_BACKEND else None
+        if whole is None and own is None:
+            return True
+        now = self.clock()
+        if self._blocked(whole, now) or self._blocked(own, now):
+            return False
+        for scope, circuit in ((WHOLE_BACKEND, whole), (model, own)):
+            if circuit is not None and circuit.open_until:
+                circuit.probing = True  # half-open: this request is the probe
+                circuits.put(backend, scope, circuit)
         return True
 
-    def record(self, backend: str, ok: bool, kind: str | None = None) -> None:
-        """A request's outcome. Client errors (bad request, not found) say nothing about health."""
-        if kind in ("bad_request", "not_found"):
+    def record(self, backend: str, ok: bool, kind: str | None = None, model: str = WHOLE_BACKEND) -> None:
+        """A request's outcome for ``model`` of ``backend`` (a check's: the backend's own)."""
+        if kind in NOT_HEALTH:
             return
-        status = self._get(backend)
-        status.probing = False
+        circuits = self.circuits
+        whole = circuits.get(backend, WHOLE_BACKEND)
+        own = circuits.get(backend, model) if model != WHOLE_BACKEND else None
         if ok:
-            if status.open_until:
-                log.info("backend %s recovered: circuit closed", backend)
-            status.failures, status.open_until, status.ok = 0, 0.0, True
+            for scope, circuit in ((WHOLE_BACKEND, whole), (model, own)):
+                if circuit is not None:
+                    if circuit.open_until:
+                        log.info("backend %s%s recovered: circuit closed", backend, _of(scope))
+                    circuits.clear(backend, scope)
+            status = self.status.get(backend)
+            if status is not None:
+                status.ok = True
             return
-        status.failures += 1
-        status.last_error = kind
-        if status.failures >= self.failure_threshold:
-            if not status.open_until or self.clock() >= status.open_until:
-                log.warning("backend %s failing (%d in a row, last: %s): circuit open for %ss",
-                            backend, status.failures, kind, self.open_seconds)
-            status.ok = False
-            status.open_until = self.clock() + self.open_seconds
-            self._wake.set()  # check it now, not at the next interval
+        for scope, circuit in ((WHOLE_BACKEND, whole), (model, own)):
+            if circuit is not None and circuit.probing:  # the probe is over, whatever it found
+                circuit.probing = False
+                circuits.put(backend, scope, circuit)
+        scope = WHOLE_BACKEND if kind in BACKEND_WIDE or model == WHOLE_BACKEND else model
+        circuit = (whole if scope == WHOLE_BACKEND else own) or Circuit()
+        circuit.failures += 1
+        circuit.last_error = kind
+        if circuit.failures >= self.failure_threshold:
+            now = self.clock()
+            if not circuit.open_until or now >= circuit.open_until:
+                log.warning("backend %s%s failing (%d in a row, last: %s): circuit open for %ss",
+                            backend, _of(scope), circuit.failures, kind, self.open_seconds)
+            circuit.open_until = now + self.open_seconds
+            if scope == WHOLE_BACKEND:
+                self._get(backend).ok = False
+                self._wake.set()  # check it now, not at the next interval
+        circuits.put(backend, scope, circuit)
 
     # ---- background checks ---------------------------------------------------------------------
 
@@ -125,9 +171,11 @@ class HealthMonitor:
         status.latency_ms = round(latency_ms, 3) if latency_ms is not None else None
         if ok:
             self.record(name, True)
+            status.ok, status.last_error = True, None
         else:
-            # A failed check counts like a failed request: a backend that stays down opens its
-            # circuit even when no traffic reaches it, and dispatch skips it until a check passes.
+            # A failed check counts like a failed request of the backend itself: a backend that
+            # stays down opens its circuit even when no traffic reaches it, and dispatch skips it
+            # (every model) until a check passes.
             self.record(name, False, error or "check_failed")
             status.ok, status.last_error = False, error
         self.metrics.backend_up.labels(name).set(1 if status.ok else 0)
@@ -154,10 +202,66 @@ class HealthMonitor:
         self._task = None
 
     def report(self) -> dict[str, Any]:
+        """Per backend: its last check and its own circuit (``scope: backend``), the circuits of its
+        models that failed (``models``) and its keys cooling down per model (``key_cooldowns``)."""
         now = self.clock()
+        names = list(self.ref.state.backends)
+        models: dict[str, dict[str, Any]] = {name: {} for name in names}
+        for (backend, model), circuit in self.circuits.items():
+            if model != WHOLE_BACKEND and backend in models:
+                models[backend][model] = _circuit_report(circuit, now)
+        cooling: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        cooldowns = getattr(self.ref.state, "cooldowns", None)
+        for (backend, model, key), cooldown in cooldowns.items() if cooldowns is not None else ():
+            if backend in cooling and cooldown.until > now:
+                cooling[backend].append({"key": key, "model": model or None, "scope": "key+model",
+                                         "retry_in_s": round(cooldown.until - now, 3)})
         out: dict[str, Any] = {}
-        for name in self.ref.state.backends:
-            s = self._get(name)
-            out[name] = {"ok": s.ok, "state": s.state(now), "latency_ms": s.latency_ms, "last_error": s.last_error,
-                         "checked_at": s.checked_at, "consecutive_failures": s.failures}
+        for name in names:
+            s, own = self._get(name), self.circuit(name)
+            out[name] = {"ok": s.ok and own.state(now) != "open", "state": own.state(now), "scope": "backend",
+                         "latency_ms": s.latency_ms, "last_error": own.last_error or s.last_error,
+                         "checked_at": s.checked_at, "consecutive_failures": own.failures,
+                         "models": models[name], "key_cooldowns": cooling[name]}
         return out
+
+
+def _of(model: str) -> str:
+    return f" model {model}" if model != WHOLE_BACKEND else ""
+
+
+def _circuit_report(circuit: Circuit, now: float) -> dict[str, Any]:
+    return {"state": circuit.state(now), "scope": "backend+model", "consecutive_failures": circuit.failures,
+            "last_error": circuit.last_error,
+            "open_for_s": round(max(0.0, circuit.open_until - now), 3) if circuit.open_until else 0.0}
+
+
+class _ScopeCollector:
+    """``/metrics`` series read from the stores at scrape time: open circuits per (backend, model;
+    ``*`` = the whole backend) and keys cooling down per (backend, model)."""
+
+    def __init__(self, monitor: HealthMonitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        monitor = self.monitor
+        now = monitor.clock()
+        label = monitor.metrics.model_label
+        circuits = GaugeMetricFamily("llm_proxy_circuit_open", "1 while a circuit is open or half-open, per "
+                                     "backend and model (model=\"*\": the whole backend)", labels=("backend", "model"))
+        for (backend, model), circuit in monitor.circuits.items():
+            if circuit.open_until:
+                circuits.add_metric((backend, "*" if model == WHOLE_BACKEND else label(model)), 1.0)
+        yield circuits
+        counts: dict[tuple[str, str], int] = {}
+        state = getattr(monitor.ref, "state", None)
+        cooldowns = getattr(state, "cooldowns", None)
+        for (backend, model, _key), cooldown in cooldowns.items() if cooldowns is not None else ():
+            if cooldown.until > now:
+                labels = (backend, label(model) if model else "-")
+                counts[labels] = counts.get(labels, 0) + 1
+        keys = GaugeMetricFamily("llm_proxy_key_cooldowns", "API keys cooling down, per backend and model",
+                                 labels=("backend", "model"))
+        for labels, count in counts.items():
+            keys.add_metric(labels, float(count))
+        yield keys

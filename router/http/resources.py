@@ -16,7 +16,10 @@ import falcon.asgi
 
 from ..errors import ProxyError
 from ..wire.offload import is_large, off_loop
-from ..frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, Frontend, models_frontend
+from ..frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, RESPONSES, Frontend, models_frontend
+from ..sessions import valid_session_id
+from ..wire.codec import CodecError
+from ..wire.responses import input_items
 from .hangup import SCOPE_KEY as HANGUP, Hangup
 from .edge import logged, lower_headers, parse_json, read_body, read_json, send
 from ..wire.canonical import ChatRequest
@@ -74,6 +77,82 @@ async def read_chat(req: falcon.asgi.Request, max_bytes: int, decode: Callable[.
 def _decode(raw: bytes, decode: Callable[..., ChatRequest], path: dict[str, Any]) -> tuple[Any, ChatRequest]:
     body = parse_json(raw)
     return body, decode(body, **path)
+
+
+@logged
+class ResponsesResource:
+    """``POST /v1|v2/responses`` (the Responses API: Codex CLI, ``client.responses``) and
+    ``GET /v2/responses/{id}`` (a stored reply, to the caller that made it).
+
+    Before decoding, a ``previous_response_id`` is replaced by the conversation it continues
+    (``router/responses_store.py``); after the reply, unless the client said ``store: false``, the
+    reply is kept with its conversation, before the client can see its id (a stream's final event
+    is held until it is kept)."""
+
+    def __init__(self, pipeline: Pipeline, ref: StateRef) -> None:
+        self.pipeline = pipeline
+        self.ref = ref
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        state = self.ref.state
+        caller = getattr(req.context, "caller", None)
+        raw = await read_body(req, state.config.max_body_bytes)
+        body = await off_loop(parse_json, raw) if is_large(len(raw)) else parse_json(raw)
+        store = True
+        if isinstance(body, dict):
+            body, store = await self._continue(body, caller)
+        request = await off_loop(RESPONSES.codec.decode_request, body) if is_large(len(raw)) \
+            else RESPONSES.codec.decode_request(body)
+        request.size = len(raw)
+        ctx = _context(req)
+        hint = body.get("prompt_cache_key")
+        ctx.session_hint = hint if valid_session_id(hint) else None
+        kept: list[dict[str, Any]] = []
+        ctx.encoder_options = {"on_complete": kept.append}
+        reply = await serve_chat(self.pipeline, RESPONSES, request, ctx, req.scope.get(HANGUP))
+        if reply is None:
+            return
+        if store:
+            conversation = input_items(body.get("input"))
+            if isinstance(reply, JsonReply):
+                if reply.status == 200:
+                    await state.responses.put(reply.body, conversation, caller)
+            else:
+                reply = StreamReply(_stored_when_complete(reply.chunks, kept, conversation, state.responses, caller),
+                                    reply.headers)
+        send(resp, reply, req.scope.get(HANGUP))
+
+    async def _continue(self, body: dict[str, Any], caller: str | None) -> tuple[dict[str, Any], bool]:
+        """The body with ``previous_response_id`` resolved into its conversation, and whether to
+        keep the reply (``store``, default true)."""
+        store = body.get("store", True)
+        if store is not None and not isinstance(store, bool):
+            raise CodecError("store", "store: expected true or false")
+        previous = body.get("previous_response_id")
+        if previous is None:
+            return body, store is not False
+        if not isinstance(previous, str) or not previous:
+            raise CodecError("previous_response_id", "previous_response_id: expected a response id (a string)")
+        earlier = await self.ref.state.responses.conversation(previous, caller)
+        body = {k: v for k, v in body.items() if k != "previous_response_id"}
+        body["input"] = earlier + input_items(body.get("input"))
+        return body, store is not False
+
+    async def on_get_stored(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, response_id: str) -> None:
+        stored = await self.ref.state.responses.get(response_id, getattr(req.context, "caller", None))
+        if stored is None:
+            shown = response_id if len(response_id) <= 100 else response_id[:97] + "..."
+            raise ProxyError(404, f"No response with id '{shown}' found.", "not_found", param="response_id")
+        resp.media = stored["response"]
+
+
+async def _stored_when_complete(chunks: Any, kept: list[dict[str, Any]], conversation: list[Any], store: Any,
+                                caller: str | None) -> Any:
+    """A stream's frames; the frame that completes the reply is sent once the reply is kept."""
+    async for chunk in chunks:
+        if kept:
+            await store.put(kept.pop(), conversation, caller)
+        yield chunk
 
 
 @logged
@@ -195,5 +274,5 @@ class RootResource:
         resp.status = 200
 
 
-__all__ = ["ChatResource", "AnthropicCountTokensResource", "GeminiModelResource", "ModelsResource",
+__all__ = ["ChatResource", "ResponsesResource", "AnthropicCountTokensResource", "GeminiModelResource", "ModelsResource",
            "HealthResource", "RootResource"]

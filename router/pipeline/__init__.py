@@ -32,7 +32,7 @@ from .record import finish_record, note_answer, note_local, record_failure
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only: router.state imports this package
     from ..state import RuntimeState, StateRef
-from .session import remember, resolve_session, sent_session_id, session_id_from
+from .session import describe_session, remember, resolve_session, sent_session_id, session_id_from
 
 
 class Pipeline:
@@ -52,13 +52,16 @@ class Pipeline:
                       RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller,
                                     stream=request.stream, path=ctx.path),
                       request.model)
+        sent_messages = bool(request.messages)  # before commands are cut out of them
         try:
             await resolve_session(ex)
             if ex.state.commands_enabled:
                 answer = await self._commands(ex)
                 if answer is not None:
                     return answer
-            if not ex.request.messages:
+            if not ex.request.messages and sent_messages:
+                # Only commands were sent, none of them answered. A conversation of system text
+                # alone (no message to strip) goes on: the provider decides whether it takes it.
                 raise ProxyError(400, "messages: no message left to send after removing commands",
                                  "invalid_request", param="messages")
             self._plan(ex)
@@ -117,6 +120,8 @@ class Pipeline:
         if outcome.changed and not outcome.failed:
             ex.session = outcome.session
             await state.sessions.save(ex.session)
+            ex.anonymous = False
+            outcome.lines.append(describe_session(ex))
             routing = routing_commands(parsed)
             if routing:
                 self.ref.recorder.audit("session_command", ex.ctx.caller, "ok", session=ex.ctx.session_id,

@@ -24,13 +24,17 @@ from backends.keys import KeyChoice
 from dsl import ir
 from dsl.evaluate import Plan, TargetRules
 
+from ..wire.codec import CodecError
 from ..wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
+from ..wire.custom_tools import StreamRestorer, custom_names, restore_response
 from ..errors import ProxyError
 from ..limits import InProcessLimiter, Limiter, Rejection, Reservation
 
 class HealthLike(Protocol):
-    def allow(self, backend: str) -> bool: ...
-    def record(self, backend: str, ok: bool, kind: str | None = None) -> None: ...
+    """The circuit breaker (``router.http.health.HealthMonitor``), per backend and model."""
+
+    def allow(self, backend: str, model: str = "") -> bool: ...
+    def record(self, backend: str, ok: bool, kind: str | None = None, model: str = "") -> None: ...
 
 
 _NO_SCOPES: Mapping[str, str | None] = MappingProxyType({})  # a request no limit applies to needs none
@@ -169,10 +173,10 @@ class Dispatcher:
             if health is not None:
                 # Skip backends whose circuit is open; if that leaves nothing, try them anyway
                 # (better a likely failure than a certain one).
-                allowed = [t for t in targets if health.allow(t.backend)]
+                allowed = [t for t in targets if health.allow(t.backend, t.model or request.model)]
                 for skipped in (t for t in targets if t not in allowed):
                     outcome.attempts.append(Attempt(skipped.backend, skipped.model or request.model, "circuit_open", 0.0,
-                                                    error="backend is failing; skipped until it recovers"))
+                                                    error="backend or model is failing; skipped until it recovers"))
                 targets = allowed or targets
             for target in targets:
                 held = len(outcome.reservations)
@@ -252,15 +256,24 @@ class Dispatcher:
                 result: ChatResponse | StreamStarted = StreamStarted(first, events, target)
             else:
                 result = await backend.complete(attempt_request, keys)
+            if request.tools:
+                result = _restore_custom_calls(result, custom_names(request.tools))
+        except CodecError as exc:
+            # The request holds something this backend's format cannot carry (a connector encodes
+            # before it calls): the client's 400, naming the field and the backend.
+            error = BackendError("bad_request", f"{exc.param}: {exc.message} (backend {target.backend!r})",
+                                 status=400, backend=target.backend)
+            self._record(outcome, target, request, error, started, keys.used)
+            raise error from None
         except BackendError as exc:
             exc.backend = exc.backend or target.backend
             self._record(outcome, target, request, exc, started, keys.used)
             if self.health is not None:
-                self.health.record(target.backend, False, exc.kind)
+                self.health.record(target.backend, False, exc.kind, model)
             raise
         outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), keys.used))
         if self.health is not None:
-            self.health.record(target.backend, True)
+            self.health.record(target.backend, True, None, model)
         return result
 
     @staticmethod
@@ -268,6 +281,29 @@ class Dispatcher:
                 key_id: str | None) -> None:
         outcome.attempts.append(Attempt(target.backend, target.model or request.model, exc.kind,
                                         _ms(started) if started else 0.0, key_id, exc.message))
+
+
+def _restore_custom_calls(result: ChatResponse | StreamStarted, names: frozenset[str]) -> ChatResponse | StreamStarted:
+    """Calls of the client's freeform tools made custom again when the provider could only call
+    them as functions (``router/wire/custom_tools.py``); nothing to do without such tools."""
+    if not names:
+        return result
+    if isinstance(result, ChatResponse):
+        return restore_response(result, names)
+    restorer = StreamRestorer(names)
+    first = restorer.feed(result.first)
+    return StreamStarted(first[0] if first else result.first, _restored(result.events, restorer), result.target)
+
+
+async def _restored(events: AsyncIterator[StreamEvent], restorer: StreamRestorer) -> AsyncIterator[StreamEvent]:
+    try:
+        async for event in events:
+            for out in restorer.feed(event):
+                yield out
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def request_settings(overrides: tuple[tuple[str, ir.Scalar], ...]) -> dict[str, int | float]:

@@ -47,8 +47,7 @@ def local_reply(ex: Exchange, response: ChatResponse, finish: Callable[[], None]
 
     async def chunks() -> AsyncIterator[bytes]:
         try:
-            for event in response_to_events(response):
-                yield encoder.encode(event)
+            yield b"".join([encoder.encode(event) for event in response_to_events(response)])
         finally:
             finish()
     return StreamReply(chunks(), ex.headers)
@@ -90,18 +89,37 @@ async def _stream_body(ex: Exchange, encoder: Any, started: Any, cache: Response
         return frames
 
     try:
-        for frame in out(started.first):
-            yield frame
+        # Every event at hand goes out in one write: the first event with the rest of its upstream
+        # read, then one write per upstream read (``next_batch``, see backends.http.EventStream).
+        # Connectors without batches (echo, tests' fakes) are read one event at a time.
+        next_batch = getattr(events, "next_batch", None)
+        frames = out(started.first)
         if ex.report and isinstance(started.first, StreamStart):
-            yield encoder.encode(TextDelta(f"[proxy]\n{ex.report}\n\n"))
-        if not guards.stop_upstream:
-            async for upstream_event in events:
-                for frame in out(upstream_event):
-                    yield frame
+            frames.append(encoder.encode(TextDelta(f"[proxy]\n{ex.report}\n\n")))
+        ready = getattr(events, "ready", None)
+        batch = ready() if ready is not None else []
+        while not guards.stop_upstream:
+            for upstream_event in batch:
+                frames += out(upstream_event)
                 if guards.stop_upstream:
                     break  # a guard cut the stream: stop reading (and paying for) the rest
-        for event in guards.finish():
-            yield encoder.encode(event)
+            if guards.stop_upstream:
+                break
+            if frames:
+                yield b"".join(frames)
+                frames = []
+            if next_batch is not None:
+                batch = await next_batch()
+            else:
+                try:
+                    batch = [await anext(events)]
+                except StopAsyncIteration:
+                    break
+            if not batch:
+                break
+        frames += [encoder.encode(event) for event in guards.finish()]
+        if frames:
+            yield b"".join(frames)
         if keep is not None and slot is not None and not guards.events \
                 and rec.finish_reason not in ("error", "incomplete"):
             cache.put(slot[0], keep.result(), slot[1])

@@ -45,6 +45,9 @@ class RequestContext:
     session_id: str = ""
     # Keyword arguments for the front end's StreamEncoder (OpenAI: include_usage from stream_options).
     encoder_options: dict[str, Any] = field(default_factory=dict)
+    # A session id the front end found in the body (Responses' prompt_cache_key), used when no
+    # header names one; only ever a valid session id.
+    session_hint: str | None = None
 
 
 @dataclass(slots=True)
@@ -76,7 +79,8 @@ class Exchange:
     requested: str  # the model as the client sent it
     # session.py
     session: Session | None = None
-    anonymous: bool = True  # no session id sent: the session is never stored
+    session_source: str = ""  # the header that named the session, or "conversation" (derived)
+    anonymous: bool = True  # the session is not stored (nothing changed it yet): not saved here either
     headers: dict[str, str] = field(default_factory=dict)  # the reply's own headers
     # commands.py
     parsed: ParsedMessage | None = None  # commands of the latest user message, if any

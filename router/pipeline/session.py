@@ -1,51 +1,130 @@
 """Stage 1: whose session this request belongs to.
 
-A client that sends no session id gets a fresh session it may adopt (the id is in the reply); it is
-stored only once a command changes it, so anonymous traffic neither fills the store nor evicts real
-sessions. A session belongs to its caller: the same id sent with another key is another session.
+A session is found, in this order, from: the ``x-session-id`` header; an agent's own session
+header (Claude Code's ``x-claude-code-session-id``, Codex's ``session-id`` and ``thread-id``);
+else the conversation itself: a key derived from the caller, the front end, the system prompt
+and the first user message. Official SDKs and chat UIs send no session header but resend the
+whole history each turn, so every turn of one chat derives the same key (and lands in the same
+session) while another chat derives another one.
+
+A session that is not stored yet is made fresh and stored only once a command changes it, so
+traffic that never uses commands neither fills the store nor evicts real sessions. A session
+belongs to its caller: the same id sent with another key is another session.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Mapping
 
 from ..errors import ProxyError
-from ..sessions import Session, new_session_id, valid_session_id
+from ..sessions import Session, valid_session_id
+from ..wire.canonical import ChatRequest, Message, TextPart
 from .exchange import Exchange
 
+# Headers that name a session, first found wins: ours, then the agents' own (Claude Code; Codex
+# sends session-id and thread-id, both its session's uuid: ../shared/captures/codex/NOTES.md).
+SESSION_HEADERS = ("x-session-id", "x-claude-code-session-id", "session-id", "thread-id")
+CONVERSATION = "conversation"  # ``Exchange.session_source`` of a key derived from the conversation
+CONVERSATION_PREFIX = "conv-"
 
-def sent_session_id(headers: Mapping[str, str]) -> str | None:
-    """``x-session-id``, else Claude Code's own session header, else None (an anonymous client)."""
-    return headers.get("x-session-id") or headers.get("x-claude-code-session-id")
+
+BODY_HINT = "prompt_cache_key"  # where a front end's body hint comes from (Responses)
 
 
-def session_id_from(sid: str | None) -> str:
-    """The session id the client sent (:func:`sent_session_id`), checked; a new id when it sent none."""
-    if sid is None:
-        return new_session_id()
-    if not valid_session_id(sid):
-        raise ProxyError(400, "x-session-id: use 1-128 characters of letters, digits and . _ : -", "invalid_request",
-                         param="x-session-id")
+def sent_session_id(headers: Mapping[str, str], body_hint: str | None = None) -> tuple[str, str] | None:
+    """(id, where it came from) of the first session header sent, else of what the front end
+    found in the body (``prompt_cache_key``), None when the client named no session."""
+    for name in SESSION_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value, name
+    if body_hint:
+        return body_hint, BODY_HINT
+    return None
+
+
+def session_id_from(sid: str | None, header: str = "x-session-id") -> str:
+    """A session id the client sent, checked (400 naming the header when it is not usable)."""
+    if sid is None or not valid_session_id(sid):
+        raise ProxyError(400, f"{header}: use 1-128 characters of letters, digits and . _ : -", "invalid_request",
+                         param=header)
     return sid
 
 
+def _text_of(message: Message | None) -> str:
+    if message is None:
+        return ""
+    return "\n".join(p.text if isinstance(p, TextPart) else f"[{p.type}]" for p in message.parts)
+
+
+def conversation_key(caller: str | None, frontend: str, request: ChatRequest) -> str:
+    """The session id of a conversation whose client names no session: a hash of who asks (the
+    caller's key id), through which front end, with which system prompt and first user message.
+    These stay the same on every turn of a chat that resends its history (SDKs, chat UIs), and
+    two chats differ in at least one of them unless they open with the same words (a client that
+    wants those apart sends ``x-session-id``). Commands in the first message count as typed, so a
+    chat opened with ``!/model(...)`` keeps finding its session."""
+    first = next((m for m in request.messages if m.role == "user"), None)
+    digest = hashlib.sha256()
+    for piece in (caller or "", frontend, "\n".join(p.text for p in request.system), _text_of(first)):
+        data = piece.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return CONVERSATION_PREFIX + digest.hexdigest()[:32]
+
+
 async def resolve_session(ex: Exchange) -> None:
-    """Fill ``session``, ``anonymous`` and the reply's id headers."""
+    """Fill ``session``, ``session_source``, ``anonymous`` and the reply's id headers."""
     ctx = ex.ctx
-    sent = sent_session_id(ctx.headers)
-    ctx.session_id = ex.record.session_id = session_id_from(sent)
-    ex.anonymous = not sent
-    ex.session = Session(id=ctx.session_id, owner=ctx.caller) if ex.anonymous \
-        else await ex.state.sessions.get_or_create(ctx.session_id, ctx.caller)
+    sent = sent_session_id(ctx.headers, ctx.session_hint)
+    sessions = ex.state.sessions
+    if sent is not None:
+        ctx.session_id = ex.record.session_id = session_id_from(*sent)
+        ex.session_source = sent[1]
+        ex.anonymous = False
+        ex.session = await sessions.get_or_create(ctx.session_id, ctx.caller)
+    else:
+        ctx.session_id = ex.record.session_id = conversation_key(ctx.caller, ex.frontend.name, ex.request)
+        ex.session_source = CONVERSATION
+        stored = await sessions.get(ctx.session_id, ctx.caller)
+        ex.anonymous = stored is None
+        ex.session = stored if stored is not None else Session(id=ctx.session_id, owner=ctx.caller)
     ex.headers = {"x-session-id": ex.session.id, "x-request-id": ctx.request_id}
+
+
+def describe_session(ex: Exchange) -> str:
+    """Which session a command changed and how long it lives, for the command's reply."""
+    session = ex.session
+    assert session is not None
+    config = ex.state.config.session
+    if ex.session_source == CONVERSATION:
+        how = ("found from this conversation (your key, the front end, the system prompt and the first "
+               "message; send x-session-id to name it yourself)")
+    else:
+        how = (f"named by your request's {BODY_HINT}" if ex.session_source == BODY_HINT
+               else f"named by your {ex.session_source} header")
+    kept = "in memory" if config.repository == "in_memory" else "in files"
+    return (f"Session {session.id}, {how}: kept {kept} until {duration(config.ttl_seconds)} without use "
+            f"(at most {config.max_sessions} sessions are kept, least recently used first to go).")
+
+
+def duration(seconds: float) -> str:
+    """``86400`` → ``24h``, ``90`` → ``90s``, ``1800`` → ``30m``."""
+    s = int(seconds)
+    if s >= 3600 and s % 3600 == 0:
+        return f"{s // 3600}h"
+    if s >= 60 and s % 60 == 0:
+        return f"{s // 60}m"
+    return f"{s}s"
 
 
 async def remember(ex: Exchange) -> None:
     """Consume a pending one-off and note the request in the session's history, saved before
     dispatch, not in the background: a client's next request may arrive as soon as this reply
-    does, and must see the one-off consumed (file sessions are re-read each time). An anonymous
-    session is never stored, so it keeps no history either."""
+    does, and must see the one-off consumed (file sessions are re-read each time). A session not
+    stored (nothing ever changed it) is not stored now either, so it keeps no history."""
     session = ex.session
     assert session is not None and ex.facts is not None and ex.plan is not None
     session.take_oneoff()

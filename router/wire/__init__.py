@@ -5,7 +5,8 @@ in both directions (front ends and connectors alike).
 - ``codec``      the :class:`~router.wire.codec.Codec` protocol, :class:`~router.wire.codec.CodecError`
 - ``common``     strict field getters and helpers the codecs share
 - ``sse``, ``fastjson``, ``offload``  SSE framing, JSON, moving large work off the event loop
-- ``openai``, ``anthropic``, ``gemini``  the codecs
+- ``openai``, ``anthropic``, ``gemini``, ``responses``  the codecs (``responses``: OpenAI's Responses API)
+- ``custom_tools``  freeform tool calls made custom again after a provider that only has functions
 
 Every codec module has the names of :class:`~router.wire.codec.Codec`:
 

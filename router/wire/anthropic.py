@@ -15,10 +15,15 @@ Choices where Anthropic cannot express something canonical (or the other way rou
   they go back into ``user`` turns with ``tool_result`` blocks first, and consecutive same-role
   messages are merged (Anthropic requires alternation).
 - **Images** in assistant turns or replies have no slot and are dropped; ``document`` blocks are
-  accepted only with a plain-text source.
+  accepted with a plain-text source (as text) or a base64 one (as a ``FilePart``).
+- **Files** (``FilePart``) encode as ``document`` blocks: PDFs as base64, plain text as text; any
+  other file, audio, or a provider file id is refused by name (Anthropic cannot read it).
+- OpenAI's ``allowed_tools`` becomes the declared tools themselves: only the allowed ones are sent.
 - Server tools (``{"type": "web_search_20250305", ...}``) and other fields without a canonical slot
   (``metadata``, ``top_k``, ``context_management``, a non-``enabled`` ``thinking``) are kept in
   ``extra["anthropic"]`` and passed on only to an Anthropic backend. ``cache_control`` is dropped.
+- **Tool history without tools** (Codex's compaction request: ``tools: []`` and a history of calls)
+  is refused by Anthropic, so ``encode_request`` then writes the calls and results as text.
 - ``encode_request`` clamps ``temperature`` to 1, defaults ``max_tokens`` to 4096, and keeps a
   thinking budget valid (>= 1024 and < ``max_tokens``). It leaves out what Anthropic rejects:
   ``top_p`` when ``temperature`` is sent (newer models refuse both), ``temperature`` (unless 1) and a
@@ -27,19 +32,22 @@ Choices where Anthropic cannot express something canonical (or the other way rou
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from router.wire.canonical import (
-    ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
+    ChatRequest, ChatResponse, FilePart, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
 )
 from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
-    nonempty_list, required_model,
-    args_object, dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int,
-    get_list, get_num, get_obj, get_str, leftover, lenient_int, merge_extra, new_id, one_of, str_list,
+    args_object, describe_file, dump_args, expect_object, fail, field_path, fill_tool_result_names,
+    function_form, get_bool, get_int, get_list, get_num, get_obj, get_str, has_tool_history, leftover,
+    lenient_int, merge_extra, new_id, nonempty_list, offered_tools, one_of, required_model, str_list,
+    tool_history_as_text,
 )
 
 FORMAT = "anthropic"
@@ -184,8 +192,12 @@ def _decode_block(block: Any, role: str, p: str) -> Part | None:
         return _decode_image(block, p)
     if kind == "document":
         source = get_obj(block, "source", p, required=True) or {}
-        one_of(get_str(source, "type", f"{p}.source", required=True), ("text",), f"{p}.source.type")
-        return TextPart(get_str(source, "data", f"{p}.source", required=True) or "")
+        kind = one_of(get_str(source, "type", f"{p}.source", required=True), ("text", "base64"), f"{p}.source.type")
+        data = get_str(source, "data", f"{p}.source", required=True) or ""
+        if kind == "base64":
+            return FilePart(data=data, media_type=get_str(source, "media_type", f"{p}.source", required=True),
+                            filename=get_str(block, "title", p))
+        return TextPart(data)
     if kind == "thinking":
         return ThinkingPart(get_str(block, "thinking", p, required=True) or "", get_str(block, "signature", p) or None)
     if kind == "redacted_thinking":
@@ -240,7 +252,10 @@ def _decode_tool_choice(raw: dict[str, Any] | None) -> ToolChoice | None:
 def encode_request(req: ChatRequest) -> dict[str, Any]:
     """ChatRequest -> Anthropic body (for the Anthropic backend)."""
     extra = dict(req.extra.get(FORMAT, {}))
-    body: dict[str, Any] = {"model": req.model, "messages": _encode_messages(req.messages)}
+    messages = req.messages
+    if not req.tools and not extra.get("tools") and has_tool_history(messages):
+        messages = tool_history_as_text(messages)  # Anthropic refuses tool blocks without tools
+    body: dict[str, Any] = {"model": req.model, "messages": _encode_messages(messages)}
     max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
     if req.system:
         body["system"] = [{"type": "text", "text": p.text} for p in req.system if p.text]
@@ -262,7 +277,7 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
         body["stop_sequences"] = list(req.stop)
     if req.stream:
         body["stream"] = True
-    tools = [_encode_tool(t) for t in req.tools] + list(extra.pop("tools", []))
+    tools = [_encode_tool(t) for t in offered_tools(req)] + list(extra.pop("tools", []))
     if tools:
         body["tools"] = tools
     if req.tool_choice is not None:
@@ -295,11 +310,27 @@ def _encode_image(image: ImagePart) -> dict[str, Any]:
     return {"type": "image", "source": source}
 
 
+def _encode_file(part: FilePart) -> dict[str, Any]:
+    if part.data is not None and part.media_type == "application/pdf":
+        return {"type": "document", "source": {"type": "base64", "media_type": part.media_type, "data": part.data}}
+    if part.data is not None and part.media_type == "text/plain":
+        try:
+            text = base64.b64decode(part.data, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            fail("messages", f"file {describe_file(part)!r} says text/plain but is not base64 UTF-8 text")
+        return {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
+    fail("messages", f"file {describe_file(part)!r} ({part.media_type or 'unknown type'}"
+         f"{', a provider file id' if part.file_id else ''}) cannot be sent to Anthropic, "
+         "which reads PDF and plain-text files given inline")
+
+
 def _encode_part(part: Part, role: str) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text} if part.text else None
     if isinstance(part, ImagePart):
         return _encode_image(part) if role == "user" else None
+    if isinstance(part, FilePart):
+        return _encode_file(part) if role == "user" else None
     if isinstance(part, ThinkingPart):
         if role != "assistant" or not part.signature or not part.text:
             return None  # the signature covers the text: without both Anthropic rejects the block
@@ -308,7 +339,7 @@ def _encode_part(part: Part, role: str) -> dict[str, Any] | None:
         if role != "assistant":
             return None
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": args_object(part)}
-    if role != "user":
+    if role != "user" or not isinstance(part, ToolResultPart):
         return None
     return _encode_tool_result(part)
 
@@ -327,6 +358,7 @@ def _encode_tool_result(part: ToolResultPart) -> dict[str, Any]:
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    tool = function_form(tool)
     out: dict[str, Any] = {"name": tool.name}
     if tool.description:
         out["description"] = tool.description

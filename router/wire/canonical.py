@@ -37,6 +37,19 @@ class ImagePart:
 
 
 @dataclass(slots=True)
+class FilePart:
+    """A document or audio clip the user attached: inline (``data`` base64 + ``media_type``, e.g.
+    ``application/pdf``, ``audio/wav``) or by a provider's file id (``file_id``: OpenAI's Files
+    API, so only an OpenAI backend can read it; other encoders refuse it by name)."""
+
+    data: str | None = None
+    media_type: str | None = None
+    filename: str | None = None
+    file_id: str | None = None
+    type: Literal["file"] = "file"
+
+
+@dataclass(slots=True)
 class ThinkingPart:
     """Model reasoning. ``signature`` is Anthropic's opaque token that must be echoed back."""
 
@@ -47,11 +60,13 @@ class ThinkingPart:
 
 @dataclass(slots=True)
 class ToolCallPart:
-    """A call the assistant makes. ``arguments`` is the JSON text exactly as produced."""
+    """A call the assistant makes. ``arguments`` is the JSON text exactly as produced; for a call
+    of a freeform tool (``custom``, see :class:`CustomFormat`) it is the raw input text instead."""
 
     id: str
     name: str
     arguments: str = "{}"
+    custom: bool = False
     type: Literal["tool_call"] = "tool_call"
 
     def parsed_arguments(self) -> Any:
@@ -73,7 +88,19 @@ class ToolResultPart:
     type: Literal["tool_result"] = "tool_result"
 
 
-Part = Union[TextPart, ImagePart, ThinkingPart, ToolCallPart, ToolResultPart]
+@dataclass(slots=True)
+class OpaquePart:
+    """An item of one wire format that no other format can carry and the proxy need not read:
+    Responses ``reasoning`` items with ``encrypted_content``, hosted-tool calls (``web_search_call``).
+    The codec of ``format`` writes ``item`` back verbatim, in place; every other codec drops it
+    (so a Responses client's reasoning reaches a Responses backend and nothing else)."""
+
+    format: str
+    item: dict[str, Any]
+    type: Literal["opaque"] = "opaque"
+
+
+Part = Union[TextPart, ImagePart, FilePart, ThinkingPart, ToolCallPart, ToolResultPart, OpaquePart]
 
 # Coding agents put context of their own in separate text parts of the user's message (Claude
 # Code's <system-reminder>, Gemini CLI's <session_context>). What the *user* typed is the rest.
@@ -99,18 +126,39 @@ class Message:
 
 
 @dataclass(slots=True)
+class CustomFormat:
+    """The input format of a freeform tool: the model writes the tool's input as raw text, not as
+    JSON arguments. ``syntax`` None means free text; otherwise the text must match ``definition``
+    written in ``syntax`` (``"lark"`` grammars, ``"regex"``). OpenAI's Responses API calls these
+    ``custom`` tools (Codex's ``apply_patch``), and so does OpenAI chat (``{"type": "custom"}``):
+    any codec that reads such a tool puts it here.
+
+    Formats without freeform tools get a function with one string argument ``input`` and the
+    grammar in its description (:func:`router.wire.common.function_form`); a call of that function
+    is turned back into a custom call on the way out (:mod:`router.wire.custom_tools`)."""
+
+    syntax: str | None = None
+    definition: str | None = None
+
+
+@dataclass(slots=True)
 class Tool:
     name: str
     description: str = ""
     parameters: dict[str, Any] | None = None  # JSON Schema of the arguments
+    custom: CustomFormat | None = None  # set: a freeform tool (parameters unused)
+    strict: bool | None = None  # OpenAI's strict schema adherence, when the client said
 
 
 @dataclass(slots=True)
 class ToolChoice:
-    """``mode`` auto|none|required; ``name`` set forces that one tool."""
+    """``mode`` auto|none|required; ``name`` set forces that one tool. ``allowed`` (OpenAI's
+    ``allowed_tools``) limits the tools the model may call to these names, ``mode`` applying
+    among them; formats without the notion send only the allowed tools, which means the same."""
 
     mode: Literal["auto", "none", "required"] = "auto"
     name: str | None = None
+    allowed: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -200,6 +248,14 @@ class ToolCallStart:
     index: int
     id: str
     name: str
+    custom: bool = False  # the deltas are raw input text of a freeform tool, not JSON
+
+
+@dataclass(slots=True)
+class OpaqueItem:
+    """A whole :class:`OpaquePart` in a stream (a Responses backend's reasoning item)."""
+
+    part: OpaquePart
 
 
 @dataclass(slots=True)
@@ -222,7 +278,8 @@ class StreamError:
     kind: str = "api_error"
 
 
-StreamEvent = Union[StreamStart, TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta, StreamEnd, StreamError]
+StreamEvent = Union[StreamStart, TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta, OpaqueItem, StreamEnd,
+                    StreamError]
 
 
 def response_to_events(response: ChatResponse) -> list[StreamEvent]:
@@ -235,9 +292,11 @@ def response_to_events(response: ChatResponse) -> list[StreamEvent]:
         elif isinstance(part, ThinkingPart):
             events.append(ThinkingDelta(part.text, part.signature))
         elif isinstance(part, ToolCallPart):
-            events.append(ToolCallStart(tool_index, part.id, part.name))
+            events.append(ToolCallStart(tool_index, part.id, part.name, part.custom))
             events.append(ToolCallDelta(tool_index, part.arguments))
             tool_index += 1
+        elif isinstance(part, OpaquePart):
+            events.append(OpaqueItem(part))
     events.append(StreamEnd(response.finish_reason, response.usage))
     return events
 
@@ -252,7 +311,8 @@ class ResponseAccumulator:
         self._signature: str | None = None
         self._tools: dict[int, ToolCallPart] = {}
         self._tool_args: dict[int, list[str]] = {}
-        self._order: list[tuple[str, int]] = []  # ("text"|"thinking"|"tool", index) first-seen order
+        self._opaque: list[OpaquePart] = []
+        self._order: list[tuple[str, int]] = []  # ("text"|"thinking"|"tool"|"opaque", index) first-seen order
 
     def feed(self, event: StreamEvent) -> None:
         r = self.response
@@ -271,11 +331,14 @@ class ResponseAccumulator:
             if event.signature:
                 self._signature = event.signature
         elif isinstance(event, ToolCallStart):
-            self._tools[event.index] = ToolCallPart(id=event.id, name=event.name, arguments="")
+            self._tools[event.index] = ToolCallPart(id=event.id, name=event.name, arguments="", custom=event.custom)
             self._tool_args[event.index] = []
             self._order.append(("tool", event.index))
         elif isinstance(event, ToolCallDelta):
             self._tool_args.setdefault(event.index, []).append(event.arguments)
+        elif isinstance(event, OpaqueItem):
+            self._order.append(("opaque", len(self._opaque)))
+            self._opaque.append(event.part)
         elif isinstance(event, StreamEnd):
             r.finish_reason = event.finish_reason
             if event.usage:
@@ -296,9 +359,11 @@ class ResponseAccumulator:
                 parts.append(TextPart("".join(self._text)))
             elif kind == "thinking":
                 parts.append(ThinkingPart("".join(self._thinking), self._signature))
+            elif kind == "opaque":
+                parts.append(self._opaque[index])
             else:
                 call = self._tools[index]
-                call.arguments = "".join(self._tool_args.get(index, [])) or "{}"
+                call.arguments = "".join(self._tool_args.get(index, [])) or ("" if call.custom else "{}")
                 parts.append(call)
         self.response.parts = parts
         return self.response

@@ -15,7 +15,7 @@ import uuid
 from typing import Any, NoReturn
 
 from router.wire import fastjson
-from router.wire.canonical import ImagePart, Message, ToolCallPart, ToolResultPart
+from router.wire.canonical import ChatRequest, FilePart, ImagePart, Message, TextPart, Tool, ToolCallPart, ToolResultPart
 from router.wire.codec import CodecError
 
 _MISSING = object()
@@ -213,16 +213,73 @@ def guess_media_type(image: ImagePart) -> str:
     return guessed or "image/jpeg"
 
 
+# --- files --------------------------------------------------------------------------------------
+
+def file_from_data(value: str, filename: str | None) -> FilePart:
+    """OpenAI's ``file_data``: a ``data:`` URL (media type in it) or bare base64 (media type from
+    the file name's extension, when it has one)."""
+    if value.startswith("data:") and ";base64," in value:
+        header, _, data = value.partition(";base64,")
+        return FilePart(data=data, media_type=header[5:] or None, filename=filename)
+    guessed, _ = mimetypes.guess_type(filename or "")
+    return FilePart(data=value, media_type=guessed, filename=filename)
+
+
+def describe_file(part: FilePart) -> str:
+    """How refusals name a file part: its name, id or media type."""
+    return part.filename or part.file_id or part.media_type or "unnamed file"
+
+
 # --- tool calls ---------------------------------------------------------------------------------
+
+def offered_tools(req: ChatRequest) -> list[Tool]:
+    """The tools to declare to a provider without OpenAI's ``allowed_tools``: only the allowed
+    ones, which keeps the client's restriction (the model cannot call what it was not given)."""
+    choice = req.tool_choice
+    if choice is None or choice.allowed is None:
+        return req.tools
+    allowed = set(choice.allowed)
+    return [tool for tool in req.tools if tool.name in allowed]
+
 
 def dump_args(value: Any) -> str:
     return fastjson.dumps_str(value)
 
 
 def args_object(call: ToolCallPart) -> dict[str, Any]:
-    """Arguments as a JSON object (Anthropic ``input`` and Gemini ``args`` must be objects)."""
+    """Arguments as a JSON object (Anthropic ``input`` and Gemini ``args`` must be objects); a
+    freeform call's raw input as ``{"input": text}`` (see :func:`function_form`)."""
+    if call.custom:
+        return {CUSTOM_INPUT: call.arguments}
     parsed = call.parsed_arguments()
     return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def call_arguments(call: ToolCallPart) -> str:
+    """Arguments as JSON text for a format without freeform tools: a custom call's raw input is
+    wrapped as ``{"input": text}``, the one argument of its :func:`function_form`."""
+    return dump_args({CUSTOM_INPUT: call.arguments}) if call.custom else call.arguments
+
+
+# The one string argument a freeform (custom) tool gets in formats that only have functions.
+CUSTOM_INPUT = "input"
+
+
+def function_form(tool: Tool) -> Tool:
+    """``tool`` as a plain function tool: itself, or for a freeform tool a function with one
+    required string argument ``input``, its grammar appended to the description so the model can
+    still follow it."""
+    if tool.custom is None:
+        return tool
+    description = tool.description
+    if tool.custom.definition:
+        description += (f"\n\nPass the whole input as the string argument `{CUSTOM_INPUT}`. It must follow "
+                        f"this {tool.custom.syntax or 'grammar'} grammar:\n{tool.custom.definition}")
+    else:
+        description += f"\n\nPass the whole input as the string argument `{CUSTOM_INPUT}` (free text)."
+    schema = {"type": "object", "properties": {CUSTOM_INPUT: {"type": "string"}}, "required": [CUSTOM_INPUT],
+              "additionalProperties": False}
+    return Tool(name=tool.name, description=description.strip(), parameters=schema)
 
 
 def derived_call_id(seed: str, index: int) -> str:
@@ -241,6 +298,31 @@ def fill_tool_result_names(messages: list[Message]) -> None:
                 names[part.id] = part.name
             elif isinstance(part, ToolResultPart) and part.name is None:
                 part.name = names.get(part.tool_call_id)
+
+
+def has_tool_history(messages: list[Message]) -> bool:
+    return any(isinstance(p, (ToolCallPart, ToolResultPart)) for m in messages for p in m.parts)
+
+
+def tool_history_as_text(messages: list[Message]) -> list[Message]:
+    """``messages`` with tool calls and results written as text, for a provider that refuses tool
+    history when no tools are declared (Anthropic: "Requests which include tool_use or
+    tool_result blocks must define tools"; Codex's compaction request sends ``tools: []`` with
+    its whole history). Other parts are kept as they are; ``messages`` is not changed."""
+    out: list[Message] = []
+    for message in messages:
+        parts: list[Any] = []
+        for part in message.parts:
+            if isinstance(part, ToolCallPart):
+                parts.append(TextPart(f"[called tool {part.name} (call {part.id}) with: {part.arguments}]"))
+            elif isinstance(part, ToolResultPart):
+                text = "".join(p.text for p in part.content if isinstance(p, TextPart))
+                parts.append(TextPart(f"[result of call {part.tool_call_id}{' (error)' if part.is_error else ''}: "
+                                      f"{text}]"))
+            else:
+                parts.append(part)
+        out.append(Message("user" if message.role == "tool" else message.role, parts))
+    return out
 
 
 def is_base64(value: str) -> bool:

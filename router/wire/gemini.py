@@ -41,7 +41,7 @@ from collections import defaultdict, deque
 from typing import Any
 
 from router.wire.canonical import (
-    ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
+    ChatRequest, ChatResponse, FilePart, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
 )
@@ -49,9 +49,9 @@ from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import sse
 from router.wire.common import (
     check_model, nonempty_list,
-    args_object, derived_call_id, dump_args, expect_object, fail, fill_tool_result_names, get_bool,
-    get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64, leftover, lenient_int, new_id,
-    one_of, str_list,
+    args_object, derived_call_id, describe_file, dump_args, expect_object, fail, fill_tool_result_names,
+    function_form, get_bool, get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64,
+    leftover, lenient_int, new_id, offered_tools, one_of, str_list,
 )
 
 FORMAT = "gemini"
@@ -181,6 +181,14 @@ def _encode_image(image: ImagePart) -> dict[str, Any]:
     return {"fileData": {"mimeType": guess_media_type(image), "fileUri": image.url or ""}}
 
 
+def _encode_file(part: FilePart) -> dict[str, Any]:
+    """Gemini reads documents and audio inline (``inlineData``) by media type."""
+    if part.data is None or not part.media_type:
+        fail("messages", f"file {describe_file(part)!r} cannot be sent to Gemini: "
+             + ("a provider file id is OpenAI's" if part.file_id else "its media type is unknown"))
+    return {"inlineData": {"mimeType": part.media_type, "data": part.data}}
+
+
 def _result_object(part: ToolResultPart) -> dict[str, Any]:
     """``{"output": text}`` / ``{"error": text}``; text that is a JSON object is sent as that object."""
     text = "\n".join(p.text for p in part.content if isinstance(p, TextPart))
@@ -216,12 +224,14 @@ def _encode_parts(parts: list[Part], names: dict[str, str], reply: bool) -> list
             add({"text": part.text})
         elif isinstance(part, ImagePart):
             add(_encode_image(part))
+        elif isinstance(part, FilePart):
+            add(_encode_file(part))
         elif isinstance(part, ToolCallPart):
             call: dict[str, Any] = {"name": part.name, "args": args_object(part)}
             if reply:
                 call = {"id": part.id, **call}
             add({"functionCall": call})
-        else:
+        elif isinstance(part, ToolResultPart):
             name = part.name or names.get(part.tool_call_id) or part.tool_call_id
             add({"functionResponse": {"name": name, "response": _result_object(part)}})
             images.extend(_encode_image(p) for p in part.content if isinstance(p, ImagePart))
@@ -366,7 +376,8 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"contents": contents}
     if req.system:
         body["systemInstruction"] = {"parts": [{"text": p.text} for p in req.system]}
-    tools = [{"functionDeclarations": [_encode_tool(t) for t in req.tools]}] if req.tools else []
+    offered = offered_tools(req)
+    tools = [{"functionDeclarations": [_encode_tool(t) for t in offered]}] if offered else []
     tools += list(extra.pop("tools", []))
     if tools:
         body["tools"] = tools
@@ -384,6 +395,7 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    tool = function_form(tool)
     decl: dict[str, Any] = {"name": tool.name}
     if tool.description:
         decl["description"] = tool.description
@@ -539,7 +551,7 @@ class StreamEncoder:
             return self._frame(parts)
         if isinstance(event, ToolCallStart):
             parts = self._flush_tool()
-            self._tool, self._tool_index = ToolCallPart(event.id, event.name, ""), event.index
+            self._tool, self._tool_index = ToolCallPart(event.id, event.name, "", event.custom), event.index
             return self._frame(parts)
         if isinstance(event, ToolCallDelta):
             if self._tool is not None and event.index == self._tool_index:

@@ -15,6 +15,13 @@ Choices where OpenAI cannot express something canonical:
   (low 1024, medium 8192, high 24576) for other formats; a budget is never turned into
   ``reasoning_effort`` because non-reasoning models reject the field.
 - ``max_completion_tokens`` is used on encode when the client sent it, otherwise ``max_tokens``.
+- **Legacy functions** (``role: "function"`` messages, an assistant's ``function_call``; deprecated
+  but still in OpenAI's API description) decode as tool calls and results: a call gets the id
+  ``call_fn<i>_<name>`` from its message index, and a function message answers the latest
+  unanswered call of its name. They encode in today's ``tool_calls``/``tool`` form.
+- **Files and audio** (``file`` and ``input_audio`` content parts) decode as ``FilePart``; the
+  other encoders send what their provider can read and refuse the rest by name.
+- ``tool_choice: {"type": "allowed_tools"}`` decodes as ``ToolChoice.allowed``.
 
 Streams end with ``finish_reason`` on the last choice chunk, then (when usage is known) a usage
 chunk with empty ``choices``, then ``data: [DONE]``. ``StreamDecoder.finish()`` must be called on
@@ -27,28 +34,31 @@ import time
 from typing import Any
 
 from router.wire.canonical import (
-    ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
+    ChatRequest, ChatResponse, FilePart, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
 )
 from router.wire.codec import CodecError, ErrorReport, WireError
-from router.wire import sse
+from router.wire import fastjson, sse
 from router.wire.common import (
-    MAX_MODEL_CHARS, nonempty_list, required_model,
-    dump_args, expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int, get_list,
+    call_arguments, dump_args, expect_object, fail, field_path, file_from_data, fill_tool_result_names,
+    function_form, get_bool, get_int, get_list, MAX_MODEL_CHARS, nonempty_list, required_model,
     get_num, get_obj, get_str, image_from_url, image_to_url, leftover, lenient_int, merge_extra, new_id, one_of,
     str_list,
 )
 
 FORMAT = "openai"
-_ROLES = ("system", "developer", "user", "assistant", "tool")
+_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _CONTENT_TYPES = {
-    "system": ("text",), "developer": ("text",), "user": ("text", "image_url"),
-    "assistant": ("text", "refusal"), "tool": ("text",),
+    "system": ("text",), "developer": ("text",), "user": ("text", "image_url", "input_audio", "file"),
+    "assistant": ("text", "refusal"), "tool": ("text",), "function": ("text",),
 }
+_AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+_AUDIO_FORMATS = {media: name for name, media in _AUDIO_TYPES.items()}
 _CONSUMED = {"model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens",
              "stop", "tools", "tool_choice"}
-_EFFORT_BUDGET = {"none": None, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+_EFFORT_BUDGET = {"none": None, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768,
+                 "max": 65536}
 _FINISH_IN: dict[str, FinishReason] = {
     "stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
     "content_filter": "content_filter", "error": "error",
@@ -139,8 +149,9 @@ def _decode_general(body: Any, model: str | None, stream: bool | None) -> ChatRe
     raw_messages = nonempty_list(body, "messages", "message")
     system: list[TextPart] = []
     messages: list[Message] = []
+    functions: dict[str, list[str]] = {}  # legacy function name -> ids of calls not yet answered
     for i, raw in enumerate(raw_messages):
-        _decode_message(raw, f"messages[{i}]", system, messages)
+        _decode_message(raw, f"messages[{i}]", system, messages, functions)
     fill_tool_result_names(messages)
     effort = one_of(get_str(body, "reasoning_effort"), tuple(_EFFORT_BUDGET), "reasoning_effort")
     max_tokens = get_int(body, "max_completion_tokens", minimum=1)
@@ -186,6 +197,14 @@ def _decode_parts(raw: Any, role: str, param: str) -> list[Part]:
             parts.append(TextPart(get_str(item, "text", p, required=True) or ""))
         elif kind == "refusal":
             parts.append(TextPart(get_str(item, "refusal", p, required=True) or ""))
+        elif kind == "input_audio":
+            audio = get_obj(item, "input_audio", p, required=True) or {}
+            fmt = one_of(get_str(audio, "format", f"{p}.input_audio", required=True), tuple(_AUDIO_TYPES),
+                         f"{p}.input_audio.format")
+            parts.append(FilePart(data=get_str(audio, "data", f"{p}.input_audio", required=True) or "",
+                                  media_type=_AUDIO_TYPES[fmt or "wav"]))
+        elif kind == "file":
+            parts.append(_decode_file(get_obj(item, "file", p, required=True) or {}, f"{p}.file"))
         else:
             image = item.get("image_url")
             url = image if isinstance(image, str) else get_str(
@@ -194,7 +213,18 @@ def _decode_parts(raw: Any, role: str, param: str) -> list[Part]:
     return parts
 
 
-def _decode_message(raw: Any, param: str, system: list[TextPart], out: list[Message]) -> None:
+def _decode_file(raw: dict[str, Any], param: str) -> FilePart:
+    filename = get_str(raw, "filename", param)
+    data, file_id = get_str(raw, "file_data", param), get_str(raw, "file_id", param)
+    if data:
+        return file_from_data(data, filename)
+    if file_id:
+        return FilePart(file_id=file_id, filename=filename)
+    fail(param, "needs file_data or file_id")
+
+
+def _decode_message(raw: Any, param: str, system: list[TextPart], out: list[Message],
+                    functions: dict[str, list[str]]) -> None:
     raw = expect_object(raw, param)
     role = one_of(get_str(raw, "role", param, required=True), _ROLES, f"{param}.role")
     if role in ("system", "developer"):
@@ -209,7 +239,20 @@ def _decode_message(raw: Any, param: str, system: list[TextPart], out: list[Mess
                  if not (isinstance(p, TextPart) and p.text == "")]
         for k, call in enumerate(get_list(raw, "tool_calls", param)):
             parts.append(_decode_tool_call(call, f"{param}.tool_calls[{k}]"))
+        legacy = get_obj(raw, "function_call", param)
+        if legacy is not None:
+            name = get_str(legacy, "name", f"{param}.function_call", required=True) or ""
+            call = ToolCallPart(id=f"call_fn{len(out)}_{name}", name=name,
+                                arguments=_arguments(legacy.get("arguments")))
+            functions.setdefault(name, []).append(call.id)
+            parts.append(call)
         out.append(Message("assistant", parts))
+    elif role == "function":
+        name = get_str(raw, "name", param, required=True) or ""
+        pending = functions.get(name)
+        call_id = pending.pop(0) if pending else f"call_fn{len(out)}_{name}"
+        text = [p for p in _decode_parts(raw.get("content"), role, f"{param}.content") if isinstance(p, TextPart)]
+        out.append(Message("tool", [ToolResultPart(call_id, text, name=name)]))
     else:
         call_id = get_str(raw, "tool_call_id", param, required=True) or ""
         content = _decode_parts(raw.get("content"), role, f"{param}.content")
@@ -221,14 +264,17 @@ def _decode_tool_call(raw: Any, param: str) -> ToolCallPart:
     raw = expect_object(raw, param)
     one_of(get_str(raw, "type", param), ("function",), f"{param}.type")
     fn = get_obj(raw, "function", param, required=True) or {}
-    args = fn.get("arguments")
-    if args is not None and not isinstance(args, str):
-        args = dump_args(args)  # some clients send an object; keep its meaning
     return ToolCallPart(
         id=get_str(raw, "id", param, required=True) or "",
         name=get_str(fn, "name", f"{param}.function", required=True) or "",
-        arguments=args or "{}",
+        arguments=_arguments(fn.get("arguments")),
     )
+
+
+def _arguments(args: Any) -> str:
+    if args is not None and not isinstance(args, str):
+        args = dump_args(args)  # some clients send an object; keep its meaning
+    return args or "{}"
 
 
 def _decode_tool(raw: Any, param: str) -> Tool:
@@ -248,7 +294,22 @@ def _decode_tool_choice(raw: Any) -> ToolChoice | None:
     if isinstance(raw, str):
         return ToolChoice(one_of(raw, ("auto", "none", "required"), "tool_choice"))  # type: ignore[arg-type]
     raw = expect_object(raw, "tool_choice")
-    one_of(get_str(raw, "type", "tool_choice", required=True), ("function",), "tool_choice.type")
+    kind = one_of(get_str(raw, "type", "tool_choice", required=True), ("function", "allowed_tools"),
+                  "tool_choice.type")
+    if kind == "allowed_tools":
+        spec = get_obj(raw, "allowed_tools", "tool_choice", required=True) or {}
+        mode = one_of(get_str(spec, "mode", "tool_choice.allowed_tools", required=True), ("auto", "required"),
+                      "tool_choice.allowed_tools.mode")
+        names: list[str] = []
+        for i, tool in enumerate(get_list(spec, "tools", "tool_choice.allowed_tools")):
+            p = f"tool_choice.allowed_tools.tools[{i}]"
+            tool = expect_object(tool, p)
+            fn = get_obj(tool, "function", p)
+            name = get_str(fn, "name", f"{p}.function") if fn is not None else get_str(tool, "name", p)
+            if not name:
+                fail(p, "expected a tool like {\"type\": \"function\", \"function\": {\"name\": ...}}")
+            names.append(name)
+        return ToolChoice(mode, allowed=names)  # type: ignore[arg-type]
     fn = get_obj(raw, "function", "tool_choice", required=True) or {}
     return ToolChoice("required", get_str(fn, "name", "tool_choice.function", required=True))
 
@@ -289,6 +350,8 @@ def _encode_user_content(parts: list[Part]) -> str | list[dict[str, Any]]:
             items.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
             items.append({"type": "image_url", "image_url": {"url": image_to_url(part)}})
+        elif isinstance(part, FilePart):
+            items.append(_encode_file(part))
     if len(items) == 1 and items[0]["type"] == "text":
         return items[0]["text"]
     return items
@@ -310,7 +373,7 @@ def _encode_message_general(message: Message) -> list[dict[str, Any]]:
             out["tool_calls"] = calls
         return [out]
     results = [p for p in message.parts if isinstance(p, ToolResultPart)]
-    rest = [p for p in message.parts if isinstance(p, (TextPart, ImagePart))]
+    rest = [p for p in message.parts if isinstance(p, (TextPart, ImagePart, FilePart))]
     encoded: list[dict[str, Any]] = []
     images: list[Part] = []
     for result in results:
@@ -323,11 +386,26 @@ def _encode_message_general(message: Message) -> list[dict[str, Any]]:
     return encoded
 
 
+def _encode_file(part: FilePart) -> dict[str, Any]:
+    audio = _AUDIO_FORMATS.get(part.media_type or "")
+    if audio and part.data is not None:
+        return {"type": "input_audio", "input_audio": {"data": part.data, "format": audio}}
+    file: dict[str, Any] = {}
+    if part.data is not None:
+        file["file_data"] = f"data:{part.media_type};base64,{part.data}" if part.media_type else part.data
+    elif part.file_id:
+        file["file_id"] = part.file_id
+    if part.filename:
+        file["filename"] = part.filename
+    return {"type": "file", "file": file}
+
+
 def _encode_tool_call(call: ToolCallPart) -> dict[str, Any]:
-    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call_arguments(call)}}
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    tool = function_form(tool)
     fn: dict[str, Any] = {"name": tool.name}
     if tool.description:
         fn["description"] = tool.description
@@ -336,6 +414,10 @@ def _encode_tool(tool: Tool) -> dict[str, Any]:
 
 
 def _encode_tool_choice(choice: ToolChoice) -> Any:
+    if choice.allowed is not None:
+        return {"type": "allowed_tools", "allowed_tools": {
+            "mode": "required" if choice.mode == "required" else "auto",
+            "tools": [{"type": "function", "function": {"name": name}} for name in choice.allowed]}}
     if choice.name:
         return {"type": "function", "function": {"name": choice.name}}
     return choice.mode
@@ -431,7 +513,10 @@ def encode_response(resp: ChatResponse) -> dict[str, Any]:
         text, calls = parts[0].text, []
     else:
         text, calls = resp.text(), [_encode_tool_call(p) for p in resp.tool_calls()]
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    # ``refusal`` is required (nullable) by OpenAI's API description: a refusal the backend gave
+    # is decoded into text, so the proxy never has one of its own to report.
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None,
+                               "refusal": None}
     if calls:
         message["tool_calls"] = calls
     return {
@@ -476,31 +561,57 @@ def encoder_options(body: Any) -> dict[str, Any]:
     return {"include_usage": bool(options.get("include_usage"))}
 
 
+_TEXT_CHUNK_END = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+_TEXT_CHUNK_END_USAGE = b'},"logprobs":null,"finish_reason":null}],"usage":null}\n\n'
+
+
 class StreamEncoder:
     """Canonical events -> ``chat.completion.chunk`` SSE frames.
 
     ``include_usage=False`` leaves out the final usage chunk (empty ``choices``) for clients that did
-    not ask for it with ``stream_options.include_usage`` and may index ``choices[0]`` blindly.
+    not ask for it with ``stream_options.include_usage`` and may index ``choices[0]`` blindly. With
+    it, every chunk before that one carries ``"usage": null``, as OpenAI's API description says.
     """
 
     def __init__(self, include_usage: bool = True) -> None:
         self._id, self._model, self._created = new_id("chatcmpl-"), "", 0
         self._include_usage = include_usage
+        self._text_prefix: bytes | None = None
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return sse.frame({
+        chunk = {
             "id": self._id, "object": "chat.completion.chunk", "created": self._created,
             "model": self._model,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        })
+        }
+        if self._include_usage:
+            chunk["usage"] = None
+        return sse.frame(chunk)
+
+    def _text_chunk(self, text: str) -> bytes:
+        """``_chunk({"content": text})``, with only the text encoded per event.
+
+        Speed trick (one place; ``tests/wire/test_openai_stream_text.py`` checks it gives the bytes of
+        ``_chunk``): text deltas are nearly every event of a stream, and everything of their chunk
+        but the text is the same for the whole stream, so it is encoded once, at the first text
+        delta, instead of building and encoding the chunk's dict per event.
+        """
+        prefix = self._text_prefix
+        if prefix is None:
+            prefix = self._text_prefix = (
+                b'data: {"id":' + fastjson.dumps(self._id) + b',"object":"chat.completion.chunk","created":'
+                + fastjson.dumps(self._created) + b',"model":' + fastjson.dumps(self._model)
+                + b',"choices":[{"index":0,"delta":{"content":')
+        return prefix + fastjson.dumps(text) + (_TEXT_CHUNK_END_USAGE if self._include_usage else _TEXT_CHUNK_END)
 
     def encode(self, event: StreamEvent) -> bytes:
+        if type(event) is TextDelta:
+            return self._text_chunk(event.text) if event.text else b""
         if isinstance(event, StreamStart):
             self._id, self._model = event.id or self._id, event.model
             self._created = event.created or _now()
+            self._text_prefix = None
             return self._chunk({"role": "assistant", "content": ""})
-        if isinstance(event, TextDelta):
-            return self._chunk({"content": event.text}) if event.text else b""
         if isinstance(event, ToolCallStart):
             call = {"index": event.index, "id": event.id, "type": "function",
                     "function": {"name": event.name, "arguments": ""}}

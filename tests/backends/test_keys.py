@@ -37,6 +37,12 @@ async def pooled(build, fake: FakeProvider, kind: str, clock: Clock | None = Non
     return backend
 
 
+def cool_until(backend, key: str, model: str = "fake-model") -> float:
+    """When ``key`` is usable again for ``model`` (0 when it is not cooling down)."""
+    cooldown = backend.keys.store.get(backend.name, model, key_label(key))
+    return cooldown.until if cooldown is not None else 0.0
+
+
 def used(fake: FakeProvider) -> list[str | None]:
     return [r.api_key for r in fake.generations]
 
@@ -82,7 +88,7 @@ async def test_401_moves_to_next_key_and_cools(build, fake: FakeProvider) -> Non
     for _ in range(4):
         await backend.complete(chat())
     assert keys[0] not in used(fake)[2:]
-    assert backend.keys.keys[0].cool_until == pytest.approx(clock.now + 30.0)  # default cooldown, no Retry-After
+    assert cool_until(backend, keys[0]) == pytest.approx(clock.now + 30.0)  # default cooldown, no Retry-After
 
 
 async def test_gemini_invalid_key_400_rotates(build, fake: FakeProvider) -> None:
@@ -100,11 +106,11 @@ async def test_repeated_auth_failures_back_off_longer(build, fake: FakeProvider)
     backend = await pooled(build, fake, "openai", clock, keys)
     fake.keys["openai"] = {keys[1]}
     await backend.complete(chat())
-    first = backend.keys.keys[0].cool_until - clock.now
+    first = cool_until(backend, keys[0]) - clock.now
     clock.now += first + 1
     await backend.complete(chat())  # k2's turn... then k1 again on the next call
     await backend.complete(chat())
-    second = backend.keys.keys[0].cool_until - clock.now
+    second = cool_until(backend, keys[0]) - clock.now
     assert second > first
 
 
@@ -148,12 +154,13 @@ async def test_500_does_not_rotate_keys(build, fake: FakeProvider) -> None:
     assert len(fake.generations) == 1
 
 
-async def test_keys_from_numbered_env(tmp_path, fake: FakeProvider) -> None:
+async def test_keys_from_env_references(tmp_path, fake: FakeProvider) -> None:
     from backends.factory import build_backends
     from router.config import connector_settings, load_config
 
     path = tmp_path / "config.yaml"
-    path.write_text(f"backends:\n  openai:\n    type: openai\n    base_url: {fake.url}/v1\n")
+    path.write_text(f"backends:\n  openai:\n    type: openai\n    base_url: {fake.url}/v1\n"
+                    "    api_keys: ['${OPENAI_API_KEY_1}', '${OPENAI_API_KEY_2}']\n")
     config = load_config(str(path), env={"OPENAI_API_KEY_1": "sk-env-one-1111", "OPENAI_API_KEY_2": "sk-env-two-2222"})
     fake.keys["openai"] = {"sk-env-one-1111", "sk-env-two-2222"}
     backend = build_backends(connector_settings(config))["openai"]
@@ -240,3 +247,26 @@ async def test_concurrent_calls_keep_their_own_key_choice(build, fake: FakeProvi
     await asyncio.gather(*(backend.complete(chat(), keys) for keys in only))
     assert [keys.used for keys in only] == [key_label(k) for k in (k1, k2, k1, k2)]
     assert sorted(used(fake)) == sorted([k1, k2, k1, k2])
+
+
+async def test_a_429_cools_the_key_for_that_model_only(build, fake: FakeProvider) -> None:
+    """One model's 429 (Retry-After: 7) keeps the key from that model for 7 s; the backend's other
+    models keep rotating over every key."""
+    clock = Clock()
+    keys = KEYS["openai"][:2]
+    backend = await pooled(build, fake, "openai", clock, keys)
+    fake.enqueue(error(429, retry_after=7))
+    assert (await backend.complete(chat("a", model="model-a"))).text() == "a"
+    assert used(fake) == [keys[0], keys[1]]
+    for _ in range(4):
+        await backend.complete(chat(model="model-b"))
+    assert set(used(fake)[2:]) == set(keys)  # model-b still uses the key model-a cools
+    for _ in range(3):
+        await backend.complete(chat(model="model-a"))
+    assert set(used(fake)[6:]) == {keys[1]}
+    assert cool_until(backend, keys[0], "model-a") == pytest.approx(1007.0)
+    assert cool_until(backend, keys[0], "model-b") == 0.0
+    clock.now += 7.5
+    for _ in range(2):
+        await backend.complete(chat(model="model-a"))
+    assert keys[0] in used(fake)[9:]

@@ -20,7 +20,7 @@ from router.wire.canonical import (
 )
 from router.wire import sse
 
-from . import anthropic, code_assist, gemini, openai
+from . import anthropic, code_assist, gemini, openai, responses
 from .behaviours import (
     Behaviour, Delay, Error, Loop, RawStream, Reply, Reset, ResetAfterChunks, StreamChunks, StreamErrorAfter,
     behaviour_name,
@@ -32,7 +32,8 @@ from .wire_format import WireFormat
 _SLICE = 0.01  # how often waits look for a hung-up client (seconds)
 _CONTENT_EVENTS = (TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta)
 
-FORMATS: dict[str, WireFormat] = {f.name: f for f in (openai.FORMAT, anthropic.FORMAT, gemini.FORMAT, code_assist.FORMAT)}
+FORMATS: dict[str, WireFormat] = {f.name: f for f in (openai.FORMAT, anthropic.FORMAT, gemini.FORMAT, code_assist.FORMAT,
+                                                   responses.FORMAT)}
 
 
 def error_body(family: str, status: int, message: str | None = None, model: str = "",

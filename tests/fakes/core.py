@@ -26,12 +26,13 @@ from .behaviours import Behaviour, Error, Reply, behaviour_name
 from .code_assist import CodeAssistState, OAuthState
 from .recording import RECORD, RecordedRequest, json_response
 
-FAMILIES = ("openai", "anthropic", "gemini", "code_assist")
+FAMILIES = ("openai", "anthropic", "gemini", "code_assist", "responses")
 DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
     "openai": ("sk-fake-openai",),
     "anthropic": ("sk-ant-fake",),
     "gemini": ("fake-gemini-key",),
     "code_assist": ("ya29.fake-access-token",),
+    "responses": ("sk-fake-openai",),  # OpenAI's keys serve both of its APIs
 }
 DEFAULT_MODELS = ("fake-model", "fake-model-large")
 _FAIL_MODEL = re.compile(r"^fail-(\d{3})$")

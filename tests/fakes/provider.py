@@ -53,17 +53,19 @@ from .code_assist import TIERS, CodeAssistRoutes, CodeAssistState, OAuthState
 from .core import DEFAULT_KEYS, DEFAULT_MODELS, FAMILIES, ProviderCore, error_body
 from .gemini import GeminiRoutes, google_error, strip_function_call_ids
 from .openai import OpenAIRoutes, openai_error
+from .responses import ResponsesRoutes
 from .recording import RECORD, RecordedRequest
 
 
-class FakeProvider(OpenAIRoutes, AnthropicRoutes, GeminiRoutes, CodeAssistRoutes, ProviderCore):
-    """A local fake of OpenAI, Anthropic, Gemini, Code Assist and Google OAuth, all on one port:
-    the engine (:class:`ProviderCore`, whose docstring lists what tests set and read) with each
-    wire format's routes."""
+class FakeProvider(OpenAIRoutes, ResponsesRoutes, AnthropicRoutes, GeminiRoutes, CodeAssistRoutes, ProviderCore):
+    """A local fake of OpenAI (Chat Completions and Responses), Anthropic, Gemini, Code Assist and
+    Google OAuth, all on one port: the engine (:class:`ProviderCore`, whose docstring lists what
+    tests set and read) with each wire format's routes."""
 
     def _add_routes(self, app: web.Application) -> None:
         router = app.router  # in this order: aiohttp matches routes in the order they were added
         self._add_openai_routes(router)
+        self._add_responses_routes(router)
         self._add_anthropic_routes(router)
         self._add_gemini_routes(router)
         self._add_code_assist_routes(router)

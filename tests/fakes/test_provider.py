@@ -90,7 +90,7 @@ async def test_openai_json_echo_and_recording(fake_provider: FakeProvider, http:
     status, body, _ = await post(http, f"{fake.url}/v1/chat/completions", openai_body("ping"), headers)
     assert status == 200
     assert body["object"] == "chat.completion"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "ping"}
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "ping", "refusal": None}
     assert body["usage"]["prompt_tokens"] > 0
     rec = fake.last
     assert (rec.family, rec.endpoint, rec.model, rec.stream, rec.behaviour) == ("openai", "generate", "fake-model", False, "reply")

@@ -30,28 +30,28 @@ def monitor(threshold: int = 3, open_seconds: float = 30.0) -> tuple[HealthMonit
 
 def test_circuit_breaker_cycle() -> None:
     hm, clock = monitor(threshold=3, open_seconds=30)
-    assert hm.allow("a") and hm.status.get("a") is None  # unknown backend: closed
+    assert hm.allow("a") and hm.circuits.get("a", "") is None  # unknown backend: closed
     hm.record("a", False, "server")
     hm.record("a", False, "connection")
-    assert hm.allow("a") and hm.status["a"].state(clock()) == "closed"  # below the threshold
+    assert hm.allow("a") and hm.circuit("a").state(clock()) == "closed"  # below the threshold
     hm.record("a", False, "server")
-    assert hm.status["a"].state(clock()) == "open" and not hm.status["a"].ok
+    assert hm.circuit("a").state(clock()) == "open" and not hm.report()["a"]["ok"]
     assert not hm.allow("a") and hm.allow("b")  # other backends unaffected
     clock.now += 29.9
     assert not hm.allow("a")
     clock.now += 0.2
-    assert hm.status["a"].state(clock()) == "half_open"
+    assert hm.circuit("a").state(clock()) == "half_open"
     assert hm.allow("a")  # the single probe
     assert not hm.allow("a") and not hm.allow("a")  # everyone else waits for it
     hm.record("a", False, "server")  # the probe failed: open again for a full period
-    assert hm.status["a"].state(clock()) == "open" and not hm.allow("a")
+    assert hm.circuit("a").state(clock()) == "open" and not hm.allow("a")
     clock.now += 29
     assert not hm.allow("a")
     clock.now += 2
     assert hm.allow("a") and not hm.allow("a")
     hm.record("a", True)  # the probe succeeded: closed
-    status = hm.status["a"]
-    assert status.state(clock()) == "closed" and status.ok and status.failures == 0
+    status = hm.circuit("a")
+    assert status.state(clock()) == "closed" and hm.report()["a"]["ok"] and status.failures == 0
     assert all(hm.allow("a") for _ in range(5))
 
 
@@ -64,9 +64,9 @@ def test_success_resets_the_failure_streak_and_client_errors_do_not_count() -> N
     for _ in range(5):
         hm.record("a", False, "bad_request")
         hm.record("a", False, "not_found")
-    assert hm.allow("a") and hm.status["a"].failures == 1
+    assert hm.allow("a") and hm.circuit("a").failures == 1
     hm.record("a", False, "timeout")
-    assert not hm.allow("a") and hm.status["a"].last_error == "timeout"
+    assert not hm.allow("a") and hm.circuit("a").last_error == "timeout"
 
 
 def test_probe_slot_is_released_by_any_outcome() -> None:
@@ -140,3 +140,59 @@ async def _records(client: falcon.testing.ASGIConductor) -> list[dict]:
     from ops_support import wait_records
 
     return await wait_records(client, 4)
+
+
+def test_a_models_failures_open_that_models_circuit_only() -> None:
+    hm, clock = monitor(threshold=3)
+    for kind in ("server", "server", "timeout"):
+        hm.record("a", False, kind, "m1")
+    assert not hm.allow("a", "m1")
+    assert hm.allow("a", "m2") and hm.allow("a") and hm.circuit("a").state(clock()) == "closed"
+    report = hm.report()["a"]
+    assert report["state"] == "closed" and report["ok"] and report["scope"] == "backend"
+    assert report["models"]["m1"]["state"] == "open" and report["models"]["m1"]["scope"] == "backend+model"
+    assert set(report["models"]) == {"m1"}
+    hm.record("a", True, None, "m2")  # another model's success closes nothing of m1
+    assert not hm.allow("a", "m1")
+    clock.now += 30
+    assert hm.allow("a", "m1") and not hm.allow("a", "m1")  # m1's single probe
+    hm.record("a", True, None, "m1")
+    assert hm.allow("a", "m1") and hm.report()["a"]["models"] == {}
+
+
+def test_connection_failures_open_the_whole_backend() -> None:
+    hm, clock = monitor(threshold=3)
+    hm.record("a", False, "connection", "m1")
+    hm.record("a", False, "connection", "m2")
+    hm.record("a", False, "connection", "m3")
+    assert not hm.allow("a", "m1") and not hm.allow("a", "other-model") and not hm.allow("a")
+    assert hm.report()["a"]["state"] == "open" and hm.report()["a"]["models"] == {}
+    assert hm.allow("b", "m1")
+
+
+async def test_health_and_metrics_show_the_scope(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    from fakes.behaviours import error
+
+    keys = ["sk-scope-key-one-1111", "sk-scope-key-two-2222"]
+    fake_provider.keys["openai"] = set(keys)
+    app = build_app(tmp_path, backends={
+        "echo": {"type": "echo"}, "other": {"type": "echo"},
+        "up": {"type": "openai", "base_url": f"{fake_provider.url}/v1", "api_keys": keys}})
+    app.state_ref.state.dispatcher.retry = type(app.state_ref.state.dispatcher.retry)(retries=0)
+    async with falcon.testing.ASGIConductor(app) as client:
+        fake_provider.enqueue(error(429, retry_after=7))
+        assert (await post_chat(client, model="up:model-a")).status_code == 200  # second key answered
+        fake_provider.on_model("model-b", error(500))
+        for _ in range(3):
+            assert (await post_chat(client, model="up:model-b")).status_code == 502
+        assert (await post_chat(client, model="up:model-c")).status_code == 200  # other models still served
+        up = (await client.simulate_get("/health/backends", headers=AUTH)).json["backends"]["up"]
+        assert up["state"] == "closed" and up["scope"] == "backend"
+        assert up["models"]["model-b"]["state"] == "open" and up["models"]["model-b"]["consecutive_failures"] == 3
+        [cooling] = up["key_cooldowns"]
+        assert cooling["model"] == "model-a" and 6 < cooling["retry_in_s"] <= 7 and cooling["key"].startswith("bk-")
+        assert "sk-scope" not in str(up)
+        metrics = (await client.simulate_get("/metrics", headers=AUTH)).text
+        assert 'llm_proxy_circuit_open{backend="up",model="model-b"} 1.0' in metrics
+        assert 'llm_proxy_key_cooldowns{backend="up",model="model-a"} 1.0' in metrics
+        assert 'llm_proxy_circuit_open{backend="up",model="*"}' not in metrics  # the backend itself is fine

@@ -83,7 +83,7 @@ class LiveServer:
         self.sock.close()
 
 
-FRONTENDS = ("openai", "anthropic", "gemini")
+FRONTENDS = ("openai", "anthropic", "gemini", "responses")
 Turn = tuple[str, str]  # (role, text) with roles "user" / "assistant"
 
 
@@ -92,6 +92,8 @@ def chat_path(frontend: str, model: str = "gpt-4", stream: bool = False, version
         return f"/{version}/chat/completions"
     if frontend == "anthropic":
         return f"/{version}/messages"
+    if frontend == "responses":
+        return f"/{version}/responses"
     action = "streamGenerateContent?alt=sse" if stream else "generateContent"
     return f"/{'v1beta' if version == 'v1' else version}/models/{model}:{action}"
 
@@ -105,6 +107,8 @@ def chat_body(frontend: str, turns: Iterable[Turn] | str, model: str = "gpt-4", 
         body: dict[str, Any] = {"model": model, "messages": [{"role": r, "content": t} for r, t in turns]}
     elif frontend == "anthropic":
         body = {"model": model, "max_tokens": 256, "messages": [{"role": r, "content": t} for r, t in turns]}
+    elif frontend == "responses":
+        body = {"model": model, "input": [{"role": r, "content": t} for r, t in turns]}
     else:
         body = {"contents": [{"role": "model" if r == "assistant" else r, "parts": [{"text": t}]} for r, t in turns]}
     if stream and frontend != "gemini":
@@ -151,13 +155,30 @@ def reply_text(frontend: str, result: Any) -> str:
         return body["choices"][0]["message"]["content"] or ""
     if frontend == "anthropic":
         return "".join(b["text"] for b in body["content"] if b["type"] == "text")
+    if frontend == "responses":
+        return responses_text(body)
     return "".join(p.get("text", "") for p in body["candidates"][0]["content"]["parts"])
+
+
+def responses_text(response: dict[str, Any]) -> str:
+    """The text of a Responses reply object (what the SDK's ``output_text`` gives)."""
+    return "".join(c["text"] for item in response["output"] if item["type"] == "message"
+                   for c in item["content"] if c["type"] == "output_text")
 
 
 def stream_text(frontend: str, events: list[Any]) -> str:
     if frontend == "openai":
         assert events[-1] == "[DONE]", events[-1]
         return "".join(c["choices"][0]["delta"].get("content") or "" for c in events[:-1] if c["choices"])
+    if frontend == "responses":
+        assert events[0]["type"] == "response.created", events[0]
+        assert events[-1]["type"] in ("response.completed", "response.incomplete"), events[-1]
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+        done = "".join(c["text"] for e in events if e["type"] == "response.output_item.done"
+                       and e["item"]["type"] == "message" for c in e["item"]["content"])
+        assert text == done == responses_text(events[-1]["response"]), (text, done)
+        return text
     if frontend == "anthropic":
         assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop", events
         return "".join(e["delta"]["text"] for e in events

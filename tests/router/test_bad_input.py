@@ -31,6 +31,8 @@ CHAT_ENDPOINTS = [
     ("/v1beta/models/gpt-4:streamGenerateContent", "gemini"),
     ("/v1beta/models/gpt-4:countTokens", "gemini"),
     ("/v1/models/gpt-4:generateContent", "gemini"),
+    ("/v1/responses", "responses"),
+    ("/v2/responses", "responses"),
 ]
 
 # Raw bodies that are wrong whatever the format.
@@ -71,7 +73,6 @@ OPENAI_BODIES: list[tuple[str, Any]] = [
     ("content-part-unknown", {"model": "gpt-4", "messages": [{"role": "user", "content": [{"type": "video"}]}]}),
     ("content-part-string", {"model": "gpt-4", "messages": [{"role": "user", "content": ["hi"]}]}),
     ("image-url-missing", {"model": "gpt-4", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
-    ("only-system", {"model": "gpt-4", "messages": [{"role": "system", "content": "be brief"}]}),
     ("stream-string", {"model": "gpt-4", "messages": HI, "stream": "yes"}),
     ("temperature-string", {"model": "gpt-4", "messages": HI, "temperature": "hot"}),
     ("max-tokens-negative", {"model": "gpt-4", "messages": HI, "max_tokens": -5}),
@@ -104,6 +105,37 @@ ANTHROPIC_BODIES: list[tuple[str, Any]] = [
         {"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]}),
     ("thinking-string", {"model": "gpt-4", "max_tokens": 10, "messages": HI, "thinking": "deep"}),
     ("stream-number", {"model": "gpt-4", "max_tokens": 10, "messages": HI, "stream": 1}),
+]
+RESPONSES_BODIES: list[tuple[str, Any]] = [
+    ("missing-model", {"input": "hi"}),
+    ("missing-input", {"model": "gpt-4"}),
+    ("input-number", {"model": "gpt-4", "input": 5}),
+    ("input-empty", {"model": "gpt-4", "input": []}),
+    ("item-number", {"model": "gpt-4", "input": [1]}),
+    ("item-unknown", {"model": "gpt-4", "input": [{"type": "hologram"}]}),
+    ("role-unknown", {"model": "gpt-4", "input": [{"role": "wizard", "content": "hi"}]}),
+    ("content-number", {"model": "gpt-4", "input": [{"role": "user", "content": 5}]}),
+    ("content-part-unknown", {"model": "gpt-4", "input": [{"role": "user", "content": [{"type": "video"}]}]}),
+    ("input-file", {"model": "gpt-4", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+    ("call-no-id", {"model": "gpt-4", "input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}),
+    ("output-no-output", {"model": "gpt-4", "input": [{"type": "function_call_output", "call_id": "c"}]}),
+    ("custom-call-no-name", {"model": "gpt-4", "input": [{"type": "custom_tool_call", "call_id": "c", "input": "x"}]}),
+    ("tools-string", {"model": "gpt-4", "input": "hi", "tools": "all"}),
+    ("tool-no-type", {"model": "gpt-4", "input": "hi", "tools": [{"name": "f"}]}),
+    ("function-no-name", {"model": "gpt-4", "input": "hi", "tools": [{"type": "function"}]}),
+    ("grammar-no-definition", {"model": "gpt-4", "input": "hi", "tools": [
+        {"type": "custom", "name": "p", "format": {"type": "grammar", "syntax": "lark"}}]}),
+    ("tool-choice-number", {"model": "gpt-4", "input": "hi", "tool_choice": 5}),
+    ("reasoning-string", {"model": "gpt-4", "input": "hi", "reasoning": "deep"}),
+    ("effort-unknown", {"model": "gpt-4", "input": "hi", "reasoning": {"effort": "ludicrous"}}),
+    ("max-output-zero", {"model": "gpt-4", "input": "hi", "max_output_tokens": 0}),
+    ("stream-string", {"model": "gpt-4", "input": "hi", "stream": "yes"}),
+    ("store-string", {"model": "gpt-4", "input": "hi", "store": "no"}),
+    ("previous-number", {"model": "gpt-4", "input": "hi", "previous_response_id": 5}),
+    ("previous-unknown", {"model": "gpt-4", "input": "hi", "previous_response_id": "resp_nope"}),
+    ("previous-path-like", {"model": "gpt-4", "input": "hi", "previous_response_id": "../../etc/passwd"}),
+    ("previous-and-bad-input", {"model": "gpt-4", "input": 5, "previous_response_id": "resp_nope"}),
+    ("backend-prefix-no-model", {"model": "echo:", "input": "hi"}),
 ]
 GEMINI_BODIES: list[tuple[str, Any]] = [
     ("missing-contents", {"generationConfig": {}}),
@@ -154,7 +186,7 @@ def _table(frontend: str, rows: list[tuple[str, Any]]) -> list[Any]:
 
 
 @pytest.mark.parametrize("path,body", _table("openai", OPENAI_BODIES) + _table("anthropic", ANTHROPIC_BODIES)
-                         + _table("gemini", GEMINI_BODIES))
+                         + _table("gemini", GEMINI_BODIES) + _table("responses", RESPONSES_BODIES))
 def test_format_specific_bad_bodies(client, no_tracebacks, path, body):
     frontend = next(f for p, f in CHAT_ENDPOINTS if p == path)
     result = client.simulate_post(path, json=body)
@@ -166,6 +198,7 @@ def test_format_specific_bad_bodies(client, no_tracebacks, path, body):
 @pytest.mark.parametrize("frontend,path,body", [
     ("openai", "/v2/chat/completions", {"model": "gpt-4", "messages": [{"role": "user", "content": "!/hello"}]}),
     ("anthropic", "/v2/messages", {"model": "gpt-4", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    ("responses", "/v2/responses", {"model": "gpt-4", "input": "hi"}),
 ])
 def test_bad_session_id(client, frontend, path, body, stream):
     result = client.simulate_post(path, json={**body, "stream": stream}, headers={"x-session-id": "../../etc/passwd"})
@@ -215,12 +248,17 @@ def test_gemini_bad_action(client, path, frontend):
     ("POST", "/v1beta/models", "gemini", 405),
     ("DELETE", "/v1beta/models/gpt-4:generateContent", "gemini", 405),
     ("POST", "/health", "openai", 405),
+    ("GET", "/v2/responses", "responses", 405),
+    ("DELETE", "/v2/responses", "responses", 405),
+    ("GET", "/v2/responses/resp_unknown", "responses", 404),
+    ("GET", "/v1/responses/resp_unknown", "responses", 404),
     ("DELETE", "/", "openai", 405),
 ])
 def test_unknown_paths_and_methods(client, no_tracebacks, method, path, frontend, status):
     result = client.simulate_request(method, path)
     message = _check(result, frontend, status=status)
-    assert path in message or "model" in message
+    last = path.rsplit("/", 1)[-1]
+    assert path in message or "model" in message or f"'{last}'" in message
     if status == 405:
         assert result.headers.get("allow"), result.headers
 
@@ -231,6 +269,7 @@ def test_unknown_paths_and_methods(client, no_tracebacks, method, path, frontend
     ("/v2/messages/count_tokens", "anthropic", {"model": "gpt-4", "messages": [{"role": "user", "content": "x" * 5000}]}),
     ("/v1beta/models/gpt-4:generateContent", "gemini", {"contents": [{"parts": [{"text": "x" * 5000}]}]}),
     ("/v2/models/gpt-4:countTokens", "gemini", {"contents": [{"parts": [{"text": "x" * 5000}]}]}),
+    ("/v2/responses", "responses", {"model": "gpt-4", "input": "x" * 5000}),
 ])
 def test_oversized_body_is_413(make_client, path, frontend, body):
     client = make_client(disable_auth=True, max_body_bytes=1024)

@@ -3,6 +3,7 @@ what the flags do to the app that uvicorn is given (uvicorn itself is replaced b
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,33 @@ def test_access_lines_are_written_up_to_sigterm(tmp_path: Path, workers: str) ->
               if line["logger"] == "llm_proxy.access" and line["message"].startswith("POST /v2/chat/completions 200")]
     assert len(access) == 3, err  # each request once: uvicorn's own access line stays off in workers too
     assert API_KEY not in err and '"logger":"uvicorn.access"' not in err
+    assert f"http://127.0.0.1:{port}/v2/responses" in err, "the start banner names the Responses path"
+
+
+@pytest.mark.parametrize("host,reach", [("0.0.0.0", "every network this machine is on"),
+                                        ("127.0.0.1", "web pages through DNS rebinding")])
+def test_disable_auth_warns_loudly_and_says_what_it_opens(served, tmp_path, capsys, host, reach):
+    assert main(["--config", _config(tmp_path), "--disable-auth", "--host", host, "--port", "8123"]) == 0
+    err = capsys.readouterr().err
+    [warning] = [line for line in err.splitlines() if "--disable-auth" in line]
+    assert "WARNING" in warning and "AUTHENTICATION IS OFF" in warning and f"http://{host}:8123" in warning
+    assert reach in warning and "/v2/admin/reload" in warning and "/metrics" in warning
+
+
+def test_no_warning_without_disable_auth(served, tmp_path, capsys):
+    assert main(["--config", _config(tmp_path, auth={"api_keys": [API_KEY]}), "--host", "0.0.0.0"]) == 0
+    assert "AUTHENTICATION IS OFF" not in capsys.readouterr().err
+
+
+def test_start_says_where_each_backend_came_from(served, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-ignored-with-a-file-123")
+    assert main(["--config", _config(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"backend echo \(echo\) from config\.yaml:\d+", err), err
+    assert re.search(r"backend other \(echo\) from config\.yaml:\d+", err), err
+    assert "backend openai" not in err and "sk-ignored" not in err
+    monkeypatch.chdir(tmp_path / "..")  # no config.yaml here: the embedded defaults and the variable
+    (tmp_path / ".." / "config.yaml").unlink(missing_ok=True)
+    assert main([]) == 0
+    err = capsys.readouterr().err
+    assert "backend echo (echo) from embedded default" in err and "backend openai (openai) from OPENAI_API_KEY" in err

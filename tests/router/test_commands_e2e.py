@@ -250,6 +250,8 @@ def test_client_reminders_around_a_command(client, frontend):
     body = chat_body(frontend, "placeholder")
     if frontend == "gemini":
         body["contents"][0]["parts"] = [{"text": reminder}, {"text": command}]
+    elif frontend == "responses":
+        body["input"][0]["content"] = [{"type": "input_text", "text": reminder}, {"type": "input_text", "text": command}]
     else:
         body["messages"][0]["content"] = [{"type": "text", "text": reminder}, {"type": "text", "text": command}]
     s = sid()
@@ -263,3 +265,23 @@ def test_claude_code_session_header_is_used(client, frontend):
     reply_text(frontend, chat(client, frontend, "!/model(echo-large)", headers={"x-claude-code-session-id": s}))
     result = chat(client, frontend, "hi", headers={"x-claude-code-session-id": s})
     assert result.headers["x-session-id"] == s and reply_model(frontend, result) == "echo-large"
+
+
+@pytest.mark.parametrize("command,word", [("!/model(openrouter:x)", "model"), ("!/oneoff(openrouter:x)", "oneoff"),
+                                          ("!/set(model=openrouter:x)", "set: model")])
+def test_a_target_with_an_unknown_backend_is_an_error_whatever_the_command(client, frontend, command, word):
+    """``!/model``, ``!/oneoff`` and ``!/set(model=...)`` read ``a:b`` the same way: backend ``a``
+    must be configured; the reply names it and nothing is set."""
+    sid = f"unknown-{frontend}-{word.replace(' ', '').replace(':', '')}"
+    text = reply_text(frontend, chat(client, frontend, command, session=sid))
+    assert f"{word}: unknown backend 'openrouter'" in text and "nothing was changed" in text, text
+    assert "echo, other" in text
+    assert reply_model(frontend, chat(client, frontend, "hi", session=sid)) == "gpt-4"
+
+
+def test_model_reply_says_what_was_set(client, frontend):
+    both = reply_text(frontend, chat(client, frontend, "!/model(other:special)", session=f"said-1-{frontend}"))
+    assert "backend set to other" in both and "model set to special" in both
+    quoted = reply_text(frontend, chat(client, frontend, '!/model("llama3:8b")', session=f"said-2-{frontend}"))
+    assert "model set to llama3:8b" in quoted and "backend set" not in quoted
+    assert reply_model(frontend, chat(client, frontend, "hi", session=f"said-2-{frontend}")) == "llama3:8b"

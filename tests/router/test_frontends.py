@@ -65,7 +65,9 @@ def test_model_shapes() -> None:
     ids = [("a", "m1"), ("b", "m2")]
     assert OPENAI.list_models(ids, 7) == {"object": "list", "data": [
         {"id": "a:m1", "object": "model", "created": 7, "owned_by": "a"},
-        {"id": "b:m2", "object": "model", "created": 7, "owned_by": "b"}]}
+        {"id": "b:m2", "object": "model", "created": 7, "owned_by": "b"}],
+        "endpoints": {"chat.completions": "/v2/chat/completions", "responses": "/v2/responses",
+                      "messages": "/v2/messages"}}
     assert GEMINI.list_models(ids, 7) == {"models": [
         {"name": "models/a:m1", "displayName": "m1 (a)",
          "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]},

@@ -64,6 +64,7 @@ def test_json_logs_banner_and_sigterm(tmp_path: Path) -> None:
     urls = next(line["base_urls"] for line in banner if "base_urls" in line)
     root = f"http://127.0.0.1:{proxy.port}"
     assert set(urls.values()) >= {f"{root}/v2", root}
+    assert urls["OpenAI Responses"] == f"{root}/v2/responses"  # the real app serves it
     assert f"OpenAI (OPENAI_BASE_URL) {root}/v2" in next(line["message"] for line in banner if "base_urls" in line)
     requests = [line for line in lines if line.get("request_id")]
     assert len(requests) == 1 and requests[0]["logger"] == "llm_proxy.access", requests

@@ -59,8 +59,11 @@ async def test_an_endless_upstream_line_ends_the_stream_with_the_formats_error_e
     assert result.status_code == 200 and is_sse(result)
     assert "partial " in result.text  # the event before the long line reached the client
     events = [e for e in sse_data(result.text) if e != "[DONE]"]
-    error = events[-1]["error"]
+    # Responses clients read the failure from response.failed (Codex ignores a bare error event).
+    error = events[-1]["response"]["error"] if frontend == "responses" else events[-1]["error"]
     assert "longer than 65536 bytes" in error["message"] and "max_line_bytes" in error["message"]
+    if frontend == "responses":
+        assert events[-1]["type"] == "response.failed" and error["code"] == "server_error"
     if frontend == "anthropic":
         assert events[-1]["type"] == "error"
     if frontend == "openai":

@@ -17,3 +17,5 @@ for path in (HERE.parents[1], HERE):  # the project root, and this folder for ``
 def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """OpenAI needs ``created``; formats without one would otherwise make goldens time-dependent."""
     monkeypatch.setattr("router.wire.openai._now", lambda: 1_700_000_000)
+    monkeypatch.setattr("router.wire.responses._now", lambda: 1_700_000_000)
+    monkeypatch.setattr("router.wire.responses._new_response_id", lambda: "resp_new")

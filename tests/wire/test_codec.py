@@ -11,11 +11,11 @@ from types import ModuleType
 import pytest
 
 from router.frontends import FRONTENDS
-from router.wire import anthropic, gemini, openai
+from router.wire import anthropic, gemini, openai, responses
 from router.wire.canonical import ChatRequest, Message, StreamEnd, StreamStart, TextPart
 from router.wire.codec import Codec, CodecError, WireError
 
-CODECS = [openai, anthropic, gemini]
+CODECS = [openai, anthropic, gemini, responses]
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=lambda m: m.__name__)

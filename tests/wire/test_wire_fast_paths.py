@@ -154,7 +154,8 @@ def test_response_encoding_shortcut_matches_the_general_encoding(parts: list, fi
     response = ChatResponse(id="r-1", model="m", parts=parts, finish_reason=finish,  # type: ignore[arg-type]
                             usage=Usage(3, 4), created=1)
     text, calls = response.text(), [openai._encode_tool_call(p) for p in response.tool_calls()]
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None,
+                               "refusal": None}
     if calls:
         message["tool_calls"] = calls
     body = openai.encode_response(response)

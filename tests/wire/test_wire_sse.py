@@ -68,7 +68,7 @@ def test_encoders_emit_parseable_frames() -> None:
         for event, data in parse_all(payload):
             if data != "[DONE]":
                 body = json.loads(data)
-                if name == "anthropic":
+                if name in ("anthropic", "responses"):  # both name each event
                     assert event == body["type"]
                 else:
                     assert event is None
@@ -125,3 +125,35 @@ def test_a_long_line_in_small_chunks_is_buffered_in_linear_time() -> None:
         parser.feed(chunk)
     assert time.perf_counter() - started < 2.0
     assert parser.feed(b"\n\n") == [] and parser.close() == []  # "www..." is not a field: no frame
+
+
+LF_LINES = st.lists(st.one_of(
+    st.just(b""), st.just(b": ping"), st.just(b"event: delta"), st.just(b"id: 3"),
+    st.text(max_size=6).map(lambda t: b"data: " + t.encode("utf-8")),
+    st.binary(max_size=6).filter(lambda b: b"\n" not in b and b"\r" not in b)), max_size=14)
+
+
+class _GeneralOnly(SSEParser):
+    """The parser without its fast path for chunks of ``\\n`` lines (``_feed_lf``)."""
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
+        return self._feed_any(chunk)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=LF_LINES, cuts=st.lists(st.integers(0, 200), max_size=8), max_line=st.sampled_from([None, 8, 1024]))
+def test_the_lf_fast_path_parses_as_the_general_loop(lines: list[bytes], cuts: list[int], max_line: int | None) -> None:
+    body = b"\n".join(lines) + b"\n"
+    points = sorted({c for c in cuts if c <= len(body)})
+    pieces = [body[a:b] for a, b in zip([0] + points, points + [len(body)])]
+
+    def run(parser: SSEParser) -> object:
+        out: list[object] = []
+        try:
+            for piece in pieces:
+                out += parser.feed(piece)
+            return out + parser.close()
+        except LineTooLong as exc:
+            return out + exc.frames + ["too long"]
+
+    assert run(SSEParser(max_line)) == run(_GeneralOnly(max_line))

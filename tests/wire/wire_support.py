@@ -9,11 +9,11 @@ from typing import Any
 from router.wire.canonical import (
     ChatResponse, ImagePart, ResponseAccumulator, StreamEvent, TextPart, ThinkingPart, ToolCallPart, Usage,
 )
-from router.wire import anthropic, gemini, openai
+from router.wire import anthropic, gemini, openai, responses
 from router.wire.common import guess_media_type, is_base64
 from router.wire.sse import parse_all
 
-FORMATS = {"openai": openai, "anthropic": anthropic, "gemini": gemini}
+FORMATS = {"openai": openai, "anthropic": anthropic, "gemini": gemini, "responses": responses}
 DONE = "[DONE]"
 
 
@@ -22,7 +22,7 @@ def to_json(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out: dict[str, Any] = {}
         if type(obj).__module__ == "router.wire.canonical" and not hasattr(obj, "type") and type(obj).__name__ not in (
-                "ChatRequest", "ChatResponse", "Message", "Tool", "ToolChoice", "Usage"):
+                "ChatRequest", "ChatResponse", "Message", "Tool", "ToolChoice", "Usage", "CustomFormat"):
             out["event"] = type(obj).__name__
         for f in dataclasses.fields(obj):
             out[f.name] = to_json(getattr(obj, f.name))
@@ -78,7 +78,7 @@ def normalize(resp: ChatResponse, fmt: str) -> ChatResponse:
             signature = part.signature or None
             if fmt == "gemini" and signature and not is_base64(signature):
                 signature = None
-            if fmt == "openai" or (not part.text and not signature):
+            if fmt == "openai" or (not part.text and not signature) or (fmt == "responses" and not signature):
                 continue
             parts.append(ThinkingPart(part.text, signature))
         elif isinstance(part, TextPart):
@@ -90,16 +90,24 @@ def normalize(resp: ChatResponse, fmt: str) -> ChatResponse:
                                        media_type=part.media_type or (guess_media_type(part) if part.url else "image/png")))
         elif isinstance(part, ToolCallPart):
             parts.append(_args(part))
+    if fmt == "responses":  # text runs between other parts are one message item each
+        merged: list[Any] = []
+        for part in parts:
+            if isinstance(part, TextPart) and merged and isinstance(merged[-1], TextPart):
+                merged[-1] = TextPart(merged[-1].text + part.text)
+            else:
+                merged.append(part)
+        parts = merged
     if fmt == "openai":  # one content string, then the tool calls
         text = "".join(p.text for p in parts if isinstance(p, TextPart))
         parts = ([TextPart(text)] if text else []) + [p for p in parts if isinstance(p, ToolCallPart)]
     finish = resp.finish_reason
     if finish == "loop" or (finish == "error" and fmt != "gemini"):
         finish = "stop"
-    if finish == "stop" and fmt in ("openai", "gemini") and any(isinstance(p, ToolCallPart) for p in parts):
+    if finish == "stop" and fmt in ("openai", "gemini", "responses") and any(isinstance(p, ToolCallPart) for p in parts):
         finish = "tool_calls"
-    if finish == "tool_calls" and fmt == "gemini" and not any(isinstance(p, ToolCallPart) for p in parts):
+    if finish == "tool_calls" and fmt in ("gemini", "responses") and not any(isinstance(p, ToolCallPart) for p in parts):
         finish = "stop"
     usage = Usage(resp.usage.prompt_tokens, resp.usage.completion_tokens, resp.usage.cached_tokens)
-    created = resp.created if fmt == "openai" else 0
+    created = resp.created if fmt in ("openai", "responses") else 0
     return ChatResponse(resp.id, resp.model, parts, finish, usage, created)
