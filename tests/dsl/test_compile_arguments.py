@@ -43,12 +43,12 @@ ACCEPTED = [
     ("pwd", (ir.Query("pwd", None),)),
     # a target parameter given a plain string is split at its first colon
     ('oneoff("anthropic:claude-3:beta")', (ir.OneOff(ir.Target("anthropic", "claude-3:beta")),)),
-    ('model("openai:gpt-4o")', (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"))),
+    ('model("openai:gpt-4o")', (ir.SetField("model", "openai:gpt-4o"),)),  # quoted: a model name as written
     ('model("gpt-4o")', (ir.SetField("model", "gpt-4o"),)),
     ("model(openai:gpt-4o)", (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"))),
-    # backend:model with an unknown backend is a model name that contains a colon
-    ("model(llama3:8b)", (ir.SetField("model", "llama3:8b"),)),
-    ("set(model=openai:gpt-4o, backend=echo)", (ir.SetField("model", "openai:gpt-4o"), ir.SetField("backend", "echo"))),
+    ('model("llama3:8b")', (ir.SetField("model", "llama3:8b"),)),
+    ("set(model=openai:gpt-4o, backend=echo)",
+     (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"), ir.SetField("backend", "echo"))),
     ('set(model="gpt-4o")', (ir.SetField("model", "gpt-4o"),)),
     ("unset(project, backend)", (ir.UnsetField("project"), ir.UnsetField("backend"))),
 ]
@@ -85,6 +85,8 @@ REFUSED = [
     ("backend(nope)", ["backend: unknown backend 'nope'"]),
     ("oneoff(nope:m)", ["oneoff: unknown backend 'nope'"]),
     ("oneoff(openai)", ["oneoff needs backend:model"]),
+    ("model(llama3:8b)", ["model: unknown backend 'llama3'", 'quote it: model("llama3:8b")']),
+    ("set(model=llama3:8b)", ["set: model: unknown backend 'llama3'"]),
     ('oneoff("")', ["oneoff: target: '' is not valid"]),
     ("route-append(gpt-4, nope:m)", ["unknown backend 'nope'"]),
     # set / unset
