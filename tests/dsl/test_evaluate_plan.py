@@ -28,6 +28,12 @@ def test_plan_accessors() -> None:
     assert Plan(chain=()).targets() == ()
 
 
+@pytest.mark.parametrize(("when", "matches"), [(ir.Const(False), False), (ir.Const(True), True), (None, True)])
+def test_rules_built_in_code_with_constant_conditions(when: ir.Condition | None, matches: bool) -> None:
+    plan = evaluate(Facts.build("m"), RuleSet([ir.Rule("r", when=when, limits=(ir.Limit("rpm", 1),))]))
+    assert plan.rules == (("r",) if matches else ())
+
+
 @pytest.mark.parametrize(("conditions", "reads"), [
     ([], set()),
     (["true"], set()),
