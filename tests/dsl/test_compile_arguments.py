@@ -109,6 +109,41 @@ def test_refused_commands(text: str, words: list[str]) -> None:
         assert word in message
 
 
+def located(text: str) -> RulesSemanticError:
+    """The error for ``text`` written at line 3, column 5 of a message."""
+    source = "first line\nsecond line\n    " + text
+    with pytest.raises(RulesSemanticError) as caught:
+        compile_command(parse(text, "command", line=3, column=5, source=source),
+                        Context(source, known_backends=BACKENDS))
+    return caught.value
+
+
+LOCATED = [
+    # (command, column of the error (the command starts at 5), what the error says is expected)
+    ("frobnicate", 5, "one of hello, help"),
+    ("set", 5, "set(key=value, ...)"),
+    ("unset", 5, "unset(key, ...)"),
+    ("unset(colour)", 11, "one of project, project_dir"),
+    ("unset(project, colour)", 20, "one of project, project_dir"),
+    ("backend(nope)", 5, "one of anthropic, echo, openai"),
+    ("backend(colour=openai)", 13, "backend(name)"),
+    ("backend(openai, name=anthropic)", 21, "backend(name)"),
+    ("backend", 5, "backend(name)"),
+    ("temperature(value=3)", 17, "a number between 0 and 2"),
+    ("set(openai)", 9, "key=value"),
+    ("set(top_p=1.5)", 9, "a number between 0 and 1"),
+    ("set(backend=nope)", 9, "one of anthropic, echo, openai"),
+    ("oneoff(nope:m)", 5, "one of anthropic, echo, openai"),
+]
+
+
+@pytest.mark.parametrize(("text", "column", "expected"), LOCATED, ids=[t for t, _, _ in LOCATED])
+def test_errors_point_at_the_command_or_argument_and_say_what_is_expected(text: str, column: int, expected: str) -> None:
+    error = located(text)
+    assert (error.location.line, error.location.column) == (3, column)
+    assert expected in (error.expected or "")
+
+
 def test_the_error_points_at_the_offending_argument() -> None:
     text = "temperature(0.5, value=0.7)"
     with pytest.raises(RulesSemanticError) as caught:
@@ -158,6 +193,28 @@ def test_post_processors_and_overrides() -> None:
         ("temperature", 0.3), ("max_tokens", 100))
     with pytest.raises(RulesSemanticError, match="set: cannot override project"):
         compile_overrides(parse("project=x", "arglist"), Context())
+
+
+@pytest.mark.parametrize(("condition", "words"), [
+    ('header("x-team") == 3', 'header("x-team") compared with 3'),
+    ('header("x-team") < "a"', 'header("x-team") is a string; < does not apply'),
+    ('model < "a"', "model is a string; < does not apply"),
+    ('tokens ~ "1*"', "tokens is a number; pattern matching needs a string fact"),
+    ('model =~ "("', "bad regular expression"),
+    ('session.colour', "unknown session field 'colour'"),
+    ('model.x == "a"', "model has no field 'x'"),
+    ('header == "a"', "header needs an argument"),
+    ('model("x") == "a"', "model takes no argument"),
+    ('modle == "a"', "did you mean 'model'"),
+    ('time > "25:00"', 'a time "HH:MM"'),
+    ('weekday == "monday"', '"mon"'),
+])
+def test_refused_conditions(condition: str, words: str) -> None:
+    from dsl.compile import check_condition
+
+    with pytest.raises(RulesSemanticError) as caught:
+        check_condition(parse(condition, "condition"), Context(condition))
+    assert words in str(caught.value)
 
 
 @pytest.mark.parametrize(("value", "seconds"), [
