@@ -134,6 +134,9 @@ LOCATED = [
     ("set(top_p=1.5)", 9, "a number between 0 and 1"),
     ("set(backend=nope)", 9, "one of anthropic, echo, openai"),
     ("oneoff(nope:m)", 5, "one of anthropic, echo, openai"),
+    ("oneoff(openai)", 5, "a target like anthropic:claude-3"),
+    ("model(nope:m)", 5, "one of anthropic, echo, openai; for a model name with a colon, quote it"),
+    ("set(model=nope:m)", 9, "quote it: set(model=\"nope:m\")"),
 ]
 
 
