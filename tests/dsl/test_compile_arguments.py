@@ -211,13 +211,44 @@ def test_post_processors_and_overrides() -> None:
     ('modle == "a"', "did you mean 'model'"),
     ('time > "25:00"', 'a time "HH:MM"'),
     ('weekday == "monday"', '"mon"'),
+    ('weekday < "tue"', "weekday is a weekday; < does not apply"),
+    ('stream < true', "stream is a bool; < does not apply"),
+    ('stream == "yes"', "(expected true or false)"),
+    ('model == 3', "(expected a quoted string)"),
+    ('stream and (tools or tokens ~ "1*")', "tokens is a number; pattern matching"),
+    ('not (tools and model == 3)', "model compared with 3"),
 ])
 def test_refused_conditions(condition: str, words: str) -> None:
     from dsl.compile import check_condition
 
+    source = "rules:\n  - name: r\n    when: " + condition
     with pytest.raises(RulesSemanticError) as caught:
-        check_condition(parse(condition, "condition"), Context(condition))
+        check_condition(parse(condition, "condition", line=3, column=11, source=source), Context(source))
     assert words in str(caught.value)
+    assert caught.value.location.line == 3 and caught.value.location.column >= 11  # where it is, not line 1
+
+
+@pytest.mark.parametrize(("chain", "backends", "words"), [
+    ("(60% up:a | 41% up:b)", ("up",), "weights add up to 101%"),
+    ("(60% up:a | 39.5% up:b)", ("up",), "weights add up to 99.5%"),
+    ("(50% up:a | up:b)", ("up",), "give every member of the group a weight, or none"),
+    ("x:m", (), "(expected a configured backend)"),
+    ("up:a -> x:m", ("up",), "(expected one of up)"),
+])
+def test_refused_chains(chain: str, backends: tuple[str, ...], words: str) -> None:
+    from dsl.compile import check_chain
+
+    with pytest.raises(RulesSemanticError) as caught:
+        check_chain(parse(chain, "chain"), Context(chain, known_backends=backends))
+    assert words in str(caught.value)
+
+
+def test_accepted_chain_weights() -> None:
+    from dsl.compile import check_chain
+
+    for chain in ("(60% up:a | 40% up:b)", "(33.5% up:a | 66.5% up:b)", "(up:a | up:b)"):
+        parsed = parse(chain, "chain")
+        assert check_chain(parsed, Context(chain, known_backends=("up",))) is parsed
 
 
 @pytest.mark.parametrize(("value", "seconds"), [
