@@ -257,3 +257,27 @@ def test_accepted_chain_weights() -> None:
 ])
 def test_durations(value: object, seconds: int | None) -> None:
     assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize(("text", "field", "value", "kind"), [
+    ("set(max_tokens=100.0)", "max_tokens", 100, int),   # a whole number given as a float is an int
+    ("set(max_tokens=100)", "max_tokens", 100, int),
+    ("set(temperature=1)", "temperature", 1, int),       # a number stays as written
+    ("set(temperature=0.5)", "temperature", 0.5, float),
+    ("set(project=42)", "project", "42", str),          # a number where a string is wanted: its text
+    ("set(project=demo)", "project", "demo", str),      # a bare word
+    ('set(project="a b")', "project", "a b", str),
+])
+def test_setting_values_are_coerced_to_the_settings_type(text: str, field: str, value: object, kind: type) -> None:
+    [edit] = run(text)
+    assert edit == ir.SetField(field, value) and type(edit.value) is kind
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("set(max_tokens=2.5)", "set: max_tokens: 2.5 is not valid"),
+    ("set(project=true)", "set: project: True is not valid"),
+    ("set(interactive=1)", "set: interactive: 1 is not valid"),
+    ("set(max_tokens=up:a -> up:b)", "set: max_tokens: 'up:a -> up:b' is not valid"),
+])
+def test_setting_values_of_the_wrong_type_are_refused(text: str, words: str) -> None:
+    assert words in refusal(text)
