@@ -281,3 +281,38 @@ def test_setting_values_are_coerced_to_the_settings_type(text: str, field: str, 
 ])
 def test_setting_values_of_the_wrong_type_are_refused(text: str, words: str) -> None:
     assert words in refusal(text)
+
+
+FIELD_ERRORS = [
+    # (field, start symbol, text, compiler, words, column of the error (the field's text starts at 11))
+    ("limits", "calls", "rps(5)", compile_limits, "unknown limit 'rps'", 11),
+    ("limits", "calls", "rpm(5), rpm(0)", compile_limits, "rpm: amount: 0 is not valid (expected", 19),  # the call
+    ("limits", "calls", "rpm(5, every=key)", compile_limits, "rpm: unexpected argument every", 18),
+    ("limits", "calls", "rpm(5, per=planet)", compile_limits, "rpm: per: 'planet' is not valid", 18),
+    ("limits", "calls", "rpm(per=key)", compile_limits, "rpm needs an amount (expected rpm(60))", 11),
+    ("post", "calls", "tool_call_repair, tool_call_repair", compile_post, "listed twice", 29),
+    ("post", "calls", "loop_detection(colour=1)", compile_post, "unknown argument colour", 26),
+    ("post", "calls", "loop_detection(min_repetitions=0)", compile_post, "loop_detection: min_repetitions: 0", 26),
+    ("set", "arglist", "temperature=0.1, project=x", compile_overrides, "set: cannot override project", 28),
+    ("set", "arglist", "top_p=2", compile_overrides, "set: top_p: 2 is not valid", 11),
+]
+
+
+@pytest.mark.parametrize(("field", "start", "text", "compiler", "words", "column"), FIELD_ERRORS,
+                         ids=[f"{f[0]}:{f[2]}" for f in FIELD_ERRORS])
+def test_errors_in_rule_fields_point_at_the_call_or_argument(field: str, start: str, text: str, compiler,
+                                                            words: str, column: int) -> None:
+    prefix = f"    {field}: "
+    source = "rules:\n  - name: r\n" + prefix.ljust(10) + text
+    with pytest.raises(RulesSemanticError) as caught:
+        compiler(parse(text, start, line=3, column=11, source=source), Context(source))
+    assert words in str(caught.value)
+    assert (caught.value.location.line, caught.value.location.column) == (3, column)
+
+
+def test_compiled_calls_keep_their_position() -> None:
+    text = "loop_detection(min_repetitions=4), tool_call_repair"
+    post = compile_post(parse(text, "calls", line=3, column=11), Context(text))
+    assert [(p.span.line, p.span.column) for p in post] == [(3, 11), (3, 46)]
+    limits = compile_limits(parse("rpm(5), tpm(10)", "calls", line=2, column=3), Context())
+    assert [(lim.span.line, lim.span.column) for lim in limits] == [(2, 3), (2, 11)]
