@@ -9,7 +9,7 @@ import aiohttp
 from router.wire import anthropic
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
-from .base import ErrorKind
+from .base import BackendError, ErrorClass, ErrorKind
 from .http import HttpBackend, classify_status, without_api_version
 from .keys import KeyChoice
 
@@ -33,10 +33,28 @@ class AnthropicBackend(HttpBackend):
             return "overloaded"
         return classify_status(status)
 
+    def error_class(self, status: int, body: bytes) -> ErrorClass | None:
+        """Anthropic says ``prompt is too long: N tokens > M maximum`` (an invalid_request_error),
+        and blocks output with ``Output blocked by content filtering policy``."""
+        if status == 400 and b"prompt is too long" in body:
+            return "context_window"
+        if status == 400 and b"content filtering policy" in body:
+            return "content_policy"
+        return None
+
+    def refused(self, reply: ChatResponse) -> None:
+        """A whole reply that is only a refusal (``stop_reason: refusal``, nothing said) fails over
+        like a policy error: the client has received nothing yet."""
+        if reply.finish_reason == "content_filter" and not reply.text().strip() and not reply.tool_calls():
+            raise BackendError("bad_request", "the provider refused the request (stop_reason: refusal)", status=400,
+                               backend=self.name, error_class="content_policy")
+
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         response, _key = await self.call("POST", f"{self.base_url}/v1/messages", self.codec.encode_request(request),
                                          keys=keys, model=request.model)
-        return self.decode(await self.read_json(response))
+        reply = self.decode(await self.read_json(response))
+        self.refused(reply)
+        return reply
 
     def stream(self, request: ChatRequest, keys: KeyChoice | None = None) -> AsyncIterator[StreamEvent]:
         async def open_response() -> aiohttp.ClientResponse:

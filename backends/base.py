@@ -30,6 +30,14 @@ STATUS_FOR_KIND: dict[str, int] = {
     "auth": 502, "rate_limited": 429, "overloaded": 503, "bad_request": 400, "not_found": 404,
     "timeout": 504, "connection": 502, "server": 502,
 }
+# The error classes a rule's ``on:`` names (dsl.registry.ERROR_CLASSES). Most follow from the kind;
+# ``context_window`` and ``content_policy`` are told apart from other 400s by each connector, from
+# its provider's own error shape (``HttpBackend.error_class``).
+ErrorClass = Literal["context_window", "content_policy", "rate_limit", "timeout", "server_error", "auth"]
+CLASS_FOR_KIND: dict[str, ErrorClass] = {
+    "rate_limited": "rate_limit", "timeout": "timeout", "server": "server_error", "overloaded": "server_error",
+    "connection": "server_error", "auth": "auth",
+}
 PROXY_KIND: dict[str, str] = {
     "auth": "api_error", "rate_limited": "rate_limit", "overloaded": "overloaded", "bad_request": "invalid_request",
     "not_found": "not_found", "timeout": "timeout", "connection": "api_error", "server": "api_error",
@@ -42,10 +50,11 @@ class BackendError(Exception):
     also redact their own keys, which have no recognisable shape, before they raise)."""
 
     def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None,
-                 retry_after: float | None = None, backend: str = "") -> None:
+                 retry_after: float | None = None, backend: str = "", error_class: ErrorClass | None = None) -> None:
         message = redact(message)
         super().__init__(message)
         self.kind = kind
+        self.error_class: ErrorClass | None = error_class or CLASS_FOR_KIND.get(kind)
         self.message = message
         self.status = status
         self.retry_after = retry_after

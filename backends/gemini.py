@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 import aiohttp
@@ -10,7 +10,7 @@ import aiohttp
 from router.wire import gemini
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
-from .base import ErrorKind
+from .base import BackendError, ErrorClass, ErrorKind
 from .http import HttpBackend, classify_status, without_api_version
 from .keys import KeyChoice
 
@@ -32,13 +32,32 @@ class GeminiBackend(HttpBackend):
             return "auth"
         return classify_status(status)
 
+    def error_class(self, status: int, body: bytes) -> ErrorClass | None:
+        """Gemini answers a prompt over the model's limit with a 400 ``INVALID_ARGUMENT`` that
+        counts tokens ("The input token count (N) exceeds the maximum number of tokens allowed (M)")."""
+        if status == 400 and b"INVALID_ARGUMENT" in body and b"token" in body.lower() and (
+                b"exceeds the maximum" in body or b"token count" in body):
+            return "context_window"
+        return None
+
+    def blocked(self, frame: Any) -> Any:
+        """A prompt blocked on safety comes back as a 200 whose ``promptFeedback.blockReason`` is
+        set and which has no candidates: a policy error, before the client got anything."""
+        if isinstance(frame, dict) and not frame.get("candidates"):
+            feedback = frame.get("promptFeedback")
+            reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+            if reason:
+                raise BackendError("bad_request", f"the provider blocked the prompt (blockReason: {reason})",
+                                   status=400, backend=self.name, error_class="content_policy")
+        return frame
+
     def _url(self, model: str, action: str) -> str:
         return f"{self.base_url}/v1beta/models/{quote(model.removeprefix('models/'), safe='-._')}:{action}"
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         response, _key = await self.call("POST", self._url(request.model, "generateContent"),
                                          self.codec.encode_request(request), keys=keys, model=request.model)
-        reply = self.decode(await self.read_json(response))
+        reply = self.decode(self.blocked(await self.read_json(response)))
         reply.model = reply.model or request.model
         return reply
 
@@ -46,7 +65,7 @@ class GeminiBackend(HttpBackend):
         async def open_response() -> aiohttp.ClientResponse:
             return (await self.call("POST", self._url(request.model, "streamGenerateContent"),
                                     self.codec.encode_request(request), params={"alt": "sse"}, keys=keys, model=request.model))[0]
-        return self.events(open_response)
+        return self.events(open_response, self.blocked)
 
     async def fetch_models(self) -> list[str]:
         names = await self.model_ids(f"{self.base_url}/v1beta/models", "models", "name")

@@ -22,7 +22,7 @@ from router.wire.canonical import ChatRequest, ChatResponse, StreamError, Stream
 from router.wire.codec import Codec, CodecError
 from router.wire.sse import LineTooLong, SSEParser
 
-from .base import Backend, BackendError, ErrorKind, Health
+from .base import Backend, BackendError, ErrorClass, ErrorKind, Health
 from .cooldowns import CooldownStore
 from .keys import Key, KeyChoice, KeyPool
 from .redaction import redact, redact_url
@@ -276,13 +276,19 @@ class HttpBackend(Backend):
         # The URL called (never its credentials), so a wrong base_url or model shows where it went.
         called = f"{response.method} {redact_url(str(response.url.with_query(None)))}"
         return BackendError(kind, f"{message} ({called})", status=response.status,
-                            retry_after=retry_after, backend=self.name)
+                            retry_after=retry_after, backend=self.name,
+                            error_class=self.error_class(response.status, body))
 
     def classify(self, status: int, body: bytes) -> ErrorKind:
         return classify_status(status)
 
     def share_cooldowns(self, store: CooldownStore) -> None:
         self.keys.store = store
+
+    def error_class(self, status: int, body: bytes) -> ErrorClass | None:
+        """The ``on:`` class of an error reply when its kind alone does not tell it (a prompt too
+        long, a policy refusal); None leaves it to the kind. Each provider says these its own way."""
+        return None
 
     async def call(self, method: str, url: str, body: Any | None, params: Mapping[str, str] | None = None,
                    keys: KeyChoice | None = None, model: str = "") -> tuple[aiohttp.ClientResponse, Key]:
@@ -293,9 +299,13 @@ class HttpBackend(Backend):
         last: BackendError | None = None
         gated = 0
         for key in self.keys.candidates(model):
-            if gate is not None and not gate(key.label):
-                gated += 1
-                continue
+            if gate is not None:
+                allowed = gate(key.label)
+                if not isinstance(allowed, bool):  # a shared limiter's gate is awaited
+                    allowed = await allowed
+                if not allowed:
+                    gated += 1
+                    continue
             if keys is not None:
                 keys.used = key.label
             try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from .cooldowns import Cooldown, CooldownStore, InMemoryCooldownStore
 
@@ -27,12 +27,13 @@ def key_label(key: str) -> str:
 class KeyChoice:
     """One call's say over its backend key, between dispatch and a connector.
 
-    ``allow`` (from the plan's per-key rate limits; None allows every key) is asked about each
+    ``allow`` (from the plan's per-key rate limits; None allows every key; it may return an
+    awaitable, then awaited) is asked about each
     key's label before the connector sends with it. ``used`` is written by the connector: the
     label of the last key it sent with, None when it sent nothing (echo, or no key allowed).
     """
 
-    allow: Callable[[str], bool] | None = None
+    allow: Callable[[str], bool | Awaitable[bool]] | None = None
     used: str | None = None
 
 
@@ -58,6 +59,8 @@ class KeyPool:
     default_cooldown: float = 30.0
     backend: str = ""
     store: CooldownStore = field(default_factory=InMemoryCooldownStore)
+    # Told of each cooldown (model, key label, seconds): several instances on one state store share them.
+    on_cool_down: Callable[[str, str, float], None] | None = None
     _next: int = 0
 
     @classmethod
@@ -94,6 +97,18 @@ class KeyPool:
         failures = (previous.failures if previous is not None else 0) + 1
         wait = seconds if seconds is not None else min(self.default_cooldown * failures, 300.0)
         self.store.put(self.backend, model, key.label, Cooldown(self.clock() + max(wait, 0.0), failures))
+        if self.on_cool_down is not None:
+            self.on_cool_down(model, key.label, max(wait, 0.0))
+
+    def cooled_elsewhere(self, label: str, seconds: float, model: str = "") -> None:
+        """Another instance saw this key fail for ``model``: it sits out here too (never shortened)."""
+        if not any(key.label == label for key in self.keys):
+            return
+        until = self.clock() + max(seconds, 0.0)
+        previous = self.store.get(self.backend, model, label)
+        if previous is None or previous.until < until:
+            self.store.put(self.backend, model, label,
+                           Cooldown(until, previous.failures if previous is not None else 1))
 
     def succeeded(self, key: Key, model: str = "") -> None:
         self.store.clear(self.backend, model, key.label)

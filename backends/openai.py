@@ -10,6 +10,7 @@ import aiohttp
 from router.wire import openai, responses
 from router.wire.canonical import ChatRequest, ChatResponse, StreamEvent
 
+from .base import ErrorClass
 from .http import HttpBackend, with_api_version
 from .keys import KeyChoice
 from .settings import ConnectorSettings
@@ -27,6 +28,15 @@ class OpenAIBackend(HttpBackend):
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def error_class(self, status: int, body: bytes) -> ErrorClass | None:
+        """OpenAI's error codes (``error.code``): ``context_length_exceeded`` and
+        ``content_policy_violation`` (Azure's content filter says ``content_filter``)."""
+        if status == 400 and b"context_length_exceeded" in body:
+            return "context_window"
+        if status == 400 and (b"content_policy_violation" in body or b'"content_filter"' in body):
+            return "content_policy"
+        return None
 
     async def complete(self, request: ChatRequest, keys: KeyChoice | None = None) -> ChatResponse:
         body = self.codec.encode_request(request)

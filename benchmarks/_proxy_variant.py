@@ -14,7 +14,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import router.app  # noqa: E402,F401  (first: importing the recorder alone meets the record <-> pipeline import cycle)
 import router.record.recorder as recording  # noqa: E402
 
 variant = sys.argv[1]

@@ -1,6 +1,6 @@
 """Whole-path load benchmark: client → proxy → local fake upstream, next to the baselines, one run.
 
-python benchmarks/proxy_bench.py [--duration 8] [--streams 1000] [--pairs 6] [--only streams]
+python benchmarks/proxy_bench.py [--duration 8] [--streams 1000] [--pairs 6] [--only streams] [--redis-url URL]
 
 Starts, each in its own process on 127.0.0.1: the fake OpenAI upstream, a bare Falcon+aiohttp
 pass-through, a bare Falcon+httpx pass-through (the outbound-client comparison), and the proxy on
@@ -10,7 +10,8 @@ for ``previous_response_id``), each as a ratio to the same pass-through.
 Load comes from wrk when installed (apt install wrk), else from an aiohttp client in this process.
 Prints requests/s at 32 connections, p50 latency at 1 connection, and ratios; the cost of usage
 recording + metrics, from one more proxy process switched on and off in alternating pairs
-(``_proxy_variant.py switchable``); then 1,000 concurrent slow streams through the proxy (all must
+(``_proxy_variant.py switchable``); state.store: redis against memory on the same path with an rpm
+limit (two more proxies, alternating pairs; needs a Redis); then 1,000 concurrent slow streams through the proxy (all must
 complete) with the proxy's CPU per chunk.
 
 Streams (``--only streams`` runs just these): the proxy and the pass-through relaying the same
@@ -313,8 +314,11 @@ def main() -> None:
     parser.add_argument("--stream-pairs", type=int, default=5, help="alternating pairs for the stream ratios")
     parser.add_argument("--long-streams", type=int, default=40, help="streams of 1,000 chunks for the CPU per chunk")
     parser.add_argument("--only", choices=["streams"], help="run only the streaming figures")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        help="the Redis of the state.store: redis variant")
     args = parser.parse_args()
-    ports = {name: free_port() for name in ("upstream", "pass_aiohttp", "pass_httpx", "proxy", "proxy_switch")}
+    ports = {name: free_port() for name in ("upstream", "pass_aiohttp", "pass_httpx", "proxy", "proxy_switch",
+                                            "state_memory", "state_redis")}
     upstream = f"http://127.0.0.1:{ports['upstream']}"
     work = Path(tempfile.mkdtemp())
     (work / "routes.d").mkdir()
@@ -324,6 +328,17 @@ def main() -> None:
         f"  ant:\n    type: anthropic\n    base_url: {upstream}\n    api_key: upstream-key\n"
         f"default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
     shutil.copy(HERE.parent / "routes.d" / "10-examples.yaml", work / "routes.d")
+    # The Redis-state variant: the same full default path plus an rpm limit on the route, its state
+    # in memory (one proxy) or in Redis (another), under a prefix of this run.
+    redis_prefix = f"lipbench-{os.getpid()}-{int(time.time())}"
+    for store in ("memory", "redis"):
+        (work / store / "routes.d").mkdir(parents=True)
+        shutil.copy(HERE.parent / "routes.d" / "10-examples.yaml", work / store / "routes.d")
+        (work / store / "routes.d" / "20-limit.yaml").write_text(
+            "rules:\n  - name: bench-limit\n    limits: rpm(100000000)\n")
+        (work / store / "config.yaml").write_text(
+            (work / "config.yaml").read_text() + f"state:\n  store: {store}\n  url: {args.redis_url}\n"
+            f"  prefix: {redis_prefix}\n")
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     procs = []
     try:
@@ -336,6 +351,11 @@ def main() -> None:
         switchable = start([PY, str(HERE / "_proxy_variant.py"), "switchable", "--config", str(work / "config.yaml"),
                             "--port", str(ports["proxy_switch"])], ports["proxy_switch"], env)
         procs.append(switchable)
+        state_procs = {}
+        for store in ("memory", "redis"):
+            state_procs[store] = start([PY, "-m", "router.cli", "--config", str(work / store / "config.yaml"), "--port",
+                                        str(ports[f"state_{store}"])], ports[f"state_{store}"], env)
+            procs.append(state_procs[store])
         auth = {"Authorization": f"Bearer {KEY}"}
         if args.only == "streams":
             run_streams(args, stream_targets(upstream, f"http://127.0.0.1:{ports['pass_aiohttp']}",
@@ -407,6 +427,32 @@ def main() -> None:
         run_streams(args, stream_targets(upstream, f"http://127.0.0.1:{ports['pass_aiohttp']}",
                                          f"http://127.0.0.1:{ports['proxy']}", auth),
                     {"pass_aiohttp": procs[1].pid, "proxy": proxy.pid})
+        # state.store: redis vs memory, the same path with an rpm limit, alternating pairs.
+        state_urls = {store: f"http://127.0.0.1:{ports[f'state_{store}']}/v2/chat/completions"
+                      for store in ("memory", "redis")}
+        for url in state_urls.values():
+            load(url, 4, 1, auth)
+        state_ratios, state_rps = [], {"memory": [], "redis": []}
+        state_cpu: dict[str, list[float]] = {"memory": [], "redis": []}  # proxy CPU µs per request
+        for i in range(args.pairs):
+            order = ["redis", "memory"] if i % 2 else ["memory", "redis"]
+            got = {}
+            for store in order:
+                cpu0 = cpu_seconds(state_procs[store].pid)
+                got[store] = load(state_urls[store], 32, max(3, args.duration // 2), auth)[0]
+                served = got[store] * max(3, args.duration // 2)
+                state_cpu[store].append((cpu_seconds(state_procs[store].pid) - cpu0) / max(served, 1) * 1e6)
+            for store in got:
+                state_rps[store].append(got[store])
+            state_ratios.append(got["redis"] / got["memory"])
+        print(f"state.store redis / memory (rpm on the route), req/s @32: {statistics.median(state_ratios):.2f} median "
+              f"of {len(state_ratios)} alternating pairs ({', '.join(f'{r:.2f}' for r in state_ratios)}; "
+              f"redis {statistics.median(state_rps['redis']):.0f}, memory {statistics.median(state_rps['memory']):.0f} "
+              f"req/s)   (target >= 0.80)")
+        # Less noisy on a shared machine: the proxy's own CPU per request (Redis' CPU not included).
+        cpu_mem, cpu_redis = statistics.median(state_cpu["memory"]), statistics.median(state_cpu["redis"])
+        print(f"state.store proxy CPU per request: memory {cpu_mem:.0f} µs, redis {cpu_redis:.0f} µs; "
+              f"memory / redis = {cpu_mem / cpu_redis:.2f} (the req/s ratio a CPU-bound proxy can reach)")
         cpu0 = cpu_seconds(proxy.pid)
         done, chunks, wall = asyncio.run(slow_streams(f"http://127.0.0.1:{ports['proxy']}/v2/chat/completions", args.streams))
         cpu = cpu_seconds(proxy.pid) - cpu0
@@ -422,6 +468,21 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(work, ignore_errors=True)
+        _drop_redis_prefix(args.redis_url, redis_prefix)
+
+
+def _drop_redis_prefix(url: str, prefix: str) -> None:
+    """Remove the Redis variant's keys (rate-limit buckets) so runs leave nothing behind."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - a benchmark's clean-up must not hide its figures
+        print(f"(could not remove redis keys under {prefix}: {exc})")
 
 
 if __name__ == "__main__":

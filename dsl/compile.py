@@ -12,8 +12,8 @@ from typing import Iterable
 from . import ir
 from .errors import Location, RulesSemanticError
 from .registry import (
-    COMMANDS, FACTS, LIMIT_SCOPES, LIMITS, POST_PROCESSORS, REQUEST_OVERRIDES, SESSION_FACT_FIELDS,
-    SESSION_SETTINGS, WEEKDAYS, Param,
+    BUDGET_DEFAULTS, BUDGET_WINDOWS, COMMANDS, ERROR_CLASSES, FACTS, LIMIT_SCOPES, LIMITS, POST_PROCESSORS,
+    REQUEST_OVERRIDES, SESSION_FACT_FIELDS, SESSION_SETTINGS, STRATEGIES, WEEKDAYS, Param,
 )
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -131,7 +131,9 @@ def _show(value: object) -> str:
 def check_chain(chain: ir.Chain, ctx: Context) -> ir.Chain:
     """Unknown backends and malformed weights are errors; the chain comes back unchanged."""
     for link in chain.links:
-        if isinstance(link, ir.Group):
+        if isinstance(link, ir.Group) and link.strategy is not None:
+            _check_strategy(link, ctx)
+        elif isinstance(link, ir.Group):
             weights = [m.weight for m in link.members]
             if any(w is not None for w in weights):
                 if any(w is None for w in weights):
@@ -146,6 +148,19 @@ def check_chain(chain: ir.Chain, ctx: Context) -> ir.Chain:
                     target.span, "one of " + ", ".join(sorted(known)) if known else "a configured backend",
                 )
     return chain
+
+
+def _check_strategy(group: ir.Group, ctx: Context) -> None:
+    name = group.strategy or ""
+    if name not in STRATEGIES:
+        raise ctx.error(f"unknown group strategy {name!r}{_did_you_mean(name, STRATEGIES)}", group.span,
+                        "one of " + ", ".join(f"{s}(a | b)" for s in STRATEGIES) + ", or (a | b) for an equal share")
+    if any(m.weight is not None for m in group.members):
+        raise ctx.error(f"{name}(...) picks by what it observes; weights do not apply", group.span,
+                        f"{name}(a:m | b:m) or (70% a:m | 30% b:m)")
+    if len(group.members) < 2:
+        raise ctx.error(f"{name}(...) needs at least two members to choose from", group.span,
+                        f"{name}(a:m | b:m)")
 
 
 # ---- conditions --------------------------------------------------------------------------------
@@ -172,6 +187,15 @@ def check_condition(cond: ir.Condition, ctx: Context) -> ir.Condition:
                     re.compile(cond.pattern)
                 except re.error as exc:
                     raise ctx.error(f"bad regular expression {cond.pattern!r}: {exc}", cond.span) from None
+        elif isinstance(cond, ir.Compare) and isinstance(cond.value, ir.FactValue):
+            other = cond.value.fact
+            if other.name.partition(".")[0] not in FACTS:  # most often a string written without quotes
+                raise ctx.error(f"unexpected {other.name!r} in condition: it is not a fact", other.span,
+                                f'a quoted string like "{other.name}", a number, or a number fact')
+            other_type = _fact_type(other, ctx)
+            if ftype != "number" or other_type != "number":
+                raise ctx.error(f"{_fact_name(cond.fact)} compared with {_fact_name(other)}: only number facts "
+                                f"compare with each other", cond.span, "facts like tokens and context_window")
         elif isinstance(cond, ir.Compare):
             _check_value(cond.fact, ftype, cond.value, cond.span, ctx)
             if ftype in ("string", "bool", "weekday") and cond.op not in ("==", "!="):
@@ -228,19 +252,41 @@ def compile_limits(calls: Iterable[ir.Call], ctx: Context) -> tuple[ir.Limit, ..
         if call.name not in LIMITS:
             raise ctx.error(f"unknown limit {call.name!r}{_did_you_mean(call.name, LIMITS)}", call.span,
                             "one of " + ", ".join(LIMITS))
-        amount: int | None = None
-        per = "backend"
+        budget = call.name == "budget"
+        amount: int | float | None = None
+        per = BUDGET_DEFAULTS["per"] if budget else "backend"
+        window: str | None = BUDGET_DEFAULTS["window"] if budget else None
+        signature = (f"{call.name}(amount, per=backend|key|session|caller, window=hour|day|month)" if budget
+                     else f"{call.name}(amount, per=backend|key|session|caller)")
+        amount_param = Param("amount", "number", minimum=0) if budget else Param("amount", "int", minimum=1)
         for arg in call.args:
             if arg.name is None and amount is None:
-                amount = coerce(arg.value, Param("amount", "int", minimum=1), f"{call.name}: amount", arg.span or call.span, ctx)  # type: ignore[assignment]
+                amount = coerce(arg.value, amount_param, f"{call.name}: amount", arg.span or call.span, ctx)  # type: ignore[assignment]
             elif arg.name == "per":
                 per = coerce(arg.value, Param("per", "enum", choices=LIMIT_SCOPES), f"{call.name}: per", arg.span, ctx)  # type: ignore[assignment]
+            elif arg.name == "window" and budget:
+                window = coerce(arg.value, Param("window", "enum", choices=BUDGET_WINDOWS), f"{call.name}: window",
+                                arg.span, ctx)  # type: ignore[assignment]
             else:
                 raise ctx.error(f"{call.name}: unexpected argument {arg.name or _show(arg.value)}", arg.span or call.span,
-                                f"{call.name}(amount, per=backend|key|session|caller)")
+                                signature)
         if amount is None:
-            raise ctx.error(f"{call.name} needs an amount", call.span, f"{call.name}(60)")
-        out.append(ir.Limit(call.name, amount, per, call.span))  # type: ignore[arg-type]
+            raise ctx.error(f"{call.name} needs an amount", call.span, f"{call.name}(20)" if budget else f"{call.name}(60)")
+        if budget and per == "key":
+            raise ctx.error("budget: per=key is not supported: recorded cost is kept per caller, session and backend, "
+                            "not per provider key", call.span, "per=caller, per=session or per=backend")
+        out.append(ir.Limit(call.name, amount, per, call.span, window))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def compile_on(entries: Iterable[tuple[str, ir.Chain, ir.Span | None]], ctx: Context) -> tuple[tuple[str, ir.Chain], ...]:
+    """A rule's ``on:`` map: known error classes, each to a checked chain, in the order written."""
+    out: list[tuple[str, ir.Chain]] = []
+    for error_class, chain, span in entries:
+        if error_class not in ERROR_CLASSES:
+            raise ctx.error(f"on: unknown error class {error_class!r}{_did_you_mean(str(error_class), ERROR_CLASSES)}",
+                            span, "one of " + ", ".join(ERROR_CLASSES))
+        out.append((error_class, check_chain(chain, ctx)))
     return tuple(out)
 
 
@@ -303,7 +349,7 @@ def compile_command(call: ir.Call, ctx: Context) -> tuple[ir.SessionEdit, ...]:
             edits.append(ir.UnsetField(key))
         return tuple(edits)
     values = _bind(call, spec.params, ctx)
-    if name in ("hello", "help", "pwd", "route-list"):
+    if name in ("hello", "help", "pwd", "route-list", "route-explain"):
         command = values.get("command")  # help(command): the one query that takes an argument
         return (ir.Query(name, str(command) if command else None),)
     if name == "backend":

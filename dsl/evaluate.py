@@ -38,7 +38,7 @@ class Facts:
     """What rules may look at. :meth:`build` derives the time facts; the proxy's pipeline fills in
     only the facts its rules read (``RuleSet.reads``) and leaves the others at their defaults.
 
-    Read only by convention: not ``frozen`` because a frozen dataclass sets each of its eleven
+    Read only by convention: not ``frozen`` because a frozen dataclass sets each of its twelve
     fields through ``object.__setattr__``, and one Facts is built for every request."""
 
     model: str
@@ -52,6 +52,7 @@ class Facts:
     session: Mapping[str, Any] = field(default_factory=dict)
     time: str = "00:00"
     weekday: str = "mon"
+    context_window: int | None = None  # of the requested model, from the catalogue; None = unknown
 
     @classmethod
     def build(cls, model: str, *, now: datetime | None = None, **kwargs: Any) -> "Facts":
@@ -87,6 +88,11 @@ class Plan:
     route_rule: str | None = None  # the rule that chose the chain (None = default route)
     # Positions of the matched file rules that have limits or set (see ``target_terms``).
     governing: tuple[int, ...] = ()
+    # ``on:``: error class -> (fallback chain, rule that set it); per class the first matching rule wins.
+    on: tuple[tuple[str, tuple[ir.Link, ...], str], ...] = ()
+    # ``budget(...)`` limits with the rule that added each (they are not in ``limits``: spending is
+    # checked against recorded cost before dispatch, not by the rate limiter).
+    budgets: tuple[tuple[ir.Limit, str], ...] = ()
 
     def targets(self) -> tuple[ir.Target, ...]:
         return ir.Chain(self.chain).targets() if self.chain else ()
@@ -127,6 +133,22 @@ def _ordered(op: str, get: Callable[[Facts], Any], value: Any) -> Predicate:
     return check
 
 
+def _against_fact(op: str, get: Callable[[Facts], Any], other: Callable[[Facts], Any], factor: float) -> Predicate:
+    """``tokens > context_window * 0.8``: false when either fact is missing (an unknown model)."""
+    import operator
+
+    fn = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+          ">=": operator.ge}[op]
+
+    def check(f: Facts) -> bool:
+        left, right = get(f), other(f)
+        if left is None or right is None:
+            return False
+        return fn(left, right * factor)
+
+    return check
+
+
 def compile_condition(cond: ir.Condition) -> Predicate:
     """A closure for ``cond``; short-circuits like Python's ``and``/``or``."""
     if isinstance(cond, ir.Const):
@@ -144,6 +166,8 @@ def compile_condition(cond: ir.Condition) -> Predicate:
     get = _getter(cond.fact)
     if isinstance(cond, ir.Truthy):
         return lambda f: bool(get(f))
+    if isinstance(cond, ir.Compare) and isinstance(cond.value, ir.FactValue):
+        return _against_fact(cond.op, get, _getter(cond.value.fact), cond.value.factor)
     if isinstance(cond, ir.Compare):
         value = cond.value
         if cond.op == "==":
@@ -175,8 +199,10 @@ def facts_read(cond: ir.Condition | None) -> frozenset[str]:
         return frozenset().union(*map(facts_read, cond.items))
     if isinstance(cond, ir.Not):
         return facts_read(cond.item)
-    name = cond.fact.name
-    return frozenset(("session",) if name.startswith("session.") else (name,))
+    names = [cond.fact.name]
+    if isinstance(cond, ir.Compare) and isinstance(cond.value, ir.FactValue):
+        names.append(cond.value.fact.name)
+    return frozenset("session" if name.startswith("session.") else name for name in names)
 
 
 def literal_models(cond: ir.Condition | None) -> frozenset[str] | None:
@@ -297,13 +323,22 @@ def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str, first_file_
     route: ir.Chain | None = None
     route_rule: str | None = None
     limits: list[ir.Limit] = []
+    budgets: list[tuple[ir.Limit, str]] = []
     post: dict[str, ir.PostProcessor] = {}
     overrides: dict[str, ir.Scalar] = {}
+    on: dict[str, tuple[tuple[ir.Link, ...], str]] = {}
     for c in hits:
         rule = c.rule
         if route is None and rule.route is not None:
             route, route_rule = rule.route, rule.name
-        limits.extend(rule.limits)
+        for limit in rule.limits:
+            if limit.kind == "budget":
+                budgets.append((limit, rule.name))
+            else:
+                limits.append(limit)
+        for error_class, fallback in rule.on:
+            if error_class not in on:
+                on[error_class] = (tuple(_resolve(link, model) for link in fallback.links), rule.name)
         for p in rule.post:
             post.setdefault(p.name, p)
         for key, value in rule.overrides:
@@ -314,7 +349,8 @@ def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str, first_file_
         chain = tuple(_resolve(link, model) for link in route.links)
     governing = tuple(c.order for c in hits[first_file_hit:] if c.rule.limits or c.rule.overrides)
     return Plan(chain, tuple(limits), tuple(post.values()), tuple(overrides.items()),
-                tuple(c.rule.name for c in hits), route_rule, governing)
+                tuple(c.rule.name for c in hits), route_rule, governing,
+                tuple((error_class, links, rule) for error_class, (links, rule) in on.items()), tuple(budgets))
 
 
 # ---- what a target adds to the plan ------------------------------------------------------------
@@ -387,4 +423,4 @@ class TargetRules:
 def _resolve(link: ir.Link, model: str) -> ir.Link:
     if isinstance(link, ir.Target):
         return link if link.model is not None else ir.Target(link.backend, model)
-    return ir.Group(tuple(ir.Member(m.target.resolve(model), m.weight) for m in link.members))
+    return ir.Group(tuple(ir.Member(m.target.resolve(model), m.weight) for m in link.members), link.span, link.strategy)

@@ -58,10 +58,16 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """``(70% a:m | 30% b:m)``: one member is picked per request, the rest become fallbacks."""
+    """``(70% a:m | 30% b:m)``: one member is picked per request, the rest become fallbacks.
+
+    ``strategy`` names how the member is picked when it is not by weight or chance:
+    ``fastest(a | b)``, ``least_busy(a | b)``, ``cheapest(a | b)`` (``dsl.registry.STRATEGIES``);
+    None is today's equal or weighted group.
+    """
 
     members: tuple[Member, ...]
     span: Span | None = _span()
+    strategy: str | None = None
 
     def targets(self) -> tuple[Target, ...]:
         return tuple(m.target for m in self.members)
@@ -100,10 +106,18 @@ CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
 
 
 @dataclass(frozen=True, slots=True)
+class FactValue:
+    """The right side of ``tokens > context_window * 0.8``: another fact's value, times ``factor``."""
+
+    fact: Fact
+    factor: int | float = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Compare:
     fact: Fact
     op: CompareOp
-    value: Scalar
+    value: Union[Scalar, FactValue]
     span: Span | None = _span()
 
 
@@ -189,18 +203,22 @@ class Call:
     span: Span | None = _span()
 
 
-LimitKind = Literal["rpm", "tpm", "concurrency"]
+LimitKind = Literal["rpm", "tpm", "concurrency", "budget"]
 LimitScope = Literal["backend", "key", "session", "caller"]
+BudgetWindow = Literal["hour", "day", "month"]
 
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """``rpm(60)``, ``tpm(200k, per=caller)``, ``concurrency(8, per=session)``."""
+    """``rpm(60)``, ``tpm(200k, per=caller)``, ``concurrency(8, per=session)``,
+    ``budget(20, per=caller, window=day)`` (an amount of money in the currency of ``prices``;
+    ``window`` is set for budgets only)."""
 
     kind: LimitKind
-    amount: int
+    amount: int | float
     per: LimitScope = "backend"
     span: Span | None = _span()
+    window: BudgetWindow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +250,9 @@ class Rule:
     priority: int = 0
     description: str = field(default="", compare=False)
     span: Span | None = _span()
+    # ``on:``: error class (``dsl.registry.ERROR_CLASSES``) -> the chain tried when the route
+    # fails with that class before the first byte.
+    on: tuple[tuple[str, Chain], ...] = ()
 
 
 # ---- commands compiled to session edits --------------------------------------------------------

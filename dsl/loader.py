@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import ir
-from .compile import Context, check_chain, check_condition, compile_limits, compile_overrides, compile_post
+from .compile import Context, check_chain, check_condition, compile_limits, compile_on, compile_overrides, compile_post
 from .errors import Location, RulesError, RulesErrors, RulesSemanticError
 from .parser import parse
 from .source import YamlDocument, parse_yaml, schema_errors
@@ -83,6 +83,7 @@ def rules_from_document(doc: YamlDocument, known_backends: Iterable[str] | None,
             limits = compile_limits(_parse_calls(doc, base + ("limits",), raw["limits"]), ctx) if "limits" in raw else ()
             post = compile_post(_parse_calls(doc, base + ("post",), raw["post"]), ctx) if "post" in raw else ()
             overrides = compile_overrides(_parse_field(doc, base + ("set",), "arglist"), ctx) if "set" in raw else ()
+            on = compile_on(_on_entries(doc, base, raw["on"]), ctx) if "on" in raw else ()
         except RulesError as exc:
             errors.append(exc)
             continue
@@ -90,9 +91,19 @@ def rules_from_document(doc: YamlDocument, known_backends: Iterable[str] | None,
         rules.append(ir.Rule(
             name=raw["name"], when=condition, route=route, limits=limits, post=post, overrides=overrides,
             priority=int(raw.get("priority", 0)), description=raw.get("description", ""),
-            span=ir.Span(doc.file, name_loc.line, name_loc.column),
+            span=ir.Span(doc.file, name_loc.line, name_loc.column), on=on,
         ))
     return rules
+
+
+def _on_entries(doc: YamlDocument, base: tuple[Any, ...], raw: dict[str, Any]) -> list[tuple[str, ir.Chain, ir.Span]]:
+    """``on: {class: chain}`` parsed, each with the position of its key for errors."""
+    entries = []
+    for error_class in raw:
+        line, column = doc.key_marks.get(base + ("on", error_class), (1, 1))
+        chain = _parse_field(doc, base + ("on", error_class), "chain")
+        entries.append((str(error_class), chain, ir.Span(doc.file, line, column)))
+    return entries
 
 
 def load_rules_text(text: str, file: str = "<rules>", known_backends: Iterable[str] | None = None) -> LoadedRules:
@@ -186,6 +197,7 @@ def find_unreachable(rules: list[ir.Rule], texts: dict[str, str] | None = None) 
     route_by: str | None = None
     post_by: dict[str, str] = {}
     set_by: dict[str, str] = {}
+    on_by: dict[str, str] = {}
     for rule in rules:
         if isinstance(rule.when, ir.Const) and not rule.when.value:
             out.append(Diagnostic(f"rule {rule.name!r} can never match (when: false)", _location(rule.span, texts)))
@@ -202,6 +214,9 @@ def find_unreachable(rules: list[ir.Rule], texts: dict[str, str] | None = None) 
         for key, _ in rule.overrides:
             shadowed = shadowed and key in set_by
             shadowers.add(set_by.get(key, ""))
+        for error_class, _ in rule.on:
+            shadowed = shadowed and error_class in on_by
+            shadowers.add(on_by.get(error_class, ""))
         if shadowed and shadowers - {""}:
             names = ", ".join(sorted(shadowers - {""}))
             out.append(Diagnostic(f"rule {rule.name!r} is unreachable: the catch-all rule {names} comes first "
@@ -214,4 +229,6 @@ def find_unreachable(rules: list[ir.Rule], texts: dict[str, str] | None = None) 
                 post_by.setdefault(p.name, repr(rule.name))
             for key, _ in rule.overrides:
                 set_by.setdefault(key, repr(rule.name))
+            for error_class, _ in rule.on:
+                on_by.setdefault(error_class, repr(rule.name))
     return out

@@ -42,6 +42,7 @@ _FRIENDLY = {
     "EQUAL": "'='",
     "VBAR": "'|'",
     "ARROW": "'->'",
+    "STAR": "'*'",
     "MATCH": "'=~'",
     "TILDE": "'~'",
     "AND": "and",
@@ -151,6 +152,9 @@ class _ToIR(Transformer):
     def group(self, *members: ir.Member) -> ir.Group:
         return ir.Group(tuple(members), members[0].target.span)
 
+    def strategy_group(self, name: Token, *members: ir.Member) -> ir.Group:
+        return ir.Group(tuple(members), self._at(name), str(name))
+
     def chain(self, *links: Any) -> ir.Chain:
         links = tuple(link for link in links if not isinstance(link, Token))
         return ir.Chain(links, links[0].span)
@@ -161,6 +165,10 @@ class _ToIR(Transformer):
 
     def compare(self, fact: ir.Fact, op: Token, value: ir.Scalar) -> ir.Compare:
         return ir.Compare(fact, str(op), value, fact.span)  # type: ignore[arg-type]
+
+    def compare_fact(self, fact: ir.Fact, op: Token, other: ir.Fact, factor: Token | None) -> ir.Compare:
+        scale = parse_number(str(factor)) if factor is not None else 1
+        return ir.Compare(fact, str(op), ir.FactValue(other, scale), fact.span)  # type: ignore[arg-type]
 
     def list(self, *values: ir.Scalar) -> tuple[ir.Scalar, ...]:
         return tuple(v for v in values if v is not None)

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import re
 
+import yaml
+
 from . import ir
+from .registry import BUDGET_DEFAULTS
 
 _PLAIN_MODEL = re.compile(r"^[A-Za-z0-9_.\/@+](?:[A-Za-z0-9_.\/@+]|-(?!>))*(?::[A-Za-z0-9_.\/@+](?:[A-Za-z0-9_.\/@+]|-(?!>))*)*\Z")
 _NUMBER_LIKE = re.compile(r"^-?\d+(\.\d+)?[kM]?\Z")
@@ -55,7 +58,7 @@ def print_link(link: ir.Link) -> str:
         for m in link.members:
             weight = "" if m.weight is None else f"{int(m.weight) if m.weight.is_integer() else m.weight!r}% "
             members.append(weight + print_target(m.target))
-        return "(" + " | ".join(members) + ")"
+        return (link.strategy or "") + "(" + " | ".join(members) + ")"
     return print_target(link)
 
 
@@ -78,6 +81,9 @@ def print_condition(cond: ir.Condition, parent: int = 0) -> str:
         text = " and ".join(print_condition(c, level) for c in cond.items)
     elif isinstance(cond, ir.Not):
         text = "not " + print_condition(cond.item, level)
+    elif isinstance(cond, ir.Compare) and isinstance(cond.value, ir.FactValue):
+        scaled = "" if cond.value.factor == 1 else f" * {print_number(cond.value.factor)}"
+        text = f"{print_fact(cond.fact)} {cond.op} {print_fact(cond.value.fact)}{scaled}"
     elif isinstance(cond, ir.Compare):
         text = f"{print_fact(cond.fact)} {cond.op} {print_scalar(cond.value)}"
     elif isinstance(cond, ir.In):
@@ -117,7 +123,12 @@ def print_call(name: str, params: tuple[tuple[str | None, object], ...]) -> str:
 
 def print_limit(limit: ir.Limit) -> str:
     params: tuple[tuple[str | None, object], ...] = ((None, limit.amount),)
-    if limit.per != "backend":
+    if limit.kind == "budget":
+        if limit.per != BUDGET_DEFAULTS["per"]:
+            params += (("per", limit.per),)
+        if limit.window != BUDGET_DEFAULTS["window"]:
+            params += (("window", limit.window),)
+    elif limit.per != "backend":
         params += (("per", limit.per),)
     return print_call(limit.kind, params)
 
@@ -147,6 +158,8 @@ def rule_fields(rule: ir.Rule) -> dict[str, object]:
         out["post"] = ", ".join(print_post(p) for p in rule.post)
     if rule.overrides:
         out["set"] = print_overrides(rule.overrides)
+    if rule.on:
+        out["on"] = {error_class: print_chain(chain) for error_class, chain in rule.on}
     return out
 
 
@@ -154,6 +167,10 @@ def print_rule(rule: ir.Rule) -> str:
     """YAML text of one rule, as a list item of a ``rules:`` file."""
     lines = []
     for i, (key, value) in enumerate(rule_fields(rule).items()):
+        if isinstance(value, dict):  # on: one error class a line
+            lines.append(f"    {key}:")
+            lines.extend(f"      {k}: {_yaml_string(str(v))}" for k, v in value.items())
+            continue
         text = value if isinstance(value, int) else _yaml_string(str(value))
         lines.append(("  - " if i == 0 else "    ") + f"{key}: {text}")
     return "\n".join(lines)
@@ -164,7 +181,9 @@ def print_rules(rules: list[ir.Rule] | tuple[ir.Rule, ...]) -> str:
 
 
 def _yaml_string(text: str) -> str:
-    """Plain YAML when safe, else single-quoted (YAML single quotes only escape ')."""
-    if re.match(r"^[A-Za-z0-9_(][^#:]*$", text) and not text.endswith(" ") and ": " not in text and '"' not in text[:1]:
+    """Plain YAML when safe, else single-quoted (YAML single quotes only escape '). Safe means
+    YAML reads the plain text back as that string: ``no``, ``on``, ``null`` or ``1e3`` are not."""
+    if re.match(r"^[A-Za-z0-9_(][^#:]*$", text) and not text.endswith(" ") and ": " not in text \
+            and '"' not in text[:1] and yaml.safe_load(text) == text:
         return text
     return "'" + text.replace("'", "''") + "'"

@@ -91,6 +91,8 @@ COMMANDS: dict[str, CommandSpec] = {
         ),
         CommandSpec("pwd", (), "Show the session's project directory", "!/pwd"),
         CommandSpec("route-list", (), "List the session's routes and the file rules", "!/route-list"),
+        CommandSpec("route-explain", (), "Show which rules decide this request, and why, and the plan they make",
+                    "!/route-explain"),
         CommandSpec(
             "route-clear", (Param("model", "name", True),), "Remove the session route for a model",
             "!/route-clear(gpt-4)",
@@ -158,6 +160,8 @@ FACTS: dict[str, FactSpec] = {
         FactSpec("weekday", "weekday", "mon, tue, wed, thu, fri, sat or sun"),
         FactSpec("header", "string", "a request header: header(\"x-team\")", takes_arg=True),
         FactSpec("session", "string", "a session field: session.project, session.backend, ..."),
+        FactSpec("context_window", "number",
+                 "context window of the requested model in tokens, from the model catalogue (unknown: missing)"),
     )
 }
 SESSION_FACT_FIELDS = ("project", "project_dir", "backend", "model", "id")
@@ -171,7 +175,32 @@ LIMITS: dict[str, str] = {
     "rpm": "requests per minute",
     "tpm": "tokens per minute (debited from real usage)",
     "concurrency": "requests in flight at once",
+    "budget": "money spent per hour, day or month, in the currency of `prices` (from recorded cost)",
 }
+BUDGET_WINDOWS = ("hour", "day", "month")
+BUDGET_DEFAULTS = {"per": "caller", "window": "day"}
+
+
+# ---- group strategies and error classes --------------------------------------------------------
+
+STRATEGIES: dict[str, str] = {
+    "fastest": "lowest recent time to first byte (exponentially weighted average; at most 5% of requests explore)",
+    "least_busy": "fewest requests in flight",
+    "cheapest": "lowest price for the request's estimated tokens (`prices`; a member without a price counts as dearest)",
+}
+"""``name(a | b ...)`` groups: one member is picked per request by what the proxy observed; the
+members not picked stay fallbacks in the strategy's order. ``(a | b)`` and ``(70% a | 30% b)``
+are the equal and weighted groups."""
+
+ERROR_CLASSES: dict[str, str] = {
+    "context_window": "the provider said the prompt is too long for the model",
+    "content_policy": "the provider refused the prompt or reply on content policy",
+    "rate_limit": "every key of the target is rate limited",
+    "timeout": "the target did not answer in time",
+    "server_error": "the provider failed (5xx, overloaded, connection)",
+    "auth": "the provider refused the key",
+}
+"""Keys of a rule's ``on:`` map: the class of the last failure picks the fallback."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,12 +53,24 @@ class YamlDocument:
         return loc, style is None
 
 
+_YAML11_BOOL_WORDS = frozenset({"on", "off", "yes", "no", "y", "n"})
+
+
+def _key(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
+    """A mapping key. YAML 1.1 (PyYAML) reads a bare ``on``/``off``/``yes``/``no`` as a boolean; as
+    a key that is never what a person means (a rule's ``on:`` map), so those keys stay words."""
+    if (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool" and node.style is None
+            and node.value.lower() in _YAML11_BOOL_WORDS):
+        return node.value
+    return loader.construct_object(node, deep=True)
+
+
 def _construct(node: yaml.Node, path: Path, doc: YamlDocument, loader: yaml.SafeLoader) -> Any:
     doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _key(key_node, loader)
             if isinstance(key, (list, dict)):
                 key = str(key)
             doc.key_marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)

@@ -22,7 +22,8 @@ from .http.edge import (
     handle_codec_error, handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link,
 )
 from .http.admin import (
-    AdminGate, AuditLogsResource, BackendHealthResource, MetricsResource, ReloadResource, UsageRecentResource, UsageStatsResource,
+    AdminGate, AuditLogsResource, BackendHealthResource, ExplainResource, MetricsResource, ReloadResource,
+    UsageRecentResource, UsageStatsResource,
 )
 from .http.runtime import RuntimeResource
 from .http.hangup import SCOPE_KEY as HANGUP, Hangup
@@ -121,17 +122,32 @@ class ProxyApp(falcon.asgi.App):
 
 def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     """The ASGI app; ``kwargs`` go to :func:`build_state` (tests inject backends and rules)."""
-    state = build_state(config, **kwargs)
     metrics = Metrics()
+    shared = None
+    if config.state.shared:  # sessions, limits, cache, circuits and reloads shared through Redis
+        from .state_store.shared import SharedStores
+
+        shared = SharedStores(config.state, metrics)
+    state = build_state(config, shared=shared, **kwargs)
     store = SQLiteUsageStore(config.usage.path, retention_days=config.usage.retention_days)
     ref = StateRef(state, Recorder(store, metrics, config.prices))
-    pipeline = Pipeline(ref)
+    pipeline = Pipeline(ref, cache=shared.cache if shared is not None else None,  # type: ignore[arg-type]
+                        histories=shared.histories if shared is not None else None)
     app = ProxyApp(middleware=[ProxyMiddleware(ref)])
     monitor = HealthMonitor(ref, ref.metrics)
     ref.state.dispatcher.health = monitor
     reloader = Reloader(ref, config.source_path, build_kwargs=kwargs)
     ref.on_startup += [monitor.start, reloader.start]
     ref.on_shutdown += [monitor.stop, reloader.stop]
+    if shared is not None:
+        from .state_store.circuits import SharedCircuits
+
+        monitor.shared = SharedCircuits(shared.events, monitor)
+        shared.events.on("cooldown", lambda m: shared.apply_key_cooldown(ref.state.backends, m))
+        shared.events.on("reload", lambda m: reloader.reload(actor=f"instance {m.get('from')}", reason="peer"))
+        reloader.broadcast = lambda: shared.events.publish("reload")
+        ref.on_startup.insert(0, shared.start)
+        ref.on_shutdown.append(shared.stop)
     app.monitor, app.reloader = monitor, reloader
     app.req_options.strip_url_path_trailing_slash = True
     models = ModelsResource(ref)
@@ -151,13 +167,15 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v2/models/list", models)
     app.add_route("/v1beta/models", models)
     app.add_route("/v1beta/models/{spec}", gemini)
-    app.add_route("/health", HealthResource())
+    app.add_route("/health", HealthResource(shared.health if shared is not None else None))
     gate, store = AdminGate(ref), ref.recorder.store
-    app.add_route("/health/backends", BackendHealthResource(gate, monitor.report, "health_auth"))
+    app.add_route("/health/backends", BackendHealthResource(gate, monitor.report, "health_auth",
+                                                            lambda: ref.generation))
     app.add_route("/v2/usage/stats", UsageStatsResource(gate, store))
     app.add_route("/v2/usage/recent", UsageRecentResource(gate, store))
     app.add_route("/v2/audit/logs", AuditLogsResource(gate, store))
     app.add_route("/v2/admin/reload", ReloadResource(gate, reloader))
+    app.add_route("/v2/admin/explain", ExplainResource(gate, ref))
     app.add_route("/metrics", MetricsResource(gate, ref.metrics, "metrics_auth"))
     app.add_route("/v2/admin/runtime", RuntimeResource(gate, ref, pipeline))
     app.add_route("/", RootResource())

@@ -55,6 +55,7 @@ def announce(app: Any, config: Any, args: argparse.Namespace) -> None:
                 extra={"config": config.source_path, "host": args.host, "port": args.port, "workers": args.workers})
     banner.info("backends: %s; default: %s; rules: %d from %s", ", ".join(config.backends), config.default_backend,
                 rules, config.routes_dir, extra={"backends": list(config.backends), "rules": rules})
+    banner.info("state store: %s", config.state.describe(), extra={"state_store": config.state.store})
     missing = missing_routes_dir(config.routes_dir, config)
     if missing:
         banner.warning(missing.removeprefix("warning: "))

@@ -80,6 +80,10 @@ class ResponseCache:
             return None
         return copy.deepcopy(response)  # callers (guards, the report prefix) may modify it
 
+    async def fetch(self, key: str) -> ChatResponse | None:
+        """:meth:`get` as the pipeline calls it (a shared cache's lookup is awaited)."""
+        return self.get(key)
+
     def put(self, key: str, response: ChatResponse, ttl: int) -> bool:
         if response.finish_reason in ("error", "loop") or len(response.text()) > MAX_ENTRY_CHARS:
             return False

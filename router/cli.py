@@ -1,4 +1,5 @@
-"""Command line: ``llm-interactive-proxy [serve]`` serves; ``llm-interactive-proxy check`` validates.
+"""Command line: ``llm-interactive-proxy [serve]`` serves; ``llm-interactive-proxy check`` validates;
+``llm-interactive-proxy explain`` shows which rules decide a described request.
 
 ``check`` compiles config.yaml and every routes.d file exactly as the server would and prints
 every problem like a compiler; operators run it before a reload, CI runs it on the shipped files.
@@ -89,6 +90,50 @@ def check(argv: Sequence[str]) -> int:
     warnings = len(rules.warnings) + (1 if missing_dir else 0)
     print(f"ok: {source}: {len(config.backends)} backend(s) ({', '.join(config.backends)}), "
           f"{len(rules.rules)} rule(s) from {where}" + (f", {warnings} warning(s)" if warnings else ""), file=sys.stderr)
+    print(f"state store: {config.state.describe()} (not contacted by check)", file=sys.stderr)
+    return 0
+
+
+def explain(argv: Sequence[str]) -> int:
+    """Every rule in order, matched or not and why, then the plan: before traffic arrives."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} explain",
+                                     description="Show which rules decide a request, and the plan they make.")
+    parser.add_argument("--config", help="config file (default: ./config.yaml, else embedded defaults)")
+    parser.add_argument("--model", required=True, help="the model the client asks for (or backend:model)")
+    parser.add_argument("--frontend", choices=("openai", "anthropic", "gemini"), default="openai")
+    parser.add_argument("--header", action="append", default=[], metavar="K=V", help="a request header (repeatable)")
+    parser.add_argument("--tokens", type=int, default=0, help="estimated prompt tokens")
+    parser.add_argument("--caller", help="the caller's key id")
+    parser.add_argument("--stream", action="store_true", help="the client asks for a stream")
+    parser.add_argument("--tools", action="store_true", help="the request declares tools")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    headers = {}
+    for item in args.header:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--header {item!r}: write it as name=value")
+        headers[name] = value
+    try:
+        config, rules = load_everything(args.config)
+    except RulesError as exc:
+        for err in _errors_of(exc):
+            print(err.render(), file=sys.stderr)
+        return 1
+    from dsl.evaluate import RuleSet
+
+    from .catalog import Catalog
+    from .explain import explain_request
+
+    result = explain_request(config, RuleSet(rules.rules), Catalog(config.catalog), args.model, frontend=args.frontend,
+                             headers=headers, tokens=args.tokens, caller=args.caller, stream=args.stream,
+                             tools=args.tools)
+    if args.json:
+        import json
+
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        print(result.text())
     return 0
 
 
@@ -127,6 +172,7 @@ def serve(argv: Sequence[str]) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "serve": ("run the proxy (default when no command is given)", serve),
     "check": ("validate config.yaml and routes.d/, print every error, exit 1 on any", check),
+    "explain": ("show which rules decide a described request, and the plan they make", explain),
 }
 
 

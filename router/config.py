@@ -37,6 +37,7 @@ __all__ = [
     "LoopDetectionConfig",
     "ServerConfig",
     "SessionConfig",
+    "StateConfig",
     "Timeouts",
     "ToolCallLoopDetectionConfig",
     "UsageConfig",
@@ -211,6 +212,35 @@ class ServerConfig:
     max_connections: int = 1024
 
 
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Where the state several instances must agree on lives (``router/state_store``).
+
+    ``memory`` (the default) keeps it in this process; ``redis`` shares it through ``url`` under
+    ``prefix``. ``on_unavailable`` says what a request gets when Redis does not answer within
+    ``timeout_ms``: ``fail_open`` serves on this process's own state, ``fail_closed`` a 503.
+    """
+
+    store: str = "memory"
+    url: str = DEFAULT_REDIS_URL
+    prefix: str = "lip"
+    on_unavailable: str = "fail_open"
+    timeout_ms: int = 50
+
+    @property
+    def shared(self) -> bool:
+        return self.store == "redis"
+
+    def describe(self) -> str:
+        """For the start banner and ``check``: the store and where, never a password."""
+        if not self.shared:
+            return "memory (this process)"
+        return f"redis {redact_url(self.url)} prefix {self.prefix!r} ({self.on_unavailable}, {self.timeout_ms} ms)"
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
@@ -236,7 +266,9 @@ class AppConfig:
     usage: UsageConfig = field(default_factory=UsageConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # model -> {input, output} per 1M tokens
+    catalog: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # model -> {context_window}; over router/catalog.json
     source_path: str | None = None  # absolute path of the file read, None for embedded defaults
     # Who may read /metrics and /health/backends: "admin" (an admin key; any client key when no
     # admin keys are configured), "client" (any client key) or "none" (no key).
@@ -268,6 +300,7 @@ class AppConfig:
             "server": _asdict(self.server),
             "metrics": {"auth": self.metrics_auth},
             "health": {"auth": self.health_auth},
+            "state": {**_asdict(self.state), "url": redact_url(self.state.url)},
         }
 
     def __repr__(self) -> str:
@@ -479,6 +512,17 @@ def _relative(base_dir: str, path: str) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
 
 
+def _state_url(state: Mapping[str, Any], env: Mapping[str, str], doc: YamlDocument | None) -> str:
+    """``state.url`` (``${REDIS_URL}`` in it already expanded), else ``$REDIS_URL``, else the local
+    default; checked for a Redis scheme here, without connecting (``check`` never connects)."""
+    url = state.get("url") or env.get("REDIS_URL") or DEFAULT_REDIS_URL
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        where = doc.location(("state", "url")) if doc is not None and state.get("url") else None
+        raise ConfigError(f"state.url {redact_url(url)!r} is not a Redis URL", where,
+                          "redis://host:6379/0, rediss://host:6380/0 (TLS) or unix:///path/to/redis.sock")
+    return url
+
+
 def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> AppConfig:
     """Load and validate the config.
 
@@ -565,6 +609,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
     tool_loop = ToolCallLoopDetectionConfig(**tcl)
 
     usage = _section(value, "usage")
+    state = _section(value, "state")
     logging_section = _section(value, "logging")
     return AppConfig(
         backends=backends,
@@ -585,7 +630,11 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
                               format=logging_section.get("format", "text")),
         server=ServerConfig(**{k: (float(v) if k.endswith("timeout") else v)
                                for k, v in _section(value, "server").items()}),
+        state=StateConfig(store=state.get("store", "memory"), url=_state_url(state, env, doc),
+                          prefix=state.get("prefix", "lip"), on_unavailable=state.get("on_unavailable", "fail_open"),
+                          timeout_ms=state.get("timeout_ms", 50)),
         prices=MappingProxyType({m: MappingProxyType(dict(p)) for m, p in (value.get("prices") or {}).items()}),
+        catalog=MappingProxyType({m: MappingProxyType(dict(c)) for m, c in (value.get("catalog") or {}).items()}),
         source_path=os.path.abspath(file) if file else None,
         metrics_auth=_section(value, "metrics").get("auth", "admin"),
         health_auth=_section(value, "health").get("auth", "admin"),

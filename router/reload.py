@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Any
+from typing import Any, Callable
 
 from dsl.errors import RulesError, RulesErrors
 
@@ -46,6 +46,8 @@ class Reloader:
         self._task: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[Any]] = set()
         self._signal_loop: asyncio.AbstractEventLoop | None = None
+        # Tells the other instances sharing a state store to reload too (set by the app with Redis).
+        self.broadcast: Callable[[], None] | None = None
         # The files as they were at the last load or reload attempt: an edit followed by a SIGHUP
         # fired both the signal and the watcher, and the same files were loaded twice.
         self._attempted: dict[str, float] | None = None
@@ -104,6 +106,8 @@ class Reloader:
             self.ref.recorder.audit("config_reload", actor, "ok", reason=reason, generation=self.ref.generation,
                                     rules=len(new.rules.rules), backends=sorted(new.backends))
             self._retire(old, new, config.proxy_timeout)
+            if self.broadcast is not None and reason in ("api", "SIGHUP"):
+                self.broadcast()
             return True, message
 
     def _retire(self, old: RuntimeState, new: RuntimeState, grace: float) -> None:

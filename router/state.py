@@ -19,6 +19,7 @@ from backends.factory import build_backends
 from dsl.evaluate import RuleSet
 from dsl.loader import LoadedRules, load_rules_dir
 
+from .catalog import Catalog
 from .config import AppConfig, connector_settings
 from .guards import GuardSettings
 from .http.auth import Authenticator, authenticator_for
@@ -28,6 +29,7 @@ from .sessions import SessionRepository, make_repository
 
 if TYPE_CHECKING:  # pragma: no cover
     from .record.metrics import Metrics
+    from .state_store.shared import SharedStores
     from .record.recorder import Recorder
 
 
@@ -44,8 +46,11 @@ class RuntimeState:
     commands_enabled: bool = True
     # Every connector's key cooldowns, per (backend, model, key): carried over by a reload.
     cooldowns: CooldownStore = field(default_factory=InMemoryCooldownStore)
+    shared: SharedStores | None = None  # the Redis-backed stores (state.store: redis), kept across reloads
     # The guards' settings per rules' ``post`` for this config (see GuardSettings): built with the state.
     guard_settings: GuardSettings = field(init=False)
+    # Facts about models (the rules' ``context_window``): shipped data under the config's ``catalog``.
+    catalog: Catalog = field(init=False)
 
     # Paths that need no client key (``metrics.auth`` / ``health.auth``: none), besides / and /health.
     keyless_paths: frozenset[str] = field(init=False)
@@ -55,6 +60,7 @@ class RuntimeState:
         self.keyless_paths = frozenset(path for path, level in (("/metrics", self.config.metrics_auth),
                                                                  ("/health/backends", self.config.health_auth))
                                        if level == "none")
+        self.catalog = Catalog(self.config.catalog)
 
     @property
     def backend_names(self) -> tuple[str, ...]:
@@ -76,13 +82,15 @@ class StateRef:
 
 def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends: Mapping[str, Backend] | None = None,
                 disable_auth: bool = False, disable_commands: bool = False, loopback: bool = False,
-                previous: RuntimeState | None = None) -> RuntimeState:
+                previous: RuntimeState | None = None, shared: SharedStores | None = None) -> RuntimeState:
     """Everything a request needs. Raises :class:`dsl.RulesError` when the rules do not compile,
     or when the config has no client keys and ``loopback`` (the server listens on loopback only)
     is False: auth is decided from the config on every build, so a reload turns it on and off.
 
     With ``previous`` (a reload), sessions and rate-limit counters carry over, and so do the
-    connectors of backends whose configuration did not change (their pools stay warm).
+    connectors of backends whose configuration did not change (their pools stay warm). With
+    ``shared`` (``state.store: redis``), sessions and rate limits live in Redis; a reload keeps the
+    shared stores it started with (``state:`` changes apply at the next start).
     """
     auth = authenticator_for(config, disable_auth=disable_auth, loopback=loopback)
     if rules is None:
@@ -98,17 +106,28 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
     else:
         built = build_backends(connector_settings(config), cooldowns)
     same_sessions = previous is not None and previous.config.session == config.session
-    sessions = previous.sessions if same_sessions else make_repository(config.session)
-    responses = previous.responses if same_sessions else ResponseStore.from_config(config.session)
-    limiter = previous.dispatcher.limiter if previous is not None else None
+    if previous is not None:
+        shared = previous.shared
+    if same_sessions:
+        sessions = previous.sessions  # type: ignore[union-attr]
+    else:
+        sessions = shared.sessions(config.session) if shared is not None else make_repository(config.session)
+    # Stored Responses stay in this process (with the session's TTL), also with a shared state store.
+    responses = previous.responses if same_sessions else ResponseStore.from_config(config.session)  # type: ignore[union-attr]
+    limiter = previous.dispatcher.limiter if previous is not None else (shared.limiter if shared else None)
+    if shared is not None:
+        shared.share_key_cooldowns(built)
     dispatcher = Dispatcher(built, deadline=config.proxy_timeout, limiter=limiter)
     dispatcher.health = previous.dispatcher.health if previous is not None else None
+    if previous is not None:  # what fastest/least_busy observed outlives a reload
+        dispatcher.stats = previous.dispatcher.stats
+    dispatcher.prices = config.prices
     return RuntimeState(
         config=config, rules=rules, ruleset=RuleSet(rules.rules), backends=built,
         sessions=sessions, dispatcher=dispatcher,
         auth=auth, responses=responses,
         commands_enabled=config.interactive_commands and not disable_commands,
-        cooldowns=cooldowns,
+        cooldowns=cooldowns, shared=shared,
     )
 
 

@@ -106,6 +106,26 @@ class ToolCallHistory:
         entry = self._get(sig, ttl)
         return bool(entry and entry.warned_at is not None)
 
+    def to_json(self) -> dict[str, list[Any]]:
+        """Signature → [times, warned_at]: what a shared store keeps (meaningful across processes
+        only with a wall clock, ``time.time``)."""
+        return {sig: [list(e.times), e.warned_at] for sig, e in self._entries.items()}
+
+    @classmethod
+    def from_json(cls, data: Any, clock: Callable[[], float] = time.time, max_entries: int = 256) -> "ToolCallHistory":
+        """Inverse of :meth:`to_json`; entries of a wrong shape are skipped."""
+        history = cls(clock, max_entries)
+        if isinstance(data, dict):
+            for sig, value in list(data.items())[-max_entries:]:
+                if not (isinstance(sig, str) and isinstance(value, list) and len(value) == 2):
+                    continue
+                times, warned_at = value
+                entry = _Entry()
+                entry.times.extend(float(t) for t in times if isinstance(t, (int, float)))
+                entry.warned_at = float(warned_at) if isinstance(warned_at, (int, float)) else None
+                history._entries[sig] = entry
+        return history
+
     def record(self, sig: str, warned: bool = False) -> None:
         entry = self._entries.get(sig)
         if entry is None:

@@ -175,12 +175,16 @@ class MetricsResource:
 
 @logged
 class BackendHealthResource:
-    def __init__(self, gate: AdminGate, report: Callable[[], dict[str, Any]], setting: str = "health_auth") -> None:
-        self.gate, self.report, self.setting = gate, report, setting
+    """Each backend's health, and the config ``generation`` this instance serves (raised by every
+    successful reload: instances sharing a state store show whether a reload reached them)."""
+
+    def __init__(self, gate: AdminGate, report: Callable[[], dict[str, Any]], setting: str = "health_auth",
+                 generation: Callable[[], int] = lambda: 0) -> None:
+        self.gate, self.report, self.setting, self.generation = gate, report, setting, generation
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.gate.authorize(req, self.setting)
-        resp.media = {"backends": self.report()}
+        resp.media = {"generation": self.generation(), "backends": self.report()}
 
 
 @logged
@@ -195,3 +199,21 @@ class ReloadResource:
         if not ok:
             raise ProxyError(400, message, "invalid_request")
         resp.media = {"status": "reloaded", "generation": self.reloader.generation, "detail": message}
+
+
+@logged
+class ExplainResource:
+    """``POST /v2/admin/explain``: which rules decide a described request, as ``explain --json``."""
+
+    def __init__(self, gate: AdminGate, ref: StateRef) -> None:
+        self.gate, self.ref = gate, ref
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        from ..explain import explain_body, explain_request
+        from .edge import read_json
+
+        self.gate.authorize(req)
+        state = self.ref.state
+        args = explain_body(await read_json(req, state.config.max_body_bytes))
+        model = args.pop("model")
+        resp.media = explain_request(state.config, state.ruleset, state.catalog, model, **args).as_json()

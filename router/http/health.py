@@ -25,6 +25,7 @@ from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..record.metrics import Metrics
+    from ..state_store.circuits import SharedCircuits
     from ..state import StateRef
 
 
@@ -68,6 +69,7 @@ class HealthMonitor:
         self.clock = clock
         self.circuits: CircuitStore = circuits if circuits is not None else InMemoryCircuitStore()
         self.status: dict[str, BackendStatus] = {}
+        self.shared: "SharedCircuits | None" = None  # several instances on one Redis (state_store/circuits.py)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         if metrics is not None:
@@ -114,12 +116,15 @@ class HealthMonitor:
         circuits = self.circuits
         whole = circuits.get(backend, WHOLE_BACKEND)
         own = circuits.get(backend, model) if model != WHOLE_BACKEND else None
+        shared = self.shared  # several instances: each circuit's count is shared (state_store/circuits.py)
         if ok:
             for scope, circuit in ((WHOLE_BACKEND, whole), (model, own)):
                 if circuit is not None:
                     if circuit.open_until:
                         log.info("backend %s%s recovered: circuit closed", backend, _of(scope))
                     circuits.clear(backend, scope)
+                    if shared is not None:
+                        shared.outcome(backend, scope, False)
             status = self.status.get(backend)
             if status is not None:
                 status.ok = True
@@ -142,6 +147,8 @@ class HealthMonitor:
                 self._get(backend).ok = False
                 self._wake.set()  # check it now, not at the next interval
         circuits.put(backend, scope, circuit)
+        if shared is not None:
+            shared.outcome(backend, scope, True)
 
     # ---- background checks ---------------------------------------------------------------------
 
@@ -152,6 +159,8 @@ class HealthMonitor:
         configs = state.config.backends
         backends = {name: b for name, b in state.backends.items()
                     if name not in configs or configs[name].health_check}
+        if self.shared is not None:  # one instance per interval checks each backend
+            backends = await self.shared.claim_checks(backends, self.interval)
         results = await asyncio.gather(*(self._check(name, b) for name, b in backends.items()), return_exceptions=True)
         for name, result in zip(backends, results):
             if isinstance(result, BaseException):
@@ -179,6 +188,8 @@ class HealthMonitor:
             self.record(name, False, error or "check_failed")
             status.ok, status.last_error = False, error
         self.metrics.backend_up.labels(name).set(1 if status.ok else 0)
+        if self.shared is not None:
+            self.shared.checked(name, status)
 
     async def _run(self) -> None:
         while True:

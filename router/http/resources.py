@@ -259,8 +259,17 @@ class ModelsResource:
 
 @logged
 class HealthResource:
+    """``{"status": "ok"}``; ``"degraded"`` naming the shared state store while it does not answer."""
+
+    def __init__(self, state_store: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.state_store = state_store
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = {"status": "ok"}
+        if self.state_store is None:
+            resp.media = {"status": "ok"}
+            return
+        store = self.state_store()
+        resp.media = {"status": "ok" if store["up"] else "degraded", "state_store": store}
 
 
 @logged

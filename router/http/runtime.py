@@ -79,7 +79,6 @@ def structure_sizes(ref: StateRef, pipeline: Pipeline) -> dict[str, int | None]:
         "rate_limit_inflight": _len(getattr(limiter, "_inflight", ())) or 0,
         "usage_queue": len(store._pending or ()),
         "recorder_pending": len(ref.recorder._pending),
-        "recorder_rules_memo": len(ref.recorder._rules_json._entries),
         "auth_accepted": _len(getattr(state.auth, "_accepted", ())) or 0,
     }
 

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING
 
 from dsl.evaluate import Plan
 
+from ..budgets import Budgets
 from ..cache import ResponseCache
 from ..errors import ProxyError
+from ..explain import explain_request
 from ..frontends import Frontend
 from ..record.recorder import RequestRecord
 from ..sessions import Session
 from ..wire.canonical import ChatRequest
 from ..wire.offload import is_large, off_loop
+from .budget import check_budgets
 from .commands import CommandContext, apply_commands, routing_commands, strip_commands
 from .dispatch import Outcome
 from .encode import json_reply, local_reply, proxy_answer, stream_reply
@@ -44,6 +47,7 @@ class Pipeline:
         self.ref = state_ref
         self.cache = cache if cache is not None else ResponseCache()
         self.histories = histories if histories is not None else ToolHistories()
+        self.budgets = Budgets(state_ref.recorder.store)  # budget(...) limits, from recorded cost
 
     async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext) -> Reply:
         """Serve one request and make sure exactly one usage record is written for it."""
@@ -67,11 +71,17 @@ class Pipeline:
             self._plan(ex)
             apply_overrides(ex)
             await remember(ex)
-            build_guards(ex, self.histories)
-            cached = cached_answer(ex, self.cache, self.ref.metrics)
+            histories = self.histories
+            shared_history = histories.shared and bool(ex.request.tools) and not ex.anonymous
+            if shared_history:
+                await histories.load(ex.session)  # type: ignore[attr-defined]
+            build_guards(ex, histories)
+            cached = await cached_answer(ex, self.cache, self.ref.metrics)
             if cached is not None:
                 note_local(ex, "cache", cached.model, cached.finish_reason)
                 return local_reply(ex, cached, lambda: finish_record(ex, recorder))
+            if ex.plan.budgets:
+                await check_budgets(ex, self.budgets)
             ex.outcome = Outcome()
             dispatcher = ex.state.dispatcher
             if ex.request.stream:
@@ -79,19 +89,32 @@ class Pipeline:
                 rec = ex.record
                 rec.ttfb = time.perf_counter() - rec.started
                 rec.backend, rec.model = started.target.backend, started.target.model
-                return stream_reply(ex, started, self.cache, self.ref.metrics, lambda: finish_record(ex, recorder))
+                finish = (lambda: finish_record(ex, recorder)) if not shared_history \
+                    else (lambda: (finish_record(ex, recorder), self._keep_history_later(ex)))
+                return stream_reply(ex, started, self.cache, self.ref.metrics, finish)
             response = await dispatcher.complete(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
             response = await guard_response(ex, response)
+            if shared_history:
+                await histories.keep(ex.session)  # type: ignore[attr-defined]
             if ex.cache_slot is not None and not ex.guards.events:
                 self.cache.put(ex.cache_slot[0], response, ex.cache_slot[1])
             note_answer(ex, response)
             ex.outcome.release(ex.record.usage.total_tokens)
+            if ex.outcome.pending:
+                await ex.outcome.settled()
             reply = json_reply(ex, response)
             finish_record(ex, recorder)
             return reply
         except BaseException as exc:
+            if ex.outcome is not None:  # a guard or encoder failed after dispatch: free what it holds
+                ex.outcome.release()
             record_failure(ex, recorder, exc)
             raise
+
+    def _keep_history_later(self, ex: Exchange) -> None:
+        """A stream's tool-call history, written to the shared store once the stream has ended."""
+        histories, session = self.histories, ex.session
+        histories.store.background("tool_history", lambda: histories.keep(session))  # type: ignore[attr-defined]
 
     def _plan(self, ex: Exchange) -> None:
         ex.model, ex.facts, ex.plan = plan_request(ex.state, ex.request, ex.requested, ex.session, ex.ctx.headers,
@@ -115,7 +138,11 @@ class Pipeline:
         context = CommandContext(
             backends=state.backend_names, default_backend=state.config.default_backend,
             prefix=state.config.command_prefix, file_rules=list(state.rules.rules),
-            guards=lambda s: active_guards(state, s, self._plan_for(ex, s), histories))
+            guards=lambda s: active_guards(state, s, self._plan_for(ex, s), histories),
+            explain=lambda s: explain_request(
+                state.config, state.ruleset, state.catalog, ex.requested, frontend=ex.frontend.name,
+                headers=ex.ctx.headers, tokens=estimate_prompt_tokens(request), caller=ex.ctx.caller,
+                stream=request.stream, tools=bool(request.tools), session=s).text())
         outcome = apply_commands(session, parsed, context)
         if outcome.changed and not outcome.failed:
             ex.session = outcome.session

@@ -20,7 +20,7 @@ from dsl import ir
 from dsl.commands import ParsedMessage, parse_message, strip_commands as strip_text
 from dsl.errors import RulesError
 from dsl.printer import print_chain, print_rules
-from dsl.registry import COMMANDS, SESSION_SETTINGS
+from dsl.registry import COMMANDS, SESSION_SETTINGS, STRATEGIES
 from dsl.session import apply_route_edit, session_rules
 
 from ..wire import fastjson
@@ -40,6 +40,7 @@ class CommandContext:
     prefix: str
     file_rules: list[ir.Rule]
     guards: Callable[[Session], list[str]]  # active guard descriptions for the session
+    explain: Callable[[Session], str] | None = None  # !/route-explain: this request under the session's rules
 
 
 @dataclass(slots=True)
@@ -210,6 +211,8 @@ def _query(s: Session, query: ir.Query, ctx: CommandContext) -> str:
             f"(use {ctx.prefix}set(project_dir=\"/path\"))"
     if name == "route-list":
         return route_list_text(s, ctx)
+    if name == "route-explain":
+        return ctx.explain(s) if ctx.explain is not None else "route-explain is not available here"
     raise ValueError(name)  # pragma: no cover
 
 
@@ -246,12 +249,25 @@ def help_text(prefix: str, command: str | None = None) -> str:
             lines.append("settings: " + ", ".join(f"{k} ({p.describe()})" for k, p in SESSION_SETTINGS.items()))
         for param in spec.params:
             lines.append(f"  {param.name}: {param.describe()}{'' if param.required else ' (optional)'}")
+        if any(p.type == "chain" for p in spec.params):
+            lines += route_groups_help()
         return "\n".join(lines)
     width = max(len(spec.signature()) for spec in COMMANDS.values()) + len(prefix)
     lines = ["Commands:"]
     lines += [f"  {(prefix + spec.signature()).ljust(width)}  {spec.summary}" for spec in COMMANDS.values()]
+    lines += route_groups_help()
     lines.append(f"Type {prefix}help(command) for details.")
     return "\n".join(lines)
+
+
+def route_groups_help() -> list[str]:
+    """How a route picks among targets, from the registry (the same words in routes.d rules)."""
+    width = max(len(name) for name in STRATEGIES) + len("(a | b)")
+    lines = ["Route groups (one member per request, the others stay fallbacks):",
+             f"  {'(a | b)'.ljust(width)}  an equal share",
+             f"  {'(70% a | 30% b)'.ljust(width)}  by weight"]
+    lines += [f"  {(name + '(a | b)').ljust(width)}  {summary}" for name, summary in STRATEGIES.items()]
+    return lines
 
 
 def route_list_text(s: Session, ctx: CommandContext) -> str:

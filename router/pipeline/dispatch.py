@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import AsyncIterator, Mapping, Protocol
+from typing import AsyncIterator, Awaitable, Mapping, Protocol
 
 from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
 from backends.keys import KeyChoice
@@ -29,6 +29,9 @@ from ..wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from ..wire.custom_tools import StreamRestorer, custom_names, restore_response
 from ..errors import ProxyError
 from ..limits import InProcessLimiter, Limiter, Rejection, Reservation
+from ..routing_stats import InProcessRoutingStats, RoutingStats
+from .strategies import order_group
+from ..record.attempt import Attempt
 
 class HealthLike(Protocol):
     """The circuit breaker (``router.http.health.HealthMonitor``), per backend and model."""
@@ -48,18 +51,6 @@ STREAM_ERROR_KIND: dict[str, ErrorKind] = {
 
 
 @dataclass(slots=True)
-class Attempt:
-    """One try of one target, for usage records and logs (a key id, never the key)."""
-
-    backend: str
-    model: str
-    status: str  # "ok" or an error kind
-    latency_ms: float
-    key_id: str | None = None
-    error: str | None = None
-
-
-@dataclass(slots=True)
 class StreamStarted:
     first: StreamEvent
     events: AsyncIterator[StreamEvent]
@@ -73,11 +64,30 @@ class Outcome:
     target: ir.Target | None = None
     attempts: list[Attempt] = field(default_factory=list)
     reservations: list[Reservation] = field(default_factory=list)
+    # Releases a shared limiter (Redis) is still writing: awaited with ``settled`` before a reply
+    # ends, so the client's next request finds its concurrency slot free.
+    pending: list[Awaitable[object]] = field(default_factory=list)
+    picks: dict[ir.Target, str] = field(default_factory=dict)  # target -> strategy that picked it
+    on_error: str | None = None  # the ``on:`` class that fired, if one did
+    # The target whose reply is in flight, counted in the routing stats until the reply ends.
+    flight: tuple[RoutingStats, str] | None = None
 
     def release(self, tokens: int = 0) -> None:
         for reservation in self.reservations:
             reservation.release(tokens)
+            writing = getattr(reservation, "pending", None)
+            if writing is not None:
+                self.pending.append(writing)
         self.reservations.clear()
+        if self.flight is not None:
+            stats, key = self.flight
+            self.flight = None
+            stats.finished(key)
+
+    async def settled(self) -> None:
+        pending, self.pending = self.pending, []
+        for writing in pending:
+            await writing
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +101,41 @@ class RetryPolicy:
         return rng.uniform(0, min(self.max_delay, self.base_delay * (2 ** attempt)))
 
 
-def ordered_targets(plan: Plan, rng: random.Random) -> list[ir.Target]:
-    """Chain order; a group is shuffled by weight (weighted sampling without replacement)."""
+@dataclass(slots=True)
+class Picker:
+    """What the group strategies read for one request: the routing stats, prices and the
+    request's size; ``picks`` collects which strategy put which target first."""
+
+    stats: RoutingStats
+    prices: Mapping[str, Mapping[str, float]]
+    request: ChatRequest
+    picks: dict[ir.Target, str]
+    _tokens: int | None = None
+
+    def order(self, group: ir.Group, rng: random.Random) -> list[ir.Target]:
+        tokens = 0
+        if group.strategy == "cheapest":  # only cheapest(...) reads the request's size: estimated once
+            if self._tokens is None:
+                from .plan import estimate_prompt_tokens
+
+                self._tokens = estimate_prompt_tokens(self.request)
+            tokens = self._tokens
+        members, explored = order_group(group, self.stats, self.prices, tokens, self.request.max_tokens or 0, rng)
+        self.picks[members[0]] = f"{group.strategy}:explore" if explored else str(group.strategy)
+        return members
+
+
+def ordered_targets(plan: Plan | tuple[ir.Link, ...], rng: random.Random, picker: Picker | None = None
+                    ) -> list[ir.Target]:
+    """Chain order; a group is shuffled by weight (weighted sampling without replacement), a
+    strategy group is ordered by its strategy (``picker``; without one, like an equal group)."""
     out: list[ir.Target] = []
-    for link in plan.chain:
+    for link in plan.chain if isinstance(plan, Plan) else plan:
         if isinstance(link, ir.Target):
             out.append(link)
+            continue
+        if link.strategy is not None and picker is not None:
+            out.extend(picker.order(link, rng))
             continue
         members = list(link.members)
         while members:
@@ -115,6 +154,8 @@ class Dispatcher:
         self.deadline = deadline
         self.rng = rng or random.Random()
         self.health: HealthLike | None = None  # the circuit breaker, set by the app
+        self.stats: RoutingStats = InProcessRoutingStats()  # what the group strategies observe
+        self.prices: Mapping[str, Mapping[str, float]] = {}  # config ``prices``, for cheapest(...)
 
     # ``governed`` (None when no file rule has limits or set) gives each target's own terms.
     async def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
@@ -131,10 +172,12 @@ class Dispatcher:
 
     # ---- limits ----------------------------------------------------------------------------------
 
-    def _acquire(self, limits: list[tuple[ir.Limit, str]], outcome: Outcome) -> Rejection | None:
+    async def _acquire(self, limits: list[tuple[ir.Limit, str]], outcome: Outcome) -> Rejection | None:
         if not limits:
             return None
         result = self.limiter.acquire(limits)
+        if not isinstance(result, (Reservation, Rejection)):  # a shared limiter (Redis) is awaited
+            result = await result
         if isinstance(result, Rejection):
             return result
         outcome.reservations.append(result)
@@ -144,8 +187,8 @@ class Dispatcher:
         if not limits:
             return None
 
-        def gate(key_label: str) -> bool:
-            return self._acquire([(lim, key_label) for lim in limits], outcome) is None
+        async def gate(key_label: str) -> bool:
+            return await self._acquire([(lim, key_label) for lim in limits], outcome) is None
 
         return gate
 
@@ -158,85 +201,120 @@ class Dispatcher:
         try:
             per_backend: list[ir.Limit] = []
             per_key: list[ir.Limit] = []
+            # The session and caller limits are acquired together with the first target's own (one
+            # round trip to a shared store); a refusal of one of them refuses the request.
+            shared: list[tuple[ir.Limit, str]] = []
             if plan.limits:  # most plans have none
-                shared = [(lim, scopes.get(lim.per) or "-") for lim in plan.limits if lim.per in ("session", "caller")]
-                rejection = self._acquire(shared, outcome)
-                if rejection is not None:
-                    raise _limited(rejection)
-                per_backend = [lim for lim in plan.limits if lim.per == "backend"]
-                per_key = [lim for lim in plan.limits if lim.per == "key"]
+                shared = [(lim, scopes.get(lim.per) or "-") for lim in plan.limits
+                          if lim.per in ("session", "caller") and lim.kind != "budget"]
+                per_backend = [lim for lim in plan.limits if lim.per == "backend" and lim.kind != "budget"]
+                per_key = [lim for lim in plan.limits if lim.per == "key" and lim.kind != "budget"]
             deadline = time.monotonic() + self.deadline
-            last: BackendError | None = None
-            local_rejection: Rejection | None = None
-            targets = ordered_targets(plan, self.rng)
-            health = self.health
-            if health is not None:
-                # Skip backends whose circuit is open; if that leaves nothing, try them anyway
-                # (better a likely failure than a certain one).
-                allowed = [t for t in targets if health.allow(t.backend, t.model or request.model)]
-                for skipped in (t for t in targets if t not in allowed):
-                    outcome.attempts.append(Attempt(skipped.backend, skipped.model or request.model, "circuit_open", 0.0,
-                                                    error="backend or model is failing; skipped until it recovers"))
-                targets = allowed or targets
-            for target in targets:
-                held = len(outcome.reservations)
-                terms = governed.terms(target) if governed is not None else None
-                key_limits, settings = per_key, ()
-                if terms is None:
-                    rejection = (self._acquire([(lim, target.backend) for lim in per_backend], outcome)
-                                 if per_backend else None)
-                else:
-                    # Limits of rules that match only through this target, in every scope, all or
-                    # nothing together with the plan's backend-scoped ones.
-                    wanted = [(lim, target.backend) for lim in per_backend]
-                    wanted += [(lim, target.backend if lim.per == "backend" else scopes.get(lim.per) or "-")
-                               for lim in terms.limits if lim.per != "key"]
-                    key_limits = per_key + [lim for lim in terms.limits if lim.per == "key"]
-                    settings = terms.overrides
-                    rejection = self._acquire(wanted, outcome)
-                if rejection is not None:
-                    local_rejection = rejection
-                    outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited", 0.0,
-                                                    error=rejection.describe()))
-                    continue
-                for attempt in range(self.retry.retries + 1):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise ProxyError(504, f"no backend answered within proxy_timeout ({self.deadline:g}s)", "timeout")
-                    try:
-                        # Each attempt is bounded by the connector's connect/first-byte/idle timeouts;
-                        # the deadline bounds the walk, checked between attempts (no timer per request).
-                        result = await self._try(target, request, stream, key_limits, outcome, settings)
-                        outcome.target = target
+            walk = _Walk(request, outcome, stream, scopes, governed, per_backend, per_key, deadline, shared=shared)
+            result = await self._chain(plan.chain, walk)
+            if result is not None:
+                return result
+            if plan.on and walk.last is not None:
+                # The chain failed before the first byte: the class of the last failure picks the
+                # rule's ``on:`` fallback, tried once (its own failure is the client's answer).
+                error_class = walk.last.error_class
+                fallback = next((links for name, links, _rule in plan.on if name == error_class), None)
+                if fallback is not None:
+                    outcome.on_error = walk.on_error = error_class
+                    walk.last, walk.local_rejection = None, None
+                    result = await self._chain(fallback, walk)
+                    if result is not None:
                         return result
-                    except BackendError as exc:
-                        last = exc
-                        if not exc.retryable:
-                            raise to_proxy_error(exc, len(outcome.attempts)) from None
-                        if exc.kind not in RETRY_KINDS or attempt == self.retry.retries:
-                            break
-                        await asyncio.sleep(min(self.retry.delay(attempt, self.rng), max(0.0, deadline - time.monotonic())))
-                # This target failed: its backend and key slots are not held while the next one answers.
-                for reservation in outcome.reservations[held:]:
-                    reservation.release(0)
-                del outcome.reservations[held:]
-            if last is None and local_rejection is not None:
-                raise _limited(local_rejection)
-            raise to_proxy_error(last, len(outcome.attempts))
+            if walk.last is None and walk.local_rejection is not None:
+                raise _limited(walk.local_rejection)
+            raise to_proxy_error(walk.last, len(outcome.attempts))
         except BaseException:
             outcome.release()
             raise
 
+    async def _chain(self, chain: tuple[ir.Link, ...], walk: "_Walk") -> ChatResponse | StreamStarted | None:
+        """Try the targets of ``chain`` in order; the reply, or None with ``walk.last`` set."""
+        request, outcome = walk.request, walk.outcome
+        picker = None
+        if any(isinstance(link, ir.Group) and link.strategy is not None for link in chain):
+            picker = Picker(self.stats, self.prices, request, outcome.picks)
+        targets = ordered_targets(chain, self.rng, picker)
+        health = self.health
+        if health is not None:
+            # Skip backends whose circuit is open; if that leaves nothing, try them anyway
+            # (better a likely failure than a certain one).
+            allowed = [t for t in targets if health.allow(t.backend, t.model or request.model)]
+            for skipped in (t for t in targets if t not in allowed):
+                outcome.attempts.append(Attempt(skipped.backend, skipped.model or request.model, "circuit_open", 0.0,
+                                                error="backend or model is failing; skipped until it recovers",
+                                                on_error=walk.on_error))
+            targets = allowed or targets
+        governed, scopes = walk.governed, walk.scopes
+        for target in targets:
+            held = len(outcome.reservations)
+            terms = governed.terms(target) if governed is not None else None
+            key_limits, settings = walk.per_key, ()
+            if terms is None:
+                wanted = [(lim, target.backend) for lim in walk.per_backend]
+                rejection = await self._acquire(walk.shared + wanted, outcome) if walk.shared or wanted else None
+            else:
+                # Limits of rules that match only through this target, in every scope, all or
+                # nothing together with the plan's backend-scoped ones.
+                extra = [lim for lim in terms.limits if lim.kind != "budget"]
+                wanted = [(lim, target.backend) for lim in walk.per_backend]
+                wanted += [(lim, target.backend if lim.per == "backend" else scopes.get(lim.per) or "-")
+                           for lim in extra if lim.per != "key"]
+                key_limits = walk.per_key + [lim for lim in extra if lim.per == "key"]
+                settings = terms.overrides
+                rejection = await self._acquire(walk.shared + wanted, outcome)
+            if rejection is not None and any(rejection.limit is lim for lim, _value in walk.shared):
+                raise _limited(rejection)  # a session or caller limit refuses the request itself
+            if walk.shared and rejection is None:
+                held += 1  # the session and caller limits stay held across targets, not released on failover
+                walk.shared = []
+            if rejection is not None:
+                walk.local_rejection = rejection
+                outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited", 0.0,
+                                                error=rejection.describe(), picked_by=outcome.picks.get(target),
+                                                on_error=walk.on_error))
+                continue
+            for attempt in range(self.retry.retries + 1):
+                remaining = walk.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ProxyError(504, f"no backend answered within proxy_timeout ({self.deadline:g}s)", "timeout")
+                try:
+                    # Each attempt is bounded by the connector's connect/first-byte/idle timeouts;
+                    # the deadline bounds the walk, checked between attempts (no timer per request).
+                    result = await self._try(target, request, walk.stream, key_limits, outcome, settings, walk.on_error)
+                    outcome.target = target
+                    return result
+                except BackendError as exc:
+                    walk.last = exc
+                    if not exc.retryable:
+                        return None  # the client's error (a 400): no other target of this chain
+                    if exc.kind not in RETRY_KINDS or attempt == self.retry.retries:
+                        break
+                    await asyncio.sleep(min(self.retry.delay(attempt, self.rng),
+                                            max(0.0, walk.deadline - time.monotonic())))
+            # This target failed: its backend and key slots are not held while the next one answers.
+            for reservation in outcome.reservations[held:]:
+                reservation.release(0)
+            del outcome.reservations[held:]
+        return None
+
     async def _try(self, target: ir.Target, request: ChatRequest, stream: bool, per_key: list[ir.Limit],
-                   outcome: Outcome, settings: tuple[tuple[str, ir.Scalar], ...] = ()) -> ChatResponse | StreamStarted:
+                   outcome: Outcome, settings: tuple[tuple[str, ir.Scalar], ...] = (),
+                   on_error: str | None = None) -> ChatResponse | StreamStarted:
         started = time.perf_counter()
         model = target.model or request.model
         backend = self.backends.get(target.backend)
         if backend is None:
             error = BackendError("bad_request", f"unknown backend {target.backend!r}; configured: "
                                  + ", ".join(sorted(self.backends)), backend=target.backend)
-            self._record(outcome, target, request, error, started, None)
+            self._record(outcome, target, request, error, started, None, on_error)
             raise error
+        stats, key = self.stats, f"{target.backend}:{model}"
+        stats.started(key)
         # Per-key limits go to the connector's key loop with the call; the key it used comes back.
         keys = KeyChoice(self._key_gate(per_key, outcome) if per_key else None)
         try:
@@ -258,29 +336,37 @@ class Dispatcher:
                 result = await backend.complete(attempt_request, keys)
             if request.tools:
                 result = _restore_custom_calls(result, custom_names(request.tools))
-        except CodecError as exc:
-            # The request holds something this backend's format cannot carry (a connector encodes
-            # before it calls): the client's 400, naming the field and the backend.
-            error = BackendError("bad_request", f"{exc.param}: {exc.message} (backend {target.backend!r})",
-                                 status=400, backend=target.backend)
-            self._record(outcome, target, request, error, started, keys.used)
-            raise error from None
-        except BackendError as exc:
-            exc.backend = exc.backend or target.backend
-            self._record(outcome, target, request, exc, started, keys.used)
-            if self.health is not None:
-                self.health.record(target.backend, False, exc.kind, model)
+        except BaseException as exc:
+            stats.finished(key)
+            if isinstance(exc, CodecError):
+                # The request holds something this backend's format cannot carry (a connector encodes
+                # before it calls): the client's 400, naming the field and the backend.
+                error = BackendError("bad_request", f"{exc.param}: {exc.message} (backend {target.backend!r})",
+                                     status=400, backend=target.backend)
+                self._record(outcome, target, request, error, started, keys.used, on_error)
+                raise error from None
+            if isinstance(exc, BackendError):
+                exc.backend = exc.backend or target.backend
+                self._record(outcome, target, request, exc, started, keys.used, on_error)
+                if self.health is not None:
+                    self.health.record(target.backend, False, exc.kind, model)
             raise
-        outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), keys.used))
+        # The first byte (a stream's first event, a whole reply) is here: what fastest(...) ranks by.
+        stats.observe_ttfb(key, time.perf_counter() - started)
+        outcome.flight = (stats, key)  # in flight until the reply ends (Outcome.release)
+        outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), keys.used,
+                                        picked_by=outcome.picks.get(target) if outcome.picks else None,
+                                        on_error=on_error))
         if self.health is not None:
             self.health.record(target.backend, True, None, model)
         return result
 
     @staticmethod
     def _record(outcome: Outcome, target: ir.Target, request: ChatRequest, exc: BackendError, started: float,
-                key_id: str | None) -> None:
+                key_id: str | None, on_error: str | None = None) -> None:
         outcome.attempts.append(Attempt(target.backend, target.model or request.model, exc.kind,
-                                        _ms(started) if started else 0.0, key_id, exc.message))
+                                        _ms(started) if started else 0.0, key_id, exc.message,
+                                        outcome.picks.get(target) if outcome.picks else None, on_error))
 
 
 def _restore_custom_calls(result: ChatResponse | StreamStarted, names: frozenset[str]) -> ChatResponse | StreamStarted:
@@ -313,6 +399,26 @@ def request_settings(overrides: tuple[tuple[str, ir.Scalar], ...]) -> dict[str, 
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+@dataclass(slots=True)
+class _Walk:
+    """One request's walk over its chain (and its ``on:`` fallback): what every target shares."""
+
+    request: ChatRequest
+    outcome: Outcome
+    stream: bool
+    scopes: Mapping[str, str | None]
+    governed: TargetRules | None
+    per_backend: list[ir.Limit]
+    per_key: list[ir.Limit]
+    deadline: float
+    last: BackendError | None = None
+    local_rejection: Rejection | None = None
+    on_error: str | None = None
+    # The session and caller limits, acquired with the first target's own (one round trip to a
+    # shared store), then held across the walk.
+    shared: list[tuple[ir.Limit, str]] = field(default_factory=list)
 
 
 class RateLimited(ProxyError):

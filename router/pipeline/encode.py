@@ -131,6 +131,8 @@ async def _stream_body(ex: Exchange, encoder: Any, started: Any, cache: Response
         if rec.usage is None:  # cut off, or the provider reported nothing: estimate, and say so
             rec.usage = Usage(estimate_prompt_tokens(ex.request), tokens_for(text_chars), estimated=True)
         outcome.release(rec.usage.total_tokens)
+        if outcome.pending:
+            await outcome.settled()
         finish()
         aclose = getattr(events, "aclose", None)
         if aclose is not None:

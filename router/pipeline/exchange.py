@@ -96,5 +96,7 @@ class Exchange:
     guards: GuardChain | None = None
     # lookup.py: (key, ttl) to store this answer under, or None when caching is off
     cache_slot: tuple[str, int] | None = None
+    # budget.py: the budgets checked, settled with the recorded cost when the request is recorded
+    budget_charge: Any = None  # (Budgets, keys) or None
     # dispatch
     outcome: Outcome | None = None

@@ -26,6 +26,8 @@ class ToolHistories:
     """Each session's tool-call history: in process, bounded, idle ones forgotten, kept like the
     session itself under its owner and id."""
 
+    shared = False  # a shared store's histories are loaded before and kept after (state_store/histories.py)
+
     def __init__(self, maxsize: int = 10_000, ttl: float = 3600) -> None:
         self._histories: TTLCache[tuple[str | None, str], ToolCallHistory] = TTLCache(maxsize=maxsize, ttl=ttl)
 
@@ -69,4 +71,7 @@ def active_guards(state: RuntimeState, session: Session, plan: Plan | None, hist
 
 def _text_size(response: ChatResponse) -> int:
     """Characters of text and tool arguments in a reply: what the guards' work grows with."""
-    return sum(len(getattr(part, "text", None) or getattr(part, "arguments", None) or "") for part in response.parts)
+    size = 0
+    for part in response.parts:  # (a loop, not sum() over a generator: this runs per request)
+        size += len(getattr(part, "text", None) or getattr(part, "arguments", None) or "")
+    return size

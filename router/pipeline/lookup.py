@@ -12,7 +12,7 @@ from ..wire.canonical import ChatResponse
 from .exchange import Exchange
 
 
-def cached_answer(ex: Exchange, cache: ResponseCache, metrics: Metrics) -> ChatResponse | None:
+async def cached_answer(ex: Exchange, cache: ResponseCache, metrics: Metrics) -> ChatResponse | None:
     """A cached answer, or None; when caching is on, ``ex.cache_slot`` says where to keep this one."""
     plan, session = ex.plan, ex.session
     assert plan is not None and session is not None
@@ -27,7 +27,7 @@ def cached_answer(ex: Exchange, cache: ResponseCache, metrics: Metrics) -> ChatR
             if terms is not None and terms.overrides:
                 targets.append((str(target), terms.overrides))
     key = request_key(ex.request, plan, ex.ctx.caller, policy.shared, targets)
-    cached = cache.get(key)
+    cached = await cache.fetch(key)
     ex.headers["x-cache"] = "hit" if cached is not None else "miss"
     metrics.cache.labels(ex.headers["x-cache"]).inc()
     if cached is None:

@@ -63,13 +63,12 @@ def plan_request(state: RuntimeState, request: ChatRequest, requested: str, sess
     if "header" in reads:
         check_header_facts(headers)
     clock, weekday = clock_now() if "time" in reads or "weekday" in reads else ("00:00", "mon")
-    # Positional, in Facts' field order: keywords cost ~13,000 instructions a request (2.5% of the
-    # full default path, benchmarks/inprocess_bench.py --instructions; Python 3.11 does not
-    # specialise keyword calls). test_plan_fills_each_fact_by_name fails if this drifts from Facts.
     facts = Facts(
-        model, frontend, client_backend or session.backend, caller,
-        estimate_prompt_tokens(request) if "tokens" in reads else 0, request.stream, bool(request.tools), headers,
-        _session_facts(session) if "session" in reads else {}, clock, weekday,
+        model=model, frontend=frontend, backend=client_backend or session.backend, caller=caller,
+        tokens=estimate_prompt_tokens(request) if "tokens" in reads else 0, stream=request.stream,
+        tools=bool(request.tools), headers=headers,
+        session=_session_facts(session) if "session" in reads else {}, time=clock, weekday=weekday,
+        context_window=state.catalog.context_window(model) if "context_window" in reads else None,
     )
     plan = evaluate(facts, state.ruleset, session_rules=session_rules, default_backend=state.config.default_backend)
     return model, facts, plan

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from ..errors import ProxyError
 from ..record.recorder import Recorder
 from ..wire.canonical import ChatResponse, Usage
+from .budget import settle_budgets
 from .dispatch import RateLimited
 from .exchange import Exchange
 from .plan import estimate_prompt_tokens, tokens_for
@@ -45,6 +46,8 @@ def finish_record(ex: Exchange, recorder: Recorder) -> None:
     if ex.guards is not None and ex.guards.events:
         rec.guard_events = [asdict(e) for e in ex.guards.events]
     recorder.finish(rec)
+    if ex.budget_charge is not None and rec.usage is not None and rec.status < 400:
+        settle_budgets(ex, recorder.cost(rec.model, rec.usage))
 
 
 def record_failure(ex: Exchange, recorder: Recorder, exc: BaseException) -> None:

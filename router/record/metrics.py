@@ -116,6 +116,10 @@ class Metrics:
                                        registry=r)
         self.usage_dropped = Gauge("llm_proxy_usage_records_dropped", "Usage records dropped (queue full)", registry=r)
         self.cache = Counter("llm_proxy_cache", "Response cache lookups", ["result"], registry=r)
+        self.state_store_errors = Counter("llm_proxy_state_store_errors", "Calls to the shared state store that "
+                                          "failed or timed out", ["store", "op"], registry=r)
+        self.state_store_up = Gauge("llm_proxy_state_store_up", "1 while the shared state store answers",
+                                    ["store"], registry=r)
         self._models: set[str] = set()
         self.before_read: Callable[[], None] = lambda: None  # the recorder drains what is pending
         # With ``--workers``: renders every worker's series (router/record/shared_metrics.py).

@@ -15,9 +15,8 @@ from typing import Any, Callable, Mapping
 
 from ..wire import fastjson
 from ..wire.canonical import Usage
-from ..pipeline.dispatch import Attempt
+from .attempt import Attempt
 from .logs import AccessLog
-from ..memo import IdentityMemo
 from .metrics import Metrics
 from .usage import AuditRecord, UsageStore, json_column
 
@@ -72,7 +71,8 @@ def _attempts_json(attempts: list[Any]) -> str:
     if len(attempts) == 1 and type(attempt := attempts[0]) is Attempt:
         return fastjson.dumps_str([{"backend": attempt.backend, "model": attempt.model, "status": attempt.status,
                                     "latency_ms": attempt.latency_ms, "key_id": attempt.key_id,
-                                    "error": attempt.error}], default=str)
+                                    "error": attempt.error, "picked_by": attempt.picked_by,
+                                    "on_error": attempt.on_error}], default=str)
     return json_column(attempts)
 
 
@@ -91,9 +91,6 @@ class Recorder:
         self.prices = prices or {}
         self._dropped_seen = -1
         self._pending: list[tuple[RequestRecord, Usage, float, float]] = []
-        # The rules column as JSON per rules tuple: plans are kept per rule set, so the same few
-        # tuples come back.
-        self._rules_json: IdentityMemo[str] = IdentityMemo(1024)
         store.before_read = self.drain
         metrics.before_read = self.drain
 
@@ -143,10 +140,6 @@ class Recorder:
 
     def store_usage(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:
         """The usage row, in ``USAGE_COLUMNS`` order (no UsageRecord in between: this runs per request)."""
-        rules = rec.rules
-        rules_json = self._rules_json.get(id(rules), rules)
-        if rules_json is None:
-            rules_json = self._rules_json.put(id(rules), rules, json_column(rules))
         ttfb = rec.ttfb
         self.store.record_row((
             rec.ts, rec.request_id, rec.session_id, rec.caller, rec.frontend, rec.requested_model, rec.backend,
@@ -154,7 +147,7 @@ class Recorder:
             usage.cached_tokens, int(usage.estimated), round(elapsed * 1000, 3),
             round(ttfb * 1000, 3) if ttfb is not None else None, int(rec.stream), int(rec.cache_hit),
             self.cost(rec.model, usage) if self.prices and rec.status < 400 else None, rec.route_rule,
-            rules_json, _attempts_json(attempts), json_column(rec.guard_events) if rec.guard_events else "[]", rec.error,
+            json_column(rec.rules), _attempts_json(attempts), json_column(rec.guard_events) if rec.guard_events else "[]", rec.error,
         ))
 
     def count(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:

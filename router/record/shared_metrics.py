@@ -9,7 +9,7 @@ the others' latest snapshots to its own live values.
 How series combine: counters and histograms (buckets, counts, sums) are summed, also over
 workers that have exited (their totals stay part of the proxy's, so a counter never goes down
 when uvicorn replaces a worker); gauges are taken from live workers only, summed for amounts
-(active streams, dropped usage records) and the minimum for states (``backend_up``: up only if
+(active streams, dropped usage records) and the minimum for states (``backend_up``, ``state_store_up``: up only if
 up in every worker; ``config_generation``: the generation every worker has reached).
 ``llm_proxy_worker_processes`` says how many live workers the numbers cover. The per-request
 path is untouched: the snapshot is taken from the same dict-backed series a single process
@@ -31,7 +31,8 @@ from ..tasks import cancel_and_wait
 from .metrics import Metrics
 
 DIR_ENV = "LLM_PROXY_METRICS_DIR"
-STATE_GAUGES = frozenset({"llm_proxy_backend_up", "llm_proxy_config_generation"})  # min; other gauges sum
+STATE_GAUGES = frozenset({"llm_proxy_backend_up", "llm_proxy_config_generation",
+                          "llm_proxy_state_store_up"})  # min; other gauges sum
 SUMMED_TYPES = frozenset({"counter", "histogram", "summary", "gaugehistogram", "unknown", "info"})
 
 log = logging.getLogger("llm_proxy.metrics")

@@ -27,6 +27,8 @@ groups = st.lists(targets, min_size=2, max_size=4).flatmap(
     lambda ts: st.one_of(
         st.just(ir.Group(tuple(ir.Member(t) for t in ts))),
         st.just(ir.Group(tuple(ir.Member(t, w) for t, w in zip(ts, [100.0 / len(ts)] * (len(ts) - 1) + [100.0 - 100.0 / len(ts) * (len(ts) - 1)])))),
+        st.sampled_from(["fastest", "least_busy", "cheapest"]).map(
+            lambda name: ir.Group(tuple(ir.Member(t) for t in ts), strategy=name)),
     ))
 chains = st.builds(lambda links: ir.Chain(tuple(links)), st.lists(st.one_of(targets, groups), min_size=1, max_size=4))
 
@@ -42,6 +44,10 @@ leaves = st.one_of(
     st.builds(ir.Regex, facts, strings),
     st.builds(ir.Truthy, facts),
     st.builds(ir.Const, st.booleans()),
+    st.builds(ir.Compare, st.sampled_from(["tokens", "context_window"]).map(ir.Fact),
+              st.sampled_from(["==", "!=", "<", "<=", ">", ">="]),
+              st.builds(ir.FactValue, st.sampled_from(["tokens", "context_window"]).map(ir.Fact),
+                        st.one_of(st.just(1), numbers.filter(lambda n: n > 0)))),
 )
 
 
@@ -82,6 +88,39 @@ def test_limit_round_trip(limit: ir.Limit) -> None:
     from dsl.compile import Context, compile_limits
 
     assert compile_limits(parse(print_limit(limit), "calls"), Context()) == (limit,)
+
+
+@settings(max_examples=200)
+@given(st.builds(lambda amount, per, window: ir.Limit("budget", amount, per, None, window), numbers,
+                 st.sampled_from(["backend", "session", "caller"]), st.sampled_from(["hour", "day", "month"])))
+def test_budget_round_trip(limit: ir.Limit) -> None:
+    from dsl.compile import Context, compile_limits
+
+    assert compile_limits(parse(print_limit(limit), "calls"), Context()) == (limit,)
+
+
+# Printable names: a YAML file cannot hold control characters, whatever the rule says.
+yaml_targets = st.builds(ir.Target, names, st.one_of(st.none(), names))
+yaml_chains = st.builds(lambda links: ir.Chain(tuple(links)), st.lists(st.one_of(
+    yaml_targets,
+    st.builds(lambda ts, name: ir.Group(tuple(ir.Member(t) for t in ts), strategy=name),
+              st.lists(yaml_targets, min_size=2, max_size=3), st.sampled_from([None, "fastest", "cheapest"])),
+), min_size=1, max_size=3))
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["context_window", "content_policy", "rate_limit", "timeout",
+                                           "server_error", "auth"]), yaml_chains), min_size=1, max_size=3,
+                unique_by=lambda e: e[0]))
+def test_rule_with_on_round_trips_through_its_yaml(on: list) -> None:
+    """The printed rule file reads back to the same rule: a bare ``on:`` key stays the word "on"."""
+    from dsl import load_rules_text
+    from dsl.printer import print_rules
+
+    rule = ir.Rule("r", route=ir.Chain((ir.Target("a", "m"),)), on=tuple(on))
+    loaded = load_rules_text(print_rules([rule]))
+    loaded.raise_for_errors()
+    assert loaded.rules == [rule]
 
 
 @settings(max_examples=200)

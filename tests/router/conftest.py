@@ -15,9 +15,10 @@ import falcon.testing
 import pytest
 
 HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:  # for ``proxy_support``, the helpers shared by these tests
+if HERE not in sys.path:  # for ``proxy_support`` and ``ops_support``, the helpers shared by these tests
     sys.path.insert(0, HERE)
 
+from fakes.fixtures import fake_provider  # noqa: E402,F401  (fixture, for every folder below)
 from proxy_support import API_KEY, LiveServer, write_config  # noqa: E402
 from router.app import ProxyApp, create_app  # noqa: E402
 

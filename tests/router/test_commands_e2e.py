@@ -33,6 +33,7 @@ COMMAND_ONLY = [
     ("!/temperature(0.7)", "temperature set to 0.7"),
     ("!/pwd", "project directory: not set"),
     ("!/route-list", "Session rules: none"),
+    ("!/route-explain", "rules, in evaluation order:"),
     ("!/route-clear(gpt-4)", "route for gpt-4 cleared"),
     ("!/route-append(gpt-4, echo:other)", "route for gpt-4: echo:other"),
     ("!/route-prepend(gpt-4, other:first)", "route for gpt-4: other:first"),
@@ -60,6 +61,24 @@ def test_help_lists_every_registered_command(client, frontend):
     text = reply_text(frontend, chat(client, frontend, "!/help", session=sid()))
     for name in COMMANDS:
         assert f"!/{name}" in text
+
+
+def test_help_lists_every_group_strategy(client, frontend):
+    from dsl.registry import STRATEGIES
+
+    for command in ("!/help", "!/help(route-append)"):
+        text = reply_text(frontend, chat(client, frontend, command, session=sid()))
+        for name, summary in STRATEGIES.items():
+            assert f"{name}(a | b)" in text and summary in text
+
+
+def test_a_strategy_group_in_a_session_route(client, frontend):
+    s = sid()
+    text = reply_text(frontend, chat(client, frontend, "!/route-append(gpt-4, fastest(echo:a | echo:b))", session=s))
+    assert "route for gpt-4: fastest(echo:a | echo:b)" in text
+    assert reply_model(frontend, chat(client, frontend, "hi", session=s)) in ("a", "b")
+    text = reply_text(frontend, chat(client, frontend, "!/route-append(gpt-4, fastets(echo:a | echo:b))", session=s))
+    assert "unknown group strategy 'fastets'" in text and "did you mean 'fastest'" in text
 
 
 def test_commands_are_stripped_before_forwarding(client, frontend):

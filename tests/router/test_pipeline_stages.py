@@ -61,26 +61,27 @@ def test_strip_commands_returns_the_rest_and_the_latest_commands() -> None:
 
 
 def test_plan_fills_each_fact_by_name(make_app: Callable[..., ProxyApp], monkeypatch: pytest.MonkeyPatch) -> None:
-    """plan_request builds Facts positionally (measured: it pays); every field must still get the
-    value its name says, for rules that read every fact."""
+    """Every field of the Facts plan_request builds gets the value its name says, for rules that
+    read every fact."""
     from dataclasses import fields
 
     from dsl.evaluate import Facts
 
     state = make_app(disable_auth=True).state_ref.state
     monkeypatch.setattr(state.ruleset, "reads",
-                        frozenset({"tokens", "session", "time", "weekday", "header", "model", "backend"}))
+                        frozenset({"tokens", "session", "time", "weekday", "header", "model", "backend",
+                                   "context_window"}))
     monkeypatch.setattr(plan_stage, "clock_now", lambda: ("13:37", "sat"))
     seen: list[Facts] = []
     monkeypatch.setattr(plan_stage, "evaluate", lambda facts, *a, **k: seen.append(facts))
-    request = ChatRequest(model="echo:m1", messages=[Message("user", [TextPart("x" * 40)])], stream=False)
+    request = ChatRequest(model="echo:gpt-4o-mini", messages=[Message("user", [TextPart("x" * 40)])], stream=False)
     request.tools = [object()]  # type: ignore[list-item]
     session = Session(id="s9", owner="k", project="p", project_dir="/d")
     headers = {"x-team": "blue"}
     plan_stage.plan_request(state, request, request.model, session, headers, "caller-1", "anthropic")
-    expected = Facts(model="m1", frontend="anthropic", backend="echo", caller="caller-1", tokens=10, stream=False,
+    expected = Facts(model="gpt-4o-mini", frontend="anthropic", backend="echo", caller="caller-1", tokens=10, stream=False,
                      tools=True, headers=headers,
                      session={"project": "p", "project_dir": "/d", "backend": None, "model": None, "id": "s9"},
-                     time="13:37", weekday="sat")
+                     time="13:37", weekday="sat", context_window=128000)
     assert [(f.name, getattr(seen[0], f.name)) for f in fields(Facts)] == \
         [(f.name, getattr(expected, f.name)) for f in fields(Facts)]

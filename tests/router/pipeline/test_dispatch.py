@@ -24,7 +24,7 @@ from router.wire.canonical import StreamEnd, StreamError, StreamStart
 from router.pipeline.dispatch import Dispatcher, Outcome, RetryPolicy, ordered_targets
 from router.errors import ProxyError
 
-from .conftest import OPENAI_KEY, backend_settings, chat, collect, fold
+from fakes.connectors import OPENAI_KEY, backend_settings, chat, collect, fold
 
 
 def free_port() -> int:

@@ -35,4 +35,4 @@ async def test_runtime_report_is_for_admins_and_counts_what_requests_leave(tmp_p
     assert sizes["plan_memo"] >= was["plan_memo"] + 3  # three models, three plans
     assert sizes["metric_series"] > was["metric_series"]
     assert set(sizes) >= {"tool_histories", "response_cache", "session_rulesets", "rate_limit_buckets",
-                          "usage_queue", "recorder_rules_memo"}
+                          "usage_queue"}
