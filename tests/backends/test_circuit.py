@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
+import pytest
+
 from backends.base import Backend, BackendError
 from backends.echo import EchoBackend
 from backends.keys import KeyChoice
 from dsl import ir
 from dsl.evaluate import Plan
 from router.wire.canonical import ChatRequest, ChatResponse, Message, StreamEvent, TextPart
+from router.errors import ProxyError
 from router.pipeline.dispatch import Dispatcher, Outcome
 from router.http.health import HealthMonitor
 
@@ -70,9 +73,11 @@ async def test_all_targets_open_are_tried_anyway() -> None:
     monitor = HealthMonitor(ref=None, metrics=None, failure_threshold=1, open_seconds=30, clock=lambda: now[0])  # type: ignore[arg-type]
     dispatcher.health = monitor
     plan = Plan(chain=(ir.Target("flaky", "m"),))
-    for expected_calls in (1, 2):
-        try:
-            await dispatcher.complete(plan, request(), Outcome())
-        except Exception:
-            pass
+    # the first failure opens the circuit; the second call notes it open and tries the target anyway
+    for expected_calls, attempts in ((1, ["connection"]), (2, ["circuit_open", "connection"])):
+        outcome = Outcome()
+        with pytest.raises(ProxyError) as info:
+            await dispatcher.complete(plan, request(), outcome)
+        assert info.value.status == 502 and "refused" in info.value.message
+        assert [a.status for a in outcome.attempts] == attempts
         assert flaky.calls == expected_calls  # open, but the only target: still tried

@@ -1,0 +1,85 @@
+"""Tool-call repair at its rarer edges: held text when repair gives up mid-stream, JSON look-alikes
+split across chunks while they are streamed on as text, and markers written in another case.
+Each case is checked whole and at every split point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import guards_support as gs
+from router.wire.canonical import StreamStart, TextDelta
+
+
+def observed(pieces: list[str], cap: int | None = None) -> list[tuple]:
+    result = gs.normalize(gs.run(gs.repair_only(cap=cap), gs.text_stream(pieces)))
+    return [r[:4] + (json.loads(r[4]),) if r[0] == "call" else r for r in result]
+
+
+def expected(text: str, calls: list[tuple[str, dict]]) -> list[tuple]:
+    out: list[tuple] = [("start",)]
+    if text:
+        out.append(("text", text))
+    out += [("call", i, f"call_{i:024x}", name, args) for i, (name, args) in enumerate(calls)]
+    return out + [("end", "tool_calls" if calls else "stop")]
+
+
+# (id, text, cap or None for the default, expected text, expected calls)
+CASES = [
+    # markers in another case: the line forms ignore case, the tags and fences' brackets do not
+    ("line_title_case", 'Tool Call: list_files {}', None, "", [("list_files", {})]),
+    ("line_mixed_case_underscore", 'Reading.\nTOOL_call: read_file {"path": "a"}', None, "Reading.",
+     [("read_file", {"path": "a"})]),
+    ("line_json_lower", 'tool call: {"name": "list_files"}', None, "", [("list_files", {})]),
+    ("fence_language_upper", '```JSON\n{"name": "list_files"}\n```', None, "", [("list_files", {})]),
+    ("tag_upper_is_text", '<TOOL_CALL>{"name": "list_files"}</TOOL_CALL>', None,
+     '<TOOL_CALL>{"name": "list_files"}</TOOL_CALL>', []),
+    ("mistral_lower_is_text", '[tool_calls] [{"name": "list_files"}]', None, '[tool_calls] [{"name": "list_files"}]', []),
+    ("function_tag_upper_is_text", '<FUNCTION=list_files>{}</FUNCTION>', None, '<FUNCTION=list_files>{}</FUNCTION>', []),
+    # a JSON look-alike is streamed on as text up to its end, then calls are looked for again
+    ("lookalike_then_call", '{"users": [1, {"name": "x", "v": "}{"}]}\n{"name": "list_files"}', None,
+     '{"users": [1, {"name": "x", "v": "}{"}]}', [("list_files", {})]),
+    ("lookalike_nested_call_stays_text", '{"data": {"name": "list_files"}}\nDone.', None,
+     '{"data": {"name": "list_files"}}\nDone.', []),
+    ("lookalike_array_then_call", '[1, 2, "[TOOL_CALLS]"]\n<tool_call>{"name": "list_files"}</tool_call>', None,
+     '[1, 2, "[TOOL_CALLS]"]', [("list_files", {})]),
+    # a look-alike longer than the cap: after cap characters calls are looked for again
+    ("long_lookalike_then_call", '{"users": "' + "a" * 60 + '"}\n{"name": "list_files"}', 40,
+     '{"users": "' + "a" * 60 + '"}', [("list_files", {})]),
+    # a call longer than the cap is text, and so is everything after it
+    ("call_over_the_cap", '<tool_call>{"name": "search", "arguments": {"query": "' + "q" * 40 + '"}}</tool_call>  \n'
+     '{"name": "list_files"}', 40,
+     '<tool_call>{"name": "search", "arguments": {"query": "' + "q" * 40 + '"}}</tool_call>  \n{"name": "list_files"}', []),
+]
+
+
+@pytest.mark.parametrize(("cid", "text", "cap", "out", "calls"), CASES, ids=[c[0] for c in CASES])
+def test_whole_and_every_split(cid: str, text: str, cap: int | None, out: str, calls: list) -> None:
+    whole = expected(out, calls)
+    assert observed([text], cap) == whole
+    for i in range(1, len(text)):
+        assert observed(gs.split(text, [i]), cap) == whole, f"split at {i}: {text[:i]!r} | {text[i:]!r}"
+
+
+def test_held_whitespace_is_sent_with_the_next_text_after_repair_gives_up() -> None:
+    ch = gs.repair_only(cap=40)
+    ch.feed(StreamStart("r", "m"))
+    head = '<tool_call>{"name": "search", "arguments": {"query": "' + "q" * 30 + '   '
+    assert len(head) > 40
+    # over the cap: the candidate is text; its trailing spaces wait (a call could still follow them)
+    assert gs.normalize(ch.feed(TextDelta(head))) == [("text", head.rstrip())]
+    assert ch.buffered()["tool_call_repair"] == 3
+    # repair is off now: the held spaces go out in front of the next text, nothing is lost
+    assert gs.normalize(ch.feed(TextDelta('more"}}</tool_call>'))) == [("text", '   more"}}</tool_call>')]
+    assert ch.buffered()["tool_call_repair"] == 0
+    assert gs.normalize(ch.feed(TextDelta('\n{"name": "list_files"}'))) == [("text", '\n{"name": "list_files"}')]
+
+
+def test_whitespace_held_at_the_end_is_sent_at_the_end() -> None:
+    ch = gs.repair_only()
+    ch.feed(StreamStart("r", "m"))
+    assert gs.normalize(ch.feed(TextDelta("Hello  "))) == [("text", "Hello")]
+    assert ch.feed(TextDelta(" \n ")) == []
+    assert ch.buffered()["tool_call_repair"] == 5
+    assert gs.normalize(ch.finish()) == [("text", "   \n ")]
