@@ -131,7 +131,7 @@ class ResponsesResource:
         previous = body.get("previous_response_id")
         if previous is None:
             return body, store is not False
-        if not isinstance(previous, str) or not previous:
+        if not isinstance(previous, str):
             raise CodecError("previous_response_id", "previous_response_id: expected a response id (a string)")
         earlier = await self.ref.state.responses.conversation(previous, caller)
         body = {k: v for k, v in body.items() if k != "previous_response_id"}

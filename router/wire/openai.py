@@ -22,6 +22,11 @@ Choices where OpenAI cannot express something canonical:
 - **Files and audio** (``file`` and ``input_audio`` content parts) decode as ``FilePart``; the
   other encoders send what their provider can read and refuse the rest by name.
 - ``tool_choice: {"type": "allowed_tools"}`` decodes as ``ToolChoice.allowed``.
+- **Custom (freeform) tools** (``tools[].type: "custom"``, ``tool_calls[].type: "custom"``, a
+  ``custom`` named tool choice) decode into ``Tool.custom`` and custom ``ToolCallPart`` s, and a
+  client's custom calls are encoded back as ``type: "custom"`` (streamed: ``custom.input``
+  fragments). Towards a provider they go in function form (``common.function_form``), which
+  every OpenAI-compatible server takes; dispatch turns the calls back.
 
 Streams end with ``finish_reason`` on the last choice chunk, then (when usage is known) a usage
 chunk with empty ``choices``, then ``data: [DONE]``. ``StreamDecoder.finish()`` must be called on
@@ -34,7 +39,7 @@ import time
 from typing import Any
 
 from router.wire.canonical import (
-    ChatRequest, ChatResponse, FilePart, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
+    ChatRequest, ChatResponse, CustomFormat, FilePart, FinishReason, ImagePart, Message, Part, StreamEnd, StreamError,
     StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta,
     ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
 )
@@ -262,7 +267,12 @@ def _decode_message(raw: Any, param: str, system: list[TextPart], out: list[Mess
 
 def _decode_tool_call(raw: Any, param: str) -> ToolCallPart:
     raw = expect_object(raw, param)
-    one_of(get_str(raw, "type", param), ("function",), f"{param}.type")
+    if one_of(get_str(raw, "type", param), ("function", "custom"), f"{param}.type") == "custom":
+        custom = get_obj(raw, "custom", param, required=True) or {}
+        return ToolCallPart(id=get_str(raw, "id", param, required=True) or "",
+                            name=get_str(custom, "name", f"{param}.custom", required=True) or "",
+                            arguments=get_str(custom, "input", f"{param}.custom", required=True) or "",
+                            custom=True)
     fn = get_obj(raw, "function", param, required=True) or {}
     return ToolCallPart(
         id=get_str(raw, "id", param, required=True) or "",
@@ -279,7 +289,8 @@ def _arguments(args: Any) -> str:
 
 def _decode_tool(raw: Any, param: str) -> Tool:
     raw = expect_object(raw, param)
-    one_of(get_str(raw, "type", param, required=True), ("function",), f"{param}.type")
+    if one_of(get_str(raw, "type", param, required=True), ("function", "custom"), f"{param}.type") == "custom":
+        return _decode_custom_tool(get_obj(raw, "custom", param, required=True) or {}, f"{param}.custom")
     fn = get_obj(raw, "function", param, required=True) or {}
     name = get_str(fn, "name", f"{param}.function", required=True)
     if not name:
@@ -288,13 +299,30 @@ def _decode_tool(raw: Any, param: str) -> Tool:
                 parameters=get_obj(fn, "parameters", f"{param}.function"))
 
 
+def _decode_custom_tool(raw: dict[str, Any], param: str) -> Tool:
+    name = get_str(raw, "name", param, required=True)
+    if not name:
+        fail(f"{param}.name", "must not be empty")
+    form = get_obj(raw, "format", param) or {"type": "text"}
+    if one_of(get_str(form, "type", f"{param}.format", required=True), ("text", "grammar"),
+              f"{param}.format.type") == "text":
+        custom = CustomFormat()
+    else:
+        grammar = get_obj(form, "grammar", f"{param}.format", required=True) or {}
+        custom = CustomFormat(
+            syntax=one_of(get_str(grammar, "syntax", f"{param}.format.grammar", required=True), ("lark", "regex"),
+                          f"{param}.format.grammar.syntax"),
+            definition=get_str(grammar, "definition", f"{param}.format.grammar", required=True))
+    return Tool(name=name, description=get_str(raw, "description", param) or "", custom=custom)
+
+
 def _decode_tool_choice(raw: Any) -> ToolChoice | None:
     if raw is None:
         return None
     if isinstance(raw, str):
         return ToolChoice(one_of(raw, ("auto", "none", "required"), "tool_choice"))  # type: ignore[arg-type]
     raw = expect_object(raw, "tool_choice")
-    kind = one_of(get_str(raw, "type", "tool_choice", required=True), ("function", "allowed_tools"),
+    kind = one_of(get_str(raw, "type", "tool_choice", required=True), ("function", "custom", "allowed_tools"),
                   "tool_choice.type")
     if kind == "allowed_tools":
         spec = get_obj(raw, "allowed_tools", "tool_choice", required=True) or {}
@@ -304,14 +332,14 @@ def _decode_tool_choice(raw: Any) -> ToolChoice | None:
         for i, tool in enumerate(get_list(spec, "tools", "tool_choice.allowed_tools")):
             p = f"tool_choice.allowed_tools.tools[{i}]"
             tool = expect_object(tool, p)
-            fn = get_obj(tool, "function", p)
-            name = get_str(fn, "name", f"{p}.function") if fn is not None else get_str(tool, "name", p)
+            named = get_obj(tool, "function", p) or get_obj(tool, "custom", p)
+            name = get_str(named, "name", p) if named is not None else get_str(tool, "name", p)
             if not name:
                 fail(p, "expected a tool like {\"type\": \"function\", \"function\": {\"name\": ...}}")
             names.append(name)
         return ToolChoice(mode, allowed=names)  # type: ignore[arg-type]
-    fn = get_obj(raw, "function", "tool_choice", required=True) or {}
-    return ToolChoice("required", get_str(fn, "name", "tool_choice.function", required=True))
+    fn = get_obj(raw, kind, "tool_choice", required=True) or {}
+    return ToolChoice("required", get_str(fn, "name", f"tool_choice.{kind}", required=True))
 
 
 def encode_request(req: ChatRequest) -> dict[str, Any]:
@@ -402,6 +430,13 @@ def _encode_file(part: FilePart) -> dict[str, Any]:
 
 def _encode_tool_call(call: ToolCallPart) -> dict[str, Any]:
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call_arguments(call)}}
+
+
+def _encode_reply_call(call: ToolCallPart) -> dict[str, Any]:
+    """A call in a reply to the client: a custom call as the client declared it."""
+    if call.custom:
+        return {"id": call.id, "type": "custom", "custom": {"name": call.name, "input": call.arguments}}
+    return _encode_tool_call(call)
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
@@ -512,7 +547,7 @@ def encode_response(resp: ChatResponse) -> dict[str, Any]:
     if len(parts) == 1 and type(parts[0]) is TextPart:  # a plain text reply: most replies
         text, calls = parts[0].text, []
     else:
-        text, calls = resp.text(), [_encode_tool_call(p) for p in resp.tool_calls()]
+        text, calls = resp.text(), [_encode_reply_call(p) for p in resp.tool_calls()]
     # ``refusal`` is required (nullable) by OpenAI's API description: a refusal the backend gave
     # is decoded into text, so the proxy never has one of its own to report.
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None,
@@ -576,6 +611,7 @@ class StreamEncoder:
     def __init__(self, include_usage: bool = True) -> None:
         self._id, self._model, self._created = new_id("chatcmpl-"), "", 0
         self._include_usage = include_usage
+        self._custom: set[int] = set()  # indexes of custom (freeform) calls: their deltas are raw input
         self._text_prefix: bytes | None = None
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -613,12 +649,21 @@ class StreamEncoder:
             self._text_prefix = None
             return self._chunk({"role": "assistant", "content": ""})
         if isinstance(event, ToolCallStart):
-            call = {"index": event.index, "id": event.id, "type": "function",
-                    "function": {"name": event.name, "arguments": ""}}
+            if event.custom:
+                self._custom.add(event.index)
+                call = {"index": event.index, "id": event.id, "type": "custom",
+                        "custom": {"name": event.name, "input": ""}}
+            else:
+                call = {"index": event.index, "id": event.id, "type": "function",
+                        "function": {"name": event.name, "arguments": ""}}
             return self._chunk({"tool_calls": [call]})
         if isinstance(event, ToolCallDelta):
+            if not event.arguments:
+                return b""
+            if event.index in self._custom:
+                return self._chunk({"tool_calls": [{"index": event.index, "custom": {"input": event.arguments}}]})
             call = {"index": event.index, "function": {"arguments": event.arguments}}
-            return self._chunk({"tool_calls": [call]}) if event.arguments else b""
+            return self._chunk({"tool_calls": [call]})
         if isinstance(event, StreamEnd):
             out = self._chunk({}, _FINISH_OUT[event.finish_reason])
             if event.usage is not None and self._include_usage:
@@ -681,12 +726,15 @@ class StreamDecoder:
 
     def _tool_call(self, call: dict[str, Any]) -> list[StreamEvent]:
         index = lenient_int(call.get("index")) if "index" in call else len(self._tools)
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        custom = isinstance(call.get("custom"), dict)
+        fn = call.get("custom" if custom else "function")
+        fn = fn if isinstance(fn, dict) else {}
         events: list[StreamEvent] = []
         if index not in self._tools:
             self._tools.add(index)
-            events.append(ToolCallStart(index, str(call.get("id") or new_id("call_")), str(fn.get("name") or "")))
-        args = fn.get("arguments")
+            events.append(ToolCallStart(index, str(call.get("id") or new_id("call_")), str(fn.get("name") or ""),
+                                        custom))
+        args = fn.get("input" if custom else "arguments")
         if isinstance(args, str) and args:
             events.append(ToolCallDelta(index, args))
         return events

@@ -441,7 +441,8 @@ def _call_item_id(part: ToolCallPart) -> str:
 
 
 def encode_usage(usage: Usage) -> dict[str, Any]:
-    return {"input_tokens": usage.prompt_tokens, "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+    return {"input_tokens": usage.prompt_tokens, "input_tokens_details": {"cached_tokens": usage.cached_tokens,
+                                                                                  "cache_write_tokens": 0},
             "output_tokens": usage.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": usage.total_tokens}
 
@@ -508,10 +509,15 @@ def _status(finish: FinishReason) -> tuple[str, dict[str, Any] | None]:
 def _response_object(rid: str, model: str, created: int, status: str, output: list[dict[str, Any]],
                      usage: Usage | None, incomplete: dict[str, Any] | None = None,
                      error: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"id": rid, "object": "response", "created_at": created, "status": status, "error": error,
-            "incomplete_details": incomplete, "model": model, "output": output,
-            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-            "usage": encode_usage(usage) if usage is not None else None}
+    # The request's settings the description requires in every Response are given as null (the
+    # canonical reply does not carry them; a client that needs them has its own request).
+    body = {"id": rid, "object": "response", "created_at": created, "status": status, "error": error,
+            "incomplete_details": incomplete, "instructions": None, "metadata": None, "model": model,
+            "output": output, "parallel_tool_calls": True, "temperature": None, "tool_choice": "auto",
+            "tools": [], "top_p": None}
+    if usage is not None:  # not nullable in the description: absent until it is known
+        body["usage"] = encode_usage(usage)
+    return body
 
 
 def encode_response(resp: ChatResponse) -> dict[str, Any]:

@@ -213,3 +213,52 @@ async def test_a_malformed_allowed_tools_choice_is_a_400_naming_the_field(proxy:
     status, body, _ = await _post(url, {"model": "oa:gpt-4o", "messages": _user(), "tools": TOOLS,
                                         "tool_choice": tool_choice})
     assert status == 400 and body["error"]["param"] == param, body
+
+
+PATCH_TOOL = {"type": "custom", "custom": {"name": "apply_patch", "description": "Edit files",
+                                           "format": {"type": "grammar", "grammar": {
+                                               "syntax": "lark", "definition": "start: /[\\s\\S]+/"}}}}
+PATCH = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch\n"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_custom_tools_go_out_as_functions_and_their_calls_come_back_custom(proxy: Any, stream: bool) -> None:
+    fake, url = proxy
+    from fakes.provider import reply
+    fake.enqueue(reply(tool_calls=[{"id": "call_p1", "name": "apply_patch", "arguments": {"input": PATCH}}]))
+    status, body, text = await _post(url, {"model": "oa:gpt-4o", "messages": _user(), "tools": [PATCH_TOOL],
+                                           "stream": stream})
+    assert status == 200, text
+    sent = fake.generations[-1].body["tools"][0]
+    assert sent["type"] == "function" and sent["function"]["name"] == "apply_patch"
+    assert sent["function"]["parameters"]["required"] == ["input"] and "lark" in sent["function"]["description"]
+    if stream:
+        calls = [call for line in text.splitlines() if line.startswith("data: {")
+                 for choice in json.loads(line[6:])["choices"] for call in choice["delta"].get("tool_calls", [])]
+        assert calls[0]["type"] == "custom" and calls[0]["custom"]["name"] == "apply_patch"
+        assert "".join(c["custom"]["input"] for c in calls) == PATCH
+    else:
+        assert body["choices"][0]["message"]["tool_calls"] == [
+            {"id": "call_p1", "type": "custom", "custom": {"name": "apply_patch", "input": PATCH}}]
+
+
+async def test_a_custom_call_in_the_history_reaches_anthropic_as_its_function_form(proxy: Any) -> None:
+    fake, url = proxy
+    status, body, _ = await _post(url, {"model": "an:claude-sonnet-4-5", "tools": [PATCH_TOOL], "messages": [
+        {"role": "user", "content": "add a.txt"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "toolu_1", "type": "custom", "custom": {"name": "apply_patch", "input": PATCH}}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "Done"}]})
+    assert status == 200, body
+    sent = fake.generations[-1].body
+    assert sent["messages"][1]["content"][0] == {"type": "tool_use", "id": "toolu_1", "name": "apply_patch",
+                                                 "input": {"input": PATCH}}
+    assert sent["tools"][0]["name"] == "apply_patch" and sent["tools"][0]["input_schema"]["required"] == ["input"]
+
+
+async def test_a_named_custom_tool_choice_forces_that_tool(proxy: Any) -> None:
+    fake, url = proxy
+    status, body, _ = await _post(url, {"model": "oa:gpt-4o", "messages": _user(), "tools": [PATCH_TOOL],
+                                        "tool_choice": {"type": "custom", "custom": {"name": "apply_patch"}}})
+    assert status == 200, body
+    assert fake.generations[-1].body["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
