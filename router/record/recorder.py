@@ -89,7 +89,7 @@ def usage_row(rec: RequestRecord, usage: Usage, elapsed: float, cost: float | No
     passed as 24 keywords to ``UsageRow(...)``. Matching 24 keyword arguments measured ~16,000
     instructions per call (valgrind, CPython 3.11), ~3% of a request's instructions
     (``inprocess_bench.py --instructions``); 24 slot assignments cost a tenth of that.
-    tests/ops/test_recorder_row.py checks that every field is set and equals what
+    tests/router/record/test_recorder_row.py checks that every field is set and equals what
     ``UsageRow(...)`` would hold."""
     row = _blank_row(UsageRow)
     row.ts = rec.ts

@@ -49,7 +49,7 @@ RETRY_MIN, RETRY_MAX = 0.5, 5.0  # seconds between the writer's attempts while t
 CLOSE_TIMEOUT = 5.0  # seconds shutdown waits for the last rows when the database is down
 
 # The columns of UsageRow, in order, written out so that a field added to UsageRow without a
-# migration here fails a test (tests/ops/test_usage_pg.py) instead of writing the wrong columns.
+# migration here fails a test (tests/router/record/test_usage_pg.py) instead of writing the wrong columns.
 _USAGE_TABLE = """
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     ts DOUBLE PRECISION NOT NULL, request_id TEXT, session_id TEXT, caller TEXT, frontend TEXT,
