@@ -184,7 +184,7 @@ async def _one_stream(session, target: StreamTarget) -> tuple[float, int]:  # ty
         first = await r.content.readany()
         ttfb = time.perf_counter() - t0
         rest = await r.read()
-    tail = (first + rest)[-300:]
+    tail = (first + rest)[-4096:]  # a Responses stream's last event (response.completed) carries the whole reply
     if r.status != 200 or not any(end in tail for end in STREAM_ENDS):
         raise RuntimeError(f"{target.url}: status {r.status}, stream ended {tail[-120:]!r}")
     return ttfb, len(first) + len(rest)
