@@ -5,6 +5,9 @@ would pass it; another caller is not affected; a backend's budget makes requests
 
 from __future__ import annotations
 
+import re
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import falcon.testing
@@ -41,7 +44,11 @@ async def test_caller_budget_refuses_from_recorded_cost(tmp_path: Path, fake_pro
         assert refused is not None and refused.status_code == 429, "the budget never refused"
         message = refused.json["error"]["message"]
         assert "budget" in message and "'capped'" in message and "resets at" in message
-        assert 1 <= int(refused.headers["retry-after"]) <= 86400
+        # Retry-After counts the seconds to the reset the message names (the day window's end, UTC).
+        resets = datetime.strptime(re.search(r"resets at (\S+Z)", message).group(1), "%Y-%m-%dT%H:%M:%SZ")
+        expected = resets.replace(tzinfo=timezone.utc).timestamp() - time.time()
+        assert abs(int(refused.headers["retry-after"]) - expected) <= 5, (refused.headers["retry-after"], expected)
+        assert resets.hour == resets.minute == resets.second == 0  # a day window ends at midnight
         records = [r for r in await wait_records(client, sent, headers=ADMIN) if r["status"] == 200]
         estimate = 100 * 1000.0 / 1e6  # the prompt at the input price; the answer is paid after
         spent = 0.0
