@@ -153,7 +153,22 @@ CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
 """
 
 
-class SQLiteUsageStore:
+class QueuedWrites:
+    """What both stores' ``record`` and ``audit`` do: turn the row into the plain tuple their
+    writer inserts and queue it with the store's own ``_put`` (which decides when to drop)."""
+
+    def _put(self, item: tuple[str, tuple[Any, ...]]) -> bool:
+        raise NotImplementedError
+
+    def record(self, row: UsageRow) -> bool:
+        """Queue one finished usage row (never waits, never raises)."""
+        return self._put(("usage", row_values(row)))
+
+    def audit(self, record: AuditRecord) -> bool:
+        return self._put(("audit", (record.ts, record.type, record.actor, record.outcome, json.dumps(record.detail))))
+
+
+class SQLiteUsageStore(QueuedWrites):
     def __init__(self, path: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
                  batch_size: int = 256, flush_interval: float = 0.2, max_rows: int | None = None) -> None:
         self.path = path or ":memory:"
@@ -232,13 +247,6 @@ class SQLiteUsageStore:
             self._idle.clear()  # type: ignore[union-attr]
         pending.append(item)
         return True
-
-    def record(self, row: UsageRow) -> bool:
-        """Queue one finished usage row (never waits, never raises)."""
-        return self._put(("usage", row_values(row)))
-
-    def audit(self, record: AuditRecord) -> bool:
-        return self._put(("audit", (record.ts, record.type, record.actor, record.outcome, json.dumps(record.detail))))
 
     async def _run(self) -> None:
         assert self._wake is not None and self._idle is not None

@@ -36,7 +36,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..tasks import cancel_and_wait
 from .usage import (
-    GROUPS, USAGE_COLUMNS, AuditRecord, UsageRow, UsageStoreUnavailable, clean_totals, row_values, usage_dict,
+    GROUPS, USAGE_COLUMNS, AuditRecord, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals, row_values,
+    usage_dict,
 )
 
 log = logging.getLogger("llm_proxy.usage")
@@ -88,7 +89,7 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class PostgresUsageStore:
+class PostgresUsageStore(QueuedWrites):
     """The :class:`~.usage.UsageStore` on PostgreSQL: one pool for the writer and the readers;
     the queue and ``dropped``/``written`` counters as the SQLite store's, plus ``up``."""
 
@@ -185,14 +186,6 @@ class PostgresUsageStore:
             self._idle.clear()  # type: ignore[union-attr]
         pending.append(item)
         return True
-
-    def record(self, row: UsageRow) -> bool:
-        """Queue one finished usage row (never waits, never raises)."""
-        return self._put(("usage", row_values(row)))
-
-    def audit(self, record: AuditRecord) -> bool:
-        return self._put(("audit", (record.ts, record.type, record.actor, record.outcome,
-                                    json.dumps(record.detail))))
 
     async def _run(self) -> None:
         assert self._wake is not None and self._idle is not None
