@@ -36,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..tasks import cancel_and_wait
 from .usage import (
-    GROUPS, USAGE_COLUMNS, AuditRecord, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals, row_values,
+    GROUPS, USAGE_COLUMNS, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals,
     usage_dict,
 )
 
