@@ -53,6 +53,8 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
+from proxy_bench import wait_port  # this folder is the script's first sys.path entry
+
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 CLIENT_KEY = "soak-client-key"
@@ -79,16 +81,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"port {port} did not open")
 
 
 ROUTES = """\
@@ -301,7 +293,7 @@ async def run(args: argparse.Namespace) -> int:
         with open(out / "proxy.log", "w") as log:
             proxy = subprocess.Popen([PY, "-m", "router.cli", "--config", str(config), "--port", str(port)],
                                      stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
-        wait_port(port)
+        wait_port(port, timeout=30.0)
         base = f"http://127.0.0.1:{port}"
         return await drive(args, base, out, proxy.pid)
     finally:
