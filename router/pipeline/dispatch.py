@@ -69,6 +69,7 @@ class Outcome:
     pending: list[Awaitable[object]] = field(default_factory=list)
     picks: dict[ir.Target, str] = field(default_factory=dict)  # target -> strategy that picked it
     on_error: str | None = None  # the ``on:`` class that fired, if one did
+    key_id: str | None = None  # label of the provider key of the answer (usage rows, per-key budgets)
     # The target whose reply is in flight, counted in the routing stats until the reply ends.
     flight: tuple[RoutingStats, str] | None = None
 
@@ -354,6 +355,7 @@ class Dispatcher:
         # The first byte (a stream's first event, a whole reply) is here: what fastest(...) ranks by.
         stats.observe_ttfb(key, time.perf_counter() - started)
         outcome.flight = (stats, key)  # in flight until the reply ends (Outcome.release)
+        outcome.key_id = keys.used
         outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), keys.used,
                                         picked_by=outcome.picks.get(target) if outcome.picks else None,
                                         on_error=on_error))

@@ -42,7 +42,7 @@ def finish_record(ex: Exchange, recorder: Recorder) -> None:
     if ex.plan is not None:
         rec.rules, rec.route_rule = ex.plan.rules, ex.plan.route_rule
     if ex.outcome is not None:
-        rec.attempts = ex.outcome.attempts
+        rec.attempts, rec.key_id = ex.outcome.attempts, ex.outcome.key_id
     if ex.guards is not None and ex.guards.events:
         rec.guard_events = [asdict(e) for e in ex.guards.events]
     recorder.finish(rec)

@@ -36,8 +36,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..tasks import cancel_and_wait
 from .usage import (
-    GROUPS, USAGE_COLUMNS, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals,
-    usage_dict,
+    GROUPS, SPEND_INDEXES, USAGE_COLUMNS, QueuedWrites, SpendScope, UsageRow, UsageStoreUnavailable, clean_totals,
+    spend_query, usage_dict,
 )
 
 log = logging.getLogger("llm_proxy.usage")
@@ -51,6 +51,7 @@ CLOSE_TIMEOUT = 5.0  # seconds shutdown waits for the last rows when the databas
 
 # The columns of UsageRow, in order, written out so that a field added to UsageRow without a
 # migration here fails a test (tests/router/record/test_usage_pg.py) instead of writing the wrong columns.
+# This is the table of version 1; later columns come with their migrations (``MIGRATIONS``).
 _USAGE_TABLE = """
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     ts DOUBLE PRECISION NOT NULL, request_id TEXT, session_id TEXT, caller TEXT, frontend TEXT,
@@ -63,7 +64,8 @@ _USAGE_TABLE = """
 # are TEXT, as in SQLite: binary COPY cannot send a JSON string as JSONB without re-encoding it, and
 # with TEXT a batch cost ~2 us of the event loop's time per row against ~5 us in text COPY.
 _USAGE_TYPES = ("float8", "text", "text", "text", "text", "text", "text", "text", "int4", "text", "int8", "int8",
-                "int8", "int2", "float8", "float8", "int2", "int2", "float8", "text", "text", "text", "text", "text")
+                "int8", "int2", "float8", "float8", "int2", "int2", "float8", "text", "text", "text", "text", "text",
+                "text")
 _AUDIT_TYPES = ("float8", "text", "text", "text", "text")
 
 # (version, statements): append new versions, never edit an applied one. ``{s}`` is the schema.
@@ -74,6 +76,11 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "CREATE TABLE {s}.audit (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
         "ts DOUBLE PRECISION NOT NULL, type TEXT, actor TEXT, outcome TEXT, detail TEXT)",
         "CREATE INDEX audit_ts ON {s}.audit (ts)",
+    )),
+    # budget(..., per=key): the provider key an answer came with, and the budgets' spend indexes.
+    (2, (
+        "ALTER TABLE {s}.usage ADD COLUMN key_id TEXT",
+        *(statement.format(t="{s}.usage") for statement in SPEND_INDEXES),
     )),
 )
 _MIGRATION_LOCK = 0x6C69_7075_7361_6765 & 0x7FFF_FFFF_FFFF_FFFF  # "lipusage": one advisory lock id
@@ -332,6 +339,11 @@ class PostgresUsageStore(QueuedWrites):
         args = tuple(v for v in (cursor, caller) if v) + (limit,)
         items = [usage_dict(r) for r in await self._query(sql, args)]
         return items, (items[-1]["id"] if len(items) == limit else None)
+
+    async def spent(self, since: float, scope: SpendScope) -> float:
+        """The recorded cost of ``scope``'s requests since ``since`` (what budgets count)."""
+        sql, args = spend_query(f"{self._s}.usage", since, scope, "%s")
+        return float((await self._query(sql, args))[0]["spent"] or 0.0)
 
     async def audit_logs(self, since: float | None = None, type_: str | None = None, limit: int = 50,
                          cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:

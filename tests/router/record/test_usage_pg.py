@@ -257,3 +257,33 @@ async def test_a_batch_the_database_refuses_is_dropped_and_counted_not_retried_f
     await store.flush()
     assert store.written == 1 and [r["request_id"] for r in (await store.recent(5))[0]] == ["r2"]
     await store.close()
+
+
+async def test_a_version_1_schema_gains_the_key_column_and_keeps_its_rows(pg_schema: str, monkeypatch) -> None:
+    """A schema an older proxy made (version 1: no key_id) is brought to the newest version; its
+    rows stay, new rows carry their key, and budgets can sum a key's spend."""
+    monkeypatch.setattr(usage_pg, "MIGRATIONS", MIGRATIONS[:1])
+    monkeypatch.setattr(usage_pg, "USAGE_COLUMNS", USAGE_COLUMNS[:-1])
+    monkeypatch.setattr(usage_pg, "_USAGE_TYPES", usage_pg._USAGE_TYPES[:-1])
+    old = PostgresUsageStore(PG_URL, pg_schema)
+    await old.start()
+    old._put(("usage", tuple(getattr(row(1, cost=0.5), c) for c in USAGE_COLUMNS[:-1])))
+    await old.flush()
+    await old.close()
+    monkeypatch.undo()
+    assert "key_id" not in [r[0] for r in query("SELECT column_name FROM information_schema.columns "
+                                                "WHERE table_schema = %s AND table_name = 'usage'", pg_schema)]
+    new = PostgresUsageStore(PG_URL, pg_schema)
+    await new.start()
+    new.record(row(2, cost=0.25, key_id="bk-new"))
+    await new.flush()
+    assert new.written == 1
+    columns = [r[0] for r in query("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                                   "AND table_name = 'usage' ORDER BY ordinal_position", pg_schema)]
+    assert tuple(columns) == ("id", *USAGE_COLUMNS)
+    assert query(f'SELECT max(version) FROM "{pg_schema}".usage_schema_version') == [(MIGRATIONS[-1][0],)]
+    items, _ = await new.recent(limit=10)
+    assert [(i["request_id"], i["key_id"]) for i in items] == [("r2", "bk-new"), ("r1", None)]
+    assert await new.spent(time.time() - 60, (("caller", "key-1"),)) == pytest.approx(0.75)
+    assert await new.spent(time.time() - 60, (("key", "bk-new"),)) == pytest.approx(0.25)
+    await new.close()
