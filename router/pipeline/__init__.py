@@ -22,7 +22,7 @@ from ..record.recorder import RequestRecord
 from ..sessions import Session
 from ..wire.canonical import ChatRequest
 from ..wire.offload import is_large, off_loop
-from .budget import check_budgets
+from .budget import BudgetGate, applies as budgets_apply
 from .commands import CommandContext, apply_commands, routing_commands, strip_commands
 from .dispatch import Outcome
 from .encode import json_reply, local_reply, proxy_answer, stream_reply
@@ -80,19 +80,22 @@ class Pipeline:
             if cached is not None:
                 note_local(ex, "cache", cached.model, cached.finish_reason)
                 return local_reply(ex, cached, lambda: finish_record(ex, recorder))
-            if ex.plan.budgets:
-                await check_budgets(ex, self.budgets)
+            if budgets_apply(ex):
+                ex.budget_charge = BudgetGate(self.budgets, ex)
+                await ex.budget_charge.admit_request()
             ex.outcome = Outcome()
             dispatcher = ex.state.dispatcher
             if ex.request.stream:
-                started = await dispatcher.stream(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
+                started = await dispatcher.stream(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed,
+                                                  ex.budget_charge)
                 rec = ex.record
                 rec.ttfb = time.perf_counter() - rec.started
                 rec.backend, rec.model = started.target.backend, started.target.model
                 finish = (lambda: finish_record(ex, recorder)) if not shared_history \
                     else (lambda: (finish_record(ex, recorder), self._keep_history_later(ex)))
                 return stream_reply(ex, started, self.cache, self.ref.metrics, finish)
-            response = await dispatcher.complete(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
+            response = await dispatcher.complete(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed,
+                                                 ex.budget_charge)
             response = await guard_response(ex, response)
             if shared_history:
                 await histories.keep(ex.session)  # type: ignore[attr-defined]
