@@ -264,3 +264,17 @@ async def test_a_store_outage_counts_this_processs_own_spend() -> None:
     assert await budgets.spent(scopes["caller"], keys[0][2]) == pytest.approx(0.6)
     refusal = await budgets.admit([(limit, "r")], scopes, 0.5)
     assert not isinstance(refusal, list) and refusal.status == 429
+
+
+async def test_a_stream_through_a_session_route_is_governed_too(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    app = app_with(tmp_path, fake_provider, ESCAPE_RULES)
+    headers = session()
+    async with falcon.testing.ASGIConductor(app) as client:
+        prepend = "!/route-prepend(zzz, paid:gpt-4)"
+        assert (await post_chat(client, text=prepend, model="zzz", headers=headers)).status_code == 200
+        first = await post_chat(client, text=TEXT, model="zzz", headers=headers, stream=True)
+        assert first.status_code == 200 and "data:" in first.text
+        await wait_records(client, 2, headers=ADMIN)  # a stream's cost is settled when it ends
+        refused = await post_chat(client, text=TEXT, model="zzz", headers=headers, stream=True)
+        assert "'gpt4-budget'" in refusal_message("openai", refused)
+    assert len(generations(fake_provider)) == 1
