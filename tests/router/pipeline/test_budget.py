@@ -278,3 +278,23 @@ async def test_a_stream_through_a_session_route_is_governed_too(tmp_path: Path, 
         refused = await post_chat(client, text=TEXT, model="zzz", headers=headers, stream=True)
         assert "'gpt4-budget'" in refusal_message("openai", refused)
     assert len(generations(fake_provider)) == 1
+
+
+@pytest.mark.parametrize("per", ["caller", "key"])
+async def test_instances_sharing_a_postgresql_store_share_the_budget(tmp_path: Path, fake_provider: FakeProvider,
+                                                                     pg_schema: str, per: str) -> None:
+    """What one instance spent (recorded in PostgreSQL) refuses the other's request."""
+    from pg_support import PG_URL
+
+    rules = f"rules:\n  - name: shared-{per}\n    route: paid:priced-model\n    limits: budget(0.25, per={per})\n"
+    fake_provider.keys["openai"].add(SECOND_PROVIDER_KEY)
+    apps = [build_app(tmp_path / name, {"10.yaml": rules}, backends=backends(fake_provider), prices=PRICES,
+                      usage={"url": PG_URL, "schema": pg_schema},
+                      auth={"api_keys": [CLIENT_KEY], "admin_keys": [ADMIN["Authorization"][7:]]})
+            for name in ("a", "b")]
+    async with falcon.testing.ASGIConductor(apps[0]) as first, falcon.testing.ASGIConductor(apps[1]) as second:
+        assert (await post_chat(first, text=TEXT)).status_code == 200
+        await wait_records(first, 1, headers=ADMIN)  # written to PostgreSQL
+        refused = await post_chat(second, text=TEXT)
+        assert f"'shared-{per}'" in refusal_message("openai", refused)
+    assert len(generations(fake_provider)) == 1
