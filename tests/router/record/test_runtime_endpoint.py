@@ -28,6 +28,7 @@ async def test_runtime_report_is_for_admins_and_counts_what_requests_leave(tmp_p
             assert result.status_code == 200
         after = (await client.simulate_get("/v2/admin/runtime", headers=admin)).json
     assert after["rss_bytes"] > 10 * 2**20 and after["asyncio_tasks"] >= 1
+    assert 0 < after["rss_anon_bytes"] < after["rss_bytes"]  # the heap: part of RSS, not all of it
     if os.path.isdir("/proc/self/fd"):
         assert after["open_fds"] == len(os.listdir("/proc/self/fd")) or after["open_fds"] > 3
     sizes, was = after["structures"], before["structures"]
