@@ -421,10 +421,11 @@ def json_column(value: Any) -> str:
 
 def usage_dict(row: Any) -> dict[str, Any]:
     """A stored row as the endpoints show it: lists as lists, flags as booleans (both stores keep
-    JSON text and 0/1)."""
+    0/1; SQLite keeps the lists as JSON text, PostgreSQL as JSONB, which its driver decodes)."""
     out = dict(row)
     for c in _JSON_COLUMNS:
-        out[c] = json.loads(out[c] or "[]")
+        value = out[c]
+        out[c] = json.loads(value) if isinstance(value, str) else (value or [])
     for c in _BOOL_COLUMNS:
         out[c] = bool(out[c])
     return out

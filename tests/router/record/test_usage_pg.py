@@ -257,3 +257,70 @@ async def test_a_batch_the_database_refuses_is_dropped_and_counted_not_retried_f
     await store.flush()
     assert store.written == 1 and [r["request_id"] for r in (await store.recent(5))[0]] == ["r2"]
     await store.close()
+
+
+async def test_a_version_1_schema_is_migrated_to_jsonb_in_place_and_every_row_reads_back(
+        tmp_path, pg_schema: str) -> None:
+    """The layout version 1 created (JSON lists as TEXT), with rows in it, as an older proxy left
+    it: the store's start converts the columns to JSONB without losing a row, and the endpoints and
+    their filters read the old rows as before, beside the rows written after."""
+    from router.http.auth import key_id
+    from ops_support import CLIENT_KEY
+
+    version, statements = MIGRATIONS[0]
+    assert version == 1
+    old = time.time() - 3600
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+        for statement in statements:
+            conn.execute(statement.format(s=f'"{pg_schema}"'))
+        conn.execute(f'CREATE TABLE "{pg_schema}".usage_schema_version '
+                     "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        conn.execute(f'INSERT INTO "{pg_schema}".usage_schema_version (version) VALUES (1)')
+        mine, theirs = key_id(CLIENT_KEY), "key-someoneelse"
+        for i in range(6):
+            conn.execute(
+                f'INSERT INTO "{pg_schema}".usage (ts, request_id, caller, frontend, requested_model, backend, model, '
+                "status, prompt_tokens, stream, rules, attempts, guard_events) "
+                "VALUES (%s, %s, %s, 'openai', 'm', %s, 'm', %s, 10, %s, %s, %s, %s)",
+                (old + i, f"old{i}", mine if i < 4 else theirs, "a" if i % 2 else "b", 500 if i == 3 else 200, i % 2,
+                 f'["rule{i}"]', f'[{{"backend": "b", "status": "ok", "latency_ms": {i}.5}}]',
+                 "[]" if i else '[{"kind": "loop", "detail": "x"}]'))
+        conn.execute(f'INSERT INTO "{pg_schema}".audit (ts, type, actor, outcome, detail) VALUES '
+                     "(%s, 'config_reload', 'SIGHUP', 'ok', %s)", (old, '{"generation": 3, "rules": 2}'))
+
+    app = build_app(tmp_path, usage={"url": PG_URL, "schema": pg_schema})
+    async with falcon.testing.ASGIConductor(app) as client:
+        assert (await post_chat(client, text="after the migration")).status_code == 200
+
+        async def five() -> Any:  # the client key's own: four old rows and the new one
+            got = await client.simulate_get("/v2/usage/stats", headers=AUTH, params={"group_by": "backend"})
+            return got if got.json["totals"]["requests"] == 5 else None
+
+        stats = await wait_for(five, 30)
+        assert stats.json["totals"]["errors"] == 1 and stats.json["totals"]["prompt_tokens"] >= 40
+        assert {g["key"]: g["requests"] for g in stats.json["groups"]} == {"a": 2, "b": 2, "echo": 1}
+        ranged = await client.simulate_get("/v2/usage/stats", headers=AUTH,
+                                           params={"since": str(old + 1), "until": str(old + 4)})
+        assert ranged.json["totals"]["requests"] == 3  # old1..old3
+        recent = await client.simulate_get("/v2/usage/recent", headers=AUTH, params={"limit": "100"})
+        by_id = {r["request_id"]: r for r in recent.json["data"]}
+        assert {f"old{i}" for i in range(4)} <= set(by_id) and len(by_id) == 5
+        assert by_id["old0"]["rules"] == ["rule0"] and by_id["old0"]["guard_events"] == [{"kind": "loop", "detail": "x"}]
+        assert by_id["old3"]["attempts"] == [{"backend": "b", "status": "ok", "latency_ms": 3.5}]
+        assert by_id["old3"]["stream"] is True and by_id["old2"]["stream"] is False and by_id["old3"]["status"] == 500
+        new = next(r for r in recent.json["data"] if not r["request_id"].startswith("old"))
+        assert isinstance(new["attempts"], list) and new["attempts"][0]["status"] == "ok"
+        audit = await client.simulate_get("/v2/audit/logs", headers=AUTH, params={"type": "config_reload"})
+        assert [(a["actor"], a["detail"]) for a in audit.json["data"]] == [("SIGHUP", {"generation": 3, "rules": 2})]
+    assert query(f'SELECT count(*) FROM "{pg_schema}".usage') == [(7,)]  # no row lost
+    assert query(f'SELECT request_id, rules FROM "{pg_schema}".usage WHERE caller = %s ORDER BY id',
+                 theirs) == [("old4", ["rule4"]), ("old5", ["rule5"])]  # other callers' rows kept as they were
+    types = dict(query("SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+                       "WHERE table_schema = %s AND column_name IN ('rules', 'attempts', 'guard_events', 'detail')",
+                       pg_schema))
+    assert types == {"usage.rules": "jsonb", "usage.attempts": "jsonb", "usage.guard_events": "jsonb",
+                     "audit.detail": "jsonb"}
+    assert query(f'SELECT version FROM "{pg_schema}".usage_schema_version ORDER BY version') == [(1,), (2,)]
+    assert query(f'SELECT count(*) FROM "{pg_schema}".usage WHERE attempts @> %s::jsonb',
+                 '[{"status": "ok"}]') == [(7,)]  # JSON operators work on the migrated rows
