@@ -128,8 +128,9 @@ def usage_store(config: AppConfig) -> UsageStore:
     if usage.url:
         from .record.usage_pg import PostgresUsageStore  # noqa: PLC0415 - psycopg loads only when used
 
-        return PostgresUsageStore(usage.url, usage.schema, retention_days=usage.retention_days)
-    return SQLiteUsageStore(usage.path, retention_days=usage.retention_days)
+        return PostgresUsageStore(usage.url, usage.schema, retention_days=usage.retention_days,
+                                  queue_size=usage.queue_size)
+    return SQLiteUsageStore(usage.path, retention_days=usage.retention_days, queue_size=usage.queue_size)
 
 
 def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:

@@ -59,6 +59,7 @@ GROUPS = {
 }
 CHECKPOINT_SECONDS = 30.0
 MEMORY_MAX_ROWS = 50_000
+QUEUE_SIZE = 20_000  # records waiting for the writer by default (``usage.queue_size``)
 AUDIT_TYPES = ("config_reload", "auth_failure", "session_command", "rate_limit")
 
 
@@ -169,7 +170,7 @@ class QueuedWrites:
 
 
 class SQLiteUsageStore(QueuedWrites):
-    def __init__(self, path: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
+    def __init__(self, path: str | None = None, *, retention_days: int = 30, queue_size: int = QUEUE_SIZE,
                  batch_size: int = 256, flush_interval: float = 0.2, max_rows: int | None = None) -> None:
         self.path = path or ":memory:"
         # In memory (no usage.path) the newest MEMORY_MAX_ROWS records are kept; a file keeps

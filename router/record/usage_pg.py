@@ -39,7 +39,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..tasks import cancel_and_wait
 from .usage import (
-    GROUPS, USAGE_COLUMNS, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals,
+    GROUPS, QUEUE_SIZE, USAGE_COLUMNS, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals,
     usage_dict,
 )
 
@@ -119,7 +119,7 @@ class PostgresUsageStore(QueuedWrites):
     """The :class:`~.usage.UsageStore` on PostgreSQL: one pool for the writer and the readers;
     the queue and ``dropped``/``written`` counters as the SQLite store's, plus ``up``."""
 
-    def __init__(self, url: str, schema: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
+    def __init__(self, url: str, schema: str | None = None, *, retention_days: int = 30, queue_size: int = QUEUE_SIZE,
                  batch_size: int = 2000, flush_interval: float = 0.2, pool_size: int = 4,
                  read_timeout: float = READ_TIMEOUT) -> None:
         self.url = url

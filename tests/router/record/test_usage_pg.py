@@ -143,13 +143,12 @@ async def test_a_closed_port_never_blocks_recording_and_close_returns(pg_schema:
 
 async def test_the_proxy_serves_while_postgres_is_unreachable_and_counts_the_drops(tmp_path, pg_schema: str) -> None:
     app = build_app(tmp_path, usage={"url": f"postgresql://postgres@127.0.0.1:{closed_port()}/test",
-                                     "schema": pg_schema})
+                                     "schema": pg_schema, "queue_size": 3})  # a small queue, so this test fills it
     store = app.state_ref.recorder.store
     assert isinstance(store, PostgresUsageStore)
-    store._queue_size = 3  # a small queue, so this test fills it
     async with falcon.testing.ASGIConductor(app) as client:
         started = time.monotonic()
-        for i in range(6):
+        for i in range(7):
             reply = await post_chat(client, text=f"hello {i}")
             assert reply.status_code == 200, reply.text
         assert time.monotonic() - started < 10
@@ -157,7 +156,7 @@ async def test_the_proxy_serves_while_postgres_is_unreachable_and_counts_the_dro
         assert stats.status_code == 503 and "usage store" in stats.text and "PostgreSQL" in stats.text
         metrics = parse_metrics((await client.simulate_get("/metrics", headers=AUTH)).text)
         [dropped] = samples(metrics, "llm_proxy_usage_records_dropped")
-        assert dropped.value == 3
+        assert dropped.value == 4 and store.dropped == 4 and store.written == 0  # exactly the overflow of 7 over 3
 
 
 async def test_the_endpoints_read_postgres(tmp_path, pg_schema: str) -> None:
