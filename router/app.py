@@ -180,7 +180,7 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v2/models/list", models)
     app.add_route("/v1beta/models", models)
     app.add_route("/v1beta/models/{spec}", gemini)
-    app.add_route("/health", HealthResource(shared.health if shared is not None else None))
+    app.add_route("/health", HealthResource(shared.health if shared is not None else None, ref.recorder.store.health))
     gate, store, drain = AdminGate(ref), ref.recorder.store, ref.recorder.drain
     app.add_route("/health/backends", BackendHealthResource(gate, monitor.report, "health_auth",
                                                             lambda: ref.generation))

@@ -120,6 +120,7 @@ class UsageStore(Protocol):
 
     def record(self, row: UsageRow) -> bool: ...
     def audit(self, record: AuditRecord) -> bool: ...
+    def health(self) -> dict[str, Any] | None: ...
     async def start(self) -> None: ...
     async def flush(self) -> None: ...
     async def close(self) -> None: ...
@@ -210,6 +211,11 @@ class SQLiteUsageStore(QueuedWrites):
         self._last_checkpoint = time.monotonic()
 
     # ---- writing ---------------------------------------------------------------------------------
+
+    def health(self) -> None:
+        """Nothing for ``/health``: an embedded database, written by this process alone (a disk
+        error is logged with the batch it failed)."""
+        return None
 
     def _connection(self) -> sqlite3.Connection:
         """The connection, reopened if a shutdown closed it (test clients cycle the lifespan)."""

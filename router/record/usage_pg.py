@@ -37,6 +37,7 @@ from psycopg.adapt import Dumper
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from ..config import safe_url
 from ..tasks import cancel_and_wait
 from .usage import (
     GROUPS, QUEUE_SIZE, USAGE_COLUMNS, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals,
@@ -50,6 +51,9 @@ CONNECT_TIMEOUT = 5  # seconds to open a connection (a dead host must not stall 
 READ_TIMEOUT = 5.0  # seconds a usage endpoint waits for a connection before answering 503
 DOWN_READ_TIMEOUT = 1.0  # ... when the writer already found the database away
 RETRY_MIN, RETRY_MAX = 0.5, 5.0  # seconds between the writer's attempts while the database is down
+# Seconds without a record after which the writer checks the database anyway (``SELECT 1``), so
+# ``/health`` and ``llm_proxy_usage_store_up`` follow an outage (and the recovery) when no request comes.
+PROBE_SECONDS = 2.0
 CLOSE_TIMEOUT = 5.0  # seconds shutdown waits for the last rows when the database is down
 
 # The columns of UsageRow, in order, written out so that a field added to UsageRow without a
@@ -133,6 +137,7 @@ class PostgresUsageStore(QueuedWrites):
         self.dropped = 0
         self.written = 0
         self.up = True  # False while the writer cannot reach the database
+        self.last_error: str | None = None  # why it could not, while it cannot (for /health)
         self._queue_size = queue_size
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._pool_size = pool_size
@@ -221,7 +226,12 @@ class PostgresUsageStore(QueuedWrites):
             self._went_down(exc)
         delay = RETRY_MIN
         while True:
-            await self._wake.wait()
+            if not self._wake.is_set():
+                try:
+                    await asyncio.wait_for(self._wake.wait(), PROBE_SECONDS)
+                except TimeoutError:  # nothing to write for a while: is the database there?
+                    await self._probe()
+                    continue
             deadline = time.monotonic() + self.flush_interval
             while not self._closing and len(self._pending) < self.batch_size and time.monotonic() < deadline:
                 await asyncio.sleep(min(0.02, self.flush_interval))
@@ -248,9 +258,7 @@ class PostgresUsageStore(QueuedWrites):
             del self._pending[:len(batch)]
             self.written += len(batch)
             delay = RETRY_MIN
-            if not self.up:
-                self.up = True
-                log.warning("usage store: PostgreSQL reachable again; writing the queued records")
+            self._came_back("writing the queued records")
             self._warned_drop = False
             if not self._pending:
                 self._wake.clear()
@@ -258,11 +266,41 @@ class PostgresUsageStore(QueuedWrites):
 
     def _went_down(self, exc: BaseException) -> None:
         """Mark the database away; warn once per outage."""
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        self.last_error = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
         if self.up:
             self.up = False
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            log.warning("usage store: cannot reach PostgreSQL (%s: %s); queueing up to %d records and retrying",
-                        type(exc).__name__, first_line, self._queue_size)
+            log.warning("usage store: cannot reach PostgreSQL (%s); queueing up to %d records and retrying",
+                        self.last_error, self._queue_size)
+
+    def _came_back(self, doing: str) -> None:
+        """Mark the database reachable; say so once at the end of an outage."""
+        self.last_error = None
+        if not self.up:
+            self.up = True
+            log.warning("usage store: PostgreSQL reachable again; %s", doing)
+
+    async def _probe(self) -> None:
+        """One ``SELECT 1`` through the pool (connecting and migrating first if never done)."""
+        try:
+            pool = await self._connection_pool()
+            async with pool.connection(timeout=self._read_timeout if self.up else DOWN_READ_TIMEOUT) as conn:
+                await conn.execute("SELECT 1")
+        except asyncio.CancelledError:
+            raise
+        except _UNREACHABLE as exc:
+            self._went_down(exc)
+            return
+        except Exception:  # noqa: BLE001 - the probe must never end the writer
+            log.exception("usage store: probing PostgreSQL failed")
+            return
+        self._came_back("no records were waiting" if not self._pending else "writing the queued records")
+
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: which store, whether it writes, and what waits or was lost meanwhile."""
+        return {"store": "postgresql", "url": safe_url(self.url), "schema": self.schema, "up": self.up,
+                "queued": len(self._pending), "dropped": self.dropped,
+                **({} if self.up else {"error": self.last_error})}
 
     async def _write_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
         pool = await self._connection_pool()

@@ -323,3 +323,77 @@ async def test_a_version_1_schema_is_migrated_to_jsonb_in_place_and_every_row_re
     assert query(f'SELECT version FROM "{pg_schema}".usage_schema_version ORDER BY version') == [(1,), (2,)]
     assert query(f'SELECT count(*) FROM "{pg_schema}".usage WHERE attempts @> %s::jsonb',
                  '[{"status": "ok"}]') == [(7,)]  # JSON operators work on the migrated rows
+
+
+async def test_health_and_the_up_gauge_follow_a_postgres_outage_with_one_warning(
+        tmp_path, pg_schema: str, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL behind a relay that is stopped and started: ``/health`` says ``degraded`` naming
+    the usage store while its writer cannot write, ``llm_proxy_usage_store_up`` is 0, one warning
+    (not one per record) is logged; both are back to ok/1 once the queued records are written."""
+    relay = Relay()
+    await relay.start()
+    app = build_app(tmp_path, usage={"url": relay.url, "schema": pg_schema})
+    store = app.state_ref.recorder.store
+
+    async def up_gauge(client: Any) -> float:
+        metrics = parse_metrics((await client.simulate_get("/metrics", headers=AUTH)).text)
+        [sample] = samples(metrics, "llm_proxy_usage_store_up")
+        assert sample.labels == {"store": "postgresql"}
+        return sample.value
+
+    try:
+        async with falcon.testing.ASGIConductor(app) as client:
+            assert (await post_chat(client, text="before")).status_code == 200
+            await written(store, 1)
+            health = (await client.simulate_get("/health")).json
+            assert health["status"] == "ok" and health["usage_store"]["up"] is True
+            assert health["usage_store"]["store"] == "postgresql" and health["usage_store"]["schema"] == pg_schema
+            assert await up_gauge(client) == 1
+            caplog.clear()
+            await relay.stop()  # PostgreSQL "goes down"
+            for i in range(30):
+                assert (await post_chat(client, text=f"during {i}")).status_code == 200
+
+            async def degraded() -> Any:
+                got = (await client.simulate_get("/health")).json
+                return got if got["status"] == "degraded" else None
+
+            health = await wait_for(degraded, 30, interval=0.1)
+            usage = health["usage_store"]
+            assert usage["up"] is False and usage["store"] == "postgresql" and usage["error"]
+            assert usage["queued"] == 30 and usage["dropped"] == 0
+            assert "state_store" not in health  # only what is configured is reported
+            assert await up_gauge(client) == 0
+            for i in range(30, 40):  # more records during the same outage: no more warnings
+                assert (await post_chat(client, text=f"during {i}")).status_code == 200
+            await asyncio.sleep(3 * usage_pg.RETRY_MIN)  # a few retries of the writer
+            warnings = [r for r in caplog.records if r.name == "llm_proxy.usage" and r.levelname == "WARNING"]
+            assert [r.getMessage().split(" (")[0] for r in warnings] == ["usage store: cannot reach PostgreSQL"], warnings
+            await relay.start()  # ... and it comes back
+
+            async def healthy() -> Any:
+                got = (await client.simulate_get("/health")).json
+                return got if got["status"] == "ok" else None
+
+            health = await wait_for(healthy, 30, interval=0.1)
+            assert health["usage_store"]["up"] is True and "error" not in health["usage_store"]
+            await written(store, 41)
+            assert await up_gauge(client) == 1 and store.dropped == 0
+            back = [r for r in caplog.records if "reachable again" in r.getMessage()]
+            assert len(back) == 1
+    finally:
+        await relay.stop()
+
+
+async def test_health_is_degraded_from_the_start_when_postgres_is_unreachable_without_any_request(
+        tmp_path, pg_schema: str) -> None:
+    app = build_app(tmp_path, usage={"url": f"postgresql://postgres@127.0.0.1:{closed_port()}/test",
+                                     "schema": pg_schema})
+    async with falcon.testing.ASGIConductor(app) as client:
+        async def degraded() -> Any:
+            got = await client.simulate_get("/health")
+            return got if got.json["status"] == "degraded" else None
+
+        health = await wait_for(degraded, 30, interval=0.2)
+        assert health.status_code == 200  # the proxy serves; the balancer reads the status
+        assert health.json["usage_store"]["up"] is False and "127.0.0.1" in health.json["usage_store"]["url"]
