@@ -35,7 +35,8 @@ async def test_runtime_report_is_for_admins_and_counts_what_requests_leave(tmp_p
     assert sizes["plan_memo"] >= was["plan_memo"] + 3  # three models, three plans
     assert sizes["metric_series"] > was["metric_series"]
     assert set(sizes) >= {"tool_histories", "response_cache", "session_rulesets", "rate_limit_buckets",
-                          "usage_queue"}
+                          "usage_queue", "routing_stats", "stored_responses"}
+    assert sizes["routing_stats"] == was["routing_stats"] + 3  # echo:m0, m1, m2 answered
 
 
 async def test_tool_call_histories_are_bounded_like_the_sessions(tmp_path: Path) -> None:
