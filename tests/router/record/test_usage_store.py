@@ -320,3 +320,20 @@ async def test_a_new_database_starts_at_the_newest_version(tmp_path: Path) -> No
         "EXPLAIN QUERY PLAN SELECT SUM(cost) FROM usage WHERE cost IS NOT NULL AND ts >= 0 AND key_id = 'k'"))
     assert "usage_spend_key" in plan  # the budgets' query reads its index
     db.close()
+
+
+async def test_usage_queue_size_from_the_config_bounds_the_sqlite_queue(tmp_path: Path) -> None:
+    """``usage.queue_size`` reaches the embedded store: records offered while its writer cannot run
+    (no await in between) beyond that many are dropped, exactly those."""
+    import falcon.testing
+
+    from ops_support import build_app
+
+    app = build_app(tmp_path, usage={"path": "usage.db", "queue_size": 5})
+    store = app.state_ref.recorder.store
+    assert isinstance(store, SQLiteUsageStore)
+    async with falcon.testing.ASGIConductor(app):
+        accepted = [store.record(rec(i)) for i in range(8)]
+        assert accepted == [True] * 5 + [False] * 3 and store.dropped == 3
+        await store.flush()
+        assert store.written == 5
