@@ -61,7 +61,7 @@ INTENDED_REFUSALS: list[tuple[str, str]] = [
 ]
 
 # Operations checked: (path, method, number of generated examples).
-OPERATIONS = [("/chat/completions", "POST", 200), ("/models", "GET", 10)]
+OPERATIONS = [("/chat/completions", "POST", 200), ("/models", "GET", 10), ("/responses", "POST", 60)]
 # POST /responses is not generated yet: the description's Responses request admits many item
 # kinds of OpenAI-hosted features (compaction triggers, computer calls, ...) that the proxy refuses
 # today. Its replies are checked against the description below, for requests the proxy serves.
