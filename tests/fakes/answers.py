@@ -5,7 +5,6 @@ differs between formats is looked up in :data:`FORMATS` (one :class:`WireFormat`
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import math
 import uuid
@@ -15,7 +14,7 @@ from typing import Any, Iterable
 from aiohttp import web
 
 from router.wire.canonical import (
-    ChatRequest, ChatResponse, OpaquePart, FinishReason, Part, StreamEnd, StreamError, StreamEvent, StreamStart,
+    ChatRequest, ChatResponse, FinishReason, Part, StreamEnd, StreamError, StreamEvent, StreamStart,
     TextDelta, TextPart, ThinkingDelta, ThinkingPart, ToolCallDelta, ToolCallPart, ToolCallStart, Usage,
     response_to_events,
 )
@@ -165,15 +164,6 @@ class StreamWriter:
         ex.record.completed = True
 
 
-def _reasoning_item(number: int, summary: str) -> OpaquePart:
-    """The reasoning item OpenAI's Responses API sends: the summary, and the reasoning itself
-    encrypted (here a stand-in token that only the fake's client may not read)."""
-    token = "gAAAAB" + base64.urlsafe_b64encode(f"fake-reasoning-{number}:{summary}".encode()).decode()
-    return OpaquePart("responses", {"type": "reasoning", "id": f"rs_fake{number}",
-                                    "summary": [{"type": "summary_text", "text": summary}] if summary else [],
-                                    "encrypted_content": token})
-
-
 class Answers:
     """Performing behaviours (mixed into the engine, :class:`fakes.core.ProviderCore`, which
     provides ``_counter``, ``_closing`` and ``gemini_call_ids``)."""
@@ -244,9 +234,10 @@ class Answers:
         number = next(self._counter)
         parts: list[Part] = []
         if spec.thinking is not None or spec.thinking_signature is not None:
+            item = ex.format.reasoning_item
             parts.append(ThinkingPart(spec.thinking or "", spec.thinking_signature,
-                                      _reasoning_item(number, spec.thinking or "") if ex.family == "responses"
-                                      and spec.thinking_signature is None else None))
+                                      item(number, spec.thinking or "") if item and spec.thinking_signature is None
+                                      else None))
         text = spec.text if spec.text is not None else ("" if spec.tool_calls else self._echo(ex))
         if text:
             parts.append(TextPart(text))
