@@ -181,6 +181,8 @@ def _decode_item(item: Any, p: str, system: list[TextPart], messages: list[Messa
     kind = get_str(item, "type", p)
     if kind is None and "role" in item:
         kind = "message"
+    elif kind is None and "id" in item:
+        kind = "item_reference"  # the description lets a reference leave its type out
     if kind == "message":
         role = one_of(get_str(item, "role", p, required=True), _ROLES, f"{p}.role")
         parts = _decode_content(item.get("content"), role or "user", f"{p}.content")
