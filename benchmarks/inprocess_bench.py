@@ -1,6 +1,7 @@
 """The proxy's own CPU per request, without sockets: where to look when proxy_bench.py's ratio is low.
 
 python benchmarks/inprocess_bench.py [--requests 10000] [--rounds 5] [--profile] [--stream [--chunks N]]
+                                    [--state memory|redis [--redis-url URL]]
 
 Calls the ASGI app directly (no uvicorn, no network) with the full default path of proxy_bench.py:
 auth, session, the shipped example rules, OpenAI in and out, guards, usage record, metrics and the
@@ -17,6 +18,10 @@ SSE parsing and stream decoding) reads a canned 9-event OpenAI stream (``--chunk
 default 7, plus the finish chunk and ``[DONE]``), one upstream read per event as providers send
 them, through the guards and the client's encoder to an ASGI ``send``; the bare app answers
 with the same bytes as one SSE body per event. ``--stream --instructions`` counts that path.
+``--state memory|redis`` is proxy_bench.py's Redis-state variant in process: the same path plus an
+``rpm`` limit on the route, its state in this process or in the real Redis (``--redis-url``, under
+a key prefix of this run, removed afterwards). The Redis calls are real round trips over a
+socket: ``--instructions`` then counts the proxy's side of them (Redis' own work is not counted).
 Live numbers are larger than these (cache effects of a busy process): use proxy_bench.py for
 the targets, this for finding what to make cheaper.
 """
@@ -29,6 +34,7 @@ import cProfile
 import io
 import json
 import logging
+import os
 import pstats
 import shutil
 import sys
@@ -191,7 +197,6 @@ async def lifespan(app: Any, event: str) -> None:
 def instructions_per_request(which: str, extra: tuple[str, ...] = ()) -> float:
     """Instructions of 1,000 more requests: (run of 1,500) - (run of 500), over 1,000 (streams:
     200 more, 300 - 100). The two runs go side by side (valgrind is single-threaded)."""
-    import os
     import re
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
@@ -225,10 +230,40 @@ async def main() -> None:
     parser.add_argument("--instructions", action="store_true")
     parser.add_argument("--stream", action="store_true", help="a streamed request (see above)")
     parser.add_argument("--chunks", type=int, default=7, help="text chunks per stream (with --stream)")
+    parser.add_argument("--state", choices=["memory", "redis"],
+                        help="the Redis-state variant: an rpm limit on the route, state in memory or in Redis")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="the Redis of --state redis")
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)  # the Redis key prefix (one per run)
     parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
     args = parser.parse_args()
+    if args.state == "redis" and not args.prefix:
+        args.prefix = f"lipinproc-{os.getpid()}-{int(time.time())}"
+        try:
+            await main_with(args)
+        finally:
+            drop_prefix(args.redis_url, args.prefix)
+        return
+    await main_with(args)
+
+
+def drop_prefix(url: str, prefix: str) -> None:
+    """Remove this run's Redis keys (rate-limit buckets)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+async def main_with(args: argparse.Namespace) -> None:
     if args.instructions:
-        extra = ("--stream", "--chunks", str(args.chunks)) if args.stream else ()
+        extra: tuple[str, ...] = ("--stream", "--chunks", str(args.chunks)) if args.stream else ()
+        if args.state:
+            extra += ("--state", args.state, "--redis-url", args.redis_url, *(("--prefix", args.prefix) if args.prefix else ()))
         for which in ("bare", "proxy"):
             print(f"  {which:6} {instructions_per_request(which, extra):9,.0f} instructions per "
                   f"{'stream' if args.stream else 'request'}")
@@ -237,9 +272,14 @@ async def main() -> None:
     try:
         (work / "routes.d").mkdir()
         shutil.copy(ROOT / "routes.d" / "10-examples.yaml", work / "routes.d")
-        (work / "config.yaml").write_text(
-            "backends:\n  up:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n"
-            f"default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
+        config_text = ("backends:\n  up:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n"
+                       f"default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
+        if args.state:
+            (work / "routes.d" / "20-limit.yaml").write_text("rules:\n  - name: bench-limit\n    limits: rpm(100000000)\n")
+            # A generous timeout: under valgrind a round trip takes far longer than 50 ms of loop time.
+            config_text += (f"state:\n  store: {args.state}\n  url: {args.redis_url}\n"
+                            f"  prefix: {args.prefix or 'lipinproc'}\n  timeout_ms: 10000\n")
+        (work / "config.yaml").write_text(config_text)
         config = load_config(str(work / "config.yaml"), env={})
         setup_logging("info", "text", [KEY])
         logging.getLogger().handlers[0].stream = io.StringIO()  # the access log, kept off the terminal

@@ -8,6 +8,7 @@ dispatch (failover) → guard → encode (the client's format, JSON or SSE) → 
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from ..errors import ProxyError
 from ..explain import explain_request
 from ..frontends import Frontend
 from ..record.recorder import RequestRecord
-from ..sessions import Session
+from ..sessions import Session, SessionChanged
 from ..wire.canonical import ChatRequest
 from ..wire.offload import is_large, off_loop
 from .budget import check_budgets
@@ -38,6 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only: router.state imports t
 from .session import describe_session, remember, resolve_session, sent_session_id, session_id_from
 
 
+MAX_REPLANS = 3  # a session changed elsewhere this many times during one request: a 503, not a loop
+
+
 class Pipeline:
     """The orchestrator: the stages in order. Its services (given, or made here): the response
     cache and the sessions' tool-call histories; the recorder and metrics come with ``state_ref``."""
@@ -49,14 +53,18 @@ class Pipeline:
         self.histories = histories if histories is not None else ToolHistories()
         self.budgets = Budgets(state_ref.recorder.store)  # budget(...) limits, from recorded cost
 
-    async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext) -> Reply:
+    async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext, replans: int = 0) -> Reply:
         """Serve one request and make sure exactly one usage record is written for it."""
         recorder = self.ref.recorder
-        ex = Exchange(frontend, request, ctx, self.ref.state,
+        state = self.ref.state
+        ex = Exchange(frontend, request, ctx, state,
                       RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller,
                                     stream=request.stream, path=ctx.path),
                       request.model)
         sent_messages = bool(request.messages)  # before commands are cut out of them
+        # A shared session store plans on this process's copy of the session (see
+        # state_store/step.py): the request as sent, for planning it again if that copy was stale.
+        pristine = copy.copy(request) if state.sessions.speculative else None
         try:
             await resolve_session(ex)
             if ex.state.commands_enabled:
@@ -78,11 +86,18 @@ class Pipeline:
             build_guards(ex, histories)
             cached = await cached_answer(ex, self.cache, self.ref.metrics)
             if cached is not None:
+                if ex.rider is not None:
+                    await ex.rider.send()  # the session this hit was planned on, checked (and noted)
                 note_local(ex, "cache", cached.model, cached.finish_reason)
                 return local_reply(ex, cached, lambda: finish_record(ex, recorder))
             if ex.plan.budgets:
+                if ex.rider is not None:
+                    await ex.rider.send()  # checked before a budget can refuse on a stale plan
+                    ex.rider = None
                 await check_budgets(ex, self.budgets)
             ex.outcome = Outcome()
+            if ex.rider is not None:
+                ex.outcome.rider = ex.rider  # sent with the first limit check, or before the first call
             dispatcher = ex.state.dispatcher
             if ex.request.stream:
                 started = await dispatcher.stream(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
@@ -105,6 +120,17 @@ class Pipeline:
             reply = json_reply(ex, response)
             finish_record(ex, recorder)
             return reply
+        except SessionChanged:
+            # Another instance changed the session this request was planned on (before any
+            # reply, before any backend call or charge): plan it again on the current one.
+            if ex.outcome is not None:
+                ex.outcome.release()
+            if replans < MAX_REPLANS and pristine is not None:
+                return await self.chat(frontend, pristine, ctx, replans + 1)
+            exc = ProxyError(503, "the session kept changing on other instances while this request was planned; "
+                                  "try again", "overloaded", headers={"Retry-After": "1"})
+            record_failure(ex, recorder, exc)
+            raise exc from None
         except BaseException as exc:
             if ex.outcome is not None:  # a guard or encoder failed after dispatch: free what it holds
                 ex.outcome.release()
@@ -133,6 +159,9 @@ class Pipeline:
         ex.parsed = parsed
         if not (parsed.commands or parsed.errors):
             return None
+        if ex.rider is not None:  # commands change the stored session, read now, not a copy
+            ex.session = await ex.rider.refresh()
+            ex.anonymous = ex.rider.anonymous
         session = ex.session
         histories = self.histories
         context = CommandContext(
@@ -146,7 +175,10 @@ class Pipeline:
         outcome = apply_commands(session, parsed, context)
         if outcome.changed and not outcome.failed:
             ex.session = outcome.session
-            await state.sessions.save(ex.session)
+            if ex.rider is not None:
+                await ex.rider.save(ex.session)
+            else:
+                await state.sessions.save(ex.session)
             ex.anonymous = False
             outcome.lines.append(describe_session(ex))
             routing = routing_commands(parsed)
