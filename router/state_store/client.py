@@ -159,12 +159,7 @@ class RedisState:
     async def _round_trip(self, batch: list[tuple[str, str, tuple[Any, ...], Any]]) -> list[Any]:
         """Write the batch's EVALSHAs, read their replies; a script Redis lost (a restart) is
         loaded and the batch sent once more."""
-        conn = self._connection
-        if conn is None:
-            pool = self.client.connection_pool
-            # No socket timeout of its own: the batch is bounded by ``asyncio.timeout`` above, and
-            # redis-py's per-write ``wait_for`` would start a task per round trip.
-            conn = self._connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+        conn = self._connection or await self._connect()
         for attempt in (1, 2):
             await conn.send_packed_command(conn.pack_commands([("EVALSHA", sha, *args) for sha, _s, args, _f in batch]),
                                            check_health=False)
@@ -175,12 +170,36 @@ class RedisState:
                 except ResponseError as exc:  # one script's error: the others' replies still follow
                     replies.append(exc)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                for script in {s for _sha, s, _a, _f in batch}:
-                    await conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", script), check_health=False)
-                    await conn.read_response()
+                await self._load(conn, {s for _sha, s, _a, _f in batch})
                 continue
             return replies
         raise NoScriptError("a state script could not be loaded")  # pragma: no cover
+
+    @staticmethod
+    async def _load(conn: Any, scripts: set[str]) -> None:
+        await conn.send_packed_command(conn.pack_commands([("SCRIPT", "LOAD", script) for script in scripts]),
+                                       check_health=False)
+        for _ in scripts:
+            await conn.read_response()
+
+    async def preload(self, *scripts: str) -> None:
+        """Connect the hot path's connection and load its scripts before the first request (a
+        first request would otherwise spend three round trips of its timeout on that)."""
+        try:
+            async with asyncio.timeout(max(1.0, self.timeout)):
+                conn = self._connection or await self._connect()
+                await self._load(conn, set(scripts))
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            await self._drop_connection()
+            log.debug("state store scripts not preloaded (%s): loaded when first used", exc)
+
+    async def _connect(self) -> Any:
+        pool = self.client.connection_pool
+        # No socket timeout of its own: every batch is bounded by ``asyncio.timeout``, and
+        # redis-py's per-write ``wait_for`` would start a task per round trip.
+        conn = self._connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+        await conn.connect()
+        return conn
 
     async def _drop_connection(self) -> None:
         conn, self._connection = self._connection, None

@@ -19,6 +19,7 @@ from .events import StateEvents
 from .histories import SharedToolHistories
 from .limits import RedisLimiter
 from .sessions import RedisDocumentRepository, RedisSessionRepository
+from .step import STEP
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..record.metrics import Metrics
@@ -80,6 +81,7 @@ class SharedStores:
 
     async def start(self) -> None:
         await self.store.ping()
+        await self.store.preload(STEP)
         await self.events.start()
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self._watching())

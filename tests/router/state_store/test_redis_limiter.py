@@ -18,7 +18,7 @@ from router.state_store.limits import RedisLimiter
 
 
 def limiter(prefix: str, url: str = REDIS_URL, policy: str = "fail_open", lease: float = 30.0) -> RedisLimiter:
-    return RedisLimiter(RedisState(StateConfig("redis", url, prefix, policy, 100)), lease_seconds=lease)
+    return RedisLimiter(RedisState(StateConfig("redis", url, prefix, policy, 1000)), lease_seconds=lease)
 
 
 async def test_rpm_admits_its_amount_then_refuses_with_a_retry(prefix):
