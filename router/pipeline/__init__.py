@@ -8,7 +8,6 @@ dispatch (failover) → guard → encode (the client's format, JSON or SSE) → 
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import TYPE_CHECKING
 
@@ -39,6 +38,18 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only: router.state imports t
 from .session import describe_session, remember, resolve_session, sent_session_id, session_id_from
 
 
+def _copy_request(request: ChatRequest) -> ChatRequest:
+    """A shallow copy (the stages reassign the request's fields, they do not change its lists or
+    messages in place); slot by slot, ~3x cheaper than ``copy.copy``'s reduce protocol."""
+    copied = object.__new__(ChatRequest)
+    for name in _REQUEST_SLOTS:
+        setattr(copied, name, getattr(request, name))
+    return copied
+
+
+_REQUEST_SLOTS = ChatRequest.__slots__
+
+
 MAX_REPLANS = 3  # a session changed elsewhere this many times during one request: a 503, not a loop
 
 
@@ -64,7 +75,7 @@ class Pipeline:
         sent_messages = bool(request.messages)  # before commands are cut out of them
         # A shared session store plans on this process's copy of the session (see
         # state_store/step.py): the request as sent, for planning it again if that copy was stale.
-        pristine = copy.copy(request) if state.sessions.speculative else None
+        pristine = _copy_request(request) if state.sessions.speculative else None
         try:
             await resolve_session(ex)
             if ex.state.commands_enabled:

@@ -26,6 +26,7 @@ import uuid
 from typing import Any, Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
+from hiredis import pack_command as pack  # in C, ~7x faster than redis-py's packer (redis[hiredis] >= 5 brings it)
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from backends.redaction import redact_url
@@ -35,6 +36,7 @@ from ..errors import ProxyError
 from ..tasks import cancel_and_wait
 
 log = logging.getLogger("llm_proxy.state_store")
+
 
 T = TypeVar("T")
 
@@ -161,7 +163,7 @@ class RedisState:
         loaded and the batch sent once more."""
         conn = self._connection or await self._connect()
         for attempt in (1, 2):
-            await conn.send_packed_command(conn.pack_commands([("EVALSHA", sha, *args) for sha, _s, args, _f in batch]),
+            await conn.send_packed_command([pack(("EVALSHA", sha, *args)) for sha, _s, args, _f in batch],
                                            check_health=False)
             replies = []
             for _ in batch:
