@@ -116,7 +116,8 @@ def describe_session(ex: Exchange) -> str:
     else:
         how = (f"named by your request's {BODY_HINT}" if ex.session_source == BODY_HINT
                else f"named by your {ex.session_source} header")
-    kept = "in memory" if config.repository == "in_memory" else "in files"
+    kept = ("in Redis, shared by every instance" if ex.state.sessions.speculative
+            else "in memory" if config.repository == "in_memory" else "in files")
     return (f"Session {session.id}, {how}: kept {kept} until {duration(config.ttl_seconds)} without use "
             f"(at most {config.max_sessions} sessions are kept, least recently used first to go).")
 

@@ -146,7 +146,8 @@ async def test_a_copy_changed_elsewhere_is_planned_again(two_apps, monkeypatch):
     assert model_of((await round_trips(counter, a, body("one"), named))[1]) == "m"
     assert model_of((await round_trips(counter, b, body("two"), named))[1]) == "m"  # b has seen it now
     # a sets a one-off; b's copy is stale: its next request sees it (two round trips), and uses it once
-    await round_trips(counter, a, body("!/oneoff(other:special)"), named)
+    answer = json.loads((await round_trips(counter, a, body("!/oneoff(other:special)"), named))[1])
+    assert "kept in Redis, shared by every instance" in answer["choices"][0]["message"]["content"]
     count, data = await round_trips(counter, b, body("three"), named)
     assert model_of(data) == "special" and count == 2
     # a's copy still holds the one-off b consumed: a's step finds that out, a does not use it again
