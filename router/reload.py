@@ -14,6 +14,7 @@ import os
 import signal
 from typing import Any, Callable
 
+from backends.redaction import redact
 from dsl.errors import RulesError, RulesErrors
 
 from .config import load_config
@@ -89,6 +90,9 @@ class Reloader:
                 new = await asyncio.to_thread(build_state, config, previous=old, **self.build_kwargs)
             except Exception as exc:  # noqa: BLE001 - whatever is wrong with the new config, keep the old one
                 text = _render(exc) if isinstance(exc, RulesError) else f"error: {type(exc).__name__}: {exc}"
+                # The errors quote the rejected files' lines, which may hold keys: the reply, the
+                # audit row and the log get them redacted (the keys we know, and credential shapes).
+                text = redact(text, config_secrets(old.config))
                 log.error("reload (%s) rejected; still serving generation %d:\n%s", reason, self.ref.generation, text)
                 self.ref.recorder.audit("config_reload", actor, "rejected", reason=reason, errors=text)
                 return False, text

@@ -80,6 +80,8 @@ def structure_sizes(ref: StateRef, pipeline: Pipeline) -> dict[str, int | None]:
         "usage_queue": len(store._pending or ()),
         "recorder_pending": len(ref.recorder._pending),
         "auth_accepted": _len(getattr(state.auth, "_accepted", ())) or 0,
+        "routing_stats": _len(getattr(state.dispatcher.stats, "_ttfb", ())) or 0,
+        "stored_responses": _len(getattr(state.responses, "repository", ())) or 0,
     }
 
 
