@@ -88,6 +88,11 @@ class RedisSessionRepository(SessionRepository):
         self._write = store.client.register_script(_WRITE)
         self.step_sha = store.client.register_script(STEP).sha
 
+    def __len__(self) -> int:
+        """Sessions this process holds a copy of (bounded by ``session.max_sessions``)."""
+        self._seen.expire()
+        return len(self._seen)
+
     def keys(self, owner: str | None, session_id: str) -> tuple[str, str]:
         # Owners are key ids; the id is last and validated by the caller.
         tail = f"{owner or '-'}:{session_id}"
@@ -258,6 +263,10 @@ class RedisDocumentRepository(SessionRepository):
         self.store = store
         self.documents = RedisDocuments(store, kind, ttl_seconds)
         self.local = InMemorySessionRepository(ttl_seconds, max_records, 0)
+
+    def __len__(self) -> int:
+        """Records held in this process (kept while Redis was away); the rest are in Redis."""
+        return len(self.local)
 
     def _fallback(self) -> None:
         if not self.store.fail_open:
