@@ -71,6 +71,7 @@ class RedisState:
         self._steps: list[tuple[str, str, tuple[Any, ...], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
         self._connection: Any = None  # the hot path's own connection, made on first use
+        self._scripts: tuple[str, ...] = ()  # the hot path's scripts, loaded at start and after an outage
 
     def key(self, *parts: str) -> str:
         """``prefix:part:part``: every key of this proxy under its prefix."""
@@ -103,6 +104,8 @@ class RedisState:
     def _set_up(self, up: bool) -> None:
         if up and not self.up:
             log.warning("state store redis at %s is back", self.where)
+            if self._scripts:  # a restarted Redis lost them: the next request should not pay for it
+                self.background_task(self.preload(*self._scripts))
         self.up = up
         self._on_change(up)
 
@@ -184,9 +187,16 @@ class RedisState:
         for _ in scripts:
             await conn.read_response()
 
+    def background_task(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        _PENDING.add(task)
+        task.add_done_callback(_PENDING.discard)
+
     async def preload(self, *scripts: str) -> None:
         """Connect the hot path's connection and load its scripts before the first request (a
-        first request would otherwise spend three round trips of its timeout on that)."""
+        first request would otherwise spend three round trips of its timeout on that); again when
+        Redis comes back after an outage."""
+        self._scripts = scripts
         try:
             async with asyncio.timeout(max(1.0, self.timeout)):
                 conn = self._connection or await self._connect()
