@@ -1,6 +1,7 @@
 """The proxy's own CPU per request, without sockets: where to look when proxy_bench.py's ratio is low.
 
 python benchmarks/inprocess_bench.py [--requests 10000] [--rounds 5] [--profile] [--stream [--chunks N]]
+                                    [--state memory|redis [--redis-url URL]]
 
 Calls the ASGI app directly (no uvicorn, no network) with the full default path of proxy_bench.py:
 auth, session, the shipped example rules, OpenAI in and out, guards, usage record, metrics and the
@@ -23,6 +24,10 @@ the default backend; ``--strategies`` (with ``--instructions``) counts each vari
 each strategy adds to a request over the plain group, in instructions and in µs: the difference
 divided by the plain group's own instructions per µs (its callgrind count over its best timed round
 in this same run), the issue's target being at most 5 µs.
+``--state memory|redis`` is proxy_bench.py's Redis-state variant in process: the same path plus an
+``rpm`` limit on the route, its state in this process or in the real Redis (``--redis-url``, under
+a key prefix of this run, removed afterwards). The Redis calls are real round trips over a
+socket: ``--instructions`` then counts the proxy's side of them (Redis' own work is not counted).
 Live numbers are larger than these (cache effects of a busy process): use proxy_bench.py for
 the targets, this for finding what to make cheaper.
 """
@@ -35,6 +40,7 @@ import cProfile
 import io
 import json
 import logging
+import os
 import pstats
 import shutil
 import sys
@@ -197,7 +203,6 @@ async def lifespan(app: Any, event: str) -> None:
 def instructions_per_request(which: str, extra: tuple[str, ...] = ()) -> float:
     """Instructions of 1,000 more requests: (run of 1,500) - (run of 500), over 1,000 (streams:
     200 more, 300 - 100). The two runs go side by side (valgrind is single-threaded)."""
-    import os
     import re
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
@@ -264,16 +269,23 @@ async def timed_variant(variant: str, requests: int, rounds: int) -> float:
 
 
 async def build_proxy(work: Path, variant: str | None, frames: list[bytes] | None = None,
-                      body: bytes = BODY) -> tuple[Any, dict[str, Any]]:
-    """The proxy app on the default path (and the variant's route), started, and its request scope."""
+                      body: bytes = BODY, state: argparse.Namespace | None = None) -> tuple[Any, dict[str, Any]]:
+    """The proxy app on the default path (and the variant's route), started, and its request scope.
+    ``state``: the parsed arguments when ``--state`` is given (an rpm limit on the route, the
+    state in memory or in Redis)."""
     (work / "routes.d").mkdir()
     shutil.copy(ROOT / "routes.d" / "10-examples.yaml", work / "routes.d")
     if variant is not None:
         (work / "routes.d" / "05-variant.yaml").write_text(
             f"rules:\n  - name: variant\n    when: model == \"bench\"\n    route: {VARIANTS[variant]}\n")
-    (work / "config.yaml").write_text(
-        "backends:\n  up:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n"
-        f"{variant_config(variant)}default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
+    config_text = ("backends:\n  up:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n"
+                   f"{variant_config(variant)}default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
+    if state is not None and state.state:
+        (work / "routes.d" / "20-limit.yaml").write_text("rules:\n  - name: bench-limit\n    limits: rpm(100000000)\n")
+        # A generous timeout: under valgrind a round trip takes far longer than 50 ms of loop time.
+        config_text += (f"state:\n  store: {state.state}\n  url: {state.redis_url}\n"
+                        f"  prefix: {state.prefix or 'lipinproc'}\n  timeout_ms: 10000\n")
+    (work / "config.yaml").write_text(config_text)
     config = load_config(str(work / "config.yaml"), env={})
     setup_logging("info", "text", [KEY])
     logging.getLogger().handlers[0].stream = io.StringIO()  # the access log, kept off the terminal
@@ -296,16 +308,46 @@ async def main() -> None:
     parser.add_argument("--instructions", action="store_true")
     parser.add_argument("--stream", action="store_true", help="a streamed request (see above)")
     parser.add_argument("--chunks", type=int, default=7, help="text chunks per stream (with --stream)")
+    parser.add_argument("--state", choices=["memory", "redis"],
+                        help="the Redis-state variant: an rpm limit on the route, state in memory or in Redis")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="the Redis of --state redis")
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)  # the Redis key prefix (one per run)
     parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
     parser.add_argument("--variant", choices=list(VARIANTS), help="route through a group or strategy (see above)")
     parser.add_argument("--strategies", action="store_true", help="with --instructions: each strategy over the group")
     args = parser.parse_args()
+    if args.state == "redis" and not args.prefix:
+        args.prefix = f"lipinproc-{os.getpid()}-{int(time.time())}"
+        try:
+            await main_with(args)
+        finally:
+            drop_prefix(args.redis_url, args.prefix)
+        return
+    await main_with(args)
+
+
+def drop_prefix(url: str, prefix: str) -> None:
+    """Remove this run's Redis keys (rate-limit buckets)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+async def main_with(args: argparse.Namespace) -> None:
     if args.instructions and args.strategies:
         await strategy_costs(args.requests if args.requests != 10_000 else 5_000, args.rounds)
         return
     if args.instructions:
-        extra = ("--stream", "--chunks", str(args.chunks)) if args.stream else ()
+        extra: tuple[str, ...] = ("--stream", "--chunks", str(args.chunks)) if args.stream else ()
         extra += ("--variant", args.variant) if args.variant else ()
+        if args.state:
+            extra += ("--state", args.state, "--redis-url", args.redis_url, *(("--prefix", args.prefix) if args.prefix else ()))
         for which in ("bare", "proxy"):
             print(f"  {which:6} {instructions_per_request(which, extra):9,.0f} instructions per "
                   f"{'stream' if args.stream else 'request'}")
@@ -316,7 +358,7 @@ async def main() -> None:
         body = STREAM_BODY if args.stream else BODY
         if args.stream and args.variant:
             raise SystemExit("--variant measures a JSON request (not with --stream)")
-        proxy, proxy_scope = await build_proxy(work, args.variant, frames, body)
+        proxy, proxy_scope = await build_proxy(work, args.variant, frames, body, args)
         bare = falcon.asgi.App()
         bare.add_route("/v1/chat/completions", Bare(frames))
         bare_scope = scope("/v1/chat/completions", [], body)

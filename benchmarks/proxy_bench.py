@@ -1,6 +1,6 @@
 """Whole-path load benchmark: client → proxy → local fake upstream, next to the baselines, one run.
 
-python benchmarks/proxy_bench.py [--duration 8] [--streams 1000] [--pairs 6] [--only streams] [--redis-url URL]
+python benchmarks/proxy_bench.py [--duration 8] [--streams 1000] [--pairs 6] [--only streams|state] [--redis-url URL]
 
 Starts, each in its own process on 127.0.0.1: the fake OpenAI upstream, a bare Falcon+aiohttp
 pass-through, a bare Falcon+httpx pass-through (the outbound-client comparison), and the proxy on
@@ -305,6 +305,39 @@ def _serves(url: str, headers: dict[str, str]) -> bool:
     return True
 
 
+def state_urls(ports: dict[str, int]) -> dict[str, str]:
+    return {store: f"http://127.0.0.1:{ports[f'state_{store}']}/v2/chat/completions" for store in ("memory", "redis")}
+
+
+def run_state(args: argparse.Namespace, state_procs: dict[str, subprocess.Popen], state_urls: dict[str, str],
+              auth: dict[str, str]) -> None:
+    """state.store: redis vs memory, the same full default path with an rpm limit, alternating pairs:
+    req/s at 32 connections and the proxy's CPU per request (Redis' own CPU not included)."""
+    for url in state_urls.values():
+        load(url, 4, 1, auth)
+    state_ratios, state_rps = [], {"memory": [], "redis": []}
+    state_cpu: dict[str, list[float]] = {"memory": [], "redis": []}  # proxy CPU µs per request
+    for i in range(args.pairs):
+        order = ["redis", "memory"] if i % 2 else ["memory", "redis"]
+        got = {}
+        for store in order:
+            cpu0 = cpu_seconds(state_procs[store].pid)
+            got[store] = load(state_urls[store], 32, max(3, args.duration // 2), auth)[0]
+            served = got[store] * max(3, args.duration // 2)
+            state_cpu[store].append((cpu_seconds(state_procs[store].pid) - cpu0) / max(served, 1) * 1e6)
+        for store in got:
+            state_rps[store].append(got[store])
+        state_ratios.append(got["redis"] / got["memory"])
+    print(f"state.store redis / memory (rpm on the route), req/s @32: {statistics.median(state_ratios):.2f} median "
+          f"of {len(state_ratios)} alternating pairs ({', '.join(f'{r:.2f}' for r in state_ratios)}; "
+          f"redis {statistics.median(state_rps['redis']):.0f}, memory {statistics.median(state_rps['memory']):.0f} "
+          f"req/s)   (target >= 0.80)")
+    # Less noisy on a shared machine: the proxy's own CPU per request (Redis' CPU not included).
+    cpu_mem, cpu_redis = statistics.median(state_cpu["memory"]), statistics.median(state_cpu["redis"])
+    print(f"state.store proxy CPU per request: memory {cpu_mem:.0f} µs, redis {cpu_redis:.0f} µs; "
+          f"memory / redis = {cpu_mem / cpu_redis:.2f} (the req/s ratio a CPU-bound proxy can reach)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=8)
@@ -313,7 +346,8 @@ def main() -> None:
                         help="alternating pairs for the proxy/pass-through ratio and for the recording cost")
     parser.add_argument("--stream-pairs", type=int, default=5, help="alternating pairs for the stream ratios")
     parser.add_argument("--long-streams", type=int, default=40, help="streams of 1,000 chunks for the CPU per chunk")
-    parser.add_argument("--only", choices=["streams"], help="run only the streaming figures")
+    parser.add_argument("--only", choices=["streams", "state"],
+                        help="run only the streaming figures, or only the Redis-state variant")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
                         help="the Redis of the state.store: redis variant")
     args = parser.parse_args()
@@ -357,6 +391,9 @@ def main() -> None:
                                         str(ports[f"state_{store}"])], ports[f"state_{store}"], env)
             procs.append(state_procs[store])
         auth = {"Authorization": f"Bearer {KEY}"}
+        if args.only == "state":
+            run_state(args, state_procs, state_urls(ports), auth)
+            return
         if args.only == "streams":
             run_streams(args, stream_targets(upstream, f"http://127.0.0.1:{ports['pass_aiohttp']}",
                                              f"http://127.0.0.1:{ports['proxy']}", auth),
@@ -427,32 +464,7 @@ def main() -> None:
         run_streams(args, stream_targets(upstream, f"http://127.0.0.1:{ports['pass_aiohttp']}",
                                          f"http://127.0.0.1:{ports['proxy']}", auth),
                     {"pass_aiohttp": procs[1].pid, "proxy": proxy.pid})
-        # state.store: redis vs memory, the same path with an rpm limit, alternating pairs.
-        state_urls = {store: f"http://127.0.0.1:{ports[f'state_{store}']}/v2/chat/completions"
-                      for store in ("memory", "redis")}
-        for url in state_urls.values():
-            load(url, 4, 1, auth)
-        state_ratios, state_rps = [], {"memory": [], "redis": []}
-        state_cpu: dict[str, list[float]] = {"memory": [], "redis": []}  # proxy CPU µs per request
-        for i in range(args.pairs):
-            order = ["redis", "memory"] if i % 2 else ["memory", "redis"]
-            got = {}
-            for store in order:
-                cpu0 = cpu_seconds(state_procs[store].pid)
-                got[store] = load(state_urls[store], 32, max(3, args.duration // 2), auth)[0]
-                served = got[store] * max(3, args.duration // 2)
-                state_cpu[store].append((cpu_seconds(state_procs[store].pid) - cpu0) / max(served, 1) * 1e6)
-            for store in got:
-                state_rps[store].append(got[store])
-            state_ratios.append(got["redis"] / got["memory"])
-        print(f"state.store redis / memory (rpm on the route), req/s @32: {statistics.median(state_ratios):.2f} median "
-              f"of {len(state_ratios)} alternating pairs ({', '.join(f'{r:.2f}' for r in state_ratios)}; "
-              f"redis {statistics.median(state_rps['redis']):.0f}, memory {statistics.median(state_rps['memory']):.0f} "
-              f"req/s)   (target >= 0.80)")
-        # Less noisy on a shared machine: the proxy's own CPU per request (Redis' CPU not included).
-        cpu_mem, cpu_redis = statistics.median(state_cpu["memory"]), statistics.median(state_cpu["redis"])
-        print(f"state.store proxy CPU per request: memory {cpu_mem:.0f} µs, redis {cpu_redis:.0f} µs; "
-              f"memory / redis = {cpu_mem / cpu_redis:.2f} (the req/s ratio a CPU-bound proxy can reach)")
+        run_state(args, state_procs, state_urls(ports), auth)
         cpu0 = cpu_seconds(proxy.pid)
         done, chunks, wall = asyncio.run(slow_streams(f"http://127.0.0.1:{ports['proxy']}/v2/chat/completions", args.streams))
         cpu = cpu_seconds(proxy.pid) - cpu0

@@ -4,8 +4,9 @@ A reply is kept (when the request did not say ``store: false``) with the convers
 it, so a follow-up that sends only new items and ``previous_response_id`` gets the whole
 conversation. Replies are kept in a :class:`~router.sessions.SessionRepository` of their own, one
 record per reply id, built from the ``session`` config: the same kind of store (in memory, files
-under ``<session.path>/responses``, and whatever later backs sessions), the same idle TTL, and at
-most ``min(session.max_sessions, MAX_STORED)`` replies (least recently used evicted). A reply
+under ``<session.path>/responses``, or Redis with ``state.store: redis``: then every instance
+finds every reply), the same idle TTL, and in process at most ``min(session.max_sessions,
+MAX_STORED)`` replies (least recently used evicted). A reply
 belongs to the caller that made it, like a session: another key asking for its id finds nothing.
 The record is a :class:`~router.sessions.Session` whose ``params`` hold the reply under
 ``"response"`` and the conversation under ``"input"``; nothing else of it is used.

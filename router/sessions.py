@@ -37,6 +37,7 @@ __all__ = [
     "InMemorySessionRepository",
     "InvalidSessionId",
     "Session",
+    "SessionChanged",
     "SessionRepository",
     "make_repository",
     "new_session_id",
@@ -75,6 +76,12 @@ class InvalidSessionId(ValueError):
     def __init__(self, value: object) -> None:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         super().__init__(f"invalid session id {shown}: use 1-128 characters of A-Z a-z 0-9 . _ : -")
+
+
+class SessionChanged(Exception):
+    """A shared store found that the session a request was planned on was changed by another
+    instance (or expired) meanwhile: the request is planned again on the current one, which the
+    repository now holds (``router/state_store/step.py``)."""
 
 
 def _check_id(session_id: object) -> str:
@@ -195,6 +202,10 @@ def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
 class SessionRepository(abc.ABC):
     """Where sessions live, by (owner, id). Every method validates the id and raises
     :class:`InvalidSessionId`."""
+
+    # A shared store (Redis) whose request path plans on a local copy checked in the request's
+    # one round trip (``router/state_store/sessions.py``): the pipeline then uses ``begin``.
+    speculative = False
 
     @abc.abstractmethod
     async def get(self, session_id: str, owner: str | None = None) -> Session | None:

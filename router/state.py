@@ -112,8 +112,12 @@ def build_state(config: AppConfig, *, rules: LoadedRules | None = None, backends
         sessions = previous.sessions  # type: ignore[union-attr]
     else:
         sessions = shared.sessions(config.session) if shared is not None else make_repository(config.session)
-    # Stored Responses stay in this process (with the session's TTL), also with a shared state store.
-    responses = previous.responses if same_sessions else ResponseStore.from_config(config.session)  # type: ignore[union-attr]
+    # Stored Responses live where sessions do: in Redis with a shared state store (with the
+    # session's TTL), else in this process (or files under session.path).
+    if same_sessions:
+        responses = previous.responses  # type: ignore[union-attr]
+    else:
+        responses = shared.responses(config.session) if shared is not None else ResponseStore.from_config(config.session)
     limiter = previous.dispatcher.limiter if previous is not None else (shared.limiter if shared else None)
     if shared is not None:
         shared.share_key_cooldowns(built)

@@ -20,7 +20,7 @@ from ..errors import ProxyError
 from ..explain import explain_request
 from ..frontends import Frontend
 from ..record.recorder import RequestRecord
-from ..sessions import Session
+from ..sessions import Session, SessionChanged
 from ..wire.canonical import ChatRequest
 from ..wire.offload import is_large, off_loop
 from .budget import BudgetGate, applies as budgets_apply
@@ -39,6 +39,19 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only: router.state imports t
 from .session import describe_session, remember, resolve_session, sent_session_id, session_id_from
 
 
+def _copy_request(request: ChatRequest) -> ChatRequest:
+    """A shallow copy (the stages reassign the request's fields, they do not change its lists or
+    messages in place); slot by slot, ~3x cheaper than ``copy.copy``'s reduce protocol."""
+    copied = object.__new__(ChatRequest)
+    for name in _REQUEST_SLOTS:
+        setattr(copied, name, getattr(request, name))
+    return copied
+
+
+_REQUEST_SLOTS = ChatRequest.__slots__
+MAX_REPLANS = 3  # a session changed elsewhere this many times during one request: a 503, not a loop
+
+
 class Pipeline:
     """The orchestrator: the stages in order. Its services (given, or made here): the response
     cache and the sessions' tool-call histories; the recorder and metrics come with ``state_ref``."""
@@ -50,12 +63,16 @@ class Pipeline:
         self.histories = histories if histories is not None else ToolHistories()
         self.budgets = Budgets(state_ref.recorder.store)  # budget(...) limits, from recorded cost
 
-    async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext) -> Reply:
+    async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext, replans: int = 0) -> Reply:
         """Serve one request and make sure exactly one usage record is written for it."""
-        ex = Exchange(frontend, request, ctx, self.ref.state,
+        state = self.ref.state
+        ex = Exchange(frontend, request, ctx, state,
                       RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller,
                                     stream=request.stream, path=ctx.path),
                       request.model)
+        # A shared session store plans on this process's copy of the session (see
+        # state_store/step.py): the request as sent, for planning it again if that copy was stale.
+        pristine = _copy_request(request) if state.sessions.speculative else None
         try:
             await resolve_session(ex)
             answer = await self._commands(ex)
@@ -67,12 +84,28 @@ class Pipeline:
             await self._guards(ex)
             cached = await cached_answer(ex, self.cache, self.ref.metrics)
             if cached is not None:
+                if ex.rider is not None:
+                    await ex.rider.send()  # the session this hit was planned on, checked (and noted)
                 note_local(ex, "cache", cached.model, cached.finish_reason)
                 return local_reply(ex, cached, self._finish(ex))
             if budgets_apply(ex):
+                if ex.rider is not None:
+                    await ex.rider.send()  # checked before a budget can refuse on a stale plan
+                    ex.rider = None
                 ex.budget_charge = BudgetGate(self.budgets, ex)
                 await ex.budget_charge.admit_request()
             return await (self._stream(ex) if ex.request.stream else self._complete(ex))
+        except SessionChanged:
+            # Another instance changed the session this request was planned on (found before any
+            # reply, backend call or charge): plan it again on the current one.
+            if ex.outcome is not None:
+                ex.outcome.release()
+            if replans < MAX_REPLANS and pristine is not None:
+                return await self.chat(frontend, pristine, ctx, replans + 1)
+            exc = ProxyError(503, "the session kept changing on other instances while this request was planned; "
+                                  "try again", "overloaded", headers={"Retry-After": "1"})
+            record_failure(ex, self.ref.recorder, exc)
+            raise exc from None
         except BaseException as exc:
             if ex.outcome is not None:  # a guard or encoder failed after dispatch: free what it holds
                 ex.outcome.release()
@@ -95,7 +128,7 @@ class Pipeline:
 
     async def _stream(self, ex: Exchange) -> Reply:
         """Dispatch a streamed request: the reply starts with the first target that answers."""
-        ex.outcome = Outcome()
+        ex.outcome = Outcome(rider=ex.rider)  # a shared store's session check goes with dispatch
         started = await ex.state.dispatcher.stream(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed,
                                                    ex.budget_charge)
         rec = ex.record
@@ -109,7 +142,7 @@ class Pipeline:
 
     async def _complete(self, ex: Exchange) -> Reply:
         """Dispatch a whole request: answer, guards, cache, then the reply and its record."""
-        ex.outcome = Outcome()
+        ex.outcome = Outcome(rider=ex.rider)  # a shared store's session check goes with dispatch
         response = await ex.state.dispatcher.complete(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed,
                                                       ex.budget_charge)
         response = await guard_response(ex, response)
@@ -147,6 +180,9 @@ class Pipeline:
         ex.parsed = parsed
         if not (parsed.commands or parsed.errors):
             return self._nothing_left(ex)
+        if ex.rider is not None:  # commands change the stored session, read now, not a copy
+            ex.session = await ex.rider.refresh()
+            ex.anonymous = ex.rider.anonymous
         session = ex.session
         histories = self.histories
         context = CommandContext(
@@ -160,7 +196,10 @@ class Pipeline:
         outcome = apply_commands(session, parsed, context)
         if outcome.changed and not outcome.failed:
             ex.session = outcome.session
-            await state.sessions.save(ex.session)
+            if ex.rider is not None:
+                await ex.rider.save(ex.session)
+            else:
+                await state.sessions.save(ex.session)
             ex.anonymous = False
             outcome.lines.append(describe_session(ex))
             routing = routing_commands(parsed)

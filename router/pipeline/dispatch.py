@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import AsyncIterator, Awaitable, Mapping, Protocol
+from typing import Any, AsyncIterator, Awaitable, Mapping, Protocol
 
 from backends.base import PROXY_KIND, STATUS_FOR_KIND, Backend, BackendError, ErrorKind
 from backends.keys import KeyChoice
@@ -89,6 +89,9 @@ class Outcome:
     key_id: str | None = None  # label of the provider key of the answer (usage rows, per-key budgets)
     # The target whose reply is in flight, counted in the routing stats until the reply ends.
     flight: tuple[RoutingStats, str] | None = None
+    # A shared store's session check and write (``state_store/step.py``): sent with the first
+    # limit check, or alone before the first backend call; None once sent (and with memory state).
+    rider: Any = None
 
     def release(self, tokens: int = 0) -> None:
         for reservation in self.reservations:
@@ -194,7 +197,12 @@ class Dispatcher:
     async def _acquire(self, limits: list[tuple[ir.Limit, str]], outcome: Outcome) -> Rejection | None:
         if not limits:
             return None
-        result = self.limiter.acquire(limits)
+        rider = outcome.rider
+        if rider is None:
+            result = self.limiter.acquire(limits)
+        else:  # the session check rides along: one round trip for both
+            outcome.rider = None
+            result = self.limiter.acquire(limits, rider)  # type: ignore[call-arg]
         if not isinstance(result, (Reservation, Rejection)):  # a shared limiter (Redis) is awaited
             result = await result
         if isinstance(result, Rejection):
@@ -309,6 +317,9 @@ class Dispatcher:
             if walk.shared and rejection is None:
                 held += 1  # the session and caller limits stay held across targets, not released on failover
                 walk.shared = []
+            if outcome.rider is not None:  # no limit check carried the session check: send it now
+                rider, outcome.rider = outcome.rider, None
+                await rider.send()
             if rejection is not None:
                 walk.local_rejection = rejection
                 outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited", 0.0,

@@ -81,6 +81,9 @@ class Exchange:
     session: Session | None = None
     session_source: str = ""  # the header that named the session, or "conversation" (derived)
     anonymous: bool = True  # the session is not stored (nothing changed it yet): not saved here either
+    # With a shared session store: the request's session part of its one round trip (its version
+    # and what it changes, ``state_store/sessions.SessionStep``), sent by dispatch; else None.
+    rider: Any = None
     headers: dict[str, str] = field(default_factory=dict)  # the reply's own headers
     # commands.py
     parsed: ParsedMessage | None = None  # commands of the latest user message, if any

@@ -80,7 +80,18 @@ async def resolve_session(ex: Exchange) -> None:
     ctx = ex.ctx
     sent = sent_session_id(ctx.headers, ctx.session_hint)
     sessions = ex.state.sessions
-    if sent is not None:
+    if sessions.speculative:
+        # A shared store: the copy this process saw last, checked in the request's one round
+        # trip (state_store/step.py), which plans the request again if it was changed elsewhere.
+        if sent is not None:
+            ctx.session_id = ex.record.session_id = session_id_from(*sent)
+            ex.session_source = sent[1]
+        else:
+            ctx.session_id = ex.record.session_id = conversation_key(ctx.caller, ex.frontend.name, ex.request)
+            ex.session_source = CONVERSATION
+        ex.rider = sessions.begin(ctx.session_id, ctx.caller, sent is not None)  # type: ignore[attr-defined]
+        ex.session, ex.anonymous = ex.rider.session, ex.rider.anonymous
+    elif sent is not None:
         ctx.session_id = ex.record.session_id = session_id_from(*sent)
         ex.session_source = sent[1]
         ex.anonymous = False
@@ -105,7 +116,8 @@ def describe_session(ex: Exchange) -> str:
     else:
         how = (f"named by your request's {BODY_HINT}" if ex.session_source == BODY_HINT
                else f"named by your {ex.session_source} header")
-    kept = "in memory" if config.repository == "in_memory" else "in files"
+    kept = ("in Redis, shared by every instance" if ex.state.sessions.speculative
+            else "in memory" if config.repository == "in_memory" else "in files")
     return (f"Session {session.id}, {how}: kept {kept} until {duration(config.ttl_seconds)} without use "
             f"(at most {config.max_sessions} sessions are kept, least recently used first to go).")
 
@@ -124,11 +136,18 @@ async def remember(ex: Exchange) -> None:
     """Consume a pending one-off and note the request in the session's history, saved before
     dispatch, not in the background: a client's next request may arrive as soon as this reply
     does, and must see the one-off consumed (file sessions are re-read each time). A session not
-    stored (nothing ever changed it) is not stored now either, so it keeps no history."""
+    stored (nothing ever changed it) is not stored now either, so it keeps no history. With a
+    shared store the write goes with the request's step, sent before its first backend call."""
     session = ex.session
     assert session is not None and ex.facts is not None and ex.plan is not None
-    session.take_oneoff()
+    took = session.take_oneoff()
     if not ex.anonymous:
-        session.add_history({"at": round(time.time(), 3), "model": ex.facts.model, "frontend": ex.frontend.name,
-                             "rules": list(ex.plan.rules)}, ex.state.config.session.max_history)
+        entry = {"at": round(time.time(), 3), "model": ex.facts.model, "frontend": ex.frontend.name,
+                 "rules": list(ex.plan.rules)}
+        if ex.rider is not None:  # written with the request's step (state_store/step.py)
+            ex.rider.note(entry, took is not None)
+            return
+        session.add_history(entry, ex.state.config.session.max_history)
         await ex.state.sessions.save(session)
+    elif ex.rider is not None:
+        ex.rider.note(None, took is not None)

@@ -7,9 +7,9 @@ repository takes another kind and gets the same timeouts, fallback and accountin
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from ..wire import fastjson
 from .client import RedisState
 
 
@@ -27,10 +27,10 @@ class RedisDocuments:
         """The document, its idle timer restarted (GETEX: one round trip), or None."""
         key = self.key(owner, doc_id)
         raw = await self.store.run(f"{self.kind}_get", lambda: self.store.client.getex(key, px=self.ttl_ms))
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else fastjson.loads(raw)
 
     async def put(self, owner: str | None, doc_id: str, value: Any) -> None:
-        key, data = self.key(owner, doc_id), json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        key, data = self.key(owner, doc_id), fastjson.dumps(value)
         await self.store.run(f"{self.kind}_put", lambda: self.store.client.set(key, data, px=self.ttl_ms))
 
     async def delete(self, owner: str | None, doc_id: str) -> None:

@@ -1,7 +1,9 @@
 """Rate limits shared by every instance: ``rpm``, ``tpm`` and ``concurrency`` in Redis.
 
 One Lua script checks and charges all the limits one acquire names, atomically and all or
-nothing, in one round trip (EVALSHA); the same token-bucket arithmetic as
+nothing, in one round trip (EVALSHA, sent with the other steps of the same loop turn, see
+``client.py``); the request's session check rides along (``step.py``), so a request with limits
+makes one round trip, not two. The same token-bucket arithmetic as
 :class:`router.limits.InProcessLimiter`, on Redis' clock so instances with skewed clocks agree.
 Concurrency slots are leases in a sorted set scored by their expiry: a held lease is renewed by
 its instance every ``LEASE_SECONDS / 3``, so a killed instance's slots come back within
@@ -18,53 +20,15 @@ import asyncio
 import uuid
 from typing import Any, Iterable
 
-from redis.exceptions import NoScriptError
-
 from dsl import ir
 
 from ..limits import InProcessLimiter, Rejection, Reservation
 from ..tasks import cancel_and_wait
 from .client import RedisState, StateStoreUnavailable
+from .step import NO_SESSION, STEP, Rider, SessionChanged
 
 LEASE_SECONDS = 30.0
 BUCKET_IDLE_MS = 600_000  # an idle bucket is full again after a minute; forgotten after ten
-
-# KEYS: one per limit. ARGV: lease id, lease ms, idle ms, then kind and amount per key.
-# Returns {0, 0} when admitted (and charged), else {index of the refusing limit (1-based), retry ms}.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local lease, lease_ms, idle_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local levels = {}
-for i, key in ipairs(KEYS) do
-  local kind, amount = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
-  if kind == 'concurrency' then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    if redis.call('ZCARD', key) >= amount then return {i, 1000} end
-  else
-    local b = redis.call('HMGET', key, 'level', 'stamp')
-    local level = tonumber(b[1]) or amount
-    local stamp = tonumber(b[2]) or now
-    level = math.min(amount, level + math.max(0, now - stamp) * amount / 60)
-    levels[i] = level
-    if kind == 'rpm' and level < 1 then return {i, math.ceil((1 - level) * 60000 / amount)} end
-    if kind == 'tpm' and level <= 0 then return {i, math.ceil((1 - level) * 60000 / amount)} end
-  end
-end
-for i, key in ipairs(KEYS) do
-  local kind = ARGV[2 + 2 * i]
-  if kind == 'concurrency' then
-    redis.call('ZADD', key, now + lease_ms / 1000, lease)
-    redis.call('PEXPIRE', key, lease_ms * 2)
-  else
-    local level = levels[i]
-    if kind == 'rpm' then level = level - 1 end
-    redis.call('HSET', key, 'level', tostring(level), 'stamp', tostring(now))
-    redis.call('PEXPIRE', key, idle_ms)
-  end
-end
-return {0, 0}
-"""
 
 # KEYS: the reservation's keys. ARGV: lease id, tokens, idle ms, then kind and amount per key.
 _RELEASE = """
@@ -121,90 +85,49 @@ class RedisLimiter:
         self.store = store
         self.local = InProcessLimiter()  # fail_open's fallback
         self.lease_ms = int(lease_seconds * 1000)
-        self._acquire = store.client.register_script(_ACQUIRE)
+        self.sha = store.client.register_script(STEP).sha
         self._release = store.client.register_script(_RELEASE)
         self._renew = store.client.register_script(_RENEW)
         self._held: dict[str, list[str]] = {}  # lease id -> concurrency keys, renewed while held
         self._renewer: asyncio.Task[None] | None = None
-        self._queue: list[tuple[list[str], list[object], asyncio.Future[list[int]]]] = []
-        self._sending: set[asyncio.Task[None]] = set()
 
     def _key(self, lim: ir.Limit, value: str) -> str:
         return self.store.key("rl", lim.kind, str(lim.amount), lim.per, value)
 
-    async def acquire(self, limits: Iterable[tuple[ir.Limit, str]]) -> Reservation | Rejection:
+    async def acquire(self, limits: Iterable[tuple[ir.Limit, str]], rider: Rider | None = None
+                      ) -> Reservation | Rejection:
+        """Charge ``limits`` all or nothing; with ``rider`` (the request's session check), in the
+        same script call: a stale session raises :class:`SessionChanged` and charges nothing."""
         wanted = [(self._key(lim, value), lim, value) for lim, value in limits]
-        lease = uuid.uuid4().hex
-        args: list[object] = [lease, self.lease_ms, BUCKET_IDLE_MS]
-        for _key, lim, _value in wanted:
-            args += [lim.kind, lim.amount]
+        held = [key for key, lim, _value in wanted if lim.kind == "concurrency"]
+        lease = uuid.uuid4().hex if held else ""  # a lease id only for concurrency slots
         keys = [key for key, _lim, _value in wanted]
+        args: list[object] = [len(keys) + (2 if rider is not None else 0)]
+        if rider is not None:
+            args += rider.keys
+        args += keys
+        args += rider.args if rider is not None else NO_SESSION
+        args += (lease, self.lease_ms, BUCKET_IDLE_MS)
+        for _key, lim, _value in wanted:
+            args += (lim.kind, lim.amount)
         try:
-            refused, retry_ms = await self._batched(keys, args)
+            reply = await self.store.step(self.sha, STEP, tuple(args))
         except StateStoreUnavailable:
             if not self.store.fail_open:
                 raise
+            if rider is not None:
+                rider.unsent()
             return self.local.acquire((lim, value) for _key, lim, value in wanted)
+        refused = int(reply[0])
+        if rider is not None:
+            rider.settle(reply)  # raises SessionChanged when the session was changed elsewhere
         if refused:
-            _key, lim, value = wanted[int(refused) - 1]
-            return Rejection(lim, value, max(0.05, int(retry_ms) / 1000.0))
-        held = [key for key, lim, _value in wanted if lim.kind == "concurrency"]
+            _key, lim, value = wanted[refused - 1]
+            return Rejection(lim, value, max(0.05, int(reply[1]) / 1000.0))
         if held:
             self._held[lease] = held
             self._ensure_renewer()
         return RedisReservation(self, lease, [(key, lim) for key, lim, _value in wanted])
-
-    # ---- the acquires of one event-loop turn, in one pipeline ----------------------------------
-
-    def _batched(self, keys: list[str], args: list[object]) -> "asyncio.Future[list[int]]":
-        """The acquire script's reply for these keys. Acquires made in the same turn of the event
-        loop (concurrent requests) go to Redis together, in one pipeline: one write and one read
-        for all of them instead of one each (the system calls, not Redis, are the cost of a call)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[int]] = loop.create_future()
-        self._queue.append((keys, args, future))
-        if len(self._queue) == 1:
-            loop.call_soon(self._flush)
-        return future
-
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[tuple[list[str], list[object], "asyncio.Future[list[int]]"]]) -> None:
-        try:
-            if len(batch) == 1:
-                keys, args, _future = batch[0]
-                replies: list[object] = [await self.store.run("rate_limit", lambda: self._acquire(keys=keys, args=args))]
-            else:
-                replies = await self.store.run("rate_limit", lambda: self._pipelined(batch))
-        except BaseException as exc:  # noqa: BLE001 - every waiting acquire gets the failure
-            for _keys, _args, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_keys, _args, future), reply in zip(batch, replies):
-            if not future.done():
-                future.set_result(reply)  # type: ignore[arg-type]
-
-    async def _pipelined(self, batch: list[tuple[list[str], list[object], Any]]) -> list[object]:
-        """EVALSHA for each acquire in one pipeline; the script is loaded again only when Redis
-        lost it (a restart), then the batch is sent once more."""
-        for attempt in (1, 2):
-            pipe = self.store.client.pipeline(transaction=False)
-            for keys, args, _future in batch:
-                pipe.evalsha(self._acquire.sha, len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                await self.store.client.script_load(_ACQUIRE)
-                continue
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return replies
-        raise NoScriptError("the acquire script could not be loaded")  # pragma: no cover
 
     def release(self, reservation: Reservation, tokens: int) -> None:
         if not isinstance(reservation, RedisReservation):

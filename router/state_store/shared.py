@@ -1,6 +1,6 @@
 """The shared stores of one process, built from ``state:`` once at start (a reload keeps them):
-the Redis handle, the limiter, the response cache, the event channel and a session repository
-factory, plus a watcher that pings Redis every second so ``/health`` and the
+the Redis handle, the limiter, the response cache, the event channel and the repository
+factories of sessions and stored Responses, plus a watcher that pings Redis every second so ``/health`` and the
 ``llm_proxy_state_store_up`` gauge follow an outage even when no request comes."""
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any, Mapping
 from backends.keys import KeyPool
 
 from ..config import SessionConfig, StateConfig
+from ..responses_store import MAX_STORED, ResponseStore
 from ..tasks import cancel_and_wait
 from .cache import RedisResponseCache
 from .client import RedisState
 from .events import StateEvents
 from .histories import SharedToolHistories
 from .limits import RedisLimiter
-from .sessions import RedisSessionRepository
+from .sessions import RedisDocumentRepository, RedisSessionRepository
+from .step import STEP
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..record.metrics import Metrics
@@ -40,6 +42,12 @@ class SharedStores:
 
     def sessions(self, config: SessionConfig) -> RedisSessionRepository:
         return RedisSessionRepository(self.store, config.ttl_seconds, config.max_history, config.max_sessions)
+
+    def responses(self, config: SessionConfig) -> ResponseStore:
+        """Stored Responses replies in Redis (``prefix:resp:<caller>:<id>``), with the session's
+        idle TTL; each bounded by ``MAX_STORED_BYTES`` like in process."""
+        return ResponseStore(RedisDocumentRepository(self.store, "resp", config.ttl_seconds,
+                                                     min(config.max_sessions, MAX_STORED)))
 
     def share_key_cooldowns(self, backends: Mapping[str, Any]) -> None:
         """Publish each connector's key cooldowns to the other instances (connectors without a key
@@ -73,6 +81,7 @@ class SharedStores:
 
     async def start(self) -> None:
         await self.store.ping()
+        await self.store.preload(STEP)
         await self.events.start()
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self._watching())

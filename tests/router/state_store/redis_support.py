@@ -49,7 +49,8 @@ def free_port() -> int:
 
 def write_proxy_config(directory: Path, backend_url: str, backend_key: str | list[str], prefix: str, *,
                        rules: list[dict[str, Any]] | None = None, url: str = REDIS_URL,
-                       on_unavailable: str = "fail_open", timeout_ms: int = 200) -> str:
+                       on_unavailable: str = "fail_open", timeout_ms: int = 200,
+                       client_keys: list[str] | None = None) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     routes = directory / "routes.d"
     routes.mkdir(exist_ok=True)
@@ -58,7 +59,7 @@ def write_proxy_config(directory: Path, backend_url: str, backend_key: str | lis
         "backends": {"up": {"type": "openai-compatible", "base_url": backend_url, "models": ["m"],
                             **({"api_keys": backend_key} if isinstance(backend_key, list) else {"api_key": backend_key})}},
         "default_backend": "up",
-        "auth": {"api_keys": [API_KEY]},
+        "auth": {"api_keys": client_keys or [API_KEY]},
         "routes_dir": "routes.d",
         "state": {"store": "redis", "url": url, "prefix": prefix, "on_unavailable": on_unavailable,
                   "timeout_ms": timeout_ms},

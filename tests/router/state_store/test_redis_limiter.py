@@ -18,7 +18,7 @@ from router.state_store.limits import RedisLimiter
 
 
 def limiter(prefix: str, url: str = REDIS_URL, policy: str = "fail_open", lease: float = 30.0) -> RedisLimiter:
-    return RedisLimiter(RedisState(StateConfig("redis", url, prefix, policy, 100)), lease_seconds=lease)
+    return RedisLimiter(RedisState(StateConfig("redis", url, prefix, policy, 1000)), lease_seconds=lease)
 
 
 async def test_rpm_admits_its_amount_then_refuses_with_a_retry(prefix):
@@ -111,13 +111,13 @@ async def test_concurrent_acquires_go_together_and_stay_exact(prefix):
     lim = limiter(prefix)
     rpm = ir.Limit("rpm", 10, "caller")
     sent = []
-    original = lim._send
+    original = lim.store._round_trip
 
     async def counting(batch):
         sent.append(len(batch))
-        await original(batch)
+        return await original(batch)
 
-    lim._send = counting  # type: ignore[method-assign]
+    lim.store._round_trip = counting  # type: ignore[method-assign]
     results = await asyncio.gather(*(lim.acquire([(rpm, "c")]) for _ in range(32)))
     assert sum(isinstance(r, Reservation) for r in results) == 10
     assert max(sent) > 1 and sum(sent) == 32  # pipelined, not one round trip each

@@ -42,6 +42,15 @@ async def test_redis_stopped_and_started_again(tmp_path: Path, provider, prefix:
                     assert answer.status_code == 503, answer.text
                     error = answer.json()["error"]
                     assert "state store is unavailable" in error["message"]
+            # stored Responses too: kept in this process (fail_open), or the 503 (fail_closed)
+            made = await client.post(proxy.url + "/v2/responses", json={"model": "m", "input": "during"}, headers=AUTH)
+            stored = await client.get(proxy.url + f"/v2/responses/{made.json().get('id', 'resp_x')}", headers=AUTH)
+            if policy == "fail_open":
+                assert made.status_code == 200 and stored.status_code == 200, (made.text, stored.text)
+                assert stored.json() == made.json()
+            else:
+                assert made.status_code == 503 and stored.status_code == 503, (made.text, stored.text)
+                assert "state store is unavailable" in stored.json()["error"]["message"]
             health = (await client.get(proxy.url + "/health")).json()
             assert health["status"] == "degraded" and health["state_store"]["store"] == "redis"
             metrics = (await client.get(proxy.url + "/metrics", headers=AUTH)).text

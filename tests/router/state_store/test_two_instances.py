@@ -21,9 +21,9 @@ def pair(tmp_path: Path, provider: Any, prefix: str):
     started: list[Proxy] = []
 
     async def start(rules: list[dict[str, Any]] | None = None, *extra: str,
-                    keys: list[str] | None = None) -> tuple[Proxy, Proxy]:
+                    keys: list[str] | None = None, client_keys: list[str] | None = None) -> tuple[Proxy, Proxy]:
         config = write_proxy_config(tmp_path / "cfg", provider.openai_base_url, keys or provider.key("openai"), prefix,
-                                    rules=rules)
+                                    rules=rules, client_keys=client_keys)
         a, b = Proxy(config, *extra), Proxy(config, *extra)
         started.extend([a, b])
         await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
@@ -162,3 +162,27 @@ async def test_tool_call_loops_are_counted_across_both(pair, provider):
     assert [f for f, _ in finishes[:2]] == ["tool_calls", "tool_calls"]
     # a saw the call only once before, b once: only the shared history knows it is the third
     assert finishes[2][0] == "stop" and "tool call loop stopped" in finishes[2][1], finishes
+
+
+async def test_a_stored_response_is_continued_and_fetched_through_the_other(pair, provider):
+    other_key = "sk-test-other-client-0123456789"
+    a, b = await pair(client_keys=[AUTH["Authorization"].split()[1], other_key])
+    other = {"Authorization": f"Bearer {other_key}"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        first = await client.post(a.url + "/v2/responses", json={"model": "m", "input": "my name is Ada"}, headers=AUTH)
+        assert first.status_code == 200, first.text
+        rid = first.json()["id"]
+        follow = await client.post(b.url + "/v2/responses", headers=AUTH,
+                                   json={"model": "m", "input": "and yours?", "previous_response_id": rid})
+        assert follow.status_code == 200, follow.text
+        sent = [(m["role"], m["content"]) for m in provider.last.body["messages"]]
+        assert sent[0] == ("user", "my name is Ada") and sent[-1] == ("user", "and yours?") and len(sent) == 3
+        fetched = await client.get(b.url + f"/v2/responses/{rid}", headers=AUTH)
+        assert fetched.status_code == 200 and fetched.json() == first.json()
+        # another caller finds nothing under that id, on either instance
+        for proxy in (a, b):
+            assert (await client.get(proxy.url + f"/v2/responses/{rid}", headers=other)).status_code == 404
+            stolen = await client.post(proxy.url + "/v2/responses", headers=other,
+                                       json={"model": "m", "input": "and?", "previous_response_id": rid})
+            assert stolen.status_code == 400 and stolen.json()["error"]["code"] == "previous_response_not_found"
+            assert "Ada" not in stolen.text
