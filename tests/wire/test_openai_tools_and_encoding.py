@@ -1,0 +1,238 @@
+"""The OpenAI codec's tools, tool choices and outgoing messages, as tables: each accepted shape and
+what it decodes to, each malformed one and the field its refusal names, and the exact body sent to
+an OpenAI-compatible provider for each canonical request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router.wire import openai
+from router.wire.canonical import (
+    ChatRequest, ChatResponse, ImagePart, Message, TextPart, ThinkingPart, Tool, ToolCallPart, ToolChoice,
+    ToolResultPart, Usage,
+)
+from router.wire.codec import CodecError
+
+USER = {"role": "user", "content": "x"}
+
+
+def refused(body: dict[str, Any]) -> CodecError:
+    with pytest.raises(CodecError) as caught:
+        openai.decode_request(body)
+    assert caught.value.message.startswith(caught.value.param + ": ")
+    return caught.value
+
+
+# ---- function tools -------------------------------------------------------------------------------
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(("tool", "expected"), [
+    ({"type": "function", "function": {"name": "f"}}, Tool(name="f")),
+    ({"type": "function", "function": {"name": "f", "description": "Finds", "parameters": SCHEMA}},
+     Tool(name="f", description="Finds", parameters=SCHEMA)),
+    ({"type": "function", "function": {"name": "f", "parameters": {}}}, Tool(name="f", parameters={})),
+])
+def test_function_tools_decode(tool: dict[str, Any], expected: Tool) -> None:
+    assert openai.decode_request({"model": "m", "messages": [USER], "tools": [tool]}).tools == [expected]
+
+
+@pytest.mark.parametrize(("tools", "param", "says"), [
+    ({"type": "function"}, "tools", "array"),
+    (["f"], "tools[0]", "object"),
+    ([{"function": {"name": "f"}}], "tools[0].type", "required"),
+    ([{"type": "retrieval", "function": {"name": "f"}}], "tools[0].type", "expected one of function, custom"),
+    ([{"type": "function"}], "tools[0].function", "required"),
+    ([{"type": "function", "function": "f"}], "tools[0].function", "object"),
+    ([{"type": "function", "function": {}}], "tools[0].function.name", "required"),
+    ([{"type": "function", "function": {"name": ""}}], "tools[0].function.name", "must not be empty"),
+    ([{"type": "function", "function": {"name": 1}}], "tools[0].function.name", "string"),
+    ([{"type": "function", "function": {"name": "f", "description": 1}}], "tools[0].function.description", "string"),
+    ([{"type": "function", "function": {"name": "f", "parameters": "{}"}}], "tools[0].function.parameters", "object"),
+    ([{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": ""}}],
+     "tools[1].function.name", "must not be empty"),
+])
+def test_malformed_tools_are_refused_naming_the_field(tools: Any, param: str, says: str) -> None:
+    err = refused({"model": "m", "messages": [USER], "tools": tools})
+    assert err.param == param and says in err.message
+
+
+# ---- tool choices ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ({"type": "custom", "custom": {"name": "patch"}}, ToolChoice("required", "patch")),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+        {"type": "function", "function": {"name": "a"}}, {"type": "custom", "custom": {"name": "b"}}, {"name": "c"}]}},
+     ToolChoice("auto", allowed=["a", "b", "c"])),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+        {"type": "function", "function": {"name": "a"}}]}}, ToolChoice("required", allowed=["a"])),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto"}}, ToolChoice("auto", allowed=[])),
+])
+def test_named_and_allowed_tool_choices_decode(raw: dict[str, Any], expected: ToolChoice) -> None:
+    assert openai.decode_request({"model": "m", "messages": [USER], "tool_choice": raw}).tool_choice == expected
+
+
+AT = "tool_choice.allowed_tools"
+
+
+@pytest.mark.parametrize(("raw", "param", "says"), [
+    ({"type": "custom"}, "tool_choice.custom", "required"),
+    ({"type": "custom", "custom": {}}, "tool_choice.custom.name", "required"),
+    ({"type": "custom", "custom": {"name": 2}}, "tool_choice.custom.name", "string"),
+    ({"type": "allowed_tools"}, AT, "required"),
+    ({"type": "allowed_tools", "allowed_tools": []}, AT, "object"),
+    ({"type": "allowed_tools", "allowed_tools": {"tools": []}}, f"{AT}.mode", "required"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "none", "tools": []}}, f"{AT}.mode",
+     "expected one of auto, required"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": {}}}, f"{AT}.tools", "array"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": ["a"]}}, f"{AT}.tools[0]", "object"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"name": "a"}, {"type": "function"}]}},
+     f"{AT}.tools[1]", "expected a tool like"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"name": ""}]}},
+     f"{AT}.tools[0]", "expected a tool like"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {}}]}},
+     f"{AT}.tools[0]", "expected a tool like"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"function": {}, "name": "a"}]}},
+     f"{AT}.tools[0]", "expected a tool like"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"function": "a"}]}},
+     f"{AT}.tools[0].function", "object"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"function": {"name": 1}}]}},
+     f"{AT}.tools[0].function.name", "string"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"custom": {"name": 1}}]}},
+     f"{AT}.tools[0].custom.name", "string"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"name": 1}]}},
+     f"{AT}.tools[0].name", "string"),
+])
+def test_malformed_named_and_allowed_tool_choices_are_refused_naming_the_field(raw: Any, param: str,
+                                                                               says: str) -> None:
+    err = refused({"model": "m", "messages": [USER], "tool_choice": raw})
+    assert err.param == param and says in err.message
+
+
+@pytest.mark.parametrize(("choice", "encoded"), [
+    (ToolChoice("auto"), "auto"),
+    (ToolChoice("none"), "none"),
+    (ToolChoice("required"), "required"),
+    (ToolChoice("required", "f"), {"type": "function", "function": {"name": "f"}}),
+    (ToolChoice("auto", allowed=["a", "b"]), {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+        {"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "b"}}]}}),
+    (ToolChoice("required", allowed=["a"]), {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+        {"type": "function", "function": {"name": "a"}}]}}),
+    (ToolChoice("none", allowed=[]), {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}),
+])
+def test_tool_choices_encode(choice: ToolChoice, encoded: Any) -> None:
+    body = openai.encode_request(ChatRequest(model="m", messages=[Message("user", [TextPart("x")])],
+                                             tools=[Tool("f")], tool_choice=choice))
+    assert body["tool_choice"] == encoded
+
+
+# ---- requests towards a provider ------------------------------------------------------------------
+
+
+def request(**fields: Any) -> ChatRequest:
+    return ChatRequest(**{"model": "m", "messages": [Message("user", [TextPart("x")])], **fields})
+
+
+@pytest.mark.parametrize(("req", "expected"), [
+    (request(), {"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+    (request(system=[TextPart("a"), TextPart("b")]),
+     {"model": "m", "messages": [{"role": "system", "content": "a\n\nb"}, {"role": "user", "content": "x"}]}),
+    (request(stream=True), {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True,
+                            "stream_options": {"include_usage": True}}),
+    (request(temperature=0.0, top_p=0.0), {"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                           "temperature": 0.0, "top_p": 0.0}),
+    (request(max_tokens=5), {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}),
+    (request(max_tokens=5, extra={"openai": {"max_completion_tokens": 9, "seed": 1}}),
+     {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 5, "seed": 1}),
+    (request(extra={"openai": {"max_completion_tokens": 9}}),
+     {"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+    (request(stop=["END"]), {"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["END"]}),
+    (request(tools=[Tool("f", "Finds", SCHEMA), Tool("g")]), {"model": "m", "messages": [{"role": "user", "content": "x"}],
+     "tools": [{"type": "function", "function": {"name": "f", "description": "Finds", "parameters": SCHEMA}},
+               {"type": "function", "function": {"name": "g", "parameters": {"type": "object", "properties": {}}}}]}),
+])
+def test_requests_encode(req: ChatRequest, expected: dict[str, Any]) -> None:
+    assert openai.encode_request(req) == expected
+
+
+def test_a_decoded_request_goes_out_with_the_client_s_other_fields() -> None:
+    body = {"model": "m", "messages": [USER], "max_completion_tokens": 7, "seed": 3, "user": "u"}
+    req = openai.decode_request(body)
+    assert req.max_tokens == 7
+    assert openai.encode_request(req) == body
+    both = openai.decode_request({**body, "max_tokens": 99})
+    assert both.max_tokens == 7  # max_completion_tokens wins over the deprecated max_tokens
+
+
+CALL = ToolCallPart(id="c1", name="f", arguments='{"a":1}')
+CALL_OUT = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    (Message("assistant", [TextPart("a"), TextPart("b")]), [{"role": "assistant", "content": "ab"}]),
+    (Message("assistant", [ThinkingPart("t"), TextPart("a")]), [{"role": "assistant", "content": "a"}]),
+    (Message("assistant", []), [{"role": "assistant", "content": ""}]),
+    (Message("assistant", [CALL]), [{"role": "assistant", "content": None, "tool_calls": [CALL_OUT]}]),
+    (Message("assistant", [TextPart("a"), CALL]), [{"role": "assistant", "content": "a", "tool_calls": [CALL_OUT]}]),
+    (Message("user", [TextPart("a"), TextPart("b")]),
+     [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]),
+    (Message("user", [ImagePart(url="https://example.invalid/a.png")]),
+     [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}}]}]),
+    (Message("tool", [ToolResultPart("c1", [TextPart("r")])]), [{"role": "tool", "tool_call_id": "c1", "content": "r"}]),
+    (Message("tool", [ToolResultPart("c1", [])]), [{"role": "tool", "tool_call_id": "c1", "content": []}]),
+    (Message("tool", [ToolResultPart("c1", [TextPart("r"), TextPart("s")])]),
+     [{"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "r"}, {"type": "text", "text": "s"}]}]),
+    (Message("tool", [ToolResultPart("c1", [TextPart("r"), ImagePart(url="https://example.invalid/i.png")]),
+                      ToolResultPart("c2", [TextPart("s")])]),
+     [{"role": "tool", "tool_call_id": "c1", "content": "r"}, {"role": "tool", "tool_call_id": "c2", "content": "s"},
+      {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.invalid/i.png"}}]}]),
+    (Message("user", [ToolResultPart("c1", [TextPart("r")]), TextPart("next")]),
+     [{"role": "tool", "tool_call_id": "c1", "content": "r"}, {"role": "user", "content": "next"}]),
+])
+def test_messages_encode(message: Message, expected: list[dict[str, Any]]) -> None:
+    assert openai.encode_request(request(messages=[message]))["messages"] == expected
+
+
+# ---- replies to the client ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("parts", "finish", "message", "finish_out"), [
+    ([TextPart("hi")], "stop", {"role": "assistant", "content": "hi", "refusal": None}, "stop"),
+    ([], "length", {"role": "assistant", "content": "", "refusal": None}, "length"),
+    ([ThinkingPart("t"), TextPart("a"), TextPart("b")], "loop", {"role": "assistant", "content": "ab", "refusal": None},
+     "stop"),
+    ([CALL], "tool_calls", {"role": "assistant", "content": None, "refusal": None, "tool_calls": [CALL_OUT]},
+     "tool_calls"),
+    ([TextPart("a"), ToolCallPart(id="c2", name="p", arguments="raw", custom=True)], "error",
+     {"role": "assistant", "content": "a", "refusal": None,
+      "tool_calls": [{"id": "c2", "type": "custom", "custom": {"name": "p", "input": "raw"}}]}, "stop"),
+    ([TextPart("x")], "content_filter", {"role": "assistant", "content": "x", "refusal": None}, "content_filter"),
+])
+def test_replies_encode(parts: list[Any], finish: str, message: dict[str, Any], finish_out: str) -> None:
+    resp = ChatResponse(id="r", model="m", parts=parts, finish_reason=finish, usage=Usage(3, 4, 1),  # type: ignore[arg-type]
+                        created=9)
+    assert openai.encode_response(resp) == {
+        "id": "r", "object": "chat.completion", "created": 9, "model": "m",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_out}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
+                  "prompt_tokens_details": {"cached_tokens": 1}}}
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"choices": "x"}, "choices"),
+    ({"choices": ["x"]}, "choices[0]"),
+    ({"choices": [{"message": "x"}]}, "choices[0].message"),
+    ({"choices": [{"message": {"content": 3}}]}, "choices[0].message.content"),
+    ({"choices": [{"message": {"tool_calls": [{"type": "function"}]}}]}, "choices[0].message.tool_calls[0].function"),
+    ({"id": 3, "choices": []}, "id"),
+    ({"created": "now", "choices": []}, "created"),
+])
+def test_a_malformed_reply_is_a_backend_error_naming_the_field(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(CodecError) as caught:
+        openai.decode_response(body)
+    assert caught.value.param == param
+    assert caught.value.message.startswith(f"backend returned a malformed OpenAI response: {param}: ")
