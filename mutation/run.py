@@ -47,7 +47,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "openai": (["router/wire/openai.py"], [
         "tests/wire/test_openai_rare_fields.py", "tests/wire/test_openai_files_and_custom_tools.py",
         "tests/wire/test_openai_fast_path_boundaries.py", "tests/wire/test_openai_tools_and_encoding.py",
-        "tests/wire/test_wire_golden.py",
+        "tests/wire/test_openai_streams.py", "tests/wire/test_wire_golden.py",
         "tests/wire/test_wire_roundtrip.py::test_response_round_trip", "tests/wire/test_wire_roundtrip.py::test_stream_round_trip",
         "tests/wire/test_codec.py", "tests/wire/test_encoder_options.py",
         "tests/wire/test_wire_fast_paths.py::test_fast_path_is_taken_for_the_common_shape",
