@@ -41,23 +41,23 @@ def test_function_tools_decode(tool: dict[str, Any], expected: Tool) -> None:
 
 
 @pytest.mark.parametrize(("tools", "param", "says"), [
-    ({"type": "function"}, "tools", "array"),
-    (["f"], "tools[0]", "object"),
-    ([{"function": {"name": "f"}}], "tools[0].type", "required"),
-    ([{"type": "retrieval", "function": {"name": "f"}}], "tools[0].type", "expected one of function, custom"),
-    ([{"type": "function"}], "tools[0].function", "required"),
-    ([{"type": "function", "function": "f"}], "tools[0].function", "object"),
-    ([{"type": "function", "function": {}}], "tools[0].function.name", "required"),
+    ({"type": "function"}, "tools", "expected an array, got object"),
+    (["f"], "tools[0]", "expected an object, got string"),
+    ([{"function": {"name": "f"}}], "tools[0].type", "required field is missing"),
+    ([{"type": "retrieval", "function": {"name": "f"}}], "tools[0].type", "expected one of function, custom, got 'retrieval'"),
+    ([{"type": "function"}], "tools[0].function", "required field is missing"),
+    ([{"type": "function", "function": "f"}], "tools[0].function", "expected an object, got string"),
+    ([{"type": "function", "function": {}}], "tools[0].function.name", "required field is missing"),
     ([{"type": "function", "function": {"name": ""}}], "tools[0].function.name", "must not be empty"),
-    ([{"type": "function", "function": {"name": 1}}], "tools[0].function.name", "string"),
-    ([{"type": "function", "function": {"name": "f", "description": 1}}], "tools[0].function.description", "string"),
-    ([{"type": "function", "function": {"name": "f", "parameters": "{}"}}], "tools[0].function.parameters", "object"),
+    ([{"type": "function", "function": {"name": 1}}], "tools[0].function.name", "expected a string, got number"),
+    ([{"type": "function", "function": {"name": "f", "description": 1}}], "tools[0].function.description", "expected a string, got number"),
+    ([{"type": "function", "function": {"name": "f", "parameters": "{}"}}], "tools[0].function.parameters", "expected an object, got string"),
     ([{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": ""}}],
      "tools[1].function.name", "must not be empty"),
 ])
 def test_malformed_tools_are_refused_naming_the_field(tools: Any, param: str, says: str) -> None:
     err = refused({"model": "m", "messages": [USER], "tools": tools})
-    assert err.param == param and says in err.message
+    assert err.param == param and err.message == f"{param}: {says}"
 
 
 # ---- tool choices ---------------------------------------------------------------------------------
@@ -77,46 +77,47 @@ def test_named_and_allowed_tool_choices_decode(raw: dict[str, Any], expected: To
 
 
 AT = "tool_choice.allowed_tools"
+TOOL_LIKE = 'expected a tool like {"type": "function", "function": {"name": ...}}'
 
 
 @pytest.mark.parametrize(("raw", "param", "says"), [
-    ({"type": "custom"}, "tool_choice.custom", "required"),
-    ({"type": "custom", "custom": {}}, "tool_choice.custom.name", "required"),
-    ({"type": "custom", "custom": {"name": 2}}, "tool_choice.custom.name", "string"),
-    ({"type": "allowed_tools"}, AT, "required"),
-    ({"type": "allowed_tools", "allowed_tools": []}, AT, "object"),
-    ({"type": "allowed_tools", "allowed_tools": {"tools": []}}, f"{AT}.mode", "required"),
+    ({"type": "custom"}, "tool_choice.custom", "required field is missing"),
+    ({"type": "custom", "custom": {}}, "tool_choice.custom.name", "required field is missing"),
+    ({"type": "custom", "custom": {"name": 2}}, "tool_choice.custom.name", "expected a string, got number"),
+    ({"type": "allowed_tools"}, AT, "required field is missing"),
+    ({"type": "allowed_tools", "allowed_tools": []}, AT, "expected an object, got array"),
+    ({"type": "allowed_tools", "allowed_tools": {"tools": []}}, f"{AT}.mode", "required field is missing"),
     ({"type": "allowed_tools", "allowed_tools": {"mode": "none", "tools": []}}, f"{AT}.mode",
-     "expected one of auto, required"),
-    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": {}}}, f"{AT}.tools", "array"),
-    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": ["a"]}}, f"{AT}.tools[0]", "object"),
+     "expected one of auto, required, got 'none'"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": {}}}, f"{AT}.tools", "expected an array, got object"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": ["a"]}}, f"{AT}.tools[0]", "expected an object, got string"),
     ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"name": "a"}, {"type": "function"}]}},
-     f"{AT}.tools[1]", "expected a tool like"),
+     f"{AT}.tools[1]", TOOL_LIKE),
     ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"name": ""}]}},
-     f"{AT}.tools[0]", "expected a tool like"),
+     f"{AT}.tools[0]", TOOL_LIKE),
     ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {}}]}},
-     f"{AT}.tools[0]", "expected a tool like"),
+     f"{AT}.tools[0]", TOOL_LIKE),
     ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"function": {}, "name": "a"}]}},
-     f"{AT}.tools[0]", "expected a tool like"),
+     f"{AT}.tools[0]", TOOL_LIKE),
     ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"function": "a"}]}},
-     f"{AT}.tools[0].function", "object"),
+     f"{AT}.tools[0].function", "expected an object, got string"),
     ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"function": {"name": 1}}]}},
-     f"{AT}.tools[0].function.name", "string"),
+     f"{AT}.tools[0].function.name", "expected a string, got number"),
     ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"custom": {"name": 1}}]}},
-     f"{AT}.tools[0].custom.name", "string"),
+     f"{AT}.tools[0].custom.name", "expected a string, got number"),
     ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"name": 1}]}},
-     f"{AT}.tools[0].name", "string"),
+     f"{AT}.tools[0].name", "expected a string, got number"),
 ])
 def test_malformed_named_and_allowed_tool_choices_are_refused_naming_the_field(raw: Any, param: str,
                                                                                says: str) -> None:
     err = refused({"model": "m", "messages": [USER], "tool_choice": raw})
-    assert err.param == param and says in err.message
+    assert err.param == param and err.message == f"{param}: {says}"
 
 
 @pytest.mark.parametrize(("choice", "encoded"), [
     (ToolChoice("auto"), "auto"),
     (ToolChoice("none"), "none"),
-    (ToolChoice("required"), "required"),
+    (ToolChoice("required field is missing"), "required field is missing"),
     (ToolChoice("required", "f"), {"type": "function", "function": {"name": "f"}}),
     (ToolChoice("auto", allowed=["a", "b"]), {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
         {"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "b"}}]}}),
@@ -236,3 +237,50 @@ def test_a_malformed_reply_is_a_backend_error_naming_the_field(body: dict[str, A
         openai.decode_response(body)
     assert caught.value.param == param
     assert caught.value.message.startswith(f"backend returned a malformed OpenAI response: {param}: ")
+
+
+# ---- replies from a provider ----------------------------------------------------------------------
+
+F_CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+
+
+@pytest.mark.parametrize(("message", "finish", "parts", "finish_in"), [
+    ({"content": "a", "reasoning": "r"}, "stop", [ThinkingPart("r"), TextPart("a")], "stop"),
+    ({"content": "a", "reasoning_content": "r", "reasoning": "s"}, "stop", [ThinkingPart("r"), TextPart("a")], "stop"),
+    ({"content": "a", "reasoning_content": "", "reasoning": "s"}, "length", [ThinkingPart("s"), TextPart("a")],
+     "length"),
+    ({"content": [{"type": "text", "text": ""}, {"type": "refusal", "refusal": "no"}], "reasoning": "r"}, "content_filter",
+     [ThinkingPart("r"), TextPart("no")], "content_filter"),
+    ({"content": None, "tool_calls": [F_CALL]}, "stop", [CALL], "tool_calls"),
+    ({"content": None, "tool_calls": [F_CALL]}, None, [CALL], "tool_calls"),
+    ({"content": None, "tool_calls": [F_CALL]}, "bogus", [CALL], "tool_calls"),
+    ({"content": None, "tool_calls": [F_CALL]}, "length", [CALL], "length"),
+    ({"content": None, "tool_calls": [F_CALL]}, "function_call", [CALL], "tool_calls"),
+    ({"content": "a", "reasoning": "r"}, "error", [ThinkingPart("r"), TextPart("a")], "error"),
+    ({"content": "a", "reasoning": "r"}, None, [ThinkingPart("r"), TextPart("a")], "stop"),
+])
+def test_replies_decode(message: dict[str, Any], finish: str | None, parts: list[Any], finish_in: str) -> None:
+    body = {"id": "r", "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}]}
+    assert openai.decode_response(body) == ChatResponse(id="r", model="", parts=parts, finish_reason=finish_in,  # type: ignore[arg-type]
+                                                        usage=Usage(), created=0)
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ("not an object", "body"),
+    ({"choices": [{"message": {"tool_calls": {}}}]}, "choices[0].message.tool_calls"),
+])
+def test_a_reply_of_the_wrong_shape_is_a_backend_error_naming_the_field(body: Any, param: str) -> None:
+    with pytest.raises(CodecError) as caught:
+        openai.decode_response(body)
+    assert caught.value.param == param
+    assert caught.value.message.startswith(f"backend returned a malformed OpenAI response: {param}: expected ")
+
+
+def test_a_reply_without_a_time_is_stamped_with_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.undo()  # the directory's conftest pins the clock; this test reads the real one
+    before = int(time.time())
+    body = openai.encode_response(ChatResponse(id="r", model="m", parts=[TextPart("a")], created=0))
+    assert before <= body["created"] <= int(time.time())
+    assert openai.encode_response(ChatResponse(id="r", model="m", parts=[TextPart("a")], created=5))["created"] == 5
