@@ -196,3 +196,10 @@ def test_bad_stream_options_are_refused(body: dict[str, Any], param: str) -> Non
 
 def test_stream_options_of_a_body_that_is_not_an_object_are_the_default() -> None:
     assert openai.encoder_options(["x"]) == {"include_usage": False}
+
+
+@pytest.mark.parametrize(("finish", "expected"), [("odd", "stop"), ("content_filter", "content_filter")])
+def test_usage_after_any_finish_ends_the_stream(finish: str, expected: str) -> None:
+    d = openai.StreamDecoder()
+    assert d.feed(backend({}, finish)) == [START]
+    assert d.feed(backend(usage={"prompt_tokens": 1})) == [StreamEnd(expected, Usage(1, 0, 0))]  # type: ignore[arg-type]

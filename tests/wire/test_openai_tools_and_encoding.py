@@ -284,3 +284,59 @@ def test_a_reply_without_a_time_is_stamped_with_the_clock(monkeypatch: pytest.Mo
     body = openai.encode_response(ChatResponse(id="r", model="m", parts=[TextPart("a")], created=0))
     assert before <= body["created"] <= int(time.time())
     assert openai.encode_response(ChatResponse(id="r", model="m", parts=[TextPart("a")], created=5))["created"] == 5
+
+
+# ---- tool calls in the history and in replies -----------------------------------------------------
+
+
+def history_calls(*calls: Any) -> list[Any]:
+    body = {"model": "m", "messages": [USER, {"role": "assistant", "content": None, "tool_calls": list(calls)}]}
+    return openai.decode_request(body).messages[1].parts
+
+
+@pytest.mark.parametrize(("call", "part"), [
+    ({"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}},
+     ToolCallPart(id="c", name="f", arguments='{"a":1}')),
+    ({"id": "c", "function": {"name": "f", "arguments": "{}"}}, ToolCallPart(id="c", name="f", arguments="{}")),
+    ({"id": "c", "type": "function", "function": {"name": "f"}}, ToolCallPart(id="c", name="f", arguments="{}")),
+    ({"id": "c", "type": "function", "function": {"name": "f", "arguments": None}},
+     ToolCallPart(id="c", name="f", arguments="{}")),
+    ({"id": "c", "type": "function", "function": {"name": "f", "arguments": ""}},
+     ToolCallPart(id="c", name="f", arguments="{}")),
+    ({"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": [1, "x"]}}},
+     ToolCallPart(id="c", name="f", arguments='{"a":[1,"x"]}')),
+    ({"id": "", "type": "function", "function": {"name": ""}}, ToolCallPart(id="", name="", arguments="{}")),
+    ({"id": "p", "type": "custom", "custom": {"name": "patch", "input": "*** Begin"}},
+     ToolCallPart(id="p", name="patch", arguments="*** Begin", custom=True)),
+    ({"id": "", "type": "custom", "custom": {"name": "", "input": ""}},
+     ToolCallPart(id="", name="", arguments="", custom=True)),
+])
+def test_tool_calls_decode(call: dict[str, Any], part: ToolCallPart) -> None:
+    assert history_calls(call) == [part]
+    reply = {"choices": [{"message": {"content": None, "tool_calls": [call]}, "finish_reason": "tool_calls"}]}
+    assert openai.decode_response(reply).parts == [part]
+
+
+TC = "messages[1].tool_calls[0]"
+
+
+@pytest.mark.parametrize(("call", "param", "says"), [
+    ("c", TC, "expected an object, got string"),
+    ({"id": "c", "type": 3, "function": {"name": "f"}}, f"{TC}.type", "expected a string, got number"),
+    ({"id": "c", "type": "tool", "function": {"name": "f"}}, f"{TC}.type",
+     "expected one of function, custom, got 'tool'"),
+    ({"type": "function", "function": {"name": "f"}}, f"{TC}.id", "required field is missing"),
+    ({"id": 1, "type": "function", "function": {"name": "f"}}, f"{TC}.id", "expected a string, got number"),
+    ({"id": "c", "type": "function"}, f"{TC}.function", "required field is missing"),
+    ({"id": "c", "type": "function", "function": {}}, f"{TC}.function.name", "required field is missing"),
+    ({"id": "c", "type": "custom"}, f"{TC}.custom", "required field is missing"),
+    ({"id": "c", "type": "custom", "custom": "x"}, f"{TC}.custom", "expected an object, got string"),
+    ({"type": "custom", "custom": {"name": "p", "input": ""}}, f"{TC}.id", "required field is missing"),
+    ({"id": "c", "type": "custom", "custom": {"input": ""}}, f"{TC}.custom.name", "required field is missing"),
+    ({"id": "c", "type": "custom", "custom": {"name": "p"}}, f"{TC}.custom.input", "required field is missing"),
+    ({"id": "c", "type": "custom", "custom": {"name": "p", "input": 1}}, f"{TC}.custom.input",
+     "expected a string, got number"),
+])
+def test_malformed_tool_calls_are_refused_naming_the_field(call: Any, param: str, says: str) -> None:
+    err = refused({"model": "m", "messages": [USER, {"role": "assistant", "content": None, "tool_calls": [call]}]})
+    assert err.param == param and err.message == f"{param}: {says}"
