@@ -74,6 +74,11 @@ def test_a_stream_end_without_usage_has_no_usage_chunk(finish: str, sent: str) -
     assert frames(enc.encode(StreamEnd(finish, None))) == [chunk({}, sent), "[DONE]"]  # type: ignore[arg-type]
 
 
+def test_chunks_before_any_start_have_an_id_no_model_and_no_time() -> None:
+    (early,) = frames(openai.StreamEncoder(include_usage=False).encode(ToolCallStart(0, "k", "f")))
+    assert early["id"].startswith("chatcmpl-") and early["model"] == "" and early["created"] == 0
+
+
 def test_a_start_without_id_or_time_keeps_a_generated_id_and_takes_the_clock() -> None:
     enc = openai.StreamEncoder(include_usage=False)
     (first,) = frames(enc.encode(StreamStart("", "m")))

@@ -340,3 +340,28 @@ TC = "messages[1].tool_calls[0]"
 def test_malformed_tool_calls_are_refused_naming_the_field(call: Any, param: str, says: str) -> None:
     err = refused({"model": "m", "messages": [USER, {"role": "assistant", "content": None, "tool_calls": [call]}]})
     assert err.param == param and err.message == f"{param}: {says}"
+
+
+# ---- messages refused ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("message", "param", "says"), [
+    ("hi", "messages[1]", "expected an object, got string"),
+    ({"content": "x"}, "messages[1].role", "required field is missing"),
+    ({"role": 3, "content": "x"}, "messages[1].role", "expected a string, got number"),
+    ({"role": "robot", "content": "x"}, "messages[1].role",
+     "expected one of system, developer, user, assistant, tool, function, got 'robot'"),
+    ({"role": "user"}, "messages[1].content", "required field is missing"),
+    ({"role": "user", "content": None}, "messages[1].content", "required field is missing"),
+    ({"role": "user", "content": 3}, "messages[1].content", "expected a string, an array of content parts or null"),
+    ({"role": "user", "content": ["x"]}, "messages[1].content[0]", "expected an object, got string"),
+    ({"role": "user", "content": [{"text": "x"}]}, "messages[1].content[0].type", "required field is missing"),
+    ({"role": "tool", "content": "r"}, "messages[1].tool_call_id", "required field is missing"),
+    ({"role": "function", "content": "r"}, "messages[1].name", "required field is missing"),
+    ({"role": "assistant", "content": None, "function_call": {"arguments": "{}"}}, "messages[1].function_call.name",
+     "required field is missing"),
+    ({"role": "assistant", "content": None, "tool_calls": {}}, "messages[1].tool_calls", "expected an array, got object"),
+])
+def test_malformed_messages_are_refused_naming_the_field(message: Any, param: str, says: str) -> None:
+    err = refused({"model": "m", "messages": [USER, message]})
+    assert err.param == param and err.message == f"{param}: {says}"
