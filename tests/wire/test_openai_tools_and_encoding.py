@@ -365,3 +365,57 @@ def test_malformed_tool_calls_are_refused_naming_the_field(call: Any, param: str
 def test_malformed_messages_are_refused_naming_the_field(message: Any, param: str, says: str) -> None:
     err = refused({"model": "m", "messages": [USER, message]})
     assert err.param == param and err.message == f"{param}: {says}"
+
+
+# ---- legacy functions --------------------------------------------------------------------------------
+
+
+def test_legacy_function_calls_and_results_decode_as_tool_calls_and_results() -> None:
+    messages = [
+        USER,
+        {"role": "assistant", "content": None, "function_call": {"name": "get", "arguments": '{"a":1}'}},
+        {"role": "assistant", "content": "again", "function_call": {"name": "get"}},
+        {"role": "function", "name": "get", "content": "r1"},
+        {"role": "function", "name": "get", "content": [{"type": "text", "text": "r2"}]},
+        {"role": "assistant", "content": None, "function_call": {"name": "other", "arguments": {"x": 1}}},
+        {"role": "function", "name": "get", "content": None},
+        {"role": "function", "name": "other", "content": "r3"},
+        {"role": "assistant", "content": None, "function_call": {"name": ""}},
+        {"role": "function", "name": "", "content": "r4"},
+        {"role": "tool", "tool_call_id": "", "content": "r5"},
+    ]
+    got = openai.decode_request({"model": "m", "messages": messages}).messages
+    assert got == [
+        Message("user", [TextPart("x")]),
+        Message("assistant", [ToolCallPart(id="call_fn1_get", name="get", arguments='{"a":1}')]),
+        Message("assistant", [TextPart("again"), ToolCallPart(id="call_fn2_get", name="get", arguments="{}")]),
+        Message("tool", [ToolResultPart("call_fn1_get", [TextPart("r1")], name="get")]),  # the oldest call first
+        Message("tool", [ToolResultPart("call_fn2_get", [TextPart("r2")], name="get")]),
+        Message("assistant", [ToolCallPart(id="call_fn5_other", name="other", arguments='{"x":1}')]),
+        Message("tool", [ToolResultPart("call_fn6_get", [], name="get")]),  # nothing left to answer: its own id
+        Message("tool", [ToolResultPart("call_fn5_other", [TextPart("r3")], name="other")]),
+        Message("assistant", [ToolCallPart(id="call_fn8_", name="", arguments="{}")]),
+        Message("tool", [ToolResultPart("call_fn8_", [TextPart("r4")], name="")]),
+        Message("tool", [ToolResultPart("", [TextPart("r5")])]),
+    ]
+
+
+def test_an_unanswered_function_result_keeps_its_name() -> None:
+    got = openai.decode_request({"model": "m", "messages": [USER, {"role": "function", "name": "f", "content": "r"}]})
+    assert got.messages[1] == Message("tool", [ToolResultPart("call_fn1_f", [TextPart("r")], name="f")])
+
+
+@pytest.mark.parametrize(("legacy", "param", "says"), [
+    ("get", "messages[1].function_call", "expected an object, got string"),
+    ({"name": 3}, "messages[1].function_call.name", "expected a string, got number"),
+])
+def test_a_malformed_function_call_is_refused_naming_the_field(legacy: Any, param: str, says: str) -> None:
+    err = refused({"model": "m", "messages": [USER, {"role": "assistant", "content": None, "function_call": legacy}]})
+    assert err.param == param and err.message == f"{param}: {says}"
+
+
+@pytest.mark.parametrize("body", ["hi", ["m"], None])
+def test_a_body_that_is_not_an_object_is_refused(body: Any) -> None:
+    with pytest.raises(CodecError) as caught:
+        openai.decode_request(body)
+    assert caught.value.param == "body" and caught.value.message.startswith("body: expected an object")
