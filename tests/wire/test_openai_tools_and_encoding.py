@@ -356,6 +356,11 @@ def test_malformed_tool_calls_are_refused_naming_the_field(call: Any, param: str
     ({"role": "user", "content": 3}, "messages[1].content", "expected a string, an array of content parts or null"),
     ({"role": "user", "content": ["x"]}, "messages[1].content[0]", "expected an object, got string"),
     ({"role": "user", "content": [{"text": "x"}]}, "messages[1].content[0].type", "required field is missing"),
+    ({"role": "user", "content": [{"type": "text"}]}, "messages[1].content[0].text", "required field is missing"),
+    ({"role": "user", "content": [{"type": "text", "text": 1}]}, "messages[1].content[0].text",
+     "expected a string, got number"),
+    ({"role": "system", "content": [{"type": "image_url", "image_url": "https://example.invalid/a.png"}]},
+     "messages[1].content[0].type", "expected one of text, got 'image_url'"),
     ({"role": "tool", "content": "r"}, "messages[1].tool_call_id", "required field is missing"),
     ({"role": "function", "content": "r"}, "messages[1].name", "required field is missing"),
     ({"role": "assistant", "content": None, "function_call": {"arguments": "{}"}}, "messages[1].function_call.name",
@@ -419,3 +424,37 @@ def test_a_body_that_is_not_an_object_is_refused(body: Any) -> None:
     with pytest.raises(CodecError) as caught:
         openai.decode_request(body)
     assert caught.value.param == "body" and caught.value.message.startswith("body: expected an object")
+
+
+@pytest.mark.parametrize(("fields", "max_tokens", "budget"), [
+    ({"max_completion_tokens": 1}, 1, None),
+    ({"max_tokens": 1}, 1, None),
+    ({"max_completion_tokens": 2, "max_tokens": 1}, 2, None),
+    ({"reasoning_effort": "none"}, None, None),
+    ({"reasoning_effort": "minimal"}, None, 512),
+    ({"reasoning_effort": "low"}, None, 1024),
+    ({"reasoning_effort": "medium"}, None, 8192),
+    ({"reasoning_effort": "high"}, None, 24576),
+    ({"reasoning_effort": "xhigh"}, None, 32768),
+    ({"reasoning_effort": "max"}, None, 65536),
+])
+def test_token_limits_and_reasoning_effort_decode(fields: dict[str, Any], max_tokens: int | None,
+                                                  budget: int | None) -> None:
+    req = openai.decode_request({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+                                 **fields})
+    assert (req.max_tokens, req.thinking_budget) == (max_tokens, budget)
+    assert req.messages[0].parts == [TextPart("")]
+
+
+@pytest.mark.parametrize(("fields", "param", "says"), [
+    ({"max_completion_tokens": 0}, "max_completion_tokens", "must be >= 1, got 0"),
+    ({"max_tokens": 0}, "max_tokens", "must be >= 1, got 0"),
+    ({"max_completion_tokens": "5"}, "max_completion_tokens", "expected an integer, got string"),
+    ({"reasoning_effort": "huge"}, "reasoning_effort",
+     "expected one of none, minimal, low, medium, high, xhigh, max, got 'huge'"),
+    ({"reasoning_effort": 2}, "reasoning_effort", "expected a string, got number"),
+])
+def test_bad_token_limits_and_reasoning_effort_are_refused(fields: dict[str, Any], param: str, says: str) -> None:
+    err = refused({"model": "m", "messages": [USER, {"role": "assistant", "content": [{"type": "text", "text": "a"}]}],
+                   **fields})
+    assert err.param == param and err.message == f"{param}: {says}"
