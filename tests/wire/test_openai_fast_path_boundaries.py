@@ -75,6 +75,10 @@ REQUESTS = [
     ("max_tokens null", body_with(max_tokens=None), None, None, True),
     ("max_tokens bool", body_with(max_tokens=True), None, None, False),
     ("not an object", ["m"], None, None, False),
+    ("every simple key", body_with(stream=True, stream_options={"include_usage": True}, temperature=1, top_p=1,
+                                   max_tokens=3), None, None, True),
+    ("general path, model from the path", {"messages": [USER], "n": 1}, "p", None, False),
+    ("general path, stream from the path", body_with(n=1, stream=False), None, True, False),
 ]
 
 
@@ -153,3 +157,8 @@ def test_a_plain_reply_decodes_to_its_values(finish: str | None, expected: str) 
                                                         finish_reason=expected, usage=Usage(3, 4, 2), created=5)
     bare = openai.decode_response({"choices": [{"message": {"content": None}, "finish_reason": finish}]})
     assert bare == ChatResponse(id="", model="", parts=[], finish_reason=expected, usage=Usage(), created=0)
+
+
+def test_the_general_path_takes_model_and_stream_from_the_path() -> None:
+    req = openai.decode_request({"messages": [USER], "n": 2, "stream": False}, model="p", stream=True)
+    assert (req.model, req.stream, req.extra) == ("p", True, {"openai": {"n": 2}})

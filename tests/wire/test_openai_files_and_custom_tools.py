@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from router.wire import openai
-from router.wire.canonical import ChatRequest, CustomFormat, FilePart, Message, TextPart, Tool
+from router.wire.canonical import ChatRequest, CustomFormat, FilePart, ImagePart, Message, TextPart, Tool
 from router.wire.codec import CodecError
 
 PDF = "JVBERi0xLjQK"
@@ -46,8 +46,15 @@ def refused(body: dict[str, Any]) -> CodecError:
     ({"type": "input_audio", "input_audio": {"data": WAV, "format": "wav"}}, FilePart(data=WAV, media_type="audio/wav")),
     ({"type": "input_audio", "input_audio": {"data": WAV, "format": "mp3"}},
      FilePart(data=WAV, media_type="audio/mpeg")),
+    ({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}, FilePart(data="", media_type="audio/wav")),
+    ({"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}},
+     ImagePart(url="https://example.invalid/a.png")),
+    ({"type": "image_url", "image_url": "https://example.invalid/a.png"}, ImagePart(url="https://example.invalid/a.png")),
+    ({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}},
+     ImagePart(data="iVBO", media_type="image/png")),
+    ({"type": "image_url", "image_url": {"url": ""}}, ImagePart(url="")),
 ])
-def test_file_and_audio_parts_decode(part: dict[str, Any], expected: FilePart) -> None:
+def test_file_audio_and_image_parts_decode(part: dict[str, Any], expected: FilePart | ImagePart) -> None:
     assert user_parts(part) == [expected]
 
 
@@ -62,6 +69,8 @@ def test_file_and_audio_parts_decode(part: dict[str, Any], expected: FilePart) -
     ({"type": "file", "file": {"file_id": ["x"]}}, "messages[0].content[1].file.file_id", "expected a string, got array"),
     ({"type": "file", "file": {"file_id": "f", "filename": 1}}, "messages[0].content[1].file.filename", "expected a string, got number"),
     ({"type": "input_audio"}, "messages[0].content[1].input_audio", "required field is missing"),
+    ({"type": "image_url", "image_url": 3}, "messages[0].content[1].image_url", "expected an object, got number"),
+    ({"type": "image_url", "image_url": {}}, "messages[0].content[1].image_url.url", "required field is missing"),
     ({"type": "input_audio", "input_audio": {"data": WAV}}, "messages[0].content[1].input_audio.format", "required field is missing"),
     ({"type": "input_audio", "input_audio": {"data": WAV, "format": "ogg"}},
      "messages[0].content[1].input_audio.format", "expected one of wav, mp3, got 'ogg'"),
