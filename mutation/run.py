@@ -127,7 +127,7 @@ def score(name: str, work: Path) -> int:
     judged = alive & set(equivalent)
     counted = len(status) - len(judged)
     print(f"{name}: {len(status)} mutants, {killed} killed, {len(alive)} survived, {len(judged)} judged equivalent, "
-          f"score {killed}/{counted} = {100 * killed / max(counted, 1):.1f}%")
+          f"score {killed}/{counted} = {100 * killed / max(counted, 1):.2f}%")
     for n in sorted(alive - judged):
         print(f"  not judged: {n}")
     for n in stale:
