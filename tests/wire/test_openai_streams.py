@@ -48,7 +48,8 @@ def test_a_stream_encodes_chunk_by_chunk(include_usage: bool) -> None:
     out = [frames(enc.encode(e)) for e in events]
     u = include_usage
     assert out == [
-        [chunk({"role": "assistant", "content": ""}, usage=u)], [], [], [chunk({"content": "Hi"}, usage=u)],
+        [chunk({"role": "assistant", "content": ""}, usage=u)], [chunk({"reasoning_content": "hm"}, usage=u)], [],
+        [chunk({"content": "Hi"}, usage=u)],
         [chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
                                 "function": {"name": "f", "arguments": ""}}]}, usage=u)],
         [],

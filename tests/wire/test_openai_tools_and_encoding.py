@@ -204,8 +204,8 @@ def test_messages_encode(message: Message, expected: list[dict[str, Any]]) -> No
 @pytest.mark.parametrize(("parts", "finish", "message", "finish_out"), [
     ([TextPart("hi")], "stop", {"role": "assistant", "content": "hi", "refusal": None}, "stop"),
     ([], "length", {"role": "assistant", "content": "", "refusal": None}, "length"),
-    ([ThinkingPart("t"), TextPart("a"), TextPart("b")], "loop", {"role": "assistant", "content": "ab", "refusal": None},
-     "stop"),
+    ([ThinkingPart("t"), TextPart("a"), TextPart("b")], "loop",
+     {"role": "assistant", "content": "ab", "refusal": None, "reasoning_content": "t"}, "stop"),
     ([CALL], "tool_calls", {"role": "assistant", "content": None, "refusal": None, "tool_calls": [CALL_OUT]},
      "tool_calls"),
     ([TextPart("a"), ToolCallPart(id="c2", name="p", arguments="raw", custom=True)], "error",
