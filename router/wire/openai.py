@@ -334,8 +334,9 @@ def _decode_tool_choice(raw: Any) -> ToolChoice | None:
         for i, tool in enumerate(get_list(spec, "tools", "tool_choice.allowed_tools")):
             p = f"tool_choice.allowed_tools.tools[{i}]"
             tool = expect_object(tool, p)
-            named = get_obj(tool, "function", p) or get_obj(tool, "custom", p)
-            name = get_str(named, "name", p) if named is not None else get_str(tool, "name", p)
+            kind = "function" if tool.get("function") is not None else "custom" if tool.get("custom") is not None else ""
+            named = (get_obj(tool, kind, p) or {}) if kind else tool  # a bare {"name": ...} is taken too
+            name = get_str(named, "name", f"{p}.{kind}" if kind else p)
             if not name:
                 fail(p, "expected a tool like {\"type\": \"function\", \"function\": {\"name\": ...}}")
             names.append(name)

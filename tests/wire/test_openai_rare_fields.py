@@ -31,6 +31,9 @@ def test_an_assistant_refusal_part_is_text_of_the_conversation() -> None:
     assistant = req.messages[1]
     assert assistant.role == "assistant"
     assert [p.text for p in assistant.parts] == ["I can't help with that.", "Anything else?"]
+    empty = openai.decode_request(request_with(messages=[
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": ""}, {"type": "text", "text": "a"}]}]))
+    assert empty.messages[0].parts == [TextPart("a")]  # an empty refusal is no part, as empty text is none
 
 
 @pytest.mark.parametrize(("message", "param"), [
