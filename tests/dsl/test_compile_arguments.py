@@ -47,6 +47,8 @@ ACCEPTED = [
     ('model("gpt-4o")', (ir.SetField("model", "gpt-4o"),)),
     ("model(openai:gpt-4o)", (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"))),
     ('model("llama3:8b")', (ir.SetField("model", "llama3:8b"),)),
+    ('model(name="llama3:8b")', (ir.SetField("model", "llama3:8b"),)),  # quoted by keyword too
+    ("model(name=openai:gpt-4o)", (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"))),
     ("set(model=openai:gpt-4o, backend=echo)",
      (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"), ir.SetField("backend", "echo"))),
     ('set(model="gpt-4o")', (ir.SetField("model", "gpt-4o"),)),
@@ -78,6 +80,7 @@ REFUSED = [
     ("temperature(2.1)", ["temperature: value: 2.1 is not valid"]),
     ("temperature(-0.1)", ["temperature: value: -0.1 is not valid"]),
     ("temperature(true)", ["temperature: value: True is not valid"]),
+    ("temperature(value=3)", ["temperature: value: 3 is not valid"]),  # a keyword argument's value, named
     ("interactive(1)", ["interactive: enabled: 1 is not valid"]),
     # unknown backends, wherever a command names one
     ("set(backend=nope)", ["set: unknown backend 'nope'", "one of anthropic, echo, openai"]),
@@ -98,6 +101,7 @@ REFUSED = [
     ("unset", ["unset needs at least one setting name"]),
     ("unset(colour)", ["unset: unknown setting colour"]),
     ("unset(project=x)", ["unset: unknown setting project"]),
+    ("unset(42)", ["unset: unknown setting 42"]),
     ("frobnicate", ["unknown command 'frobnicate'"]),
 ]
 

@@ -37,6 +37,9 @@ CASES = [
      '<TOOL_CALL>{"name": "list_files"}</TOOL_CALL>', []),
     ("mistral_lower_is_text", '[tool_calls] [{"name": "list_files"}]', None, '[tool_calls] [{"name": "list_files"}]', []),
     ("function_tag_upper_is_text", '<FUNCTION=list_files>{}</FUNCTION>', None, '<FUNCTION=list_files>{}</FUNCTION>', []),
+    # inline code at a line start is not a fence: what follows it is still looked at
+    ("inline_code_then_call", '``ls`` lists them.\n{"name": "list_files"}', None, "``ls`` lists them.",
+     [("list_files", {})]),
     # a JSON look-alike is streamed on as text up to its end, then calls are looked for again
     ("lookalike_then_call", '{"users": [1, {"name": "x", "v": "}{"}]}\n{"name": "list_files"}', None,
      '{"users": [1, {"name": "x", "v": "}{"}]}', [("list_files", {})]),
