@@ -200,6 +200,8 @@ def test_post_processors_and_overrides() -> None:
         ("temperature", 0.3), ("max_tokens", 100))
     with pytest.raises(RulesSemanticError, match="set: cannot override project"):
         compile_overrides(parse("project=x", "arglist"), Context())
+    with pytest.raises(RulesSemanticError, match="set: cannot override 0.3"):
+        compile_overrides(parse("0.3", "arglist"), Context())
 
 
 @pytest.mark.parametrize(("condition", "words"), [
@@ -221,6 +223,14 @@ def test_post_processors_and_overrides() -> None:
     ('model == 3', "(expected a quoted string)"),
     ('stream and (tools or tokens ~ "1*")', "tokens is a number; pattern matching"),
     ('not (tools and model == 3)', "model compared with 3"),
+    # a fact on the right-hand side: only number facts compare with each other
+    ('tokens > model', "tokens compared with model: only number facts compare with each other"),
+    ('tokens > session.project', "tokens compared with session.project: only number facts"),
+    ('tokens > header', "header needs an argument"),
+    ('tokens > colour', "unexpected 'colour' in condition: it is not a fact"),
+    # in: every listed value must suit the fact
+    ('model in ["a", 3]', "model compared with 3"),
+    ('weekday in ["mon", "monday"]', "weekday compared with 'monday'"),
 ])
 def test_refused_conditions(condition: str, words: str) -> None:
     from dsl.compile import check_condition
