@@ -304,6 +304,7 @@ FIELD_ERRORS = [
     ("limits", "calls", "rpm(5, every=key)", compile_limits, "rpm: unexpected argument every", 18),
     ("limits", "calls", "rpm(5, per=planet)", compile_limits, "rpm: per: 'planet' is not valid", 18),
     ("limits", "calls", "rpm(per=key)", compile_limits, "rpm needs an amount (expected rpm(60))", 11),
+    ("limits", "calls", "rpm(5), budget(20, per=key)", compile_limits, "budget: per=key is not supported", 19),
     ("post", "calls", "tool_call_repair, tool_call_repair", compile_post, "listed twice", 29),
     ("post", "calls", "loop_detection(colour=1)", compile_post, "unknown argument colour", 26),
     ("post", "calls", "loop_detection(min_repetitions=0)", compile_post, "loop_detection: min_repetitions: 0", 26),
@@ -330,3 +331,34 @@ def test_compiled_calls_keep_their_position() -> None:
     assert [(p.span.line, p.span.column) for p in post] == [(3, 11), (3, 46)]
     limits = compile_limits(parse("rpm(5), tpm(10)", "calls", line=2, column=3), Context())
     assert [(lim.span.line, lim.span.column) for lim in limits] == [(2, 3), (2, 11)]
+
+
+@pytest.mark.parametrize(("text", "params"), [
+    ("cache(ttl=1)", (("ttl", 1),)),          # the minimum, in seconds
+    ('cache(ttl="1s")', (("ttl", 1),)),
+    ("cache(ttl=10m)", (("ttl", 600),)),
+    ('cache(ttl="1.5m")', (("ttl", 90),)),
+])
+def test_duration_arguments(text: str, params: tuple) -> None:
+    [post] = compile_post(parse(text, "calls"), Context(text))
+    assert post.params == params
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("cache(ttl=0)", "cache: ttl: 0 is not valid (expected a duration in seconds, or like 90s, 10m, 2h >= 1)"),
+    ('cache(ttl="0s")', "cache: ttl: '0s' is not valid"),
+    ('cache(ttl="soon")', "cache: ttl: 'soon' is not valid"),
+    ("cache(ttl=true)", "cache: ttl: True is not valid"),
+])
+def test_refused_duration_arguments(text: str, words: str) -> None:
+    with pytest.raises(RulesSemanticError) as caught:
+        compile_post(parse(text, "calls"), Context(text))
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("route-append(gpt-4, 5)", "route-append: target: 5 is not valid (expected a route like backend:model"),
+    ('route-append(gpt-4, "openai:gpt-4o")', "route-append: target: 'openai:gpt-4o' is not valid"),
+])
+def test_a_route_must_be_a_chain(text: str, words: str) -> None:
+    assert words in refusal(text)

@@ -125,3 +125,21 @@ def test_generated_call_ids() -> None:
     ids = {new_call_id() for _ in range(50)}
     assert len(ids) == 50
     assert all(re.fullmatch(r"call_[0-9a-f]{24}", i) for i in ids)
+
+
+# Texts whose decisions span three chunks: a key closing at the end of one chunk, a nested string
+# or an escape left open at the end of another. Any two cut points give the whole text's output.
+THREE_CHUNKS = [
+    ('{"function": {"name": "list_files"}, "id": "c1"}', [("list_files", {})]),
+    ('{"name": "search", "arguments": {"query": "a\\"b"}}', [("search", {"query": 'a"b'})]),
+    ('{"name": "my-app", "version": {"id": "x"}}', []),
+]
+
+
+@pytest.mark.parametrize(("text", "calls"), THREE_CHUNKS, ids=[t for t, _ in THREE_CHUNKS])
+def test_every_pair_of_split_points(text: str, calls: list) -> None:
+    whole = expected("" if calls else text, calls)
+    assert observed([text]) == whole
+    for i in range(1, len(text)):
+        for j in range(i + 1, len(text)):
+            assert observed(gs.split(text, [i, j])) == whole, f"split at {i}, {j}"
