@@ -94,7 +94,7 @@ VALID = [
 ]
 
 
-@pytest.mark.parametrize(("name", "args", "ok"), VALID, ids=[f"{n}-{a}" for n, a, _ in VALID])
+@pytest.mark.parametrize(("name", "args", "ok"), VALID, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(VALID)])
 def test_tool_validator(name: str, args: dict, ok: bool) -> None:
     validator = ToolValidator(TOOLS)
     assert validator.valid(name, args) is ok

@@ -44,6 +44,8 @@ CASES = [
     # a JSON look-alike is streamed on as text up to its end, then calls are looked for again
     ("lookalike_then_call", '{"users": [1, {"name": "x", "v": "}{"}]}\n{"name": "list_files"}', None,
      '{"users": [1, {"name": "x", "v": "}{"}]}', [("list_files", {})]),
+    ("lookalike_array_call_inside_stays_text", '[{"a": 1}, "<function=list_files>{}</function>"]\nDone.', None,
+     '[{"a": 1}, "<function=list_files>{}</function>"]\nDone.', []),
     ("lookalike_nested_call_stays_text", '{"data": {"name": "list_files"}}\nDone.', None,
      '{"data": {"name": "list_files"}}\nDone.', []),
     ("lookalike_array_then_call", '[1, 2, "[TOOL_CALLS]"]\n<tool_call>{"name": "list_files"}</tool_call>', None,
@@ -130,14 +132,14 @@ def test_generated_call_ids() -> None:
 # Texts whose decisions span three chunks: a key closing at the end of one chunk, a nested string
 # or an escape left open at the end of another. Any two cut points give the whole text's output.
 THREE_CHUNKS = [
-    ('{"function": {"name": "list_files"}, "id": "c1"}', [("list_files", {})]),
-    ('{"name": "search", "arguments": {"query": "a\\"b"}}', [("search", {"query": 'a"b'})]),
-    ('{"name": "my-app", "version": {"id": "x"}}', []),
+    ("wrapper_then_id", '{"function": {"name": "list_files"}, "id": "c1"}', [("list_files", {})]),
+    ("escaped_quote", '{"name": "search", "arguments": {"query": "a\\"b"}}', [("search", {"query": 'a"b'})]),
+    ("lookalike_nested", '{"name": "my-app", "version": {"id": "x"}}', []),
 ]
 
 
-@pytest.mark.parametrize(("text", "calls"), THREE_CHUNKS, ids=[t for t, _ in THREE_CHUNKS])
-def test_every_pair_of_split_points(text: str, calls: list) -> None:
+@pytest.mark.parametrize(("cid", "text", "calls"), THREE_CHUNKS, ids=[c[0] for c in THREE_CHUNKS])
+def test_every_pair_of_split_points(cid: str, text: str, calls: list) -> None:
     whole = expected("" if calls else text, calls)
     assert observed([text]) == whole
     for i in range(1, len(text)):
