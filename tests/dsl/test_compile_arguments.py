@@ -362,3 +362,26 @@ def test_refused_duration_arguments(text: str, words: str) -> None:
 ])
 def test_a_route_must_be_a_chain(text: str, words: str) -> None:
     assert words in refusal(text)
+
+
+def test_rules_built_in_code_are_refused_at_input_line_1() -> None:
+    """Calls built without a source (no spans): the error names <input>, line 1, and quotes no text."""
+    with pytest.raises(RulesSemanticError) as caught:
+        compile_limits((ir.Call("rpm", ()),), Context())
+    first, excerpt, *_ = str(caught.value).split("\n")
+    assert first == "<input>:1:1: error: rpm needs an amount (expected rpm(60))"
+    assert excerpt.strip() == ""
+
+
+@pytest.mark.parametrize(("text", "edits"), [
+    ('backend("openai")', (ir.SetField("backend", "openai"),)),   # a name may be quoted
+    ('route-clear(model="gpt-4")', (ir.RouteEdit("clear", "gpt-4"),)),
+])
+def test_quoted_names(text: str, edits: tuple) -> None:
+    assert run(text) == edits
+
+
+def test_quoted_enum_values() -> None:
+    text = 'rpm(5, per="session"), budget(2, window="month")'
+    assert [(lim.per, lim.window) for lim in compile_limits(parse(text, "calls"), Context(text))] == [
+        ("session", None), ("caller", "month")]
