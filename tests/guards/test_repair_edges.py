@@ -46,6 +46,8 @@ CASES = [
      '{"users": [1, {"name": "x", "v": "}{"}]}', [("list_files", {})]),
     ("lookalike_array_call_inside_stays_text", '[{"a": 1}, "<function=list_files>{}</function>"]\nDone.', None,
      '[{"a": 1}, "<function=list_files>{}</function>"]\nDone.', []),
+    ("fence_lookalike_then_call_on_the_next_line", '```json\n{"users": 1}\n```\n{"name": "list_files"}', None,
+     '```json\n{"users": 1}\n```', [("list_files", {})]),
     ("lookalike_nested_call_stays_text", '{"data": {"name": "list_files"}}\nDone.', None,
      '{"data": {"name": "list_files"}}\nDone.', []),
     ("lookalike_array_then_call", '[1, 2, "[TOOL_CALLS]"]\n<tool_call>{"name": "list_files"}</tool_call>', None,
