@@ -31,7 +31,7 @@ from .http.health import HealthMonitor
 from .http.local_guard import check_local_request
 from .record.logs import flush_logs
 from .record.metrics import Metrics
-from .pipeline import Pipeline
+from .pipeline import Pipeline, ToolHistories
 from .record.recorder import Recorder
 from .reload import Reloader
 from .record.usage import SQLiteUsageStore, UsageStore
@@ -128,8 +128,9 @@ def usage_store(config: AppConfig) -> UsageStore:
     if usage.url:
         from .record.usage_pg import PostgresUsageStore  # noqa: PLC0415 - psycopg loads only when used
 
-        return PostgresUsageStore(usage.url, usage.schema, retention_days=usage.retention_days)
-    return SQLiteUsageStore(usage.path, retention_days=usage.retention_days)
+        return PostgresUsageStore(usage.url, usage.schema, retention_days=usage.retention_days,
+                                  queue_size=usage.queue_size)
+    return SQLiteUsageStore(usage.path, retention_days=usage.retention_days, queue_size=usage.queue_size)
 
 
 def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
@@ -143,8 +144,10 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     state = build_state(config, shared=shared, **kwargs)
     store = usage_store(config)
     ref = StateRef(state, Recorder(store, metrics, config.prices))
+    # A session's tool-call history lives under the same bound as the sessions themselves.
+    histories = shared.histories if shared is not None else ToolHistories(config.session.max_sessions)
     pipeline = Pipeline(ref, cache=shared.cache if shared is not None else None,  # type: ignore[arg-type]
-                        histories=shared.histories if shared is not None else None)
+                        histories=histories)
     app = ProxyApp(middleware=[ProxyMiddleware(ref)])
     monitor = HealthMonitor(ref, ref.metrics)
     ref.state.dispatcher.health = monitor
@@ -179,7 +182,7 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v2/models/list", models)
     app.add_route("/v1beta/models", models)
     app.add_route("/v1beta/models/{spec}", gemini)
-    app.add_route("/health", HealthResource(shared.health if shared is not None else None))
+    app.add_route("/health", HealthResource(shared.health if shared is not None else None, ref.recorder.store.health))
     gate, store, drain = AdminGate(ref), ref.recorder.store, ref.recorder.drain
     app.add_route("/health/backends", BackendHealthResource(gate, monitor.report, "health_auth",
                                                             lambda: ref.generation))
