@@ -372,7 +372,9 @@ class ToolCallRepairGuard(Guard):
                 return outcome, m
             if outcome.status == NEED:
                 waiting = True
-            elif best is None or m.pos > best[1].pos:
+            elif best is None or (m.pos, outcome.skip is not None) > (best[1].pos, best[0].skip is not None):
+                # the furthest rejection wins; at a tie, the one that recognised a construct to skip
+                # (``[{"data": ...}]`` is a JSON look-alike, not merely "not [TOOL_CALLS]")
                 best = (outcome, m)
         if waiting:
             return MatchStep(NEED), None

@@ -47,6 +47,8 @@ ACCEPTED = [
     ('model("gpt-4o")', (ir.SetField("model", "gpt-4o"),)),
     ("model(openai:gpt-4o)", (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"))),
     ('model("llama3:8b")', (ir.SetField("model", "llama3:8b"),)),
+    ('model(name="llama3:8b")', (ir.SetField("model", "llama3:8b"),)),  # quoted by keyword too
+    ("model(name=openai:gpt-4o)", (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"))),
     ("set(model=openai:gpt-4o, backend=echo)",
      (ir.SetField("backend", "openai"), ir.SetField("model", "gpt-4o"), ir.SetField("backend", "echo"))),
     ('set(model="gpt-4o")', (ir.SetField("model", "gpt-4o"),)),
@@ -78,6 +80,7 @@ REFUSED = [
     ("temperature(2.1)", ["temperature: value: 2.1 is not valid"]),
     ("temperature(-0.1)", ["temperature: value: -0.1 is not valid"]),
     ("temperature(true)", ["temperature: value: True is not valid"]),
+    ("temperature(value=3)", ["temperature: value: 3 is not valid"]),  # a keyword argument's value, named
     ("interactive(1)", ["interactive: enabled: 1 is not valid"]),
     # unknown backends, wherever a command names one
     ("set(backend=nope)", ["set: unknown backend 'nope'", "one of anthropic, echo, openai"]),
@@ -98,6 +101,7 @@ REFUSED = [
     ("unset", ["unset needs at least one setting name"]),
     ("unset(colour)", ["unset: unknown setting colour"]),
     ("unset(project=x)", ["unset: unknown setting project"]),
+    ("unset(42)", ["unset: unknown setting 42"]),
     ("frobnicate", ["unknown command 'frobnicate'"]),
 ]
 
@@ -196,6 +200,8 @@ def test_post_processors_and_overrides() -> None:
         ("temperature", 0.3), ("max_tokens", 100))
     with pytest.raises(RulesSemanticError, match="set: cannot override project"):
         compile_overrides(parse("project=x", "arglist"), Context())
+    with pytest.raises(RulesSemanticError, match="set: cannot override 0.3"):
+        compile_overrides(parse("0.3", "arglist"), Context())
 
 
 @pytest.mark.parametrize(("condition", "words"), [
@@ -217,6 +223,14 @@ def test_post_processors_and_overrides() -> None:
     ('model == 3', "(expected a quoted string)"),
     ('stream and (tools or tokens ~ "1*")', "tokens is a number; pattern matching"),
     ('not (tools and model == 3)', "model compared with 3"),
+    # a fact on the right-hand side: only number facts compare with each other
+    ('tokens > model', "tokens compared with model: only number facts compare with each other"),
+    ('tokens > session.project', "tokens compared with session.project: only number facts"),
+    ('tokens > header', "header needs an argument"),
+    ('tokens > colour', "unexpected 'colour' in condition: it is not a fact"),
+    # in: every listed value must suit the fact
+    ('model in ["a", 3]', "model compared with 3"),
+    ('weekday in ["mon", "monday"]', "weekday compared with 'monday'"),
 ])
 def test_refused_conditions(condition: str, words: str) -> None:
     from dsl.compile import check_condition
@@ -290,6 +304,7 @@ FIELD_ERRORS = [
     ("limits", "calls", "rpm(5, every=key)", compile_limits, "rpm: unexpected argument every", 18),
     ("limits", "calls", "rpm(5, per=planet)", compile_limits, "rpm: per: 'planet' is not valid", 18),
     ("limits", "calls", "rpm(per=key)", compile_limits, "rpm needs an amount (expected rpm(60))", 11),
+    ("limits", "calls", "rpm(5), budget(20, window=week)", compile_limits, "budget: window: 'week' is not valid", 30),
     ("post", "calls", "tool_call_repair, tool_call_repair", compile_post, "listed twice", 29),
     ("post", "calls", "loop_detection(colour=1)", compile_post, "unknown argument colour", 26),
     ("post", "calls", "loop_detection(min_repetitions=0)", compile_post, "loop_detection: min_repetitions: 0", 26),
@@ -316,3 +331,57 @@ def test_compiled_calls_keep_their_position() -> None:
     assert [(p.span.line, p.span.column) for p in post] == [(3, 11), (3, 46)]
     limits = compile_limits(parse("rpm(5), tpm(10)", "calls", line=2, column=3), Context())
     assert [(lim.span.line, lim.span.column) for lim in limits] == [(2, 3), (2, 11)]
+
+
+@pytest.mark.parametrize(("text", "params"), [
+    ("cache(ttl=1)", (("ttl", 1),)),          # the minimum, in seconds
+    ('cache(ttl="1s")', (("ttl", 1),)),
+    ("cache(ttl=10m)", (("ttl", 600),)),
+    ('cache(ttl="1.5m")', (("ttl", 90),)),
+])
+def test_duration_arguments(text: str, params: tuple) -> None:
+    [post] = compile_post(parse(text, "calls"), Context(text))
+    assert post.params == params
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("cache(ttl=0)", "cache: ttl: 0 is not valid (expected a duration in seconds, or like 90s, 10m, 2h >= 1)"),
+    ('cache(ttl="0s")', "cache: ttl: '0s' is not valid"),
+    ('cache(ttl="soon")', "cache: ttl: 'soon' is not valid"),
+    ("cache(ttl=true)", "cache: ttl: True is not valid"),
+])
+def test_refused_duration_arguments(text: str, words: str) -> None:
+    with pytest.raises(RulesSemanticError) as caught:
+        compile_post(parse(text, "calls"), Context(text))
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("route-append(gpt-4, 5)", "route-append: target: 5 is not valid (expected a route like backend:model"),
+    ('route-append(gpt-4, "openai:gpt-4o")', "route-append: target: 'openai:gpt-4o' is not valid"),
+])
+def test_a_route_must_be_a_chain(text: str, words: str) -> None:
+    assert words in refusal(text)
+
+
+def test_rules_built_in_code_are_refused_at_input_line_1() -> None:
+    """Calls built without a source (no spans): the error names <input>, line 1, and quotes no text."""
+    with pytest.raises(RulesSemanticError) as caught:
+        compile_limits((ir.Call("rpm", ()),), Context())
+    first, excerpt, *_ = str(caught.value).split("\n")
+    assert first == "<input>:1:1: error: rpm needs an amount (expected rpm(60))"
+    assert excerpt.strip() == ""
+
+
+@pytest.mark.parametrize(("text", "edits"), [
+    ('backend("openai")', (ir.SetField("backend", "openai"),)),   # a name may be quoted
+    ('route-clear(model="gpt-4")', (ir.RouteEdit("clear", "gpt-4"),)),
+])
+def test_quoted_names(text: str, edits: tuple) -> None:
+    assert run(text) == edits
+
+
+def test_quoted_enum_values() -> None:
+    text = 'rpm(5, per="session"), budget(2, window="month")'
+    assert [(lim.per, lim.window) for lim in compile_limits(parse(text, "calls"), Context(text))] == [
+        ("session", None), ("caller", "month")]

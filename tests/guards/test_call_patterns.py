@@ -66,6 +66,7 @@ def test_unclosed_tag_matches_at_the_end_of_the_response_only() -> None:
     ("bare_object", '{"name": "x", "version": 1}', 0, "json"),  # foreign later key
     ("fence", "```python\nprint(1)\n```", 3, "fence"),  # opened: a code block is streamed through
     ("fence", '```json\n{"users": []}\n```', 8, "fence"),  # opened: the whole block is text
+    ("fence", "``x``", 1, None),  # never opened (two backticks): only the first character is settled
     ("tool_call_line", "The answer is 42.", 1, None),
 ])
 def test_look_alikes_are_rejected_with_the_text_they_settle(name: str, text: str, end: int, skip: str | None) -> None:
