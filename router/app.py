@@ -31,7 +31,7 @@ from .http.health import HealthMonitor
 from .http.local_guard import check_local_request
 from .record.logs import flush_logs
 from .record.metrics import Metrics
-from .pipeline import Pipeline
+from .pipeline import Pipeline, ToolHistories
 from .record.recorder import Recorder
 from .reload import Reloader
 from .record.usage import SQLiteUsageStore, UsageStore
@@ -143,8 +143,10 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     state = build_state(config, shared=shared, **kwargs)
     store = usage_store(config)
     ref = StateRef(state, Recorder(store, metrics, config.prices))
+    # A session's tool-call history lives under the same bound as the sessions themselves.
+    histories = shared.histories if shared is not None else ToolHistories(config.session.max_sessions)
     pipeline = Pipeline(ref, cache=shared.cache if shared is not None else None,  # type: ignore[arg-type]
-                        histories=shared.histories if shared is not None else None)
+                        histories=histories)
     app = ProxyApp(middleware=[ProxyMiddleware(ref)])
     monitor = HealthMonitor(ref, ref.metrics)
     ref.state.dispatcher.health = monitor

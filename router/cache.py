@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable, NamedTuple
 
-from cachetools import LRUCache
+from cachetools import TLRUCache
 
 from dsl import ir
 from dsl.evaluate import Plan
@@ -66,19 +66,19 @@ def request_key(request: ChatRequest, plan: Plan, caller: str | None, shared: bo
 
 
 class ResponseCache:
+    """The in-process response cache: at most ``maxsize`` entries, least recently used evicted,
+    and an entry gone once its rule's TTL has passed (expired entries are dropped as the cache is
+    used, so memory held by answers nobody can get any more comes back)."""
+
     def __init__(self, maxsize: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
-        self._entries: LRUCache[str, tuple[float, ChatResponse]] = LRUCache(maxsize=maxsize)
-        self.clock = clock
+        self._entries: TLRUCache[str, tuple[float, ChatResponse]] = TLRUCache(
+            maxsize=maxsize, ttu=lambda _key, entry, _now: entry[0], timer=clock)
 
     def get(self, key: str) -> ChatResponse | None:
-        entry = self._entries.get(key)
+        entry = self._entries.get(key)  # None once expired
         if entry is None:
             return None
-        expires, response = entry
-        if self.clock() >= expires:
-            self._entries.pop(key, None)
-            return None
-        return copy.deepcopy(response)  # callers (guards, the report prefix) may modify it
+        return copy.deepcopy(entry[1])  # callers (guards, the report prefix) may modify it
 
     async def fetch(self, key: str) -> ChatResponse | None:
         """:meth:`get` as the pipeline calls it (a shared cache's lookup is awaited)."""
@@ -87,7 +87,7 @@ class ResponseCache:
     def put(self, key: str, response: ChatResponse, ttl: int) -> bool:
         if response.finish_reason in ("error", "loop") or len(response.text()) > MAX_ENTRY_CHARS:
             return False
-        self._entries[key] = (self.clock() + ttl, copy.deepcopy(response))
+        self._entries[key] = (self._entries.timer() + ttl, copy.deepcopy(response))
         return True
 
     def __len__(self) -> int:

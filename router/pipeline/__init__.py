@@ -168,5 +168,5 @@ class Pipeline:
                             ex.frontend.name)[2]
 
 
-__all__ = ["Pipeline", "RequestContext", "JsonReply", "StreamReply", "Exchange",
+__all__ = ["Pipeline", "ToolHistories", "RequestContext", "JsonReply", "StreamReply", "Exchange",
            "estimate_prompt_tokens", "tokens_for", "session_id_from", "sent_session_id", "next_request_id"]

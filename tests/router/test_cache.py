@@ -150,3 +150,21 @@ def test_settings_a_target_brings_are_part_of_the_key(tmp_path: Path) -> None:
     first = chat(client, "openai", "hi", session=sid, headers=as_caller(0), model="alias")
     free = chat(client, "openai", "hi", session=sid, headers={**as_caller(0), "x-team": "free"}, model="alias")
     assert first.headers["x-cache"] == "miss" and free.headers["x-cache"] == "miss"
+
+
+def test_expired_entries_leave_the_cache_without_being_asked_for() -> None:
+    """An answer nobody can get any more (its TTL passed) does not hold memory until the LRU bound
+    pushes it out: the next write drops every expired entry."""
+    now = [0.0]
+    cache = ResponseCache(maxsize=100, clock=lambda: now[0])
+    ok = ChatResponse(id="1", model="m", parts=[TextPart("fine")])
+    for key in "abc":
+        cache.put(key, ok, 20)
+    cache.put("long", ok, 600)
+    now[0] = 21
+    cache.put("d", ok, 20)
+    assert len(cache) == 2 and cache.get("long") is not None and cache.get("d") is not None
+    now[0] = 40.9
+    assert cache.get("d") is not None
+    now[0] = 41
+    assert cache.get("d") is None

@@ -36,3 +36,21 @@ async def test_runtime_report_is_for_admins_and_counts_what_requests_leave(tmp_p
     assert sizes["metric_series"] > was["metric_series"]
     assert set(sizes) >= {"tool_histories", "response_cache", "session_rulesets", "rate_limit_buckets",
                           "usage_queue"}
+
+
+async def test_tool_call_histories_are_bounded_like_the_sessions(tmp_path: Path) -> None:
+    """Each session with tools keeps a tool-call history; there are never more of them than the
+    sessions' own bound (``session.max_sessions``), so many sessions cannot grow memory past it."""
+    app = build_app(tmp_path, auth={"api_keys": [CLIENT, ADMIN], "admin_keys": [ADMIN]},
+                    backends={"echo": {"type": "echo"}}, session={"max_sessions": 3})
+    tools = [{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}]
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    async with falcon.testing.ASGIConductor(app) as client:
+        sizes = []
+        for i in range(6):
+            result = await client.simulate_post("/v2/chat/completions", json={
+                "model": "echo:m", "tools": tools, "messages": [{"role": "user", "content": "hi"}]},
+                headers={"Authorization": f"Bearer {CLIENT}", "x-session-id": f"tools-{i}"})
+            assert result.status_code == 200
+            sizes.append((await client.simulate_get("/v2/admin/runtime", headers=admin)).json["structures"]["tool_histories"])
+    assert sizes == [1, 2, 3, 3, 3, 3]
