@@ -47,6 +47,12 @@ def logged(cls: type) -> type:
     response middleware at all)."""
     return falcon.after(_log_after)(cls)
 
+
+def logged_responder(responder: Any) -> Any:
+    """:func:`logged` for one responder of a resource whose chat responder is logged by its usage
+    record (``ResponsesResource``): the chat one then runs without Falcon's after-hook wrapper."""
+    return falcon.after(_log_after)(responder)
+
 _FALCON_KIND = {
     400: "invalid_request", 401: "authentication", 403: "permission", 404: "not_found", 405: "invalid_request",
     408: "timeout", 411: "invalid_request", 413: "request_too_large", 415: "invalid_request", 429: "rate_limit",

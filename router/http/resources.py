@@ -21,7 +21,7 @@ from ..sessions import valid_session_id
 from ..wire.codec import CodecError
 from ..wire.responses import input_items
 from .hangup import SCOPE_KEY as HANGUP, Hangup
-from .edge import logged, lower_headers, parse_json, read_body, read_json, send
+from .edge import logged, logged_responder, lower_headers, parse_json, read_body, read_json, send
 from ..wire.canonical import ChatRequest
 from ..pipeline import JsonReply, Pipeline, Reply, RequestContext, StreamReply, estimate_prompt_tokens
 from ..state import StateRef
@@ -79,7 +79,6 @@ def _decode(raw: bytes, decode: Callable[..., ChatRequest], path: dict[str, Any]
     return body, decode(body, **path)
 
 
-@logged
 class ResponsesResource:
     """``POST /v1|v2/responses`` (the Responses API: Codex CLI, ``client.responses``) and
     ``GET /v2/responses/{id}`` (a stored reply, to the caller that made it).
@@ -138,6 +137,7 @@ class ResponsesResource:
         body["input"] = earlier + input_items(body.get("input"))
         return body, store is not False
 
+    @logged_responder  # (on_post's line comes from its usage record, like every chat request's)
     async def on_get_stored(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, response_id: str) -> None:
         stored = await self.ref.state.responses.get(response_id, getattr(req.context, "caller", None))
         if stored is None:
