@@ -33,6 +33,23 @@ MODELS_TTL = 300.0
 # first, so a key cut by the clip is still recognised whole.
 MESSAGE_CHARS = 500
 _REDACT_MARGIN = 4096
+# How much of an error reply is read: its message is quoted clipped and its class is told from
+# its start, so the rest (a provider or proxy may send an endless one) is left unread.
+ERROR_BODY_BYTES = 1024 * 1024
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The start of ``response``'s body, at most ``limit`` bytes (releasing the response
+    afterwards closes its connection when more was left unread)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def clipped(text: str, secrets: list[str], limit: int = MESSAGE_CHARS) -> str:
@@ -260,7 +277,7 @@ class HttpBackend(Backend):
 
     async def _error_from(self, response: aiohttp.ClientResponse) -> BackendError:
         try:
-            body = await asyncio.wait_for(response.read(), timeout=self.timeouts.idle)
+            body = await asyncio.wait_for(_read_at_most(response, ERROR_BODY_BYTES), timeout=self.timeouts.idle)
         except (asyncio.TimeoutError, aiohttp.ClientError):
             body = b""
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from . import ir
 from .compile import Context, check_chain, check_condition, compile_limits, compile_on, compile_overrides, compile_post
@@ -62,30 +62,39 @@ def _parse_calls(doc: YamlDocument, path: tuple[Any, ...], raw: Any) -> tuple[ir
 
 
 def rules_from_document(doc: YamlDocument, known_backends: Iterable[str] | None, errors: list[RulesError],
-                        skip: frozenset[int] = frozenset()) -> list[ir.Rule]:
+                        skip: Mapping[int, frozenset[Any]] | None = None) -> list[ir.Rule]:
     """Compile the rules of one validated file; each rule's errors are collected, not raised.
-    ``skip``: indexes of rules that failed the schema (their fields cannot be trusted)."""
+    ``skip``: for each rule that failed the schema, the fields the schema refused. Such a rule is
+    not kept, but its other fields are still compiled for their errors; and every field of a rule
+    is compiled even when an earlier one failed, so ``check`` shows all of a rule's errors at once."""
     ctx = Context(doc.text, doc.file, known_backends)
+    skip = skip or {}
     rules: list[ir.Rule] = []
     for i, raw in enumerate((doc.value or {}).get("rules") or []):
-        if i in skip:
-            continue
         base = ("rules", i)
-        try:
-            when = raw.get("when")
-            if isinstance(when, bool):
-                condition: ir.Condition | None = ir.Const(when)
-            elif when is not None:
-                condition = check_condition(_parse_field(doc, base + ("when",), "condition"), ctx)
-            else:
-                condition = None
-            route = check_chain(_parse_field(doc, base + ("route",), "chain"), ctx) if "route" in raw else None
-            limits = compile_limits(_parse_calls(doc, base + ("limits",), raw["limits"]), ctx) if "limits" in raw else ()
-            post = compile_post(_parse_calls(doc, base + ("post",), raw["post"]), ctx) if "post" in raw else ()
-            overrides = compile_overrides(_parse_field(doc, base + ("set",), "arglist"), ctx) if "set" in raw else ()
-            on = compile_on(_on_entries(doc, base, raw["on"]), ctx) if "on" in raw else ()
-        except RulesError as exc:
-            errors.append(exc)
+        refused = skip.get(i, frozenset())
+        failed = i in skip
+
+        def compiled(name: str, build: Callable[[], Any], default: Any) -> Any:
+            nonlocal failed
+            if name not in raw or name in refused:
+                return default
+            try:
+                return build()
+            except RulesError as exc:
+                errors.append(exc)
+                failed = True
+                return default
+
+        when = raw.get("when")
+        condition = ir.Const(when) if isinstance(when, bool) else compiled(
+            "when", lambda: check_condition(_parse_field(doc, base + ("when",), "condition"), ctx), None)
+        route = compiled("route", lambda: check_chain(_parse_field(doc, base + ("route",), "chain"), ctx), None)
+        limits = compiled("limits", lambda: compile_limits(_parse_calls(doc, base + ("limits",), raw["limits"]), ctx), ())
+        post = compiled("post", lambda: compile_post(_parse_calls(doc, base + ("post",), raw["post"]), ctx), ())
+        overrides = compiled("set", lambda: compile_overrides(_parse_field(doc, base + ("set",), "arglist"), ctx), ())
+        on = compiled("on", lambda: compile_on(_on_entries(doc, base, raw["on"]), ctx), ())
+        if failed:
             continue
         name_loc = doc.location(base + ("name",))
         rules.append(ir.Rule(
@@ -142,12 +151,15 @@ def load_rules_sources(sources: list[tuple[str, str]], known_backends: Iterable[
             continue
         problems = schema_errors(doc, "rules")
         result.errors.extend(error for _path, error in problems)
-        # A rule that breaks the schema is not compiled, the others still are: schema and compile
-        # errors come out in one run. When the file's shape itself is wrong, nothing is compiled.
+        # A rule that breaks the schema is not kept, but its fields the schema accepted are still
+        # compiled (as are the other rules): schema and compile errors come out in one run. When the file's shape itself is wrong, nothing is compiled.
         if any(len(path) < 2 or path[0] != "rules" or not isinstance(path[1], int) for path, _ in problems):
             continue
         names.extend(_rule_names(doc))
-        ordered.extend(rules_from_document(doc, known, result.errors, frozenset(path[1] for path, _ in problems)))
+        refused: dict[int, frozenset[Any]] = {}
+        for path, _ in problems:
+            refused[path[1]] = refused.get(path[1], frozenset()) | frozenset(path[2:3])
+        ordered.extend(rules_from_document(doc, known, result.errors, refused))
     _check_duplicates(names, texts, result)
     # Stable sort: priority first, then load order (lexical file order, position in file).
     result.rules = sorted(ordered, key=lambda r: -r.priority)

@@ -25,10 +25,11 @@ def backend_origins(config: AppConfig) -> list[str]:
 
 def disable_auth_warning(host: str, port: int) -> str:
     """The warning ``--disable-auth`` gets: what it opens, to whom."""
-    reach = (f"every network this machine is on ({host} is not a loopback address)" if not is_loopback_name(host)
-             else "every program on this machine, and web pages through DNS rebinding (the local-mode "
-                  "Host/Origin checks are off too)")
-    return (f"--disable-auth: AUTHENTICATION IS OFF on http://{host}:{port}. Anyone on {reach} can send chats "
+    who = (f"Anyone on every network this machine is on ({host} is not a loopback address)"
+           if not is_loopback_name(host)
+           else "Every program on this machine, and web pages through DNS rebinding (the local-mode "
+                "Host/Origin checks are off too),")
+    return (f"--disable-auth: AUTHENTICATION IS OFF on http://{host}:{port}. {who} can send chats "
             f"through your provider keys and use the operator endpoints ({OPERATOR_ENDPOINTS}) without a key. "
             "Configure auth.api_keys instead unless this is a throwaway test.")
 

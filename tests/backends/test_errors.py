@@ -14,7 +14,7 @@ from backends.base import BackendError
 from fakes.provider import FakeProvider, delay, error, reset, reset_after_chunks, stream_chunks, stream_error
 from router.wire.canonical import StreamError, StreamStart
 
-from .conftest import backend_settings, chat, collect, make_config
+from .conftest import OPENAI_KEY, backend_settings, chat, collect, make_config
 
 FAMILY_KINDS = ["openai", "anthropic", "gemini"]
 
@@ -423,3 +423,45 @@ async def test_connection_error_names_the_url(build, fake: FakeProvider) -> None
     backend = await one(build, fake, "openai", base_url=f"http://127.0.0.1:{port}/v1")
     exc = await attempt(backend, False)
     assert exc.kind == "connection" and f"http://127.0.0.1:{port}/v1" in exc.message
+
+
+async def test_an_endless_error_body_is_read_only_up_to_its_cap(build) -> None:
+    """A 500 whose body never ends (here: 256 MiB sent as fast as the socket takes it) is answered
+    from its first ``ERROR_BODY_BYTES`` and the connection is dropped; before, the whole body was
+    read into memory (a 250 MB error body took the proxy's RSS past 1 GB)."""
+    from aiohttp import web
+
+    from backends.http import ERROR_BODY_BYTES
+
+    sent = 0
+    gone = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        response = web.StreamResponse(status=500, headers={"content-type": "text/plain"})
+        await response.prepare(request)
+        try:
+            for _ in range(4096):
+                await response.write(b"provider trouble " + b"e" * 65519)
+                sent += 65536
+        except (ConnectionError, RuntimeError):
+            pass
+        gone.set()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        backend = (await build(b={"type": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": OPENAI_KEY}))["b"]
+        with pytest.raises(BackendError) as info:
+            await backend.complete(chat())
+        assert info.value.kind == "server" and "provider trouble" in info.value.message
+        await asyncio.wait_for(gone.wait(), 10)  # the upstream saw the connection go
+        assert sent < 64 * ERROR_BODY_BYTES, sent  # socket buffers hold some; nowhere near 256 MiB
+    finally:
+        await runner.cleanup()

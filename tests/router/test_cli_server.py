@@ -167,8 +167,10 @@ def test_access_lines_are_written_up_to_sigterm(tmp_path: Path, workers: str) ->
     assert f"http://127.0.0.1:{port}/v2/responses" in err, "the start banner names the Responses path"
 
 
-@pytest.mark.parametrize("host,reach", [("0.0.0.0", "every network this machine is on"),
-                                        ("127.0.0.1", "web pages through DNS rebinding")])
+@pytest.mark.parametrize("host,reach", [("0.0.0.0", "Anyone on every network this machine is on"),
+                                        ("127.0.0.1", "Every program on this machine, and web pages through "
+                                                      "DNS rebinding (the local-mode Host/Origin checks are off "
+                                                      "too), can send chats")])
 def test_disable_auth_warns_loudly_and_says_what_it_opens(served, tmp_path, capsys, host, reach):
     assert main(["--config", _config(tmp_path), "--disable-auth", "--host", host, "--port", "8123"]) == 0
     err = capsys.readouterr().err

@@ -302,3 +302,32 @@ async def test_keys_added_by_a_reload_are_redacted_in_logs(tmp_path: Path) -> No
             root.addHandler(handler)
         root.setLevel(saved[1])
     assert "upstream echoed [redacted] and [redacted]" in out.getvalue(), out.getvalue()
+
+
+async def test_a_rejected_reload_quotes_no_key_of_the_file(tmp_path: Path) -> None:
+    """A bad line that holds a key (a literal one, or one the running config knows) is quoted in
+    the reload's errors: the reply and the audit row show it redacted. Before, the reply to the
+    (client) key that asked for the reload and the stored audit row carried the key."""
+    app = quiet(build_app(tmp_path, auth={"api_keys": [CLIENT_KEY]}))
+    config = tmp_path / "config.yaml"
+    known = "opaque-known-key-0123456789"  # no credential shape: only its value finds it
+    good = config.read_text()
+    async with falcon.testing.ASGIConductor(app) as client:
+        config.write_text(good.replace("backends:\n", "backends:\n  up: {type: openai-compatible, "
+                                       f"base_url: 'http://127.0.0.1:9/v1', api_key: {known}}}\n", 1))
+        assert (await client.simulate_post("/v2/admin/reload", headers=AUTH)).status_code == 200
+        config.write_text(good.replace("backends:\n", "backends:\n  up: {type: openai, api_key: "
+                                       "sk-live-literal0123456789abcdef, timeout: soon}\n"
+                                       f"  up2: {{type: openai, headers: {{x-team: {known}}}, timeout: soon}}\n", 1))
+        result = await client.simulate_post("/v2/admin/reload", headers=AUTH)
+        assert result.status_code == 400 and "'soon' has the wrong type" in result.json["error"]["message"]
+        assert "sk-live-literal" not in result.text and known not in result.text, result.text
+
+        async def rejected() -> list[dict]:
+            body = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+                                              params={"type": "config_reload"})).json["data"]
+            return [e for e in body if e["outcome"] == "rejected"]
+
+        entry = (await wait_for(rejected))[0]
+        assert "[redacted]" in entry["detail"]["errors"]
+        assert "sk-live-literal" not in entry["detail"]["errors"] and known not in entry["detail"]["errors"]
