@@ -1,7 +1,8 @@
 """The proxy's own CPU per request, without sockets: where to look when proxy_bench.py's ratio is low.
 
-python benchmarks/inprocess_bench.py [--requests 10000] [--rounds 5] [--profile] [--stream [--chunks N]]
-                                    [--state memory|redis [--redis-url URL]]
+python benchmarks/inprocess_bench.py [--requests 10000] [--rounds 5] [--profile] [--instructions]
+                                     [--stream [--chunks N] [--pair CLIENT->PROVIDER] [--ttfb]]
+                                     [--state memory|redis [--redis-url URL]] [--variant V] [--strategies]
 
 Calls the ASGI app directly (no uvicorn, no network) with the full default path of proxy_bench.py:
 auth, session, the shipped example rules, OpenAI in and out, guards, usage record, metrics and the
@@ -28,6 +29,16 @@ in this same run), the issue's target being at most 5 µs.
 ``rpm`` limit on the route, its state in this process or in the real Redis (``--redis-url``, under
 a key prefix of this run, removed afterwards). The Redis calls are real round trips over a
 socket: ``--instructions`` then counts the proxy's side of them (Redis' own work is not counted).
+``--pair`` picks the client and provider formats of the stream (default ``openai->openai``; also
+``responses->anthropic``, ``anthropic->openai``, ``openai->gemini``, the cross-format streams of
+proxy_bench.py), each with its provider's canned stream of ``--chunks`` text deltas.
+``--ttfb`` measures each stream only up to its first body byte (the ASGI ``send`` of the first
+``http.response.body``): what the proxy does before the client sees anything, the in-process
+side of proxy_bench's "added TTFB". Timed, the rest of each stream is cancelled untimed; counted
+(``--instructions``), the rest never runs (the requests stay suspended, the garbage collector is
+off so that it does not walk them, and the process ends with ``os._exit``), so the count is
+everything up to the first write plus the first step of the tasks started by then (Falcon's
+disconnect watcher), without the collector's share.
 Live numbers are larger than these (cache effects of a busy process): use proxy_bench.py for
 the targets, this for finding what to make cheaper.
 """
@@ -37,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import logging
@@ -87,13 +99,54 @@ class SocketlessOpenAI(Backend):
 
 
 def stream_frames(chunks: int) -> list[bytes]:
-    """The upstream's SSE events, one per read: ``chunks`` text chunks, the finish chunk, [DONE]."""
+    """The OpenAI upstream's SSE events, one per read: ``chunks`` text chunks, the finish chunk, [DONE]."""
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         return b"data: " + json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
                                        "model": "bench", "choices": [{"index": 0, "delta": delta,
                                                                       "finish_reason": finish}]}).encode() + b"\n\n"
     return [chunk({"role": "assistant", "content": ""}), *(chunk({"content": f"tok{i} "}) for i in range(chunks)),
             chunk({}, "stop"), b"data: [DONE]\n\n"][1:]
+
+
+def anthropic_frames(chunks: int) -> list[bytes]:
+    """An Anthropic Messages stream, one event per read, as benchmarks/_upstream.py sends it."""
+    def event(name: str, data: dict[str, Any]) -> bytes:
+        return f"event: {name}\ndata: ".encode() + json.dumps({"type": name, **data}).encode() + b"\n\n"
+    return [event("message_start", {"message": {"id": "msg_bench", "type": "message", "role": "assistant",
+                                                "model": "bench", "content": [], "stop_reason": None,
+                                                "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+            event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+            *(event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": f"tok{i} "}})
+              for i in range(chunks)),
+            event("content_block_stop", {"index": 0}),
+            event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": chunks}}),
+            event("message_stop", {})]
+
+
+def gemini_frames(chunks: int) -> list[bytes]:
+    """A Gemini ``streamGenerateContent?alt=sse`` stream, one candidate per read."""
+    def candidate(text: str, last: bool) -> bytes:
+        cand: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+        data: dict[str, Any] = {"candidates": [cand], "modelVersion": "bench"}
+        if last:
+            cand["finishReason"] = "STOP"
+            data["usageMetadata"] = {"promptTokenCount": 12, "candidatesTokenCount": chunks,
+                                     "totalTokenCount": 12 + chunks}
+        return b"data: " + json.dumps(data).encode() + b"\r\n\r\n"
+    return [candidate(f"tok{i} ", i == chunks - 1) for i in range(chunks)]
+
+
+# --pair: (client path, request body, backend name, the provider's frames)
+PAIRS: dict[str, tuple[str, bytes, str, Any]] = {
+    "openai->openai": ("/v2/chat/completions", STREAM_BODY, "up", stream_frames),
+    "responses->anthropic": ("/v2/responses", json.dumps({"model": "ant:bench", "stream": True,
+                                                          "input": "Say hello in one short sentence."}).encode(),
+                             "ant", anthropic_frames),
+    "anthropic->openai": ("/v2/messages", json.dumps({"model": "bench", "max_tokens": 64, "stream": True, "messages": [
+        {"role": "user", "content": "Say hello in one short sentence."}]}).encode(), "up", stream_frames),
+    "openai->gemini": ("/v2/chat/completions", json.dumps({"model": "gem:bench", "stream": True, "messages": [
+        {"role": "user", "content": "Say hello in one short sentence."}]}).encode(), "gem", gemini_frames),
+}
 
 
 class CannedStream:
@@ -156,6 +209,49 @@ async def call(app: Any, request_scope: dict[str, Any], body: bytes = BODY) -> i
     return status
 
 
+async def first_byte(app: Any, request_scope: dict[str, Any], body: bytes, cancel: bool = True) -> float:
+    """Seconds from the call to the first ``http.response.body`` send (``--ttfb``). The request is
+    then cancelled (untimed), or with ``cancel=False`` left suspended in that send for good."""
+    sent = False
+    wrote = asyncio.get_running_loop().create_future()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not wrote.done():
+            wrote.set_result(time.perf_counter())
+            await asyncio.Event().wait()
+
+    started = time.perf_counter()
+    task = asyncio.ensure_future(app(dict(request_scope), receive, send))
+    first = await wrote
+    if cancel:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        await asyncio.sleep(0)
+    else:
+        _suspended.append(task)
+    return first - started
+
+
+_suspended: list[Any] = []  # --ttfb under valgrind: requests left in their first send
+
+
+def _forget_suspended() -> None:
+    """Drop the suspended requests and collect them (``--forget-every``, for py-spy runs of
+    ``--only proxy --ttfb``: samples under this function are the teardown, not the path measured)."""
+    _suspended.clear()
+    gc.collect()
+
+
 async def best_round(app: Any, request_scope: dict[str, Any], requests: int, rounds: int, body: bytes = BODY) -> float:
     for _ in range(500):
         assert await call(app, request_scope, body) == 200
@@ -165,6 +261,18 @@ async def best_round(app: Any, request_scope: dict[str, Any], requests: int, rou
         for _ in range(requests):
             await call(app, request_scope, body)
         best = min(best, (time.perf_counter() - started) / requests * 1e6)
+    return best
+
+
+async def best_round_ttfb(app: Any, request_scope: dict[str, Any], requests: int, rounds: int, body: bytes) -> float:
+    for _ in range(300):
+        await first_byte(app, request_scope, body)
+    best = float("inf")
+    for _ in range(rounds):
+        total = 0.0
+        for _ in range(requests):
+            total += await first_byte(app, request_scope, body)
+        best = min(best, total / requests * 1e6)
     return best
 
 
@@ -269,7 +377,8 @@ async def timed_variant(variant: str, requests: int, rounds: int) -> float:
 
 
 async def build_proxy(work: Path, variant: str | None, frames: list[bytes] | None = None,
-                      body: bytes = BODY, state: argparse.Namespace | None = None) -> tuple[Any, dict[str, Any]]:
+                      body: bytes = BODY, state: argparse.Namespace | None = None, *, backend: str = "up",
+                      path: str = "/v2/chat/completions") -> tuple[Any, dict[str, Any]]:
     """The proxy app on the default path (and the variant's route), started, and its request scope.
     ``state``: the parsed arguments when ``--state`` is given (an rpm limit on the route, the
     state in memory or in Redis)."""
@@ -279,6 +388,8 @@ async def build_proxy(work: Path, variant: str | None, frames: list[bytes] | Non
         (work / "routes.d" / "05-variant.yaml").write_text(
             f"rules:\n  - name: variant\n    when: model == \"bench\"\n    route: {VARIANTS[variant]}\n")
     config_text = ("backends:\n  up:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n"
+                   "  ant:\n    type: anthropic\n    base_url: http://127.0.0.1:9\n    api_key: upstream-key\n"
+                   "  gem:\n    type: gemini\n    gemini_api_base_url: http://127.0.0.1:9\n    api_key: upstream-key\n"
                    f"{variant_config(variant)}default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
     if state is not None and state.state:
         (work / "routes.d" / "20-limit.yaml").write_text("rules:\n  - name: bench-limit\n    limits: rpm(100000000)\n")
@@ -291,13 +402,13 @@ async def build_proxy(work: Path, variant: str | None, frames: list[bytes] | Non
     logging.getLogger().handlers[0].stream = io.StringIO()  # the access log, kept off the terminal
     if frames is not None:
         proxy = create_app(config)
-        socketless_streams(proxy.state_ref.state.backends["up"], frames)
+        socketless_streams(proxy.state_ref.state.backends[backend], frames)
     else:
         backends = {"up": SocketlessOpenAI("up")} | ({"up2": SocketlessOpenAI("up2")} if variant else {})
         proxy = create_app(config, backends=backends)
     proxy.reloader.watch = False
     await lifespan(proxy, "startup")
-    return proxy, scope("/v2/chat/completions", [(b"authorization", f"Bearer {KEY}".encode())], body)
+    return proxy, scope(path, [(b"authorization", f"Bearer {KEY}".encode())], body)
 
 
 async def main() -> None:
@@ -312,10 +423,16 @@ async def main() -> None:
                         help="the Redis-state variant: an rpm limit on the route, state in memory or in Redis")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="the Redis of --state redis")
     parser.add_argument("--prefix", help=argparse.SUPPRESS)  # the Redis key prefix (one per run)
-    parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
     parser.add_argument("--variant", choices=list(VARIANTS), help="route through a group or strategy (see above)")
     parser.add_argument("--strategies", action="store_true", help="with --instructions: each strategy over the group")
+    parser.add_argument("--pair", choices=sorted(PAIRS), default="openai->openai",
+                        help="client and provider formats of the stream (with --stream)")
+    parser.add_argument("--ttfb", action="store_true", help="streams only up to their first body byte")
+    parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
+    parser.add_argument("--forget-every", type=int, default=0, help=argparse.SUPPRESS)  # see _forget_suspended
     args = parser.parse_args()
+    if args.ttfb and not args.stream:
+        raise SystemExit("--ttfb measures streams: add --stream")
     if args.state == "redis" and not args.prefix:
         args.prefix = f"lipinproc-{os.getpid()}-{int(time.time())}"
         try:
@@ -343,42 +460,63 @@ async def main_with(args: argparse.Namespace) -> None:
     if args.instructions and args.strategies:
         await strategy_costs(args.requests if args.requests != 10_000 else 5_000, args.rounds)
         return
+    what = "request"
+    if args.stream:
+        what = f"stream ({args.pair}{', to its first byte' if args.ttfb else ''})"
     if args.instructions:
-        extra: tuple[str, ...] = ("--stream", "--chunks", str(args.chunks)) if args.stream else ()
+        extra: tuple[str, ...] = ("--stream", "--chunks", str(args.chunks), "--pair", args.pair) if args.stream else ()
+        extra += ("--ttfb",) if args.ttfb else ()
         extra += ("--variant", args.variant) if args.variant else ()
         if args.state:
             extra += ("--state", args.state, "--redis-url", args.redis_url, *(("--prefix", args.prefix) if args.prefix else ()))
         for which in ("bare", "proxy"):
-            print(f"  {which:6} {instructions_per_request(which, extra):9,.0f} instructions per "
-                  f"{'stream' if args.stream else 'request'}")
+            print(f"  {which:6} {instructions_per_request(which, extra):9,.0f} instructions per {what}")
         return
     work = Path(tempfile.mkdtemp())
     try:
-        frames = stream_frames(args.chunks) if args.stream else None
-        body = STREAM_BODY if args.stream else BODY
         if args.stream and args.variant:
             raise SystemExit("--variant measures a JSON request (not with --stream)")
-        proxy, proxy_scope = await build_proxy(work, args.variant, frames, body, args)
+        path, body, backend, make_frames = PAIRS[args.pair] if args.stream else ("/v2/chat/completions", BODY, "up", None)
+        frames = make_frames(args.chunks) if make_frames is not None else None
+        proxy, proxy_scope = await build_proxy(work, args.variant, frames, body, args, backend=backend, path=path)
         bare = falcon.asgi.App()
         bare.add_route("/v1/chat/completions", Bare(frames))
         bare_scope = scope("/v1/chat/completions", [], body)
         if args.only:  # under valgrind (see instructions_per_request): warm up, then exactly --requests
             app, only_scope = (bare, bare_scope) if args.only == "bare" else (proxy, proxy_scope)
+            if args.ttfb:  # the requests stay suspended in their first send; nothing tears them down
+                gc.disable()  # (the collector would walk every suspended request: a cost live servers do not have)
+                for i in range(300 + args.requests):
+                    await first_byte(app, only_scope, body, cancel=False)
+                    if args.forget_every and i % args.forget_every == 0:
+                        _forget_suspended()
+                sys.stdout.flush()
+                os._exit(0)
             for _ in range(300 + args.requests):
                 await call(app, only_scope, body)
             return
-        bare_us = await best_round(bare, bare_scope, args.requests, args.rounds, body)
-        proxy_us = await best_round(proxy, proxy_scope, args.requests, args.rounds, body)
+        if args.ttfb:
+            bare_us = await best_round_ttfb(bare, bare_scope, args.requests, args.rounds, body)
+            proxy_us = await best_round_ttfb(proxy, proxy_scope, args.requests, args.rounds, body)
+        else:
+            bare_us = await best_round(bare, bare_scope, args.requests, args.rounds, body)
+            proxy_us = await best_round(proxy, proxy_scope, args.requests, args.rounds, body)
         print(f"in process, best of {args.rounds} rounds of {args.requests} "
-              f"{f'streams ({args.chunks} text chunks)' if args.stream else 'requests'}:")
+              f"{f'streams ({args.pair}, {args.chunks} text chunks)' if args.stream else 'requests'}"
+              f"{', to the first byte' if args.ttfb else ''}:")
         print(f"  bare Falcon app (read body, return bytes)   {bare_us:7.1f} µs per request")
         print(f"  proxy, full default path, socketless backend {proxy_us:6.1f} µs per request")
         print(f"  the proxy's own code                         {proxy_us - bare_us:6.1f} µs per request")
         if args.profile:
+            if args.ttfb:
+                gc.disable()  # requests are left suspended (see --only): the collector would walk them all
             profiler = cProfile.Profile()
             profiler.enable()
             for _ in range(args.requests):
-                await call(proxy, proxy_scope, body)
+                if args.ttfb:  # left suspended: the listing shows the path up to the first byte only
+                    await first_byte(proxy, proxy_scope, body, cancel=False)
+                else:
+                    await call(proxy, proxy_scope, body)
             profiler.disable()
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)

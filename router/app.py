@@ -109,8 +109,8 @@ class ProxyApp(falcon.asgi.App):
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
         """POST requests (the only ones that stream) get their ``receive`` watched for the client
-        hanging up (``router/hangup.py``). Falcon's ``__call__`` is called directly, not through
-        ``super()``, and ``close`` awaited only when a relay is open: per request, both measured."""
+        hanging up (``router/http/hangup.py``). Falcon's ``__call__`` is called directly, not through
+        ``super()``, and ``close`` awaited only when a relay or a watcher is open: per request, both measured."""
         if scope.get("method") != "POST":  # (lifespan scopes have no method)
             await _FALCON_CALL(self, scope, receive, send)
             return
@@ -118,7 +118,7 @@ class ProxyApp(falcon.asgi.App):
         try:
             await _FALCON_CALL(self, scope, hangup, send)
         finally:
-            if hangup.relay is not None:
+            if hangup.relay is not None or hangup.watching:
                 await hangup.close()
 
 

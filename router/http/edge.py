@@ -47,6 +47,12 @@ def logged(cls: type) -> type:
     response middleware at all)."""
     return falcon.after(_log_after)(cls)
 
+
+def logged_responder(responder: Any) -> Any:
+    """:func:`logged` for one responder of a resource whose chat responder is logged by its usage
+    record (``ResponsesResource``): the chat one then runs without Falcon's after-hook wrapper."""
+    return falcon.after(_log_after)(responder)
+
 _FALCON_KIND = {
     400: "invalid_request", 401: "authentication", 403: "permission", 404: "not_found", 405: "invalid_request",
     408: "timeout", 411: "invalid_request", 413: "request_too_large", 415: "invalid_request", 429: "rate_limit",
@@ -131,20 +137,10 @@ def send(resp: falcon.asgi.Response, reply: Reply, hangup: Hangup | None = None)
     resp.set_header("X-Accel-Buffering", "no")
     if hangup is None:  # a request that did not come through ProxyApp: nothing watches it
         hangup = Hangup(None)
-    resp.sse = hangup.start(hangup.frames(reply.chunks, _Frame))
-
-
-class _Frame(falcon.asgi.SSEvent):
-    """An already-encoded SSE frame. Sent through Falcon's SSE path because that path reads the
-    client's hang-up (``resp.stream`` does not); ``router/hangup.py`` acts on it."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-
-    def serialize(self, handler: Any = None) -> bytes:
-        return self.raw
+    # Already-encoded SSE frames, one ASGI send per upstream read. ``resp.stream``, not
+    # ``resp.sse``: Falcon's SSE path starts a task per stream to read the hang-up, before the
+    # first byte; the Hangup reads it itself, and only for streams that last (router/http/hangup.py).
+    resp.stream = hangup.start(hangup.frames(reply.chunks))
 
 
 def render_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, err: ProxyError) -> None:

@@ -1,25 +1,29 @@
 """A client that hangs up ends its stream at once, upstream call included.
 
-Falcon relays ``resp.sse`` by iterating it and watches for the client leaving in a task of its own
-(it reads ASGI ``receive`` until ``http.disconnect``), but it only looks at what that task saw
-after it has sent the next event. An upstream that sends nothing for minutes therefore kept its
-call, its rate-limit reservation and its connection for minutes after the client had gone (the
-issue measured 109 s). So the ``receive`` Falcon reads is wrapped (:class:`Hangup`): the moment
-the disconnect passes through it, a relay that is waiting for the upstream's next event is
-cancelled. The cancellation arrives inside the pipeline's stream (its ``finally`` closes the
-upstream response and writes the usage record, finish reason ``incomplete``) and ends there: the
-relay returns quietly, nothing is logged as an error.
+Nothing tells an ASGI app that its client has gone except ``receive`` returning
+``http.disconnect``, and that only to whoever is reading it. A stream relay is busy waiting for
+the upstream, so an upstream that sends nothing for minutes kept its call, its rate-limit
+reservation and its connection for minutes after the client had gone (the issue measured 109 s).
+So the ``receive`` of a POST is wrapped (:class:`Hangup`): the moment the disconnect passes
+through it, whatever is waiting for the upstream for this request (the request itself before the
+first event, the relay afterwards) is cancelled. The cancellation arrives inside the pipeline's
+stream (its ``finally`` closes the upstream response and writes the usage record, finish reason
+``incomplete``) and ends there: the relay returns quietly, nothing is logged as an error.
 
-Only the wait for the next upstream event is cancelled, never Falcon's own ``send``; a hang-up
-noticed between events ends the relay through Falcon's check after its send, and
-:meth:`Hangup.close` (run by the app once Falcon is done) closes a relay Falcon left suspended.
+Who reads ``receive``: one watcher task per request, started only once the request has lasted
+:data:`FIRST_EVENT_GRACE` — a timer, not a task, covers the common case of a reply that is over
+sooner, and nothing is started before the first byte goes out. Coding agents' streams last
+seconds, so they get their watcher half a second in; a client leaving before then is noticed
+within the grace (its writes go nowhere meanwhile, ASGI's ``send`` after a disconnect does
+nothing). Before the first event the request is cancelled (the upstream call with it) and
+recorded with status 499; afterwards the relay ends. (Falcon's own SSE path started a watcher
+task per stream before the first byte, and awaited its cancellation before the last: the
+relay therefore goes out as ``resp.stream``.) Falcon's test conductor, which hangs up at once,
+therefore cuts only streams that last longer than the grace.
 
-The time before a stream starts (the wait for the upstream's first event, long for reasoning
-models) is watched only once it has lasted :data:`FIRST_EVENT_GRACE`: a timer, not a task, covers
-the common case of a quick first event, and only a slow start gets a watcher task that reads
-``receive``; if the client leaves, the request is cancelled (the upstream call with it) and recorded
-with status 499. (Falcon's test conductor, which hangs up at once, therefore cuts only streams whose
-first event takes longer than the grace.)
+Only the wait for the upstream is cancelled, never a ``send``; a hang-up noticed between events
+ends the relay before its next read, and :meth:`Hangup.close` (run by the app once Falcon is
+done) closes a relay Falcon left suspended and stops the timer or watcher.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ T = TypeVar("T")
 class Hangup:
     """The ASGI ``receive`` of one request, plus what a stream relay needs to stop on a hang-up."""
 
-    __slots__ = ("_receive", "gone", "relay", "_waiting", "_cancelled")
+    __slots__ = ("_receive", "gone", "relay", "_waiting", "_cancelled", "_timer", "_watcher")
 
     def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]] | None) -> None:
         self._receive = receive
@@ -46,6 +50,13 @@ class Hangup:
         self.relay: Any = None  # the relay the response sends, until closed by :meth:`close`
         self._waiting: asyncio.Task[Any] | None = None  # the task waiting for the upstream, if any
         self._cancelled = False  # we cancelled that task
+        self._timer: asyncio.TimerHandle | None = None  # starts the watcher after the grace
+        self._watcher: asyncio.Task[None] | None = None  # reads receive until the client leaves
+
+    @property
+    def watching(self) -> bool:
+        """A timer or watcher runs: :meth:`close` must stop it."""
+        return self._timer is not None or self._watcher is not None
 
     async def __call__(self) -> dict[str, Any]:
         assert self._receive is not None, "a detached Hangup (no receive) is never called"
@@ -58,9 +69,34 @@ class Hangup:
                 waiting.cancel()
         return message
 
-    async def frames(self, chunks: AsyncIterator[bytes], wrap: Callable[[bytes], Any]) -> AsyncIterator[Any]:
-        """``chunks`` as ``wrap(chunk)`` items until they end or the client leaves; ``chunks`` is
-        closed either way."""
+    def watch_after(self, grace: float = FIRST_EVENT_GRACE) -> None:
+        """Start reading ``receive`` for a hang-up once ``grace`` seconds have passed (once per request)."""
+        if self._timer is None and self._watcher is None and self._receive is not None:
+            self._timer = asyncio.get_running_loop().call_later(grace, self._watch)
+
+    def _watch(self) -> None:
+        self._timer = None
+        self._watcher = asyncio.ensure_future(self._until_gone())
+
+    async def _until_gone(self) -> None:
+        while not self.gone:
+            await self()
+
+    def _stop_watching(self) -> None:
+        timer, watcher = self._timer, self._watcher
+        self._timer = self._watcher = None
+        if timer is not None:
+            timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
+
+    def _ours(self, task: asyncio.Task[Any] | None) -> bool:
+        """A CancelledError in ``task`` came from the client leaving (not from a server shutdown,
+        which cancels too: then it must go on)."""
+        return self._cancelled and task is not None and task.uncancel() == 0
+
+    async def frames(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``chunks`` until they end or the client leaves; ``chunks`` is closed either way."""
         task = asyncio.current_task()
         try:
             while not self.gone:
@@ -71,42 +107,35 @@ class Hangup:
                     return
                 finally:
                     self._waiting = None
-                yield wrap(chunk)
+                yield chunk
         except asyncio.CancelledError:
-            # Ours (the client left) unless someone else cancels too (server shutdown): re-raise then.
-            if not self._cancelled or task is None or task.uncancel() > 0:
+            if not self._ours(task):
                 raise
         finally:
+            self._stop_watching()
+            self.relay = None  # closed here: nothing left for :meth:`close`
             await chunks.aclose()
 
     async def before_first_event(self, work: Awaitable[T], grace: float = FIRST_EVENT_GRACE) -> T | None:
         """``await work`` (a stream's request up to its first event); None when the client left
-        first: after ``grace`` a watcher reads ``receive``, and a disconnect cancels ``work``."""
+        first. The watcher started after ``grace`` (:meth:`watch_after`) goes on watching the relay
+        that follows; :meth:`frames` or :meth:`close` stops it."""
         task = asyncio.current_task()
         assert task is not None
-        watcher: asyncio.Task[None] | None = None
-
-        def watch() -> None:
-            nonlocal watcher
-            watcher = asyncio.ensure_future(self._until_gone(task))
-
-        timer = asyncio.get_running_loop().call_later(grace, watch)
+        self.watch_after(grace)
+        self._waiting = task
         try:
             return await work
         except asyncio.CancelledError:
-            if not self._cancelled or task.uncancel() > 0:
+            if not self._ours(task):
                 raise  # not ours (server shutdown)
+            self._stop_watching()
             return None
+        except BaseException:
+            self._stop_watching()
+            raise
         finally:
-            timer.cancel()
-            if watcher is not None:
-                watcher.cancel()
-
-    async def _until_gone(self, task: asyncio.Task[Any]) -> None:
-        while not self.gone:
-            await self()
-        self._cancelled = True
-        task.cancel()
+            self._waiting = None
 
     def start(self, relay: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """Remember the relay (:meth:`frames`) the response sends, for :meth:`close`."""
@@ -114,8 +143,9 @@ class Hangup:
         return relay
 
     async def close(self) -> None:
-        """Close the relay if it was left suspended (Falcon stops iterating when it sees the client
-        gone after a send, without closing what it iterated)."""
+        """Stop the timer or watcher, and close the relay if it was left suspended (Falcon stops
+        iterating on an error without closing what it iterated)."""
+        self._stop_watching()
         relay, self.relay = self.relay, None
         if relay is not None:
             await relay.aclose()

@@ -21,7 +21,7 @@ from ..sessions import valid_session_id
 from ..wire.codec import CodecError
 from ..wire.responses import input_items
 from .hangup import SCOPE_KEY as HANGUP, Hangup
-from .edge import logged, lower_headers, parse_json, read_body, read_json, send
+from .edge import logged, logged_responder, lower_headers, parse_json, read_body, read_json, send
 from ..wire.canonical import ChatRequest
 from ..pipeline import JsonReply, Pipeline, Reply, RequestContext, StreamReply, estimate_prompt_tokens
 from ..state import StateRef
@@ -79,7 +79,6 @@ def _decode(raw: bytes, decode: Callable[..., ChatRequest], path: dict[str, Any]
     return body, decode(body, **path)
 
 
-@logged
 class ResponsesResource:
     """``POST /v1|v2/responses`` (the Responses API: Codex CLI, ``client.responses``) and
     ``GET /v2/responses/{id}`` (a stored reply, to the caller that made it).
@@ -109,17 +108,15 @@ class ResponsesResource:
         ctx.session_hint = hint if valid_session_id(hint) else None
         kept: list[dict[str, Any]] = []
         ctx.encoder_options = {"on_complete": kept.append}
+        if store:  # a stream keeps its reply itself, before the frame with the reply's id (pipeline/encode.py)
+            conversation = input_items(body.get("input"))
+            ctx.completed = kept
+            ctx.keep_reply = lambda reply: state.responses.put(reply, conversation, caller)
         reply = await serve_chat(self.pipeline, RESPONSES, request, ctx, req.scope.get(HANGUP))
         if reply is None:
             return
-        if store:
-            conversation = input_items(body.get("input"))
-            if isinstance(reply, JsonReply):
-                if reply.status == 200:
-                    await state.responses.put(reply.body, conversation, caller)
-            else:
-                reply = StreamReply(_stored_when_complete(reply.chunks, kept, conversation, state.responses, caller),
-                                    reply.headers)
+        if store and isinstance(reply, JsonReply) and reply.status == 200:
+            await state.responses.put(reply.body, conversation, caller)
         send(resp, reply, req.scope.get(HANGUP))
 
     async def _continue(self, body: dict[str, Any], caller: str | None) -> tuple[dict[str, Any], bool]:
@@ -138,21 +135,13 @@ class ResponsesResource:
         body["input"] = earlier + input_items(body.get("input"))
         return body, store is not False
 
+    @logged_responder  # (on_post's line comes from its usage record, like every chat request's)
     async def on_get_stored(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, response_id: str) -> None:
         stored = await self.ref.state.responses.get(response_id, getattr(req.context, "caller", None))
         if stored is None:
             shown = response_id if len(response_id) <= 100 else response_id[:97] + "..."
             raise ProxyError(404, f"No response with id '{shown}' found.", "not_found", param="response_id")
         resp.media = stored["response"]
-
-
-async def _stored_when_complete(chunks: Any, kept: list[dict[str, Any]], conversation: list[Any], store: Any,
-                                caller: str | None) -> Any:
-    """A stream's frames; the frame that completes the reply is sent once the reply is kept."""
-    async for chunk in chunks:
-        if kept:
-            await store.put(kept.pop(), conversation, caller)
-        yield chunk
 
 
 @logged

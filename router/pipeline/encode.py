@@ -44,10 +44,14 @@ def local_reply(ex: Exchange, response: ChatResponse, finish: Callable[[], None]
         finish()
         return reply
     encoder = ex.frontend.codec.StreamEncoder(**ex.ctx.encoder_options)
+    ctx = ex.ctx
 
     async def chunks() -> AsyncIterator[bytes]:
         try:
-            yield b"".join([encoder.encode(event) for event in response_to_events(response)])
+            frames = b"".join([encoder.encode(event) for event in response_to_events(response)])
+            if ctx.completed:
+                await ctx.keep_reply(ctx.completed.pop())  # type: ignore[misc]
+            yield frames
         finally:
             finish()
     return StreamReply(chunks(), ex.headers)
@@ -65,6 +69,7 @@ async def _stream_body(ex: Exchange, encoder: Any, started: Any, cache: Response
     reason: close the upstream, release the limits with the real usage, write the usage record."""
     rec, guards, outcome, slot = ex.record, ex.guards, ex.outcome, ex.cache_slot
     assert guards is not None and outcome is not None
+    completed = ex.ctx.completed  # a reply the front end keeps before its last frame goes out
     events = started.events
     metrics.active_streams.inc()
     text_chars = 0
@@ -106,6 +111,8 @@ async def _stream_body(ex: Exchange, encoder: Any, started: Any, cache: Response
             if guards.stop_upstream:
                 break
             if frames:
+                if completed:
+                    await ex.ctx.keep_reply(completed.pop())  # type: ignore[misc]
                 yield b"".join(frames)
                 frames = []
             if next_batch is not None:
@@ -119,6 +126,8 @@ async def _stream_body(ex: Exchange, encoder: Any, started: Any, cache: Response
                 break
         frames += [encoder.encode(event) for event in guards.finish()]
         if frames:
+            if completed:
+                await ex.ctx.keep_reply(completed.pop())  # type: ignore[misc]
             yield b"".join(frames)
         if keep is not None and slot is not None and not guards.events \
                 and rec.finish_reason not in ("error", "incomplete"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from dsl.commands import ParsedMessage
 from dsl.evaluate import Facts, Plan, TargetRules
@@ -48,6 +48,11 @@ class RequestContext:
     # A session id the front end found in the body (Responses' prompt_cache_key), used when no
     # header names one; only ever a valid session id.
     session_hint: str | None = None
+    # A reply to keep before the client can see it (Responses: for ``previous_response_id``):
+    # the front end's encoder appends the final response object to ``completed``, and the
+    # stream awaits ``keep_reply`` with it before the frame that carries it goes out.
+    completed: list[Any] | None = None
+    keep_reply: Callable[[Any], Awaitable[Any]] | None = None
 
 
 @dataclass(slots=True)

@@ -39,6 +39,9 @@ class ToolHistories:
         return history
 
 
+_NO_TOOLS = ToolCallHistory()  # the history of requests without tools (see build_guards)
+
+
 def build_guards(ex: Exchange, histories: ToolHistories) -> None:
     """Fill ``ex.guards``. Anonymous requests have no session to remember tool calls in: the
     request's own history is what the tool-call loop detector counts for them. Without declared
@@ -46,7 +49,10 @@ def build_guards(ex: Exchange, histories: ToolHistories) -> None:
     session, plan = ex.session, ex.plan
     assert session is not None and plan is not None
     request = ex.request
-    history = histories.of(session) if request.tools and not ex.anonymous else ToolCallHistory()
+    if not request.tools:
+        history = _NO_TOOLS  # the tool guards are not built: nothing reads or writes it
+    else:
+        history = histories.of(session) if not ex.anonymous else ToolCallHistory()
     ex.guards = build_chain(request=request, rule_post=plan.post, config=ex.state.config,
                             session_params=session.params, history=history, skip_idle=True,
                             settings=ex.state.guard_settings)

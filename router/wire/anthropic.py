@@ -515,6 +515,11 @@ class StreamEncoder:
         return out
 
 
+# A content_block_delta's type -> the field of its delta that holds the text.
+_DELTA_FIELD = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature",
+                "input_json_delta": "partial_json"}
+
+
 class StreamDecoder:
     """Anthropic event data objects (dispatching on their ``type``) -> canonical events."""
 
@@ -573,8 +578,7 @@ class StreamDecoder:
     def _block_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
         delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
         kind = delta.get("type")
-        value = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature",
-                 "input_json_delta": "partial_json"}.get(str(kind))
+        value = _DELTA_FIELD.get(kind) if isinstance(kind, str) else None
         text = delta.get(value) if value else None
         if not isinstance(text, str) or not text:
             return []

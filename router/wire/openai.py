@@ -621,14 +621,16 @@ class StreamEncoder:
     """
 
     def __init__(self, include_usage: bool = True) -> None:
-        self._id, self._model, self._created = new_id("chatcmpl-"), "", 0
+        # The provider's id, from the stream's first event; one of our own only when it has none
+        # (made then: a random id per stream is a system call before the first byte).
+        self._id, self._model, self._created = "", "", 0
         self._include_usage = include_usage
         self._custom: set[int] = set()  # indexes of custom (freeform) calls: their deltas are raw input
         self._text_prefix: bytes | None = None
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk = {
-            "id": self._id, "object": "chat.completion.chunk", "created": self._created,
+            "id": self._id or self._own_id(), "object": "chat.completion.chunk", "created": self._created,
             "model": self._model,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
@@ -647,16 +649,20 @@ class StreamEncoder:
         prefix = self._text_prefix
         if prefix is None:
             prefix = self._text_prefix = (
-                b'data: {"id":' + fastjson.dumps(self._id) + b',"object":"chat.completion.chunk","created":'
+                b'data: {"id":' + fastjson.dumps(self._id or self._own_id()) + b',"object":"chat.completion.chunk","created":'
                 + fastjson.dumps(self._created) + b',"model":' + fastjson.dumps(self._model)
                 + b',"choices":[{"index":0,"delta":{"content":')
         return prefix + fastjson.dumps(text) + (_TEXT_CHUNK_END_USAGE if self._include_usage else _TEXT_CHUNK_END)
+
+    def _own_id(self) -> str:
+        self._id = new_id("chatcmpl-")
+        return self._id
 
     def encode(self, event: StreamEvent) -> bytes:
         if type(event) is TextDelta:
             return self._text_chunk(event.text) if event.text else b""
         if isinstance(event, StreamStart):
-            self._id, self._model = event.id or self._id, event.model
+            self._id, self._model = event.id or self._id or self._own_id(), event.model
             self._created = event.created or _now()
             self._text_prefix = None
             return self._chunk({"role": "assistant", "content": ""})

@@ -755,8 +755,9 @@ class StreamEncoder:
         if isinstance(event, StreamStart):
             self._rid, self._model = response_id(event.id), event.model
             self._created = event.created or _now()
-            return self._event("response.created", response=self._response("in_progress")) + \
-                self._event("response.in_progress", response=self._response("in_progress"))
+            started = self._response("in_progress")  # the same object in both: each is encoded at once
+            return self._event("response.created", response=started) + \
+                self._event("response.in_progress", response=started)
         if isinstance(event, TextDelta):
             if not event.text:
                 return b""

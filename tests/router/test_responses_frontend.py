@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fakes.behaviours import error, reply, stream_error
+from fakes.behaviours import error, reply, stream_chunks, stream_error
 from fakes.fixtures import fake_provider  # noqa: F401  (fixture)
 from fakes.provider import FakeProvider
 from proxy_support import reply_model, reply_text, responses_text, sse_data, write_config
@@ -202,3 +202,60 @@ async def test_gemini_backend_gets_developer_prompt_and_tools(tmp_path: Path, fa
     assert sent["systemInstruction"] == {"parts": [{"text": "You are Codex."}]}
     names = [d["name"] for d in sent["tools"][0]["functionDeclarations"]]
     assert names == ["exec_command", "apply_patch"]
+
+
+async def _frames_with_store_checks(app: ProxyApp, body: dict[str, Any]) -> list[tuple[bytes, list[str]]]:
+    """Each body frame sent for ``body`` on /v2/responses, with the ids of the stored replies
+    (of the ``response.completed`` events in it) that were already in the store when it went out."""
+    import json as _json
+
+    payload = _json.dumps(body).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v2/responses", "raw_path": b"/v2/responses", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(payload)).encode())],
+             "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000)}
+    received = False
+    frames: list[tuple[bytes, list[str]]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if received:
+            return {"type": "http.disconnect"}
+        received = True
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] != "http.response.body" or not message.get("body"):
+            return
+        ids = [e["response"]["id"] for e in sse_data(message["body"].decode()) if e["type"] == "response.completed"]
+        found = [rid for rid in ids if await app.state_ref.state.responses.get(rid, None) is not None]
+        frames.append((message["body"], found))
+
+    await app(scope, receive, send)
+    return frames
+
+
+async def test_a_streamed_reply_is_kept_before_the_frame_with_its_id_goes_out(
+        tmp_path: Path, fake_provider: FakeProvider) -> None:  # noqa: F811
+    """A client may continue from the id in ``response.completed`` as soon as it reads it."""
+    app = proxy(tmp_path, fake_provider)
+    try:
+        await _kept_before_its_frame(app, fake_provider)
+    finally:
+        for backend in app.state_ref.state.backends.values():
+            await backend.aclose()
+
+
+async def _kept_before_its_frame(app: ProxyApp, fake_provider: FakeProvider) -> None:  # noqa: F811
+    fake_provider.enqueue(stream_chunks(["kept ", "in ", "time"]))
+    frames = await _frames_with_store_checks(app, {"model": "m", "input": "hi", "stream": True})
+    last = [found for body, found in frames if b"response.completed" in body]
+    assert len(last) == 1 and len(last[0]) == 1  # the completed frame's reply was in the store already
+    kept = await app.state_ref.state.responses.get(last[0][0], None)
+    assert kept is not None and kept["response"]["output"][0]["content"][0]["text"] == "kept in time"
+    fake_provider.enqueue(stream_chunks(["not ", "kept"]))
+    frames = await _frames_with_store_checks(app, {"model": "m", "input": "hi", "stream": True, "store": False})
+    completed_ids = [e["response"]["id"] for body, _ in frames for e in sse_data(body.decode())
+                     if e["type"] == "response.completed"]
+    assert len(completed_ids) == 1 and await app.state_ref.state.responses.get(completed_ids[0], None) is None

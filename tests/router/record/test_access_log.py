@@ -67,6 +67,29 @@ async def test_one_text_line_per_request_with_rule_backend_and_model(tmp_path: P
     assert any("GET /v2/models 200" in line for line in lines)
 
 
+async def test_one_line_per_responses_request_streamed_kept_or_read_back(tmp_path: Path, access_lines) -> None:
+    """POST /v2/responses gets its line from its usage record (no after-hook of its own), the
+    GET of a stored reply from the resource, a refused body from the error handler."""
+    out = access_lines("text")
+    app = build_app(tmp_path, backends={"echo": {"type": "echo"}})
+    async with falcon.testing.ASGIConductor(app) as client:
+        plain = await client.simulate_post("/v2/responses", headers=AUTH, json={"model": "echo", "input": "hi"})
+        assert plain.status_code == 200
+        streamed = await client.simulate_post("/v2/responses", headers=AUTH,
+                                              json={"model": "echo", "input": "hi", "stream": True})
+        assert streamed.status_code == 200
+        stored = await client.simulate_get(f"/v2/responses/{plain.json['id']}", headers=AUTH)
+        assert stored.status_code == 200
+        bad = await client.simulate_post("/v2/responses", headers=AUTH, json={"model": "echo"})
+        assert bad.status_code == 400
+        await wait_records(client, 2)  # the two answered; the refused body never reached the pipeline
+    lines = _access(out)
+    assert len(lines) == 4, lines
+    assert sum("POST /v2/responses 200" in line for line in lines) == 2
+    assert any(f"GET /v2/responses/{plain.json['id']} 200" in line for line in lines)
+    assert any("POST /v2/responses 400" in line for line in lines)
+
+
 async def test_json_lines_carry_the_fields_as_keys(tmp_path: Path, access_lines) -> None:
     out = access_lines("json")
     app = build_app(tmp_path, backends={"echo": {"type": "echo"}})
