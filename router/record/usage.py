@@ -127,7 +127,7 @@ class UsageStore(Protocol):
     async def recent(self, limit: int, cursor: int | None, *,
                      caller: str | None = None) -> tuple[list[dict[str, Any]], int | None]: ...
     async def audit_logs(self, since: float | None, type_: str | None, limit: int,
-                         cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
+                         cursor: int | None, *, actor: str | None = None) -> tuple[list[dict[str, Any]], int | None]: ...
 
 
 USAGE_COLUMNS: tuple[str, ...] = tuple(UsageRow.__dataclass_fields__)
@@ -385,9 +385,10 @@ class SQLiteUsageStore(QueuedWrites):
         return items, (items[-1]["id"] if len(items) == limit else None)
 
     async def audit_logs(self, since: float | None = None, type_: str | None = None, limit: int = 50,
-                         cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+                         cursor: int | None = None, *, actor: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """Audit rows, newest first; ``actor``: only that caller's (a client key's own rows)."""
         clauses, args = [], []
-        for clause, value in (("ts >= ?", since), ("type = ?", type_), ("id < ?", cursor)):
+        for clause, value in (("ts >= ?", since), ("type = ?", type_), ("id < ?", cursor), ("actor = ?", actor)):
             if value is not None:
                 clauses.append(clause)
                 args.append(value)

@@ -384,3 +384,35 @@ async def test_stored_rows_hold_key_ids_never_keys(tmp_path: Path, fake_provider
 async def _audit_rows(client: falcon.testing.ASGIConductor) -> bool:
     body = (await client.simulate_get("/v2/audit/logs", headers=ADMIN)).json
     return {e["type"] for e in body["data"]} >= {"auth_failure", "session_command"}
+
+
+async def _audit_rows(client: falcon.testing.ASGIConductor, key: str) -> list[dict]:
+    result = await client.simulate_get("/v2/audit/logs", headers={"Authorization": f"Bearer {key}"},
+                                       params={"type": "session_command"})
+    assert result.status_code == 200, result.text
+    return result.json["data"]
+
+
+@pytest.mark.parametrize("admin", [False, True])
+async def test_audit_logs_follow_the_usage_rule(tmp_path: Path, usage: dict[str, str], admin: bool) -> None:
+    """Without admin keys a client key reads only its own audit rows; before, key A read B's
+    session ids and commands there. An admin key reads all of them."""
+    second = "sk-ops-second-client-key-000"
+    auth = {"api_keys": [CLIENT_KEY, second]} | ({"admin_keys": [ADMIN_KEY]} if admin else {})
+    app = build_app(tmp_path, auth=auth, usage=usage)
+    async with falcon.testing.ASGIConductor(app) as client:
+        for key, session in ((CLIENT_KEY, "A-own-sess"), (second, "B-private-sess")):
+            assert (await post_chat(client, text="!/route-append(gpt-x, echo:foo)", headers={
+                "Authorization": f"Bearer {key}", "x-session-id": session})).status_code == 200
+        async def both_stored() -> bool:
+            return len((await app.state_ref.recorder.store.audit_logs(type_="session_command"))[0]) == 2
+
+        await wait_for(both_stored)
+        if admin:
+            assert {r["detail"]["session"] for r in await _audit_rows(client, ADMIN_KEY)} == {
+                "A-own-sess", "B-private-sess"}
+            assert (await client.simulate_get("/v2/audit/logs", headers=AUTH)).status_code == 403
+            return
+        for key, session in ((CLIENT_KEY, "A-own-sess"), (second, "B-private-sess")):
+            rows = await _audit_rows(client, key)
+            assert [(r["actor"], r["detail"]["session"]) for r in rows] == [(key_id(key), session)], rows
