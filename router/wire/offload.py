@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -44,3 +45,35 @@ async def run_sized(size: int, fn: Callable[..., T], *args: object) -> T:
     if size < LARGE_BYTES:
         return fn(*args)
     return await off_loop(fn, *args)
+
+
+GC_PAUSE_KEY = "llm_proxy.gc_paused"
+"""ASGI scope key set on a request that paused the cyclic garbage collector (see :func:`pause_gc`)."""
+
+_gc_holds = 0
+_gc_was_enabled = False
+
+
+def pause_gc() -> None:
+    """The cyclic garbage collector stops until :func:`resume_gc` (counted: the last resume of
+    overlapping large requests restarts it).
+
+    Why: a large body makes ~a million objects that live until its request ends; every full
+    collection meanwhile walks all of them while holding the GIL. Decoding the 9 MB "many small
+    messages" body triggered seven of them, 105-211 ms each, and the loop waited through every one
+    (a worker thread cannot help). Reference counting still frees everything acyclic at once;
+    cycles made meanwhile (by any request) wait for the collector, which runs again when the last
+    large request has ended and its objects are gone, so that restart walks only what survives."""
+    global _gc_holds, _gc_was_enabled
+    if _gc_holds == 0:
+        _gc_was_enabled = gc.isenabled()
+        gc.disable()
+    _gc_holds += 1
+
+
+def resume_gc() -> None:
+    """The end of one :func:`pause_gc`."""
+    global _gc_holds
+    _gc_holds = max(0, _gc_holds - 1)
+    if _gc_holds == 0 and _gc_was_enabled:
+        gc.enable()
