@@ -332,7 +332,8 @@ async def drive(args: argparse.Namespace, base: str, out: Path, pid: int) -> int
                 if not STRUCT_FIELDS:
                     STRUCT_FIELDS.extend(structures)
                 row = {"t": round(time.monotonic() - t0, 1), "phase": phase[0],
-                       "rss_mb": round(got["rss_bytes"] / 2**20, 2), "fds": got["open_fds"],
+                       "rss_mb": round(got["rss_bytes"] / 2**20, 2),
+                       "rss_anon_mb": round((got.get("rss_anon_bytes") or 0) / 2**20, 2), "fds": got["open_fds"],
                        "tasks": got["asyncio_tasks"], "inflight": len(inflight), "done_per_s": tally.done - last_done,
                        **structures}
                 last_done = tally.done
@@ -421,6 +422,12 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], tally: Tally, o
     early = statistics.median(r["rss_mb"] for r in load[max(0, at - window // 2): at + window // 2 + 1])
     late = statistics.median(r["rss_mb"] for r in load[-window:])
     growth = (late - early) / early
+    # The same for the anonymous part (heap, stacks), reported beside it (the target is RSS's): RSS
+    # also counts file pages the kernel may drop or bring back whenever it likes, which can hide a
+    # leak or fake one. (A one-minute run's heap is still filling its bounded structures.)
+    anon_early = statistics.median(r["rss_anon_mb"] for r in load[max(0, at - window // 2): at + window // 2 + 1])
+    anon_late = statistics.median(r["rss_anon_mb"] for r in load[-window:])
+    anon_growth = (anon_late - anon_early) / anon_early if anon_early else 0.0
     # Back at idle: the last three samples' least (a WAL checkpoint opens a connection for a
     # moment every few seconds; a leak stays).
     tail = (settle or rows)[-3:]
@@ -441,6 +448,8 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], tally: Tally, o
         "minutes": args.minutes, "rate": args.rate, "sent": sent, "skipped": skipped, "answered": tally.done,
         "rss_mb": {"idle": rows[0]["rss_mb"], "at_1_6": early, "end_of_load": late, "growth": round(growth, 4),
                    "max": max(r["rss_mb"] for r in rows)},
+        "rss_anon_mb": {"idle": rows[0]["rss_anon_mb"], "at_1_6": anon_early, "end_of_load": anon_late,
+                        "growth": round(anon_growth, 4), "max": max(r["rss_anon_mb"] for r in rows)},
         "fds": {"idle": idle_fds, "load_max": max(r["fds"] for r in load), "after": end["fds"]},
         "tasks": {"idle": idle_tasks, "load_max": max(r["tasks"] for r in load), "after": end["tasks"]},
         "structures_max": peaks, "structures_end_of_load": {n: load[-1][n] for n in STRUCT_FIELDS},
@@ -465,7 +474,9 @@ def plot(rows: list[dict[str, Any]], path: Path, early: float, late: float, _: i
         return
     minutes = [r["t"] / 60 for r in rows]
     fig, axes = plt.subplots(4, 1, figsize=(11, 12), sharex=True)
-    axes[0].plot(minutes, [r["rss_mb"] for r in rows], color="tab:red")
+    axes[0].plot(minutes, [r["rss_mb"] for r in rows], color="tab:red", label="RSS")
+    axes[0].plot(minutes, [r["rss_anon_mb"] for r in rows], color="tab:purple", label="anonymous RSS (heap)")
+    axes[0].legend(loc="lower right")
     axes[0].set_ylabel("RSS (MB)")
     axes[0].set_title(f"proxy under soak: RSS {early:.1f} → {late:.1f} MB from 1/6 of the load to its end")
     axes[1].plot(minutes, [r["fds"] for r in rows], label="open fds")

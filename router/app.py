@@ -131,8 +131,9 @@ def usage_store(config: AppConfig) -> UsageStore:
     if usage.url:
         from .record.usage_pg import PostgresUsageStore  # noqa: PLC0415 - psycopg loads only when used
 
-        return PostgresUsageStore(usage.url, usage.schema, retention_days=usage.retention_days)
-    return SQLiteUsageStore(usage.path, retention_days=usage.retention_days)
+        return PostgresUsageStore(usage.url, usage.schema, retention_days=usage.retention_days,
+                                  queue_size=usage.queue_size)
+    return SQLiteUsageStore(usage.path, retention_days=usage.retention_days, queue_size=usage.queue_size)
 
 
 def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
@@ -184,7 +185,7 @@ def create_app(config: AppConfig, **kwargs: Any) -> ProxyApp:
     app.add_route("/v2/models/list", models)
     app.add_route("/v1beta/models", models)
     app.add_route("/v1beta/models/{spec}", gemini)
-    app.add_route("/health", HealthResource(shared.health if shared is not None else None))
+    app.add_route("/health", HealthResource(shared.health if shared is not None else None, ref.recorder.store.health))
     gate, store, drain = AdminGate(ref), ref.recorder.store, ref.recorder.drain
     app.add_route("/health/backends", BackendHealthResource(gate, monitor.report, "health_auth",
                                                             lambda: ref.generation))

@@ -14,14 +14,15 @@ import difflib
 import os
 import sys
 from importlib import metadata
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from backends.redaction import redact
-from dsl.errors import RulesError, RulesErrors
-from dsl.loader import LoadedRules, load_rules_dir
-from dsl.printer import print_rules
+from . import signals
 
-from .config import AppConfig, load_config, load_config_collecting
+if TYPE_CHECKING:  # imported where used: ``serve`` takes over SIGTERM before anything slow loads
+    from dsl.errors import RulesError
+    from dsl.loader import LoadedRules
+
+    from .config import AppConfig
 
 PROG = "llm-interactive-proxy"
 
@@ -36,6 +37,10 @@ def version() -> str:
 
 def load_everything(config_path: str | None) -> tuple[AppConfig, LoadedRules]:
     """Config and compiled rules; raises :class:`RulesError` (possibly several) on any error."""
+    from dsl.loader import load_rules_dir
+
+    from .config import load_config
+
     config = load_config(config_path)
     rules = load_rules_dir(config.routes_dir, known_backends=config.backends.keys())
     rules.raise_for_errors()
@@ -43,6 +48,8 @@ def load_everything(config_path: str | None) -> tuple[AppConfig, LoadedRules]:
 
 
 def _errors_of(exc: RulesError) -> list[RulesError]:
+    from dsl.errors import RulesErrors
+
     return exc.errors if isinstance(exc, RulesErrors) else [exc]
 
 
@@ -58,12 +65,19 @@ def _quote_safely(text: str, config: AppConfig | None) -> str:
     """An error or warning as ``check`` prints it: its excerpt quotes the file's line, which may hold
     a key, and the terminal or CI log it goes to is no place for one. The reload path's redaction
     (``router/reload.py``): the config's known secrets when it loaded, and credential shapes."""
+    from backends.redaction import redact
+
     from .record.logs import config_secrets
 
     return redact(text, config_secrets(config) if config is not None else ())
 
 
 def check(argv: Sequence[str]) -> int:
+    from dsl.loader import LoadedRules, load_rules_dir
+    from dsl.printer import print_rules
+
+    from .config import load_config_collecting
+
     parser = argparse.ArgumentParser(prog=f"{PROG} check",
                                      description="Validate and compile config.yaml and routes.d/ without serving; "
                                                  "print every error and warning, exit 1 on any error.")
@@ -118,6 +132,8 @@ def explain(argv: Sequence[str]) -> int:
     parser.add_argument("--tools", action="store_true", help="the request declares tools")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    from dsl.errors import RulesError
+
     headers = {}
     for item in args.header:
         name, sep, value = item.partition("=")
@@ -187,6 +203,9 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (``argv`` None: this process's own, and then ``serve`` also takes over the
+    process's signals; a caller passing ``argv``, such as a test, keeps its own)."""
+    program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):
         name = argv[0]
@@ -196,8 +215,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: error: unknown command '{name}'{hint} (commands: {', '.join(COMMANDS)}; "
                   f"see {PROG} --help)", file=sys.stderr)
             return 2
-        return COMMANDS[name][1](argv[1:])
-    return serve(argv)
+        command, argv = COMMANDS[name][1], argv[1:]
+    else:
+        command = serve
+    if command is serve and program:
+        # The serving process: SIGTERM from now on is a clean stop (router/signals.py), before
+        # the second or more of imports and compiling that comes before uvicorn's own handlers.
+        signals.install()
+    return command(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -199,6 +199,7 @@ class UsageConfig:
     retention_days: int = 30
     url: str | None = None
     schema: str | None = None
+    queue_size: int = 20_000  # records waiting for the writer; beyond: dropped and counted
 
     def describe(self) -> str:
         """Which store, for the start banner (a password in the URL is not shown)."""
@@ -560,7 +561,7 @@ def _usage_config(usage: Mapping[str, Any], base_dir: str, doc: YamlDocument | N
                           "at most 63 characters", doc.location(("usage", "schema")) if doc else None)
     return UsageConfig(path=_relative(base_dir, usage["path"]) if usage.get("path") else None,
                        retention_days=usage.get("retention_days", 30), url=usage.get("url") or None,
-                       schema=usage.get("schema") or None)
+                       schema=usage.get("schema") or None, queue_size=usage.get("queue_size", 20_000))
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> AppConfig:

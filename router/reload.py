@@ -47,6 +47,7 @@ class Reloader:
         self._task: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[Any]] = set()
         self._signal_loop: asyncio.AbstractEventLoop | None = None
+        self._sighup_before: Any = signal.SIG_DFL
         # Tells the other instances sharing a state store to reload too (set by the app with Redis).
         self.broadcast: Callable[[], None] | None = None
         # The files as they were at the last load or reload attempt: an edit followed by a SIGHUP
@@ -156,6 +157,7 @@ class Reloader:
         if self._attempted is None:  # the files the server started with
             self._attempted = await asyncio.to_thread(self._snapshot)
         try:
+            self._sighup_before = signal.getsignal(signal.SIGHUP)  # put back at stop (serve ignores it)
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
             self._signal_loop = loop
         except (NotImplementedError, RuntimeError, ValueError, AttributeError):  # not the main thread, no SIGHUP
@@ -171,8 +173,9 @@ class Reloader:
     async def stop(self) -> None:
         if self._signal_loop is not None:
             try:
-                self._signal_loop.remove_signal_handler(signal.SIGHUP)
-            except (NotImplementedError, RuntimeError, ValueError):
+                self._signal_loop.remove_signal_handler(signal.SIGHUP)  # (that leaves SIG_DFL: terminate)
+                signal.signal(signal.SIGHUP, self._sighup_before)
+            except (NotImplementedError, RuntimeError, ValueError, TypeError):
                 pass
             self._signal_loop = None
         tasks = [self._task, *self._retired]

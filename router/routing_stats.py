@@ -8,8 +8,9 @@ implementation keeps, per ``backend:model``:
   dominate, so a target that slowed down or recovered is noticed within a handful of requests);
 - the number of requests in flight (started, reply not yet ended).
 
-Bounded: at most ``max_targets`` targets are remembered (targets come from rules and session
-routes, so the bound is generous); the oldest entry is dropped when it is full.
+Bounded: at most ``max_targets`` targets are remembered, the oldest dropped when it is full. Every
+target a request reached is observed, and clients name models, so a client spraying model names
+would fill any bound: 1,024 keeps every target of a large rule set and costs ~150 KB at most.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class RoutingStats(Protocol):
 class InProcessRoutingStats:
     """:class:`RoutingStats` in this process' memory (per worker)."""
 
-    def __init__(self, alpha: float = 0.3, max_targets: int = 10_000) -> None:
+    def __init__(self, alpha: float = 0.3, max_targets: int = 1024) -> None:
         self.alpha = alpha
         self.max_targets = max_targets
         self._ttfb: dict[str, float] = {}

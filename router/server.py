@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import errno
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
-from typing import Iterator
+from typing import Any
 
 from dsl.errors import RulesError, RulesErrors
 
@@ -23,6 +21,7 @@ from .http.connections import protocol_for
 from .http.local_guard import is_loopback_name
 from .record.logs import configure_logging
 from .record.shared_metrics import DIR_ENV as METRICS_DIR_ENV
+from .signals import STOP
 from .start_notes import log_start_notes
 
 log = logging.getLogger("llm_proxy")
@@ -57,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
         for err in errors:
             print(err.render(), file=sys.stderr)
         return 2
+    if STOP.requested:  # SIGTERM while starting: nothing served yet, nothing to drain (router/signals.py)
+        log.info("SIGTERM while starting: exiting before serving")
+        return 0
     if app.state_ref.state.auth.local_only:
         log.warning("no client API keys configured: accepting unauthenticated requests on loopback %s only, "
                     "addressed to a loopback name and not from web pages", args.host)
-    import uvicorn
-
     announce(app, config, args)
     log_start_notes(config, args.host, args.port, args.disable_auth)
     # No "server: uvicorn" header: it tells clients nothing they need (and attackers what runs
@@ -80,11 +80,10 @@ def run(args: argparse.Namespace) -> int:
         # Where the workers leave their metrics for each other (router/record/shared_metrics.py).
         metrics_dir = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="llm-proxy-metrics-")
         try:
-            uvicorn.run("router.asgi:create", factory=True, workers=args.workers,
-                        http="router.http.connections:WorkerProtocol", **common)
+            return start_uvicorn("router.asgi:create", factory=True, workers=args.workers,
+                                 http="router.http.connections:WorkerProtocol", **common)
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
-        return 0
     import gc
 
     gc.collect()
@@ -92,23 +91,32 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(20_000, 50, 100)  # requests allocate many short-lived objects; collect less often
     # SIGTERM: uvicorn stops accepting, lets requests and streams finish for up to drain_timeout,
     # then the lifespan shutdown flushes the usage queue and closes connectors.
-    with exit_zero_on_sigterm():
-        uvicorn.run(app, http=protocol_for(app.state_ref), **common)
-    return 0
+    return start_uvicorn(app, http=protocol_for(app.state_ref), **common)
 
 
-@contextlib.contextmanager
-def exit_zero_on_sigterm() -> Iterator[None]:
-    """SIGTERM is how a supervisor asks for a stop, and a drained stop is a success: uvicorn
-    handles the signal (drain, lifespan shutdown), then re-raises it to whatever handler was there
-    before, which by default killed the process with status -15/143 and skipped ``atexit``
-    (so the log handler's last batch was lost). With this no-op handler in place the re-raised
-    signal is absorbed and the process exits 0 through the ordinary path."""
-    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+def start_uvicorn(app: Any, **options: Any) -> int:
+    """Serve ``app`` with uvicorn until stopped; the exit status.
+
+    One process: uvicorn's ``Server``, told to stop by a SIGTERM that came before it ran
+    (:data:`router.signals.STOP`, installed first thing by ``serve``). ``workers`` > 1: the
+    supervisor in :mod:`router.workers` (graceful SIGTERM, SIGHUP reloads every worker)."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    config = uvicorn.Config(app, **options)
+    if config.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(config, config.workers, options["timeout_graceful_shutdown"], STOP)
+    server = uvicorn.Server(config)
+    if not STOP.serve_with(server):  # SIGTERM while starting: a clean stop, nothing served
+        log.info("stop requested before the server started: exiting")
+        return 0
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        server.run()
+    except KeyboardInterrupt:  # Ctrl-C twice: uvicorn's forced exit
+        pass
+    return 0 if server.started or STOP.requested else STARTUP_FAILURE
 
 
 def port_problem(host: str, port: int) -> str | None:

@@ -41,6 +41,9 @@ def test_check_accepts_a_postgres_url_it_cannot_reach(tmp_path: Path, capsys: py
     ("usage: {url: 42}\n", ["usage/url", "wrong type (expected string)"]),
     ("usage: {url: 'postgresql://p@h/db', path: usage.db}\n", ["either path (SQLite) or url (PostgreSQL)"]),
     ("usage: {schema: team_a}\n", ["usage.schema", "needs usage.url"]),
+    ("usage: {queue_size: 0}\n", ["usage/queue_size", "less than the minimum of 1"]),
+    ("usage: {queue_size: 5000000}\n", ["usage/queue_size", "maximum of 1000000"]),
+    ("usage: {queue_size: lots}\n", ["usage/queue_size", "wrong type (expected integer)"]),
 ])
 def test_bad_usage_settings_are_located_errors(tmp_path: Path, usage: str, words: list[str],
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,3 +66,16 @@ def test_safe_url_hides_only_the_password() -> None:
     assert safe_url("postgresql://u:p%40ss@h:5432/d?sslmode=require") == "postgresql://u:***@h:5432/d?sslmode=require"
     assert safe_url("postgresql://u@h/d") == "postgresql://u@h/d"
     assert safe_url("postgresql://h/d") == "postgresql://h/d"
+
+
+def test_queue_size_is_read_and_its_default_is_the_stores_default(tmp_path: Path) -> None:
+    import json
+
+    from router.record.usage import QUEUE_SIZE, SQLiteUsageStore
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "config.schema.json").read_text())
+    default = schema["properties"]["usage"]["properties"]["queue_size"]["default"]
+    assert default == QUEUE_SIZE == load_config(write(tmp_path, ""), env={}).usage.queue_size
+    assert SQLiteUsageStore()._queue_size == QUEUE_SIZE
+    assert load_config(write(tmp_path, "usage: {queue_size: 500, url: 'postgresql://p@h/db'}\n"),
+                       env={}).usage.queue_size == 500

@@ -273,17 +273,20 @@ class ModelsResource:
 
 @logged
 class HealthResource:
-    """``{"status": "ok"}``; ``"degraded"`` naming the shared state store while it does not answer."""
+    """``{"status": "ok"}``; ``"degraded"`` naming the store that does not work while it does not:
+    the shared state store (Redis) when it does not answer, the usage store (PostgreSQL) when its
+    writer cannot write. Each shared store is reported under its own key, working or not."""
 
-    def __init__(self, state_store: Callable[[], dict[str, Any]] | None = None) -> None:
-        self.state_store = state_store
+    def __init__(self, state_store: Callable[[], dict[str, Any]] | None = None,
+                 usage_store: Callable[[], dict[str, Any] | None] | None = None) -> None:
+        self.parts = {name: report for name, report in (("state_store", state_store), ("usage_store", usage_store))
+                      if report is not None}
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if self.state_store is None:
-            resp.media = {"status": "ok"}
-            return
-        store = self.state_store()
-        resp.media = {"status": "ok" if store["up"] else "degraded", "state_store": store}
+        reports = {name: report() for name, report in self.parts.items()}
+        reports = {name: value for name, value in reports.items() if value is not None}
+        up = all(value["up"] for value in reports.values())
+        resp.media = {"status": "ok" if up else "degraded", **reports}
 
 
 @logged

@@ -40,6 +40,20 @@ def rss_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
+def rss_anon_bytes() -> int | None:
+    """The anonymous part of the resident memory (the heap and stacks, ``RssAnon`` in
+    ``/proc/self/status``): what a leak grows. The rest of RSS is file pages (libraries, SQLite's
+    mapped files) that the kernel may drop or bring back at any time. None where there is no /proc."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return None  # pragma: no cover - not Linux
+
+
 def open_fds() -> int | None:
     for folder in ("/proc/self/fd", "/dev/fd"):
         try:
@@ -80,6 +94,8 @@ def structure_sizes(ref: StateRef, pipeline: Pipeline) -> dict[str, int | None]:
         "usage_queue": len(store._pending or ()),
         "recorder_pending": len(ref.recorder._pending),
         "auth_accepted": _len(getattr(state.auth, "_accepted", ())) or 0,
+        "routing_stats": _len(getattr(state.dispatcher.stats, "_ttfb", ())) or 0,
+        "stored_responses": _len(getattr(state.responses, "repository", ())) or 0,
     }
 
 
@@ -90,6 +106,7 @@ def runtime_report(ref: StateRef, pipeline: Pipeline) -> dict[str, Any]:
     ref.recorder.drain()
     return {
         "rss_bytes": rss_bytes(),
+        "rss_anon_bytes": rss_anon_bytes(),
         "open_fds": open_fds(),
         "asyncio_tasks": len(asyncio.all_tasks()),
         "structures": structure_sizes(ref, pipeline),

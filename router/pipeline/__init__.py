@@ -8,8 +8,9 @@ dispatch (failover) → guard → encode (the client's format, JSON or SSE) → 
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from dsl.evaluate import Plan
 
@@ -51,70 +52,75 @@ class Pipeline:
 
     async def chat(self, frontend: Frontend, request: ChatRequest, ctx: RequestContext) -> Reply:
         """Serve one request and make sure exactly one usage record is written for it."""
-        recorder = self.ref.recorder
         ex = Exchange(frontend, request, ctx, self.ref.state,
                       RequestRecord(ctx.request_id, frontend.name, request.model, caller=ctx.caller,
                                     stream=request.stream, path=ctx.path),
                       request.model)
-        sent_messages = bool(request.messages)  # before commands are cut out of them
         try:
             await resolve_session(ex)
-            if ex.state.commands_enabled:
-                answer = await self._commands(ex)
-                if answer is not None:
-                    return answer
-            if not ex.request.messages and sent_messages:
-                # Only commands were sent, none of them answered. A conversation of system text
-                # alone (no message to strip) goes on: the provider decides whether it takes it.
-                raise ProxyError(400, "messages: no message left to send after removing commands",
-                                 "invalid_request", param="messages")
+            answer = await self._commands(ex)
+            if answer is not None:
+                return answer
             self._plan(ex)
             apply_overrides(ex)
             await remember(ex)
-            histories = self.histories
-            shared_history = histories.shared and bool(ex.request.tools) and not ex.anonymous
-            if shared_history:
-                await histories.load(ex.session)  # type: ignore[attr-defined]
-            build_guards(ex, histories)
+            await self._guards(ex)
             cached = await cached_answer(ex, self.cache, self.ref.metrics)
             if cached is not None:
                 note_local(ex, "cache", cached.model, cached.finish_reason)
-                return local_reply(ex, cached, lambda: finish_record(ex, recorder))
+                return local_reply(ex, cached, self._finish(ex))
             if ex.plan.budgets:
                 await check_budgets(ex, self.budgets)
-            ex.outcome = Outcome()
-            dispatcher = ex.state.dispatcher
-            if ex.request.stream:
-                started = await dispatcher.stream(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
-                rec = ex.record
-                rec.ttfb = time.perf_counter() - rec.started
-                rec.backend, rec.model = started.target.backend, started.target.model
-                finish = (lambda: finish_record(ex, recorder)) if not shared_history \
-                    else (lambda: (finish_record(ex, recorder), self._keep_history_later(ex)))
-                return stream_reply(ex, started, self.cache, self.ref.metrics, finish)
-            response = await dispatcher.complete(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
-            response = await guard_response(ex, response)
-            if shared_history:
-                await histories.keep(ex.session)  # type: ignore[attr-defined]
-            if ex.cache_slot is not None and not ex.guards.events:
-                self.cache.put(ex.cache_slot[0], response, ex.cache_slot[1])
-            note_answer(ex, response)
-            ex.outcome.release(ex.record.usage.total_tokens)
-            if ex.outcome.pending:
-                await ex.outcome.settled()
-            reply = json_reply(ex, response)
-            finish_record(ex, recorder)
-            return reply
+            return await (self._stream(ex) if ex.request.stream else self._complete(ex))
         except BaseException as exc:
             if ex.outcome is not None:  # a guard or encoder failed after dispatch: free what it holds
                 ex.outcome.release()
-            record_failure(ex, recorder, exc)
+            record_failure(ex, self.ref.recorder, exc)
             raise
 
-    def _keep_history_later(self, ex: Exchange) -> None:
-        """A stream's tool-call history, written to the shared store once the stream has ended."""
-        histories, session = self.histories, ex.session
-        histories.store.background("tool_history", lambda: histories.keep(session))  # type: ignore[attr-defined]
+    def _shares_history(self, ex: Exchange) -> bool:
+        """Whether this request's tool-call history lives in a shared store (loaded and kept)."""
+        return self.histories.shared and bool(ex.request.tools) and not ex.anonymous
+
+    async def _guards(self, ex: Exchange) -> None:
+        if self._shares_history(ex):
+            await self.histories.load(ex.session)  # type: ignore[attr-defined]
+        build_guards(ex, self.histories)
+
+    def _finish(self, ex: Exchange) -> Callable[[], None]:
+        """What writes the request's one usage record once its reply has gone out."""
+        recorder = self.ref.recorder
+        return lambda: finish_record(ex, recorder)
+
+    async def _stream(self, ex: Exchange) -> Reply:
+        """Dispatch a streamed request: the reply starts with the first target that answers."""
+        ex.outcome = Outcome()
+        started = await ex.state.dispatcher.stream(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
+        rec = ex.record
+        rec.ttfb = time.perf_counter() - rec.started
+        rec.backend, rec.model = started.target.backend, started.target.model
+        finish = self._finish(ex)
+        if self._shares_history(ex):
+            record = finish
+            finish = lambda: (record(), self._keep_history_later(ex))  # noqa: E731
+        return stream_reply(ex, started, self.cache, self.ref.metrics, finish)
+
+    async def _complete(self, ex: Exchange) -> Reply:
+        """Dispatch a whole request: answer, guards, cache, then the reply and its record."""
+        ex.outcome = Outcome()
+        response = await ex.state.dispatcher.complete(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
+        response = await guard_response(ex, response)
+        if self._shares_history(ex):
+            await self.histories.keep(ex.session)  # type: ignore[attr-defined]
+        if ex.cache_slot is not None and not ex.guards.events:
+            self.cache.put(ex.cache_slot[0], response, ex.cache_slot[1])
+        note_answer(ex, response)
+        ex.outcome.release(ex.record.usage.total_tokens)
+        if ex.outcome.pending:
+            await ex.outcome.settled()
+        reply = json_reply(ex, response)
+        finish_record(ex, self.ref.recorder)
+        return reply
 
     def _plan(self, ex: Exchange) -> None:
         ex.model, ex.facts, ex.plan = plan_request(ex.state, ex.request, ex.requested, ex.session, ex.ctx.headers,
@@ -123,16 +129,21 @@ class Pipeline:
     async def _commands(self, ex: Exchange) -> Reply | None:
         """Strip the commands, apply those of the latest message; the proxy's own reply when the
         message held only commands or one failed, else None (an interactive session's report is
-        kept for the answer)."""
+        kept for the answer). ``ex.request`` becomes the request without its commands (a new
+        object: the client's request is not edited). A 400 when commands were all there was and
+        none of them answered (a conversation of system text alone goes on: the provider decides)."""
         state, request = ex.state, ex.request
+        if not state.commands_enabled:
+            return None
         args = (request.messages, state.config.command_prefix, state.backend_names)
         stripped = strip_commands(*args) if not is_large(request.size) else await off_loop(strip_commands, *args)
         if stripped is None:
             return None
-        request.messages, parsed = stripped
+        messages, parsed = stripped
+        ex.request = request = dataclasses.replace(request, messages=messages)
         ex.parsed = parsed
         if not (parsed.commands or parsed.errors):
-            return None
+            return self._nothing_left(ex)
         session = ex.session
         histories = self.histories
         context = CommandContext(
@@ -160,7 +171,13 @@ class Pipeline:
             return local_reply(ex, proxy_answer(ex, outcome.text()), lambda: finish_record(ex, self.ref.recorder))
         if ex.session.interactive:
             ex.report = outcome.text()
-        return None
+        return self._nothing_left(ex)
+
+    @staticmethod
+    def _nothing_left(ex: Exchange) -> None:
+        if not ex.request.messages:
+            raise ProxyError(400, "messages: no message left to send after removing commands",
+                             "invalid_request", param="messages")
 
     @staticmethod
     def _plan_for(ex: Exchange, session: Session) -> Plan:

@@ -115,6 +115,8 @@ class Metrics:
         self.config_generation = Gauge("llm_proxy_config_generation", "Config reloads applied since start",
                                        registry=r)
         self.usage_dropped = Gauge("llm_proxy_usage_records_dropped", "Usage records dropped (queue full)", registry=r)
+        self.usage_store_up = Gauge("llm_proxy_usage_store_up", "1 while the usage store's writer can write "
+                                    "(PostgreSQL only; the embedded SQLite store has no series)", ["store"], registry=r)
         self.cache = Counter("llm_proxy_cache", "Response cache lookups", ["result"], registry=r)
         self.state_store_errors = Counter("llm_proxy_state_store_errors", "Calls to the shared state store that "
                                           "failed or timed out", ["store", "op"], registry=r)

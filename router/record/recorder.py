@@ -137,6 +137,7 @@ class Recorder:
         self.metrics = metrics
         self.prices = prices or {}
         self._dropped_seen = -1
+        self._up_seen: bool | None = None
         self._pending: list[tuple[RequestRecord, Usage, float, float]] = []
 
     def cost(self, model: str | None, usage: Usage) -> float | None:
@@ -182,10 +183,15 @@ class Recorder:
                 access_log.info_many([(*access_line(rec, elapsed * 1000), ended) for rec, _usage, elapsed, ended in pending])
         except Exception:  # noqa: BLE001 - accounting must never break a reader, shutdown or the loop
             log.exception("accounting %d finished requests failed", len(pending))
-        dropped = self.store.dropped
+        store = self.store
+        dropped = store.dropped
         if dropped != self._dropped_seen:  # also when no request finished (a scrape drains too)
             self._dropped_seen = dropped
             self.metrics.usage_dropped.set(dropped)
+        up = getattr(store, "up", None)  # PostgreSQL's writer: can it write? (SQLite: no such state)
+        if up is not self._up_seen:
+            self._up_seen = up
+            self.metrics.usage_store_up.labels("postgresql").set(1 if up else 0)
 
     def store_usage(self, rec: RequestRecord, usage: Usage, elapsed: float, attempts: list[Any]) -> None:
         """Hand the store the request's usage row (priced only when it succeeded)."""

@@ -9,8 +9,9 @@ the others' latest snapshots to its own live values.
 How series combine: counters and histograms (buckets, counts, sums) are summed, also over
 workers that have exited (their totals stay part of the proxy's, so a counter never goes down
 when uvicorn replaces a worker); gauges are taken from live workers only, summed for amounts
-(active streams, dropped usage records) and the minimum for states (``backend_up``, ``state_store_up``: up only if
-up in every worker; ``config_generation``: the generation every worker has reached).
+(active streams, dropped usage records) and the minimum for states (``backend_up``,
+``state_store_up``, ``usage_store_up``: up only if up in every worker; ``config_generation``:
+the generation every worker has reached).
 ``llm_proxy_worker_processes`` says how many live workers the numbers cover. The per-request
 path is untouched: the snapshot is taken from the same dict-backed series a single process
 exposes, and a second's delay is what the other workers' numbers may lag behind.
@@ -32,7 +33,7 @@ from .metrics import Metrics
 
 DIR_ENV = "LLM_PROXY_METRICS_DIR"
 STATE_GAUGES = frozenset({"llm_proxy_backend_up", "llm_proxy_config_generation",
-                          "llm_proxy_state_store_up"})  # min; other gauges sum
+                          "llm_proxy_state_store_up", "llm_proxy_usage_store_up"})  # min; other gauges sum
 SUMMED_TYPES = frozenset({"counter", "histogram", "summary", "gaugehistogram", "unknown", "info"})
 
 log = logging.getLogger("llm_proxy.metrics")

@@ -59,6 +59,7 @@ GROUPS = {
 }
 CHECKPOINT_SECONDS = 30.0
 MEMORY_MAX_ROWS = 50_000
+QUEUE_SIZE = 20_000  # records waiting for the writer by default (``usage.queue_size``)
 AUDIT_TYPES = ("config_reload", "auth_failure", "session_command", "rate_limit")
 
 
@@ -119,6 +120,7 @@ class UsageStore(Protocol):
 
     def record(self, row: UsageRow) -> bool: ...
     def audit(self, record: AuditRecord) -> bool: ...
+    def health(self) -> dict[str, Any] | None: ...
     async def start(self) -> None: ...
     async def flush(self) -> None: ...
     async def close(self) -> None: ...
@@ -169,7 +171,7 @@ class QueuedWrites:
 
 
 class SQLiteUsageStore(QueuedWrites):
-    def __init__(self, path: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
+    def __init__(self, path: str | None = None, *, retention_days: int = 30, queue_size: int = QUEUE_SIZE,
                  batch_size: int = 256, flush_interval: float = 0.2, max_rows: int | None = None) -> None:
         self.path = path or ":memory:"
         # In memory (no usage.path) the newest MEMORY_MAX_ROWS records are kept; a file keeps
@@ -209,6 +211,11 @@ class SQLiteUsageStore(QueuedWrites):
         self._last_checkpoint = time.monotonic()
 
     # ---- writing ---------------------------------------------------------------------------------
+
+    def health(self) -> None:
+        """Nothing for ``/health``: an embedded database, written by this process alone (a disk
+        error is logged with the batch it failed)."""
+        return None
 
     def _connection(self) -> sqlite3.Connection:
         """The connection, reopened if a shutdown closed it (test clients cycle the lifespan)."""
@@ -422,10 +429,11 @@ def json_column(value: Any) -> str:
 
 def usage_dict(row: Any) -> dict[str, Any]:
     """A stored row as the endpoints show it: lists as lists, flags as booleans (both stores keep
-    JSON text and 0/1)."""
+    0/1; SQLite keeps the lists as JSON text, PostgreSQL as JSONB, which its driver decodes)."""
     out = dict(row)
     for c in _JSON_COLUMNS:
-        out[c] = json.loads(out[c] or "[]")
+        value = out[c]
+        out[c] = json.loads(value) if isinstance(value, str) else (value or [])
     for c in _BOOL_COLUMNS:
         out[c] = bool(out[c])
     return out

@@ -6,6 +6,8 @@ computed in SQL. What differs is what a server database needs:
 - Schema created and migrated at start, versioned in a ``usage_schema_version`` table of the
   configured schema (``usage.schema``, default ``public``); each migration runs once, under an
   advisory lock, so instances starting together do not race. No external migration tool.
+  Version 2 turned the JSON columns (``rules``, ``attempts``, ``guard_events``, audit ``detail``)
+  from TEXT into JSONB in place.
 - Writing is off the request path: ``record``/``audit`` append to a bounded queue; a writer task
   sends batches with binary ``COPY`` (one statement per batch, ~2 us of loop time per row),
   committed without waiting for the WAL flush, as the SQLite store commits without fsync. A batch
@@ -24,19 +26,21 @@ Driver: psycopg 3 with psycopg_pool (see the commit that added it for the measur
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
 from typing import Any
 
 import psycopg
+from psycopg import postgres, pq
+from psycopg.adapt import Dumper
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from ..config import safe_url
 from ..tasks import cancel_and_wait
 from .usage import (
-    GROUPS, USAGE_COLUMNS, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals,
+    GROUPS, QUEUE_SIZE, USAGE_COLUMNS, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals,
     usage_dict,
 )
 
@@ -47,10 +51,14 @@ CONNECT_TIMEOUT = 5  # seconds to open a connection (a dead host must not stall 
 READ_TIMEOUT = 5.0  # seconds a usage endpoint waits for a connection before answering 503
 DOWN_READ_TIMEOUT = 1.0  # ... when the writer already found the database away
 RETRY_MIN, RETRY_MAX = 0.5, 5.0  # seconds between the writer's attempts while the database is down
+# Seconds without a record after which the writer checks the database anyway (``SELECT 1``), so
+# ``/health`` and ``llm_proxy_usage_store_up`` follow an outage (and the recovery) when no request comes.
+PROBE_SECONDS = 2.0
 CLOSE_TIMEOUT = 5.0  # seconds shutdown waits for the last rows when the database is down
 
 # The columns of UsageRow, in order, written out so that a field added to UsageRow without a
 # migration here fails a test (tests/router/record/test_usage_pg.py) instead of writing the wrong columns.
+# Version 1's table, as it was created (migrations below change it; never edit this).
 _USAGE_TABLE = """
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     ts DOUBLE PRECISION NOT NULL, request_id TEXT, session_id TEXT, caller TEXT, frontend TEXT,
@@ -59,12 +67,28 @@ _USAGE_TABLE = """
     latency_ms DOUBLE PRECISION, ttfb_ms DOUBLE PRECISION, stream SMALLINT, cache_hit SMALLINT,
     cost DOUBLE PRECISION, route_rule TEXT, rules TEXT, attempts TEXT, guard_events TEXT, error TEXT
 """
-# The same columns' types for binary COPY (psycopg then sends each value as that type). JSON lists
-# are TEXT, as in SQLite: binary COPY cannot send a JSON string as JSONB without re-encoding it, and
-# with TEXT a batch cost ~2 us of the event loop's time per row against ~5 us in text COPY.
+# The same columns' types for binary COPY (psycopg then sends each value as that type). The JSON
+# lists (and the audit detail) are JSONB since schema version 2: the rows hold them as JSON text
+# already, which ``_JsonbText`` sends as binary JSONB (a version byte before the text), so the
+# database parses it once and nothing is decoded and re-encoded on the event loop.
 _USAGE_TYPES = ("float8", "text", "text", "text", "text", "text", "text", "text", "int4", "text", "int8", "int8",
-                "int8", "int2", "float8", "float8", "int2", "int2", "float8", "text", "text", "text", "text", "text")
-_AUDIT_TYPES = ("float8", "text", "text", "text", "text")
+                "int8", "int2", "float8", "float8", "int2", "int2", "float8", "text", "jsonb", "jsonb", "jsonb",
+                "text")
+_AUDIT_TYPES = ("float8", "text", "text", "text", "jsonb")
+_JSON_COLUMNS = ("rules", "attempts", "guard_events")
+
+
+class _JsonbText(Dumper):
+    """JSON text as binary JSONB for ``COPY ... (FORMAT BINARY)``: JSONB's binary form is the
+    version byte 1 followed by the JSON text, so a str the recorder already serialized goes out as
+    it is (psycopg's own JSONB dumper would serialize the str again, as a JSON string)."""
+
+    format = pq.Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
+
 
 # (version, statements): append new versions, never edit an applied one. ``{s}`` is the schema.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -74,6 +98,12 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "CREATE TABLE {s}.audit (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
         "ts DOUBLE PRECISION NOT NULL, type TEXT, actor TEXT, outcome TEXT, detail TEXT)",
         "CREATE INDEX audit_ts ON {s}.audit (ts)",
+    )),
+    # The JSON columns as JSONB (queryable with PostgreSQL's JSON operators, validated on insert);
+    # rewritten in place, in the migration's transaction: every row is kept, or none is changed.
+    (2, (
+        *(f"ALTER TABLE {{s}}.usage ALTER COLUMN {c} TYPE JSONB USING NULLIF({c}, '')::jsonb" for c in _JSON_COLUMNS),
+        "ALTER TABLE {s}.audit ALTER COLUMN detail TYPE JSONB USING NULLIF(detail, '')::jsonb",
     )),
 )
 _MIGRATION_LOCK = 0x6C69_7075_7361_6765 & 0x7FFF_FFFF_FFFF_FFFF  # "lipusage": one advisory lock id
@@ -93,7 +123,7 @@ class PostgresUsageStore(QueuedWrites):
     """The :class:`~.usage.UsageStore` on PostgreSQL: one pool for the writer and the readers;
     the queue and ``dropped``/``written`` counters as the SQLite store's, plus ``up``."""
 
-    def __init__(self, url: str, schema: str | None = None, *, retention_days: int = 30, queue_size: int = 20_000,
+    def __init__(self, url: str, schema: str | None = None, *, retention_days: int = 30, queue_size: int = QUEUE_SIZE,
                  batch_size: int = 2000, flush_interval: float = 0.2, pool_size: int = 4,
                  read_timeout: float = READ_TIMEOUT) -> None:
         self.url = url
@@ -107,6 +137,7 @@ class PostgresUsageStore(QueuedWrites):
         self.dropped = 0
         self.written = 0
         self.up = True  # False while the writer cannot reach the database
+        self.last_error: str | None = None  # why it could not, while it cannot (for /health)
         self._queue_size = queue_size
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._pool_size = pool_size
@@ -195,7 +226,12 @@ class PostgresUsageStore(QueuedWrites):
             self._went_down(exc)
         delay = RETRY_MIN
         while True:
-            await self._wake.wait()
+            if not self._wake.is_set():
+                try:
+                    await asyncio.wait_for(self._wake.wait(), PROBE_SECONDS)
+                except TimeoutError:  # nothing to write for a while: is the database there?
+                    await self._probe()
+                    continue
             deadline = time.monotonic() + self.flush_interval
             while not self._closing and len(self._pending) < self.batch_size and time.monotonic() < deadline:
                 await asyncio.sleep(min(0.02, self.flush_interval))
@@ -222,9 +258,7 @@ class PostgresUsageStore(QueuedWrites):
             del self._pending[:len(batch)]
             self.written += len(batch)
             delay = RETRY_MIN
-            if not self.up:
-                self.up = True
-                log.warning("usage store: PostgreSQL reachable again; writing the queued records")
+            self._came_back("writing the queued records")
             self._warned_drop = False
             if not self._pending:
                 self._wake.clear()
@@ -232,11 +266,41 @@ class PostgresUsageStore(QueuedWrites):
 
     def _went_down(self, exc: BaseException) -> None:
         """Mark the database away; warn once per outage."""
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        self.last_error = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
         if self.up:
             self.up = False
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            log.warning("usage store: cannot reach PostgreSQL (%s: %s); queueing up to %d records and retrying",
-                        type(exc).__name__, first_line, self._queue_size)
+            log.warning("usage store: cannot reach PostgreSQL (%s); queueing up to %d records and retrying",
+                        self.last_error, self._queue_size)
+
+    def _came_back(self, doing: str) -> None:
+        """Mark the database reachable; say so once at the end of an outage."""
+        self.last_error = None
+        if not self.up:
+            self.up = True
+            log.warning("usage store: PostgreSQL reachable again; %s", doing)
+
+    async def _probe(self) -> None:
+        """One ``SELECT 1`` through the pool (connecting and migrating first if never done)."""
+        try:
+            pool = await self._connection_pool()
+            async with pool.connection(timeout=self._read_timeout if self.up else DOWN_READ_TIMEOUT) as conn:
+                await conn.execute("SELECT 1")
+        except asyncio.CancelledError:
+            raise
+        except _UNREACHABLE as exc:
+            self._went_down(exc)
+            return
+        except Exception:  # noqa: BLE001 - the probe must never end the writer
+            log.exception("usage store: probing PostgreSQL failed")
+            return
+        self._came_back("no records were waiting" if not self._pending else "writing the queued records")
+
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: which store, whether it writes, and what waits or was lost meanwhile."""
+        return {"store": "postgresql", "url": safe_url(self.url), "schema": self.schema, "up": self.up,
+                "queued": len(self._pending), "dropped": self.dropped,
+                **({} if self.up else {"error": self.last_error})}
 
     async def _write_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
         pool = await self._connection_pool()
@@ -247,6 +311,7 @@ class PostgresUsageStore(QueuedWrites):
                     # waiting for the WAL flush (a database crash may lose the last ~0.6 s of usage
                     # rows, never corrupt them).
                     await cur.execute("SET LOCAL synchronous_commit = off")
+                    cur.adapters.register_dumper(None, _JsonbText)  # this cursor's COPY only
                     usage = [row for kind, row in batch if kind == "usage"]
                     audits = [row for kind, row in batch if kind == "audit"]
                     if usage:
@@ -343,7 +408,7 @@ class PostgresUsageStore(QueuedWrites):
                 args.append(value)
         sql = (f"SELECT id, ts, type, actor, outcome, detail FROM {self._s}.audit"
                + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id DESC LIMIT %s")
-        items = [{**r, "detail": json.loads(r["detail"] or "{}")} for r in await self._query(sql, tuple(args) + (limit,))]
+        items = [{**r, "detail": r["detail"] or {}} for r in await self._query(sql, tuple(args) + (limit,))]
         return items, (items[-1]["id"] if len(items) == limit else None)
 
 

@@ -66,14 +66,15 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """``uvicorn.run`` replaced by a recorder: ``served[0]["app"]`` is the app the CLI would serve."""
+    """uvicorn replaced by a recorder (``router.server.start_uvicorn``, the one place that runs it):
+    ``served[0]["app"]`` is the app the CLI would serve, the rest uvicorn's options."""
     import gc
     import logging
 
-    import uvicorn
+    import router.server
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    monkeypatch.setattr(router.server, "start_uvicorn", lambda app, **kw: calls.append({"app": app, **kw}) or 0)
     monkeypatch.delenv("LLM_PROXY_API_KEYS", raising=False)
     monkeypatch.delenv("LLM_PROXY_CONFIG", raising=False)
     monkeypatch.setattr(gc, "freeze", lambda: None)  # the server freezes the heap; not in a test run

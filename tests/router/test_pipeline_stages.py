@@ -45,6 +45,22 @@ def test_a_request_is_planned_once(make_app: Callable[..., ProxyApp], monkeypatc
     assert len(calls) == 1
 
 
+async def test_commands_leave_the_clients_request_as_it_was(make_app: Callable[..., ProxyApp]) -> None:
+    """The commands stage hands on a new request without the commands; the decoded request the
+    front end gave the pipeline is not edited (so no later stage sees it change under it)."""
+    from router.frontends import OPENAI
+    from router.pipeline import Pipeline, RequestContext
+
+    app = make_app(disable_auth=True)
+    pipeline = Pipeline(app.state_ref)
+    request = ChatRequest(model="echo:m", messages=[Message("user", [TextPart("!/set(project=alpha) hello")])])
+    before = copy.deepcopy(request)
+    reply = await pipeline.chat(OPENAI, request, RequestContext(headers={}, caller=None, session_id="s-edit"))
+    assert reply.status == 200
+    assert request == before
+    assert "hello" in str(reply.body)
+
+
 def test_strip_commands_leaves_a_command_free_conversation_alone() -> None:
     messages = [Message("user", [TextPart("no commands here")])]
     assert strip_commands(messages, "!/", ("echo",)) is None

@@ -191,3 +191,144 @@ def test_workers_metrics_cover_every_worker(tmp_path: Path) -> None:
         else:
             raise AssertionError(seen)
         assert proxy.stop() == 0
+
+
+# --- --workers N and signals ------------------------------------------------------------------------
+
+async def test_workers_finish_in_flight_requests_on_sigterm_and_every_process_exits_0(
+        tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """``--workers 2``, SIGTERM to the parent while slow requests are in flight: each worker drains,
+    the requests complete, every worker exits 0 (not -15) and so does the parent."""
+    from fakes.provider import delay, reply
+
+    fake_provider.on_model("slow-model", delay(3.0, reply("finished slowly")))
+    fake_provider.on_model("slow-stream", stream_chunks([f"piece{i} " for i in range(10)], gap=0.3))
+    config = _config(tmp_path, backends={"slow": {"type": "openai", "base_url": f"{fake_provider.url}/v1",
+                                                  "api_key": fake_provider.key("openai")}})
+    proxy = ProxyProcess(tmp_path, "--config", config, "--log-format", "json", "--workers", "2",
+                         "--drain-timeout", "20")
+    try:
+        await asyncio.to_thread(proxy.wait_ready)
+        await asyncio.to_thread(proxy.wait_for_line, "Application startup complete", 60, 2)  # both workers
+        # No kept-alive connections: each request on its own, handed to either worker by the kernel.
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=30,
+                                     limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            async def ask(model: str, stream: bool) -> tuple[int, str]:
+                reply_ = await client.post("/v2/chat/completions", json={
+                    "model": f"slow:{model}", "stream": stream, "messages": [{"role": "user", "content": "slowly"}]})
+                return reply_.status_code, reply_.text
+
+            calls = [asyncio.create_task(ask("slow-model", False)) for _ in range(4)]
+            calls.append(asyncio.create_task(ask("slow-stream", True)))
+            deadline = time.monotonic() + 30
+            while len(fake_provider.requests) < 5:  # all five reached the backend: in flight
+                assert time.monotonic() < deadline, fake_provider.requests
+                await asyncio.sleep(0.05)
+            proxy.signal(signal.SIGTERM)
+            replies = await asyncio.gather(*calls)
+        assert [status for status, _ in replies] == [200] * 5, replies
+        assert all("finished slowly" in text for _, text in replies[:4]) and "piece9" in replies[4][1]
+        code = await asyncio.to_thread(proxy.stop)
+    finally:
+        await asyncio.to_thread(proxy.stop)
+    assert code == 0, proxy.lines
+    lines = proxy.json_lines()
+    [stopped] = [line for line in lines if "every worker stopped" in line["message"]]
+    assert stopped["message"].endswith("(exit status 0, 0)"), stopped
+    access = [line for line in lines if line["logger"] == "llm_proxy.access" and "/chat/completions" in line["message"]]
+    assert sorted(line["status"] for line in access) == [200] * 5  # each written by the worker that served it
+    assert not [line for line in lines if line["level"] in ("error", "critical")], proxy.lines
+
+
+def _health_generations(proxy: ProxyProcess, tries: int = 12) -> set[int]:
+    """The generation ``/health/backends`` reports, over fresh connections (either worker answers)."""
+    seen = set()
+    for _ in range(tries):
+        with urllib.request.urlopen(f"{proxy.url}/health/backends", timeout=5) as reply:
+            seen.add(json.loads(reply.read())["generation"])
+    return seen
+
+
+def _route_names(proxy: ProxyProcess) -> str:
+    _, body = post_json(f"{proxy.url}/v2/chat/completions",
+                        {"model": "echo", "messages": [{"role": "user", "content": "!/route-list"}]})
+    return json.loads(body)["choices"][0]["message"]["content"]
+
+
+def test_sighup_reloads_the_config_in_every_worker_instead_of_restarting_them(tmp_path: Path) -> None:
+    """``--workers 2``: SIGHUP to the parent reaches every worker's reloader (the same workers keep
+    serving); an edit raises each worker's generation once; an invalid edit is rejected by each,
+    which keeps serving its last good config."""
+    config = _config(tmp_path)
+    rules = tmp_path / "routes.d" / "10.yaml"
+    rules.write_text("rules:\n  - name: alpha\n    route: echo\n", encoding="utf-8")
+    with ProxyProcess(tmp_path, "--config", config, "--workers", "2") as proxy:
+        proxy.wait_for_line("Application startup complete", 60, count=2)
+        proxy.signal(signal.SIGHUP)  # nothing changed: each worker's reloader says so
+        proxy.wait_for_line("reload (SIGHUP): no file changed since the last load; still serving generation 0",
+                            count=2)
+        rules.write_text("rules:\n  - name: bravo\n    route: echo\n", encoding="utf-8")
+        proxy.signal(signal.SIGHUP)
+        proxy.wait_for_line("reloaded (", count=2)
+        time.sleep(3)  # the file watchers (1 s poll, 0.5 s debounce) have seen the edit too: no second load
+        reloads = [line for line in proxy.lines if "reloaded (" in line]
+        assert len(reloads) == 2 and all("generation 1:" in line for line in reloads), proxy.lines
+        assert _health_generations(proxy) == {1}
+        assert all("bravo" in _route_names(proxy) for _ in range(6))
+        rules.write_text("rules:\n  - name: charlie\n    route: nowhere\n", encoding="utf-8")  # unknown backend
+        proxy.signal(signal.SIGHUP)
+        proxy.wait_for_line("rejected; still serving generation 1", count=2)
+        assert _health_generations(proxy) == {1}
+        assert all("bravo" in _route_names(proxy) and "charlie" not in _route_names(proxy) for _ in range(6))
+        assert sum("Started server process" in line for line in proxy.lines) == 2  # no worker was replaced
+        assert proxy.stop() == 0
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM (``SigCgt`` in /proc: bit 15 - 1)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            caught = next(line for line in status if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def _sigterm_after(tmp_path: Path, wait: float, *args: str) -> tuple[int, str]:
+    """Start the proxy, SIGTERM it ``wait`` seconds after it can catch the signal; its exit status."""
+    proc = subprocess.Popen([sys.executable, "-m", "router.cli", "--config", _config(tmp_path), "--port",
+                             str(free_port()), *args], cwd=tmp_path, env=clean_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _catches_sigterm(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, "the proxy never took SIGTERM over"
+            time.sleep(0.002)
+        time.sleep(wait)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, err
+
+
+def test_sigterm_while_starting_is_a_clean_exit(tmp_path: Path) -> None:
+    """SIGTERM at every stage of start-up (imports, config, app, uvicorn starting, serving) ends the
+    process with status 0, not 143. From the interpreter's first lines on: before them (a few
+    hundredths of a second after exec) nothing in a process can catch a signal."""
+    for wait in (0.0, 0.01, 0.05, 0.15, 0.3, 0.6, 1.0, 2.0):
+        code, err = _sigterm_after(tmp_path, wait)
+        assert code == 0, (wait, err)
+        assert "Traceback" not in err, err
+        if wait <= 0.05:  # the handler is in place before the second of imports and compiling
+            assert "listening on" not in err and "exiting before serving" in err, err
+
+
+def test_sigterm_while_the_workers_start_is_a_clean_exit(tmp_path: Path) -> None:
+    """The same with ``--workers 2``: the parent, and workers stopped while they start, exit 0."""
+    for wait in (0.0, 0.2, 0.8, 1.5, 3.0):
+        code, err = _sigterm_after(tmp_path, wait, "--workers", "2")
+        assert code == 0, (wait, err)
+        assert "Traceback" not in err and "exited with status" not in err, err

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from dsl import ir
 from router.pipeline.strategies import EXPLORATION, estimated_cost, order_group
 from router.routing_stats import InProcessRoutingStats
@@ -40,6 +42,18 @@ def test_ewma_follows_recent_measurements() -> None:
     stats.observe_ttfb("t", 1.0)
     stats.observe_ttfb("t", 0.0)
     assert stats.ttfb("t") == 0.5
+
+
+def test_observed_targets_are_bounded_oldest_first() -> None:
+    """Clients name models, so every unique name is a target observed: the stats keep the newest
+    1,024 (by default) and forget the oldest first; what is kept is still averaged."""
+    stats = InProcessRoutingStats()
+    for i in range(1030):
+        stats.observe_ttfb(f"oai:unique-{i}", 0.1)
+    assert len(stats._ttfb) == 1024
+    assert stats.ttfb("oai:unique-5") is None and stats.ttfb("oai:unique-6") == 0.1
+    stats.observe_ttfb("oai:unique-1029", 0.3)
+    assert stats.ttfb("oai:unique-1029") == pytest.approx(0.1 + 0.3 * 0.2)
 
 
 def test_least_busy_by_requests_in_flight() -> None:

@@ -28,6 +28,7 @@ async def test_runtime_report_is_for_admins_and_counts_what_requests_leave(tmp_p
             assert result.status_code == 200
         after = (await client.simulate_get("/v2/admin/runtime", headers=admin)).json
     assert after["rss_bytes"] > 10 * 2**20 and after["asyncio_tasks"] >= 1
+    assert 0 < after["rss_anon_bytes"] < after["rss_bytes"]  # the heap: part of RSS, not all of it
     if os.path.isdir("/proc/self/fd"):
         assert after["open_fds"] == len(os.listdir("/proc/self/fd")) or after["open_fds"] > 3
     sizes, was = after["structures"], before["structures"]
@@ -35,7 +36,8 @@ async def test_runtime_report_is_for_admins_and_counts_what_requests_leave(tmp_p
     assert sizes["plan_memo"] >= was["plan_memo"] + 3  # three models, three plans
     assert sizes["metric_series"] > was["metric_series"]
     assert set(sizes) >= {"tool_histories", "response_cache", "session_rulesets", "rate_limit_buckets",
-                          "usage_queue"}
+                          "usage_queue", "routing_stats", "stored_responses"}
+    assert sizes["routing_stats"] == was["routing_stats"] + 3  # echo:m0, m1, m2 answered
 
 
 async def test_tool_call_histories_are_bounded_like_the_sessions(tmp_path: Path) -> None:

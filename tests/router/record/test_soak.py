@@ -25,6 +25,7 @@ def test_a_short_soak_keeps_memory_flat_and_returns_to_idle(tmp_path: Path) -> N
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert summary["failures"] == []
     assert summary["rss_mb"]["growth"] <= 0.05
+    assert 0 < summary["rss_anon_mb"]["at_1_6"] < summary["rss_mb"]["at_1_6"]  # the heap, reported beside RSS
     assert summary["fds"]["after"] <= summary["fds"]["idle"] + 1  # (+1: SQLite's kept descriptor, see soak.py)
     assert summary["tasks"]["after"] <= summary["tasks"]["idle"]
     assert summary["answered"] >= summary["sent"] * 0.99

@@ -143,13 +143,12 @@ async def test_a_closed_port_never_blocks_recording_and_close_returns(pg_schema:
 
 async def test_the_proxy_serves_while_postgres_is_unreachable_and_counts_the_drops(tmp_path, pg_schema: str) -> None:
     app = build_app(tmp_path, usage={"url": f"postgresql://postgres@127.0.0.1:{closed_port()}/test",
-                                     "schema": pg_schema})
+                                     "schema": pg_schema, "queue_size": 3})  # a small queue, so this test fills it
     store = app.state_ref.recorder.store
     assert isinstance(store, PostgresUsageStore)
-    store._queue_size = 3  # a small queue, so this test fills it
     async with falcon.testing.ASGIConductor(app) as client:
         started = time.monotonic()
-        for i in range(6):
+        for i in range(7):
             reply = await post_chat(client, text=f"hello {i}")
             assert reply.status_code == 200, reply.text
         assert time.monotonic() - started < 10
@@ -157,7 +156,7 @@ async def test_the_proxy_serves_while_postgres_is_unreachable_and_counts_the_dro
         assert stats.status_code == 503 and "usage store" in stats.text and "PostgreSQL" in stats.text
         metrics = parse_metrics((await client.simulate_get("/metrics", headers=AUTH)).text)
         [dropped] = samples(metrics, "llm_proxy_usage_records_dropped")
-        assert dropped.value == 3
+        assert dropped.value == 4 and store.dropped == 4 and store.written == 0  # exactly the overflow of 7 over 3
 
 
 async def test_the_endpoints_read_postgres(tmp_path, pg_schema: str) -> None:
@@ -257,3 +256,144 @@ async def test_a_batch_the_database_refuses_is_dropped_and_counted_not_retried_f
     await store.flush()
     assert store.written == 1 and [r["request_id"] for r in (await store.recent(5))[0]] == ["r2"]
     await store.close()
+
+
+async def test_a_version_1_schema_is_migrated_to_jsonb_in_place_and_every_row_reads_back(
+        tmp_path, pg_schema: str) -> None:
+    """The layout version 1 created (JSON lists as TEXT), with rows in it, as an older proxy left
+    it: the store's start converts the columns to JSONB without losing a row, and the endpoints and
+    their filters read the old rows as before, beside the rows written after."""
+    from router.http.auth import key_id
+    from ops_support import CLIENT_KEY
+
+    version, statements = MIGRATIONS[0]
+    assert version == 1
+    old = time.time() - 3600
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+        for statement in statements:
+            conn.execute(statement.format(s=f'"{pg_schema}"'))
+        conn.execute(f'CREATE TABLE "{pg_schema}".usage_schema_version '
+                     "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        conn.execute(f'INSERT INTO "{pg_schema}".usage_schema_version (version) VALUES (1)')
+        mine, theirs = key_id(CLIENT_KEY), "key-someoneelse"
+        for i in range(6):
+            conn.execute(
+                f'INSERT INTO "{pg_schema}".usage (ts, request_id, caller, frontend, requested_model, backend, model, '
+                "status, prompt_tokens, stream, rules, attempts, guard_events) "
+                "VALUES (%s, %s, %s, 'openai', 'm', %s, 'm', %s, 10, %s, %s, %s, %s)",
+                (old + i, f"old{i}", mine if i < 4 else theirs, "a" if i % 2 else "b", 500 if i == 3 else 200, i % 2,
+                 f'["rule{i}"]', f'[{{"backend": "b", "status": "ok", "latency_ms": {i}.5}}]',
+                 "[]" if i else '[{"kind": "loop", "detail": "x"}]'))
+        conn.execute(f'INSERT INTO "{pg_schema}".audit (ts, type, actor, outcome, detail) VALUES '
+                     "(%s, 'config_reload', 'SIGHUP', 'ok', %s)", (old, '{"generation": 3, "rules": 2}'))
+
+    app = build_app(tmp_path, usage={"url": PG_URL, "schema": pg_schema})
+    async with falcon.testing.ASGIConductor(app) as client:
+        assert (await post_chat(client, text="after the migration")).status_code == 200
+
+        async def five() -> Any:  # the client key's own: four old rows and the new one
+            got = await client.simulate_get("/v2/usage/stats", headers=AUTH, params={"group_by": "backend"})
+            return got if got.json["totals"]["requests"] == 5 else None
+
+        stats = await wait_for(five, 30)
+        assert stats.json["totals"]["errors"] == 1 and stats.json["totals"]["prompt_tokens"] >= 40
+        assert {g["key"]: g["requests"] for g in stats.json["groups"]} == {"a": 2, "b": 2, "echo": 1}
+        ranged = await client.simulate_get("/v2/usage/stats", headers=AUTH,
+                                           params={"since": str(old + 1), "until": str(old + 4)})
+        assert ranged.json["totals"]["requests"] == 3  # old1..old3
+        recent = await client.simulate_get("/v2/usage/recent", headers=AUTH, params={"limit": "100"})
+        by_id = {r["request_id"]: r for r in recent.json["data"]}
+        assert {f"old{i}" for i in range(4)} <= set(by_id) and len(by_id) == 5
+        assert by_id["old0"]["rules"] == ["rule0"] and by_id["old0"]["guard_events"] == [{"kind": "loop", "detail": "x"}]
+        assert by_id["old3"]["attempts"] == [{"backend": "b", "status": "ok", "latency_ms": 3.5}]
+        assert by_id["old3"]["stream"] is True and by_id["old2"]["stream"] is False and by_id["old3"]["status"] == 500
+        new = next(r for r in recent.json["data"] if not r["request_id"].startswith("old"))
+        assert isinstance(new["attempts"], list) and new["attempts"][0]["status"] == "ok"
+        audit = await client.simulate_get("/v2/audit/logs", headers=AUTH, params={"type": "config_reload"})
+        assert [(a["actor"], a["detail"]) for a in audit.json["data"]] == [("SIGHUP", {"generation": 3, "rules": 2})]
+    assert query(f'SELECT count(*) FROM "{pg_schema}".usage') == [(7,)]  # no row lost
+    assert query(f'SELECT request_id, rules FROM "{pg_schema}".usage WHERE caller = %s ORDER BY id',
+                 theirs) == [("old4", ["rule4"]), ("old5", ["rule5"])]  # other callers' rows kept as they were
+    types = dict(query("SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+                       "WHERE table_schema = %s AND column_name IN ('rules', 'attempts', 'guard_events', 'detail')",
+                       pg_schema))
+    assert types == {"usage.rules": "jsonb", "usage.attempts": "jsonb", "usage.guard_events": "jsonb",
+                     "audit.detail": "jsonb"}
+    assert query(f'SELECT version FROM "{pg_schema}".usage_schema_version ORDER BY version') == [(1,), (2,)]
+    assert query(f'SELECT count(*) FROM "{pg_schema}".usage WHERE attempts @> %s::jsonb',
+                 '[{"status": "ok"}]') == [(7,)]  # JSON operators work on the migrated rows
+
+
+async def test_health_and_the_up_gauge_follow_a_postgres_outage_with_one_warning(
+        tmp_path, pg_schema: str, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL behind a relay that is stopped and started: ``/health`` says ``degraded`` naming
+    the usage store while its writer cannot write, ``llm_proxy_usage_store_up`` is 0, one warning
+    (not one per record) is logged; both are back to ok/1 once the queued records are written."""
+    relay = Relay()
+    await relay.start()
+    app = build_app(tmp_path, usage={"url": relay.url, "schema": pg_schema})
+    store = app.state_ref.recorder.store
+
+    async def up_gauge(client: Any) -> float:
+        metrics = parse_metrics((await client.simulate_get("/metrics", headers=AUTH)).text)
+        [sample] = samples(metrics, "llm_proxy_usage_store_up")
+        assert sample.labels == {"store": "postgresql"}
+        return sample.value
+
+    try:
+        async with falcon.testing.ASGIConductor(app) as client:
+            assert (await post_chat(client, text="before")).status_code == 200
+            await written(store, 1)
+            health = (await client.simulate_get("/health")).json
+            assert health["status"] == "ok" and health["usage_store"]["up"] is True
+            assert health["usage_store"]["store"] == "postgresql" and health["usage_store"]["schema"] == pg_schema
+            assert await up_gauge(client) == 1
+            caplog.clear()
+            await relay.stop()  # PostgreSQL "goes down"
+            for i in range(30):
+                assert (await post_chat(client, text=f"during {i}")).status_code == 200
+
+            async def degraded() -> Any:
+                got = (await client.simulate_get("/health")).json
+                return got if got["status"] == "degraded" else None
+
+            health = await wait_for(degraded, 30, interval=0.1)
+            usage = health["usage_store"]
+            assert usage["up"] is False and usage["store"] == "postgresql" and usage["error"]
+            assert usage["queued"] == 30 and usage["dropped"] == 0
+            assert "state_store" not in health  # only what is configured is reported
+            assert await up_gauge(client) == 0
+            for i in range(30, 40):  # more records during the same outage: no more warnings
+                assert (await post_chat(client, text=f"during {i}")).status_code == 200
+            await asyncio.sleep(3 * usage_pg.RETRY_MIN)  # a few retries of the writer
+            warnings = [r for r in caplog.records if r.name == "llm_proxy.usage" and r.levelname == "WARNING"]
+            assert [r.getMessage().split(" (")[0] for r in warnings] == ["usage store: cannot reach PostgreSQL"], warnings
+            await relay.start()  # ... and it comes back
+
+            async def healthy() -> Any:
+                got = (await client.simulate_get("/health")).json
+                return got if got["status"] == "ok" else None
+
+            health = await wait_for(healthy, 30, interval=0.1)
+            assert health["usage_store"]["up"] is True and "error" not in health["usage_store"]
+            await written(store, 41)
+            assert await up_gauge(client) == 1 and store.dropped == 0
+            back = [r for r in caplog.records if "reachable again" in r.getMessage()]
+            assert len(back) == 1
+    finally:
+        await relay.stop()
+
+
+async def test_health_is_degraded_from_the_start_when_postgres_is_unreachable_without_any_request(
+        tmp_path, pg_schema: str) -> None:
+    app = build_app(tmp_path, usage={"url": f"postgresql://postgres@127.0.0.1:{closed_port()}/test",
+                                     "schema": pg_schema})
+    async with falcon.testing.ASGIConductor(app) as client:
+        async def degraded() -> Any:
+            got = await client.simulate_get("/health")
+            return got if got.json["status"] == "degraded" else None
+
+        health = await wait_for(degraded, 30, interval=0.2)
+        assert health.status_code == 200  # the proxy serves; the balancer reads the status
+        assert health.json["usage_store"]["up"] is False and "127.0.0.1" in health.json["usage_store"]["url"]

@@ -233,3 +233,20 @@ async def test_database_files_are_owner_only(tmp_path) -> None:
         await reopened.close()
     finally:
         os.umask(old_umask)
+
+
+async def test_usage_queue_size_from_the_config_bounds_the_sqlite_queue(tmp_path: Path) -> None:
+    """``usage.queue_size`` reaches the embedded store: records offered while its writer cannot run
+    (no await in between) beyond that many are dropped, exactly those."""
+    import falcon.testing
+
+    from ops_support import build_app
+
+    app = build_app(tmp_path, usage={"path": "usage.db", "queue_size": 5})
+    store = app.state_ref.recorder.store
+    assert isinstance(store, SQLiteUsageStore)
+    async with falcon.testing.ASGIConductor(app):
+        accepted = [store.record(rec(i)) for i in range(8)]
+        assert accepted == [True] * 5 + [False] * 3 and store.dropped == 3
+        await store.flush()
+        assert store.written == 5
