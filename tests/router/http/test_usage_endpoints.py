@@ -164,7 +164,8 @@ async def test_stats_group_by_time_filters_and_paging(tmp_path: Path, usage: dic
 
 
 async def test_audit_log_filters_and_paging(tmp_path: Path, usage: dict[str, str]) -> None:
-    app = build_app(tmp_path, usage=usage)
+    # an admin key reads every actor's rows (a client key only its own: test_audit_logs_follow_the_usage_rule)
+    app = build_app(tmp_path, usage=usage, auth={"api_keys": [CLIENT_KEY], "admin_keys": [ADMIN_KEY]})
     async with falcon.testing.ASGIConductor(app) as client:
         t0 = time.time()
         for i in range(5):  # auth failures: audited with the source address, never the key
@@ -176,39 +177,39 @@ async def test_audit_log_filters_and_paging(tmp_path: Path, usage: dict[str, str
         assert ok
 
         async def audit_count() -> int:
-            body = (await client.simulate_get("/v2/audit/logs", headers=AUTH, params={"limit": "1000"})).json
+            body = (await client.simulate_get("/v2/audit/logs", headers=ADMIN, params={"limit": "1000"})).json
             return len(body["data"]) >= 7 and len(body["data"])
 
         assert await wait_for(audit_count) == 7
-        failures = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        failures = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                               params={"type": "auth_failure"})).json["data"]
         assert len(failures) == 5 and all(f["outcome"] == "rejected" and f["actor"] for f in failures)
         assert all("sk-wrong-key" not in json.dumps(f) for f in failures)
-        commands = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        commands = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                               params={"type": "session_command"})).json["data"]
         assert len(commands) == 1 and commands[0]["actor"] == key_id(CLIENT_KEY)
         assert commands[0]["detail"]["session"] == "audit-sess"
-        reloads = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        reloads = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                              params={"type": "config_reload"})).json["data"]
         assert [(r["actor"], r["outcome"]) for r in reloads] == [("tester", "ok")]
         # paging: all 7 exactly once
         seen, cursor = [], None
         while True:
             params = {"limit": "2"} | ({"cursor": str(cursor)} if cursor else {})
-            page = (await client.simulate_get("/v2/audit/logs", headers=AUTH, params=params)).json
+            page = (await client.simulate_get("/v2/audit/logs", headers=ADMIN, params=params)).json
             seen += [e["id"] for e in page["data"]]
             cursor = page["next_cursor"]
             if cursor is None:
                 break
         assert len(seen) == len(set(seen)) == 7
         # type + since + limit + cursor together
-        page = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        page = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                           params={"type": "auth_failure", "since": _iso(t0 - 60), "limit": "3"})).json
         assert len(page["data"]) == 3 and page["next_cursor"]
-        rest = (await client.simulate_get("/v2/audit/logs", headers=AUTH, params={
+        rest = (await client.simulate_get("/v2/audit/logs", headers=ADMIN, params={
             "type": "auth_failure", "since": str(t0 - 60), "limit": "3", "cursor": str(page["next_cursor"])})).json
         assert len(rest["data"]) == 2 and rest["next_cursor"] is None
-        future = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        future = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                             params={"since": str(time.time() + 60)})).json
         assert future["data"] == []
 
