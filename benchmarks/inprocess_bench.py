@@ -17,6 +17,12 @@ SSE parsing and stream decoding) reads a canned 9-event OpenAI stream (``--chunk
 default 7, plus the finish chunk and ``[DONE]``), one upstream read per event as providers send
 them, through the guards and the client's encoder to an ASGI ``send``; the bare app answers
 with the same bytes as one SSE body per event. ``--stream --instructions`` counts that path.
+``--variant group|fastest|least_busy|cheapest`` routes the request through a two-member group of
+two socketless backends (``(up:bench-a | up2:bench-b)``, or that group with the strategy) instead of
+the default backend; ``--strategies`` (with ``--instructions``) counts each variant and prints what
+each strategy adds to a request over the plain group, in instructions and in µs: the difference
+divided by the plain group's own instructions per µs (its callgrind count over its best timed round
+in this same run), the issue's target being at most 5 µs.
 Live numbers are larger than these (cache effects of a busy process): use proxy_bench.py for
 the targets, this for finding what to make cheaper.
 """
@@ -217,6 +223,71 @@ def instructions_per_request(which: str, extra: tuple[str, ...] = ()) -> float:
     return (long - short) / (long_run - short_run)
 
 
+# ``--variant``: the route of the benchmark's requests, a plain group or a strategy over the same members.
+VARIANTS = {
+    "group": "(up:bench-a | up2:bench-b)",
+    "fastest": "fastest(up:bench-a | up2:bench-b)",
+    "least_busy": "least_busy(up:bench-a | up2:bench-b)",
+    "cheapest": "cheapest(up:bench-a | up2:bench-b)",
+}
+
+
+def variant_config(variant: str | None) -> str:
+    """config.yaml lines beyond the default path's: a second backend and prices for the variants."""
+    if variant is None:
+        return ""
+    return ("  up2:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n"
+            "prices:\n  bench-a: {input: 2.5, output: 10}\n  bench-b: {input: 0.15, output: 0.6}\n")
+
+
+async def strategy_costs(requests: int, rounds: int) -> None:
+    """Instructions per request of each variant (callgrind), and the plain group's µs per request
+    (best timed round, run here without valgrind) to turn the differences into µs."""
+    counts = {name: instructions_per_request("proxy", ("--variant", name)) for name in VARIANTS}
+    plain_us = await timed_variant("group", requests, rounds)
+    per_us = counts["group"] / plain_us
+    print(f"plain group: {counts['group']:,.0f} instructions, {plain_us:.1f} µs per request "
+          f"(best of {rounds} rounds of {requests}): {per_us:,.0f} instructions per µs")
+    for name in ("fastest", "least_busy", "cheapest"):
+        added = counts[name] - counts["group"]
+        print(f"  {name:10} {counts[name]:11,.0f} instructions  {added:+8,.0f} over the group = "
+              f"{added / per_us:+.2f} µs   (target: at most 5 µs)")
+
+
+async def timed_variant(variant: str, requests: int, rounds: int) -> float:
+    work = Path(tempfile.mkdtemp())
+    try:
+        proxy, proxy_scope = await build_proxy(work, variant)
+        return await best_round(proxy, proxy_scope, requests, rounds, BODY)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def build_proxy(work: Path, variant: str | None, frames: list[bytes] | None = None,
+                      body: bytes = BODY) -> tuple[Any, dict[str, Any]]:
+    """The proxy app on the default path (and the variant's route), started, and its request scope."""
+    (work / "routes.d").mkdir()
+    shutil.copy(ROOT / "routes.d" / "10-examples.yaml", work / "routes.d")
+    if variant is not None:
+        (work / "routes.d" / "05-variant.yaml").write_text(
+            f"rules:\n  - name: variant\n    when: model == \"bench\"\n    route: {VARIANTS[variant]}\n")
+    (work / "config.yaml").write_text(
+        "backends:\n  up:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n"
+        f"{variant_config(variant)}default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
+    config = load_config(str(work / "config.yaml"), env={})
+    setup_logging("info", "text", [KEY])
+    logging.getLogger().handlers[0].stream = io.StringIO()  # the access log, kept off the terminal
+    if frames is not None:
+        proxy = create_app(config)
+        socketless_streams(proxy.state_ref.state.backends["up"], frames)
+    else:
+        backends = {"up": SocketlessOpenAI("up")} | ({"up2": SocketlessOpenAI("up2")} if variant else {})
+        proxy = create_app(config, backends=backends)
+    proxy.reloader.watch = False
+    await lifespan(proxy, "startup")
+    return proxy, scope("/v2/chat/completions", [(b"authorization", f"Bearer {KEY}".encode())], body)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=10_000)
@@ -226,36 +297,29 @@ async def main() -> None:
     parser.add_argument("--stream", action="store_true", help="a streamed request (see above)")
     parser.add_argument("--chunks", type=int, default=7, help="text chunks per stream (with --stream)")
     parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
+    parser.add_argument("--variant", choices=list(VARIANTS), help="route through a group or strategy (see above)")
+    parser.add_argument("--strategies", action="store_true", help="with --instructions: each strategy over the group")
     args = parser.parse_args()
+    if args.instructions and args.strategies:
+        await strategy_costs(args.requests if args.requests != 10_000 else 5_000, args.rounds)
+        return
     if args.instructions:
         extra = ("--stream", "--chunks", str(args.chunks)) if args.stream else ()
+        extra += ("--variant", args.variant) if args.variant else ()
         for which in ("bare", "proxy"):
             print(f"  {which:6} {instructions_per_request(which, extra):9,.0f} instructions per "
                   f"{'stream' if args.stream else 'request'}")
         return
     work = Path(tempfile.mkdtemp())
     try:
-        (work / "routes.d").mkdir()
-        shutil.copy(ROOT / "routes.d" / "10-examples.yaml", work / "routes.d")
-        (work / "config.yaml").write_text(
-            "backends:\n  up:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n"
-            f"default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
-        config = load_config(str(work / "config.yaml"), env={})
-        setup_logging("info", "text", [KEY])
-        logging.getLogger().handlers[0].stream = io.StringIO()  # the access log, kept off the terminal
         frames = stream_frames(args.chunks) if args.stream else None
         body = STREAM_BODY if args.stream else BODY
-        if frames is not None:
-            proxy = create_app(config)
-            socketless_streams(proxy.state_ref.state.backends["up"], frames)
-        else:
-            proxy = create_app(config, backends={"up": SocketlessOpenAI("up")})
-        proxy.reloader.watch = False
-        await lifespan(proxy, "startup")
+        if args.stream and args.variant:
+            raise SystemExit("--variant measures a JSON request (not with --stream)")
+        proxy, proxy_scope = await build_proxy(work, args.variant, frames, body)
         bare = falcon.asgi.App()
         bare.add_route("/v1/chat/completions", Bare(frames))
         bare_scope = scope("/v1/chat/completions", [], body)
-        proxy_scope = scope("/v2/chat/completions", [(b"authorization", f"Bearer {KEY}".encode())], body)
         if args.only:  # under valgrind (see instructions_per_request): warm up, then exactly --requests
             app, only_scope = (bare, bare_scope) if args.only == "bare" else (proxy, proxy_scope)
             for _ in range(300 + args.requests):

@@ -272,9 +272,6 @@ def compile_limits(calls: Iterable[ir.Call], ctx: Context) -> tuple[ir.Limit, ..
                                 signature)
         if amount is None:
             raise ctx.error(f"{call.name} needs an amount", call.span, f"{call.name}(20)" if budget else f"{call.name}(60)")
-        if budget and per == "key":
-            raise ctx.error("budget: per=key is not supported: recorded cost is kept per caller, session and backend, "
-                            "not per provider key", call.span, "per=caller, per=session or per=backend")
         out.append(ir.Limit(call.name, amount, per, call.span, window))  # type: ignore[arg-type]
     return tuple(out)
 

@@ -250,6 +250,8 @@ class RuleSet:
         # (``target_terms``); most rule sets have none, and then that costs nothing.
         governing = [c for c in compiled if c.rule.limits or c.rule.overrides]
         self.governs = bool(governing)
+        # Some governing rule has a ``budget(...)``: then each target's terms are checked against spend.
+        self.budgeted = any(lim.kind == "budget" for c in governing for lim in c.rule.limits)
         self.governing_reads: frozenset[str] = frozenset().union(*(facts_read(c.rule.when) for c in governing))
         self._governing_by_model, self._governing_unkeyed = _index(governing)
         self._plans: dict[tuple[Any, ...], Plan] = {}  # see ``evaluate``
@@ -363,11 +365,13 @@ def _make_plan(hits: Sequence[_Compiled], model: str, fallback: str, first_file_
 class Terms:
     """What the file rules add for a call of one target, beyond the request's own :class:`Plan`."""
 
-    limits: tuple[ir.Limit, ...] = ()  # of the rules that match only through the target
+    limits: tuple[ir.Limit, ...] = ()  # of the rules that match only through the target (not budgets)
     # The operator's settings in effect for the call (first rule wins, over the rules that match
     # the request or the target); () when they are the plan's own.
     overrides: tuple[tuple[str, ir.Scalar], ...] = ()
     rules: tuple[str, ...] = ()  # names of the rules that match only through the target
+    # Their ``budget(...)`` limits, each with the rule that set it (a refusal names the rule).
+    budgets: tuple[tuple[ir.Limit, str], ...] = ()
 
 
 def target_terms(facts: Facts, target: ir.Target, rules: RuleSet, plan: Plan) -> Terms | None:
@@ -406,9 +410,10 @@ def _make_terms(rules: RuleSet, plan: Plan, hits: tuple[int, ...]) -> Terms | No
         for key, value in rules.rules[order].overrides:
             overrides.setdefault(key, value)
     settings = tuple(overrides.items())
-    return Terms(tuple(lim for rule in extra for lim in rule.limits),
+    return Terms(tuple(lim for rule in extra for lim in rule.limits if lim.kind != "budget"),
                  () if dict(settings) == dict(plan.overrides) else settings,
-                 tuple(rule.name for rule in extra))
+                 tuple(rule.name for rule in extra),
+                 tuple((lim, rule.name) for rule in extra for lim in rule.limits if lim.kind == "budget"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,12 +213,16 @@ class ServerConfig:
     """Limits on client connections (``router/connections.py``).
 
     Defaults: 10 s for a request's headers (a real client sends them in one packet), 60 s for its
-    body (10 MB at ~170 KB/s), 1024 open connections (well under a default 4096 file limit, with
-    room for upstream connections).
+    body (10 MB at ~170 KB/s), 20 s for an idle kept-alive connection (longer than the common
+    clients' own idle expiry — httpx 5 s, aiohttp 15 s, Node 4 s — so the client closes first: a
+    server that closes first races the client's next request, which then fails with a
+    disconnect), 1024 open connections (well under a default 4096 file limit, with room for
+    upstream connections).
     """
 
     header_timeout: float = 10.0
     body_timeout: float = 60.0
+    keep_alive_timeout: float = 20.0
     max_connections: int = 1024
 
 

@@ -19,6 +19,9 @@ per connection and a connection bound, from the ``server`` section of the config
 A request that arrives in one packet (every SDK's) never arms a timer: timers are armed only after
 a read leaves a request incomplete. Errors are JSON in the error shape of the request's path, like
 the app's own, and so is the 400 for bytes the HTTP parser refuses (uvicorn's is plain text).
+* ``keep_alive_timeout`` — how long an idle kept-alive connection stays open (uvicorn's own timer,
+  set per connection): longer than clients' own idle expiry, so the client closes first.
+
 The settings are read from the live config when a connection opens, so a reload applies to new
 connections.
 """
@@ -57,6 +60,7 @@ class LimitedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         ref = self.ref
         self.settings: ServerConfig = ref.state.config.server if ref is not None else _DEFAULTS
+        self.timeout_keep_alive = self.settings.keep_alive_timeout  # uvicorn's idle timer, from the live config
         self._phase = _HEADERS  # a new connection owes us a request's headers
         self._request_begun = False
         self._served = False  # a request has begun on this connection

@@ -23,7 +23,7 @@ from ..record.recorder import RequestRecord
 from ..sessions import Session
 from ..wire.canonical import ChatRequest
 from ..wire.offload import is_large, off_loop
-from .budget import check_budgets
+from .budget import BudgetGate, applies as budgets_apply
 from .commands import CommandContext, apply_commands, routing_commands, strip_commands
 from .dispatch import Outcome
 from .encode import json_reply, local_reply, proxy_answer, stream_reply
@@ -69,8 +69,9 @@ class Pipeline:
             if cached is not None:
                 note_local(ex, "cache", cached.model, cached.finish_reason)
                 return local_reply(ex, cached, self._finish(ex))
-            if ex.plan.budgets:
-                await check_budgets(ex, self.budgets)
+            if budgets_apply(ex):
+                ex.budget_charge = BudgetGate(self.budgets, ex)
+                await ex.budget_charge.admit_request()
             return await (self._stream(ex) if ex.request.stream else self._complete(ex))
         except BaseException as exc:
             if ex.outcome is not None:  # a guard or encoder failed after dispatch: free what it holds
@@ -95,7 +96,8 @@ class Pipeline:
     async def _stream(self, ex: Exchange) -> Reply:
         """Dispatch a streamed request: the reply starts with the first target that answers."""
         ex.outcome = Outcome()
-        started = await ex.state.dispatcher.stream(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
+        started = await ex.state.dispatcher.stream(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed,
+                                                   ex.budget_charge)
         rec = ex.record
         rec.ttfb = time.perf_counter() - rec.started
         rec.backend, rec.model = started.target.backend, started.target.model
@@ -108,7 +110,8 @@ class Pipeline:
     async def _complete(self, ex: Exchange) -> Reply:
         """Dispatch a whole request: answer, guards, cache, then the reply and its record."""
         ex.outcome = Outcome()
-        response = await ex.state.dispatcher.complete(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed)
+        response = await ex.state.dispatcher.complete(ex.plan, ex.request, ex.outcome, ex.scopes, ex.governed,
+                                                      ex.budget_charge)
         response = await guard_response(ex, response)
         if self._shares_history(ex):
             await self.histories.keep(ex.session)  # type: ignore[attr-defined]

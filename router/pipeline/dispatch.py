@@ -28,6 +28,7 @@ from ..wire.codec import CodecError
 from ..wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from ..wire.custom_tools import StreamRestorer, custom_names, restore_response
 from ..errors import ProxyError
+from ..budgets import BudgetExceeded
 from ..limits import InProcessLimiter, Limiter, Rejection, Reservation
 from ..routing_stats import InProcessRoutingStats, RoutingStats
 from .strategies import order_group
@@ -38,6 +39,22 @@ class HealthLike(Protocol):
 
     def allow(self, backend: str, model: str = "") -> bool: ...
     def record(self, backend: str, ok: bool, kind: str | None = None, model: str = "") -> None: ...
+
+
+class KeyGateLike(Protocol):
+    """Per-key budgets of one call (``router.pipeline.budget.KeyGate``): asked about each key."""
+
+    refused: BudgetExceeded | None
+
+    def __call__(self, key_label: str) -> Awaitable[bool]: ...
+
+
+class BudgetGateLike(Protocol):
+    """One request's budgets (``router.pipeline.budget.BudgetGate``), asked about each target."""
+
+    async def admit_target(self, target: ir.Target, through: tuple[tuple[ir.Limit, str], ...]
+                           ) -> BudgetExceeded | None: ...
+    def key_gate(self, target: ir.Target, through: tuple[tuple[ir.Limit, str], ...]) -> KeyGateLike | None: ...
 
 
 _NO_SCOPES: Mapping[str, str | None] = MappingProxyType({})  # a request no limit applies to needs none
@@ -69,6 +86,7 @@ class Outcome:
     pending: list[Awaitable[object]] = field(default_factory=list)
     picks: dict[ir.Target, str] = field(default_factory=dict)  # target -> strategy that picked it
     on_error: str | None = None  # the ``on:`` class that fired, if one did
+    key_id: str | None = None  # label of the provider key of the answer (usage rows, per-key budgets)
     # The target whose reply is in flight, counted in the routing stats until the reply ends.
     flight: tuple[RoutingStats, str] | None = None
 
@@ -158,17 +176,18 @@ class Dispatcher:
         self.prices: Mapping[str, Mapping[str, float]] = {}  # config ``prices``, for cheapest(...)
 
     # ``governed`` (None when no file rule has limits or set) gives each target's own terms.
+    # ``budget`` (None when no budget may apply) checks each target and key against spend.
     async def complete(self, plan: Plan, request: ChatRequest, outcome: Outcome,
                        scopes: Mapping[str, str | None] | None = None,
-                       governed: TargetRules | None = None) -> ChatResponse:
+                       governed: TargetRules | None = None, budget: BudgetGateLike | None = None) -> ChatResponse:
         return await self._walk(plan, request, outcome, False,  # type: ignore[return-value]
-                                _NO_SCOPES if scopes is None else scopes, governed)
+                                _NO_SCOPES if scopes is None else scopes, governed, budget)
 
     async def stream(self, plan: Plan, request: ChatRequest, outcome: Outcome,
                      scopes: Mapping[str, str | None] | None = None,
-                     governed: TargetRules | None = None) -> StreamStarted:
+                     governed: TargetRules | None = None, budget: BudgetGateLike | None = None) -> StreamStarted:
         return await self._walk(plan, request, outcome, True,  # type: ignore[return-value]
-                                _NO_SCOPES if scopes is None else scopes, governed)
+                                _NO_SCOPES if scopes is None else scopes, governed, budget)
 
     # ---- limits ----------------------------------------------------------------------------------
 
@@ -183,11 +202,14 @@ class Dispatcher:
         outcome.reservations.append(result)
         return None
 
-    def _key_gate(self, limits: list[ir.Limit], outcome: Outcome):  # type: ignore[no-untyped-def]
+    def _key_gate(self, limits: list[ir.Limit], outcome: Outcome,  # type: ignore[no-untyped-def]
+                  budget: KeyGateLike | None = None):
         if not limits:
-            return None
+            return budget
 
         async def gate(key_label: str) -> bool:
+            if budget is not None and not await budget(key_label):  # spend first: it reserves nothing
+                return False
             return await self._acquire([(lim, key_label) for lim in limits], outcome) is None
 
         return gate
@@ -195,7 +217,8 @@ class Dispatcher:
     # ---- the walk --------------------------------------------------------------------------------
 
     async def _walk(self, plan: Plan, request: ChatRequest, outcome: Outcome, stream: bool,
-                    scopes: Mapping[str, str | None], governed: TargetRules | None) -> ChatResponse | StreamStarted:
+                    scopes: Mapping[str, str | None], governed: TargetRules | None,
+                    budget: BudgetGateLike | None = None) -> ChatResponse | StreamStarted:
         """The caller releases ``outcome`` when a reply ends; on any failure it is released here
         (deadline, cancellation by a client that hung up, an unexpected connector exception)."""
         try:
@@ -210,7 +233,8 @@ class Dispatcher:
                 per_backend = [lim for lim in plan.limits if lim.per == "backend" and lim.kind != "budget"]
                 per_key = [lim for lim in plan.limits if lim.per == "key" and lim.kind != "budget"]
             deadline = time.monotonic() + self.deadline
-            walk = _Walk(request, outcome, stream, scopes, governed, per_backend, per_key, deadline, shared=shared)
+            walk = _Walk(request, outcome, stream, scopes, governed, per_backend, per_key, deadline, shared=shared,
+                         budget=budget)
             result = await self._chain(plan.chain, walk)
             if result is not None:
                 return result
@@ -221,12 +245,14 @@ class Dispatcher:
                 fallback = next((links for name, links, _rule in plan.on if name == error_class), None)
                 if fallback is not None:
                     outcome.on_error = walk.on_error = error_class
-                    walk.last, walk.local_rejection = None, None
+                    walk.last, walk.local_rejection, walk.budget_refusal = None, None, None
                     result = await self._chain(fallback, walk)
                     if result is not None:
                         return result
             if walk.last is None and walk.local_rejection is not None:
                 raise _limited(walk.local_rejection)
+            if walk.last is None and walk.budget_refusal is not None:
+                raise walk.budget_refusal  # every target was over a budget
             raise to_proxy_error(walk.last, len(outcome.attempts))
         except BaseException:
             outcome.release()
@@ -253,6 +279,17 @@ class Dispatcher:
         for target in targets:
             held = len(outcome.reservations)
             terms = governed.terms(target) if governed is not None else None
+            key_budget = None
+            if walk.budget is not None:  # budgets first: they reserve nothing the next target would need
+                through = terms.budgets if terms is not None else ()
+                refusal = await walk.budget.admit_target(target, through)
+                if refusal is not None:
+                    walk.budget_refusal = refusal
+                    outcome.attempts.append(Attempt(target.backend, target.model or request.model, "rate_limited",
+                                                    0.0, error=refusal.message, picked_by=outcome.picks.get(target),
+                                                    on_error=walk.on_error))
+                    continue
+                key_budget = walk.budget.key_gate(target, through)
             key_limits, settings = walk.per_key, ()
             if terms is None:
                 wanted = [(lim, target.backend) for lim in walk.per_backend]
@@ -285,9 +322,13 @@ class Dispatcher:
                 try:
                     # Each attempt is bounded by the connector's connect/first-byte/idle timeouts;
                     # the deadline bounds the walk, checked between attempts (no timer per request).
-                    result = await self._try(target, request, walk.stream, key_limits, outcome, settings, walk.on_error)
+                    result = await self._try(target, request, walk.stream, key_limits, outcome, settings, walk.on_error,
+                                             key_budget)
                     outcome.target = target
                     return result
+                except BudgetExceeded as refusal:  # every key of the target is over a per-key budget
+                    walk.budget_refusal = refusal
+                    break
                 except BackendError as exc:
                     walk.last = exc
                     if not exc.retryable:
@@ -304,7 +345,7 @@ class Dispatcher:
 
     async def _try(self, target: ir.Target, request: ChatRequest, stream: bool, per_key: list[ir.Limit],
                    outcome: Outcome, settings: tuple[tuple[str, ir.Scalar], ...] = (),
-                   on_error: str | None = None) -> ChatResponse | StreamStarted:
+                   on_error: str | None = None, key_budget: KeyGateLike | None = None) -> ChatResponse | StreamStarted:
         started = time.perf_counter()
         model = target.model or request.model
         backend = self.backends.get(target.backend)
@@ -316,7 +357,7 @@ class Dispatcher:
         stats, key = self.stats, f"{target.backend}:{model}"
         stats.started(key)
         # Per-key limits go to the connector's key loop with the call; the key it used comes back.
-        keys = KeyChoice(self._key_gate(per_key, outcome) if per_key else None)
+        keys = KeyChoice(self._key_gate(per_key, outcome, key_budget) if per_key or key_budget else None)
         try:
             # the connectors encode ``stream`` from the request: it must match the call made
             same = request.model == model and request.stream == stream and not settings
@@ -345,6 +386,13 @@ class Dispatcher:
                                      status=400, backend=target.backend)
                 self._record(outcome, target, request, error, started, keys.used, on_error)
                 raise error from None
+            if isinstance(exc, BackendError) and key_budget is not None and key_budget.refused is not None \
+                    and keys.used is None:
+                # No key was sent with: the per-key budgets held them back (not the backend's failure).
+                refused = key_budget.refused
+                self._record(outcome, target, request, BackendError("rate_limited", refused.message), 0.0, None,
+                             on_error)
+                raise refused from None
             if isinstance(exc, BackendError):
                 exc.backend = exc.backend or target.backend
                 self._record(outcome, target, request, exc, started, keys.used, on_error)
@@ -354,6 +402,7 @@ class Dispatcher:
         # The first byte (a stream's first event, a whole reply) is here: what fastest(...) ranks by.
         stats.observe_ttfb(key, time.perf_counter() - started)
         outcome.flight = (stats, key)  # in flight until the reply ends (Outcome.release)
+        outcome.key_id = keys.used
         outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), keys.used,
                                         picked_by=outcome.picks.get(target) if outcome.picks else None,
                                         on_error=on_error))
@@ -419,6 +468,8 @@ class _Walk:
     # The session and caller limits, acquired with the first target's own (one round trip to a
     # shared store), then held across the walk.
     shared: list[tuple[ir.Limit, str]] = field(default_factory=list)
+    budget: "BudgetGateLike | None" = None  # the request's budgets (router/pipeline/budget.py)
+    budget_refusal: BudgetExceeded | None = None  # the last target a budget refused
 
 
 class RateLimited(ProxyError):

@@ -97,6 +97,6 @@ class Exchange:
     # lookup.py: (key, ttl) to store this answer under, or None when caching is off
     cache_slot: tuple[str, int] | None = None
     # budget.py: the budgets checked, settled with the recorded cost when the request is recorded
-    budget_charge: Any = None  # (Budgets, keys) or None
+    budget_charge: Any = None  # a budget.BudgetGate when a budget may apply, else None
     # dispatch
     outcome: Outcome | None = None

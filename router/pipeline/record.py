@@ -8,6 +8,7 @@ import asyncio
 import time
 from dataclasses import asdict
 
+from ..budgets import BudgetExceeded
 from ..errors import ProxyError
 from ..record.recorder import Recorder
 from ..wire.canonical import ChatResponse, Usage
@@ -42,7 +43,7 @@ def finish_record(ex: Exchange, recorder: Recorder) -> None:
     if ex.plan is not None:
         rec.rules, rec.route_rule = ex.plan.rules, ex.plan.route_rule
     if ex.outcome is not None:
-        rec.attempts = ex.outcome.attempts
+        rec.attempts, rec.key_id = ex.outcome.attempts, ex.outcome.key_id
     if ex.guards is not None and ex.guards.events:
         rec.guard_events = [asdict(e) for e in ex.guards.events]
     recorder.finish(rec)
@@ -60,6 +61,10 @@ def record_failure(ex: Exchange, recorder: Recorder, exc: BaseException) -> None
     else:
         rec.status, rec.error = 500, "internal error"
     finish_record(ex, recorder)
+    if isinstance(exc, BudgetExceeded):
+        limit = exc.limit
+        recorder.audit("rate_limit", ex.ctx.caller, "rejected", session=ex.ctx.session_id, rule=exc.rule,
+                       limit=f"budget({limit.amount:g}, per={limit.per}, window={limit.window})", scope=exc.scope)
     if isinstance(exc, RateLimited):
         limit = exc.rejection.limit
         recorder.audit("rate_limit", ex.ctx.caller, "rejected", session=ex.ctx.session_id,

@@ -54,6 +54,7 @@ class RequestRecord:
     error_kind: str | None = None
     finished: bool = False
     path: str = ""
+    key_id: str | None = None  # label of the provider key that answered
 
 
 def access_line(rec: RequestRecord, elapsed_ms: float) -> tuple[str, Callable[[], dict[str, Any]]]:
@@ -117,6 +118,7 @@ def usage_row(rec: RequestRecord, usage: Usage, elapsed: float, cost: float | No
     row.attempts = attempts_json
     row.guard_events = json_column(rec.guard_events) if rec.guard_events else "[]"
     row.error = rec.error
+    row.key_id = rec.key_id
     return row
 
 

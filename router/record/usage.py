@@ -95,6 +95,10 @@ class UsageRow:
     attempts: str = "[]"  # JSON list of {backend, model, status, latency_ms, key_id, error}
     guard_events: str = "[]"  # JSON list of {kind, detail, ...}
     error: str | None = None
+    # The label of the provider key the answer came with (``backends.keys.key_label``, never the
+    # key), so ``budget(..., per=key)`` can sum a key's recorded cost. Last: stores made before it
+    # gain it as their last column (the SQLite and PostgreSQL migrations).
+    key_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -128,6 +132,7 @@ class UsageStore(Protocol):
                     caller: str | None = None) -> dict[str, Any]: ...
     async def recent(self, limit: int, cursor: int | None, *,
                      caller: str | None = None) -> tuple[list[dict[str, Any]], int | None]: ...
+    async def spent(self, since: float, scope: SpendScope) -> float: ...
     async def audit_logs(self, since: float | None, type_: str | None, limit: int,
                          cursor: int | None, *, actor: str | None = None) -> tuple[list[dict[str, Any]], int | None]: ...
 
@@ -153,6 +158,41 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
 """
+
+# The usage table's layout version, kept in SQLite's ``PRAGMA user_version``. A database made now
+# gets every column at once (``_SCHEMA``) and the newest version; one an older proxy made (version
+# 0: before versions were kept) gets the steps it lacks, each in its transaction.
+# (version, statements): append new steps, never edit one that shipped.
+SQLITE_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, ("ALTER TABLE usage ADD COLUMN key_id TEXT",)),  # budget(..., per=key)
+)
+
+# ``budget(..., per=X)`` scopes and the columns whose recorded cost they sum (router/budgets.py).
+SPEND_COLUMNS = {"caller": "caller", "session": "session_id", "backend": "backend", "key": "key_id"}
+SpendScope = tuple[tuple[str, str | None], ...]  # (scope name, value) filters, all of which hold
+
+# Budgets read a scope's spend in a window: priced rows only (cost is NULL for failures and
+# unpriced models, so a proxy without ``prices`` pays nothing for these on insert), by caller (a
+# session's spend is its caller's rows of that session) and by provider key. A backend's budget
+# reads the time index (few backends, each with a large share of the rows).
+SPEND_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS usage_spend_caller ON {t}(caller, ts) WHERE cost IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS usage_spend_key ON {t}(key_id, ts) WHERE cost IS NOT NULL",
+)
+
+
+def spend_query(table: str, since: float, scope: SpendScope, mark: str) -> tuple[str, tuple[Any, ...]]:
+    """SQL (with ``mark`` placeholders) summing the recorded cost of ``scope``'s rows since ``since``.
+    A scope value of None is a NULL column (requests without a caller, when auth is off)."""
+    clauses, args = ["cost IS NOT NULL", f"ts >= {mark}"], [since]
+    for name, value in scope:
+        column = SPEND_COLUMNS[name]
+        if value is None:
+            clauses.append(f"{column} IS NULL")
+        else:
+            clauses.append(f"{column} = {mark}")
+            args.append(value)
+    return f"SELECT SUM(cost) AS spent FROM {table} WHERE " + " AND ".join(clauses), tuple(args)
 
 
 class QueuedWrites:
@@ -198,17 +238,43 @@ class SQLiteUsageStore(QueuedWrites):
                 self._connection().execute("PRAGMA journal_mode=WAL")
                 self._connection().execute("PRAGMA synchronous=NORMAL")
                 self._connection().execute("PRAGMA wal_autocheckpoint=0")  # checkpoints: _checkpoint
-            self._db.executescript(_SCHEMA)
+            self._create_or_migrate()
             if self.path != ":memory:":
                 # Time-range queries over months of rows need the index; the in-memory store holds
                 # at most MEMORY_MAX_ROWS (a scan takes milliseconds) and skips its upkeep on every
                 # insert and every capping delete.
                 self._db.execute("CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts)")
+                for statement in SPEND_INDEXES:
+                    self._db.execute(statement.format(t="usage"))
         self._writer: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self._warned_drop = False
         self._closing = False
         self._last_checkpoint = time.monotonic()
+
+    def _create_or_migrate(self) -> None:
+        """The tables at the newest layout, or an older database brought up to it (under the lock)."""
+        db = self._db
+        existed = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage'").fetchone()
+        db.executescript(_SCHEMA)
+        newest = SQLITE_MIGRATIONS[-1][0]
+        if not existed:
+            db.execute(f"PRAGMA user_version = {newest}")
+            return
+        current = db.execute("PRAGMA user_version").fetchone()[0]
+        for version, statements in SQLITE_MIGRATIONS:
+            if version <= current:
+                continue
+            db.execute("BEGIN")
+            try:
+                for statement in statements:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version}")
+                db.execute("COMMIT")
+            except Exception:
+                db.execute("ROLLBACK")
+                raise
+            log.info("usage store: %s migrated to version %d", self.path, version)
 
     # ---- writing ---------------------------------------------------------------------------------
 
@@ -390,6 +456,12 @@ class SQLiteUsageStore(QueuedWrites):
         rows = await asyncio.to_thread(self._query, sql, args)
         items = [usage_dict(r) for r in rows]
         return items, (items[-1]["id"] if len(items) == limit else None)
+
+    async def spent(self, since: float, scope: SpendScope) -> float:
+        """The recorded cost of ``scope``'s requests since ``since`` (what budgets count)."""
+        sql, args = spend_query("usage", since, scope, "?")
+        rows = await asyncio.to_thread(self._query, sql, args)
+        return float(rows[0]["spent"] or 0.0)
 
     async def audit_logs(self, since: float | None = None, type_: str | None = None, limit: int = 50,
                          cursor: int | None = None, *, actor: str | None = None) -> tuple[list[dict[str, Any]], int | None]:

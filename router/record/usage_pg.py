@@ -40,8 +40,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ..config import safe_url
 from ..tasks import cancel_and_wait
 from .usage import (
-    GROUPS, QUEUE_SIZE, USAGE_COLUMNS, QueuedWrites, UsageRow, UsageStoreUnavailable, clean_totals,
-    usage_dict,
+    GROUPS, QUEUE_SIZE, SPEND_INDEXES, USAGE_COLUMNS, QueuedWrites, SpendScope, UsageRow, UsageStoreUnavailable,
+    clean_totals, spend_query, usage_dict,
 )
 
 log = logging.getLogger("llm_proxy.usage")
@@ -58,7 +58,7 @@ CLOSE_TIMEOUT = 5.0  # seconds shutdown waits for the last rows when the databas
 
 # The columns of UsageRow, in order, written out so that a field added to UsageRow without a
 # migration here fails a test (tests/router/record/test_usage_pg.py) instead of writing the wrong columns.
-# Version 1's table, as it was created (migrations below change it; never edit this).
+# Version 1's table, as it was created (migrations below change it and add columns; never edit this).
 _USAGE_TABLE = """
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     ts DOUBLE PRECISION NOT NULL, request_id TEXT, session_id TEXT, caller TEXT, frontend TEXT,
@@ -73,7 +73,7 @@ _USAGE_TABLE = """
 # database parses it once and nothing is decoded and re-encoded on the event loop.
 _USAGE_TYPES = ("float8", "text", "text", "text", "text", "text", "text", "text", "int4", "text", "int8", "int8",
                 "int8", "int2", "float8", "float8", "int2", "int2", "float8", "text", "jsonb", "jsonb", "jsonb",
-                "text")
+                "text", "text")
 _AUDIT_TYPES = ("float8", "text", "text", "text", "jsonb")
 _JSON_COLUMNS = ("rules", "attempts", "guard_events")
 
@@ -104,6 +104,11 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (2, (
         *(f"ALTER TABLE {{s}}.usage ALTER COLUMN {c} TYPE JSONB USING NULLIF({c}, '')::jsonb" for c in _JSON_COLUMNS),
         "ALTER TABLE {s}.audit ALTER COLUMN detail TYPE JSONB USING NULLIF(detail, '')::jsonb",
+    )),
+    # budget(..., per=key): the provider key an answer came with, and the budgets' spend indexes.
+    (3, (
+        "ALTER TABLE {s}.usage ADD COLUMN key_id TEXT",
+        *(statement.format(t="{s}.usage") for statement in SPEND_INDEXES),
     )),
 )
 _MIGRATION_LOCK = 0x6C69_7075_7361_6765 & 0x7FFF_FFFF_FFFF_FFFF  # "lipusage": one advisory lock id
@@ -397,6 +402,11 @@ class PostgresUsageStore(QueuedWrites):
         args = tuple(v for v in (cursor, caller) if v) + (limit,)
         items = [usage_dict(r) for r in await self._query(sql, args)]
         return items, (items[-1]["id"] if len(items) == limit else None)
+
+    async def spent(self, since: float, scope: SpendScope) -> float:
+        """The recorded cost of ``scope``'s requests since ``since`` (what budgets count)."""
+        sql, args = spend_query(f"{self._s}.usage", since, scope, "%s")
+        return float((await self._query(sql, args))[0]["spent"] or 0.0)
 
     async def audit_logs(self, since: float | None = None, type_: str | None = None, limit: int = 50,
                          cursor: int | None = None, *, actor: str | None = None) -> tuple[list[dict[str, Any]], int | None]:

@@ -13,11 +13,12 @@ from dataclasses import asdict
 from typing import Any
 
 from ..cache import MAX_ENTRY_CHARS
-from ..wire.canonical import ChatResponse, ImagePart, TextPart, ThinkingPart, ToolCallPart, Usage
+from ..wire.canonical import ChatResponse, ImagePart, OpaquePart, Part, TextPart, ThinkingPart, ToolCallPart, Usage
 from .client import RedisState, StateStoreUnavailable
 
 MAX_ENTRY_BYTES = 2 * MAX_ENTRY_CHARS
-_PARTS = {"text": TextPart, "image": ImagePart, "thinking": ThinkingPart, "tool_call": ToolCallPart}
+_PARTS = {"text": TextPart, "image": ImagePart, "thinking": ThinkingPart, "tool_call": ToolCallPart,
+          "opaque": OpaquePart}
 
 
 def encode_response(response: ChatResponse) -> bytes:
@@ -26,9 +27,15 @@ def encode_response(response: ChatResponse) -> bytes:
 
 def decode_response(raw: bytes) -> ChatResponse:
     data: dict[str, Any] = json.loads(raw)
-    parts = [_PARTS[p["type"]](**p) for p in data["parts"]]
+    parts = [_part(p) for p in data["parts"]]
     return ChatResponse(id=data["id"], model=data["model"], parts=parts, finish_reason=data["finish_reason"],
                         usage=Usage(**data["usage"]), created=data["created"])
+
+
+def _part(data: dict[str, Any]) -> Part:
+    if data["type"] == "thinking" and data.get("source") is not None:
+        data = {**data, "source": OpaquePart(**data["source"])}  # a Responses reasoning item, kept whole
+    return _PARTS[data["type"]](**data)  # type: ignore[no-any-return]
 
 
 class RedisResponseCache:

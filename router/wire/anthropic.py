@@ -15,8 +15,9 @@ Choices where Anthropic cannot express something canonical (or the other way rou
   they go back into ``user`` turns with ``tool_result`` blocks first, and consecutive same-role
   messages are merged (Anthropic requires alternation).
 - **Images** in assistant turns or replies have no slot and are dropped; ``document`` blocks are
-  accepted with a plain-text source (as text) or a base64 one (as a ``FilePart``).
-- **Files** (``FilePart``) encode as ``document`` blocks: PDFs as base64, plain text as text; any
+  accepted with a plain-text source (as text), a base64 or a URL one (as a ``FilePart``).
+- **Files** (``FilePart``) encode as ``document`` blocks: PDFs as base64 or by URL (a URL whose
+  extension says nothing is sent as a PDF: Anthropic fetches only PDFs), plain text as text; any
   other file, audio, or a provider file id is refused by name (Anthropic cannot read it).
 - OpenAI's ``allowed_tools`` becomes the declared tools themselves: only the allowed ones are sent.
 - Server tools (``{"type": "web_search_20250305", ...}``) and other fields without a canonical slot
@@ -47,7 +48,7 @@ from router.wire.common import (
     args_object, describe_file, dump_args, expect_object, fail, field_path, fill_tool_result_names,
     function_form, get_bool, get_int, get_list, get_num, get_obj, get_str, has_tool_history, leftover,
     lenient_int, merge_extra, new_id, nonempty_list, offered_tools, one_of, required_model, str_list,
-    tool_history_as_text,
+    tool_history_as_text, url_media_type,
 )
 
 FORMAT = "anthropic"
@@ -192,7 +193,10 @@ def _decode_block(block: Any, role: str, p: str) -> Part | None:
         return _decode_image(block, p)
     if kind == "document":
         source = get_obj(block, "source", p, required=True) or {}
-        kind = one_of(get_str(source, "type", f"{p}.source", required=True), ("text", "base64"), f"{p}.source.type")
+        kind = one_of(get_str(source, "type", f"{p}.source", required=True), ("text", "base64", "url"),
+                      f"{p}.source.type")
+        if kind == "url":
+            return FilePart(url=get_str(source, "url", f"{p}.source", required=True), filename=get_str(block, "title", p))
         data = get_str(source, "data", f"{p}.source", required=True) or ""
         if kind == "base64":
             return FilePart(data=data, media_type=get_str(source, "media_type", f"{p}.source", required=True),
@@ -311,6 +315,8 @@ def _encode_image(image: ImagePart) -> dict[str, Any]:
 
 
 def _encode_file(part: FilePart) -> dict[str, Any]:
+    if part.url and part.data is None and (url_media_type(part) or "application/pdf") == "application/pdf":
+        return {"type": "document", "source": {"type": "url", "url": part.url}}
     if part.data is not None and part.media_type == "application/pdf":
         return {"type": "document", "source": {"type": "base64", "media_type": part.media_type, "data": part.data}}
     if part.data is not None and part.media_type == "text/plain":
@@ -319,9 +325,10 @@ def _encode_file(part: FilePart) -> dict[str, Any]:
         except (binascii.Error, UnicodeDecodeError):
             fail("messages", f"file {describe_file(part)!r} says text/plain but is not base64 UTF-8 text")
         return {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
-    fail("messages", f"file {describe_file(part)!r} ({part.media_type or 'unknown type'}"
-         f"{', a provider file id' if part.file_id else ''}) cannot be sent to Anthropic, "
-         "which reads PDF and plain-text files given inline")
+    fail("messages", f"{'image' if part.image else 'file'} {describe_file(part)!r} "
+         f"({part.media_type or url_media_type(part) or 'unknown type'}"
+         f"{', a provider file id' if part.file_id else ''}{', by URL' if part.url else ''}) cannot be sent to "
+         "Anthropic, which reads PDF and plain-text files given inline and PDFs by URL")
 
 
 def _encode_part(part: Part, role: str) -> dict[str, Any] | None:

@@ -39,22 +39,32 @@ class ImagePart:
 @dataclass(slots=True)
 class FilePart:
     """A document or audio clip the user attached: inline (``data`` base64 + ``media_type``, e.g.
-    ``application/pdf``, ``audio/wav``) or by a provider's file id (``file_id``: OpenAI's Files
-    API, so only an OpenAI backend can read it; other encoders refuse it by name)."""
+    ``application/pdf``, ``audio/wav``), by ``url`` (the Responses API's ``file_url``), or by a
+    provider's file id (``file_id``: OpenAI's Files API, so only an OpenAI backend can read it;
+    other encoders refuse it by name). ``image`` marks an image given by file id (a Responses
+    ``input_image`` with ``file_id``), which has no :class:`ImagePart` form."""
 
     data: str | None = None
     media_type: str | None = None
     filename: str | None = None
     file_id: str | None = None
+    url: str | None = None
+    image: bool = False
     type: Literal["file"] = "file"
 
 
 @dataclass(slots=True)
 class ThinkingPart:
-    """Model reasoning. ``signature`` is Anthropic's opaque token that must be echoed back."""
+    """Model reasoning. ``signature`` is Anthropic's opaque token that must be echoed back.
+
+    ``source`` is the same reasoning as the whole item of a format that carries reasoning as items
+    (a Responses backend's ``reasoning`` item, its ``encrypted_content`` included): that format's
+    codec writes the item back verbatim instead of ``text``; every other codec shows ``text``
+    (the item's summary) and ignores it."""
 
     text: str
     signature: str | None = None
+    source: OpaquePart | None = None
     type: Literal["thinking"] = "thinking"
 
 
@@ -239,8 +249,14 @@ class TextDelta:
 
 @dataclass(slots=True)
 class ThinkingDelta:
+    """A fragment of thinking. ``source`` (see :class:`ThinkingPart`) comes with the first delta
+    of a reasoning item of a Responses backend (the item as announced, for its id) and with its
+    last (the complete item): a Responses encoder opens and closes its item with them, a new
+    ``source`` id starts a new thinking part; other encoders ignore it."""
+
     text: str = ""
     signature: str | None = None
+    source: OpaquePart | None = None
 
 
 @dataclass(slots=True)
@@ -290,7 +306,7 @@ def response_to_events(response: ChatResponse) -> list[StreamEvent]:
         if isinstance(part, TextPart):
             events.append(TextDelta(part.text))
         elif isinstance(part, ThinkingPart):
-            events.append(ThinkingDelta(part.text, part.signature))
+            events.append(ThinkingDelta(part.text, part.signature, part.source))
         elif isinstance(part, ToolCallPart):
             events.append(ToolCallStart(tool_index, part.id, part.name, part.custom))
             events.append(ToolCallDelta(tool_index, part.arguments))
@@ -307,8 +323,8 @@ class ResponseAccumulator:
     def __init__(self) -> None:
         self.response = ChatResponse(id="", model="")
         self._text: list[str] = []
-        self._thinking: list[str] = []
-        self._signature: str | None = None
+        self._thinking: list[ThinkingPart] = []  # one per thinking block (a new source id starts one)
+        self._thinking_text: list[list[str]] = []
         self._tools: dict[int, ToolCallPart] = {}
         self._tool_args: dict[int, list[str]] = {}
         self._opaque: list[OpaquePart] = []
@@ -325,11 +341,18 @@ class ResponseAccumulator:
                 self._order.append(("text", 0))
             self._text.append(event.text)
         elif isinstance(event, ThinkingDelta):
-            if ("thinking", 0) not in self._order:
-                self._order.append(("thinking", 0))
-            self._thinking.append(event.text)
+            current = self._thinking[-1] if self._thinking else None
+            if current is None or (event.source is not None and current.source is not None
+                                   and event.source.item.get("id") != current.source.item.get("id")):
+                current = ThinkingPart("")
+                self._order.append(("thinking", len(self._thinking)))
+                self._thinking.append(current)
+                self._thinking_text.append([])
+            self._thinking_text[-1].append(event.text)
             if event.signature:
-                self._signature = event.signature
+                current.signature = event.signature
+            if event.source is not None:
+                current.source = event.source
         elif isinstance(event, ToolCallStart):
             self._tools[event.index] = ToolCallPart(id=event.id, name=event.name, arguments="", custom=event.custom)
             self._tool_args[event.index] = []
@@ -358,7 +381,9 @@ class ResponseAccumulator:
             if kind == "text":
                 parts.append(TextPart("".join(self._text)))
             elif kind == "thinking":
-                parts.append(ThinkingPart("".join(self._thinking), self._signature))
+                part = self._thinking[index]
+                part.text = "".join(self._thinking_text[index])
+                parts.append(part)
             elif kind == "opaque":
                 parts.append(self._opaque[index])
             else:

@@ -225,9 +225,18 @@ def file_from_data(value: str, filename: str | None) -> FilePart:
     return FilePart(data=value, media_type=guessed, filename=filename)
 
 
+def url_media_type(part: FilePart) -> str | None:
+    """The media type of a file given by URL, from its extension (or its file name's), if known."""
+    for name in (part.url or "", part.filename or ""):
+        guessed, _ = mimetypes.guess_type(name.split("?", 1)[0].split("#", 1)[0])
+        if guessed:
+            return guessed
+    return None
+
+
 def describe_file(part: FilePart) -> str:
     """How refusals name a file part: its name, id or media type."""
-    return part.filename or part.file_id or part.media_type or "unnamed file"
+    return part.filename or part.file_id or part.url or part.media_type or "unnamed file"
 
 
 # --- tool calls ---------------------------------------------------------------------------------

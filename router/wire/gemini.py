@@ -51,7 +51,7 @@ from router.wire.common import (
     check_model, nonempty_list,
     args_object, derived_call_id, describe_file, dump_args, expect_object, fail, fill_tool_result_names,
     function_form, get_bool, get_int, get_list, get_num, get_obj, get_str, guess_media_type, is_base64,
-    leftover, lenient_int, new_id, offered_tools, one_of, str_list,
+    leftover, lenient_int, new_id, offered_tools, one_of, str_list, url_media_type,
 )
 
 FORMAT = "gemini"
@@ -182,7 +182,11 @@ def _encode_image(image: ImagePart) -> dict[str, Any]:
 
 
 def _encode_file(part: FilePart) -> dict[str, Any]:
-    """Gemini reads documents and audio inline (``inlineData``) by media type."""
+    """Gemini reads documents and audio inline (``inlineData``) by media type, and files by URL
+    (``fileData``, its media type guessed from the URL or file name when known)."""
+    if part.url and part.data is None:
+        media_type = part.media_type or url_media_type(part)
+        return {"fileData": {"mimeType": media_type, "fileUri": part.url} if media_type else {"fileUri": part.url}}
     if part.data is None or not part.media_type:
         fail("messages", f"file {describe_file(part)!r} cannot be sent to Gemini: "
              + ("a provider file id is OpenAI's" if part.file_id else "its media type is unknown"))

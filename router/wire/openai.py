@@ -2,9 +2,11 @@
 
 Choices where OpenAI cannot express something canonical:
 
-- **Thinking** has no slot in Chat Completions: ``ThinkingPart``/``ThinkingDelta`` are dropped when
-  encoding. When decoding a backend reply, the non-standard ``reasoning_content`` / ``reasoning``
-  fields (DeepSeek, OpenRouter, vLLM) are read into thinking so nothing the backend gave is lost.
+- **Thinking** has no slot in OpenAI's Chat Completions. Replies carry it in the non-standard
+  ``reasoning_content`` field (message and stream delta) that DeepSeek, vLLM and the chat UIs
+  built on them read; SDKs keep unknown fields. Requests to a provider never carry it (DeepSeek
+  refuses ``reasoning_content`` in input). When decoding a backend reply, ``reasoning_content`` /
+  ``reasoning`` (OpenRouter) are read into thinking so nothing the backend gave is lost.
 - **System** text goes to ``req.system``; on encode it is one ``system`` message joined by blank lines.
 - **Finish reasons**: ``loop`` (the proxy cut a repeated-output loop) and ``error`` encode as
   ``"stop"`` because OpenAI's enum has nothing better; ``function_call`` decodes as ``tool_calls``.
@@ -46,7 +48,7 @@ from router.wire.canonical import (
 from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire import fastjson, sse
 from router.wire.common import (
-    call_arguments, dump_args, expect_object, fail, field_path, file_from_data, fill_tool_result_names,
+    call_arguments, describe_file, dump_args, expect_object, fail, field_path, file_from_data, fill_tool_result_names,
     function_form, get_bool, get_int, get_list, MAX_MODEL_CHARS, nonempty_list, required_model,
     get_num, get_obj, get_str, image_from_url, image_to_url, leftover, lenient_int, merge_extra, new_id, one_of,
     str_list,
@@ -415,6 +417,12 @@ def _encode_message_general(message: Message) -> list[dict[str, Any]]:
 
 
 def _encode_file(part: FilePart) -> dict[str, Any]:
+    if part.image:
+        fail("messages", f"image {describe_file(part)!r} is given by file id, which Chat Completions cannot "
+             "reference (image_url takes a URL or a data URL)")
+    if part.url and part.data is None:
+        fail("messages", f"file {describe_file(part)!r} is given by URL, which Chat Completions cannot "
+             "reference (a file part takes file_data or file_id)")
     audio = _AUDIO_FORMATS.get(part.media_type or "")
     if audio and part.data is not None:
         return {"type": "input_audio", "input_audio": {"data": part.data, "format": audio}}
@@ -552,6 +560,9 @@ def encode_response(resp: ChatResponse) -> dict[str, Any]:
     # is decoded into text, so the proxy never has one of its own to report.
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None,
                                "refusal": None}
+    thinking = "".join(p.text for p in parts if isinstance(p, ThinkingPart))
+    if thinking:
+        message["reasoning_content"] = thinking
     if calls:
         message["tool_calls"] = calls
     return {
@@ -674,7 +685,9 @@ class StreamEncoder:
         if isinstance(event, StreamError):
             error = encode_error(WireError(500, event.message, event.kind))
             return sse.frame(error) + sse.frame("[DONE]")
-        return b""  # ThinkingDelta: no slot in Chat Completions
+        if isinstance(event, ThinkingDelta) and event.text:
+            return self._chunk({"reasoning_content": event.text})
+        return b""
 
 
 class StreamDecoder:

@@ -7,9 +7,15 @@ Choices where the Responses API and the canonical model differ:
   ``req.system``, in order, wherever they stand. Consecutive model-side items (assistant
   messages, ``function_call``, ``custom_tool_call``, ``reasoning``, hosted-tool calls) form one
   assistant turn; ``function_call_output`` / ``custom_tool_call_output`` items a ``tool`` turn.
-  ``input_file`` parts have no canonical slot and are refused (400 naming the part).
-- **Reasoning** items are kept whole as :class:`OpaquePart` (``encrypted_content`` untouched), so
-  they reach a Responses backend as sent and are dropped towards every other format. Thinking of
+  ``input_file`` parts (``file_data``, ``file_url``, ``file_id``) and ``input_image`` by ``file_id``
+  are :class:`FilePart` s: a Responses backend gets them as sent, the other encoders send what
+  their provider reads and refuse the rest by name (400 naming the file and the backend).
+- **Reasoning** items with summary text are :class:`ThinkingPart` s whose text is the summary
+  (parts joined by a blank line) and whose ``source`` is the whole item: other formats show the
+  summary as thinking (Anthropic ``thinking`` blocks, Gemini thought parts, OpenAI chat
+  ``reasoning_content``), while a Responses client or backend gets the item back verbatim,
+  ``encrypted_content`` untouched. Items without summary text are kept whole as
+  :class:`OpaquePart` (reaching a Responses backend as sent, dropped elsewhere). Thinking of
   another provider (an Anthropic signature, a Gemini thought signature) is sent to a Responses
   client as a reasoning item whose ``encrypted_content`` is ``lip1.`` + base64 of the text and
   signature; Codex echoes it back and it decodes into the same :class:`ThinkingPart`, so a
@@ -35,8 +41,10 @@ Choices where the Responses API and the canonical model differ:
   ``response.output_item.done``). A failure after the first byte is ``response.failed`` with the
   ``error.code`` Codex acts on (``context_length_exceeded``, ``insufficient_quota``,
   ``rate_limit_exceeded``, else ``server_error``), never a bare ``error`` event, which Codex ignores.
-- From a Responses backend's stream, reasoning summaries are not turned into thinking deltas: the
-  reasoning item arrives whole (from ``response.output_item.done``) as an opaque item.
+- From a Responses backend's stream, ``response.reasoning_summary_text.delta`` events are thinking
+  deltas (the first carries the announced item, for its id; ``response.output_item.done`` sends
+  the rest of the text with the complete item), so other clients see the summary as it streams
+  and a Responses client gets the same item ids and the complete item verbatim.
 """
 
 from __future__ import annotations
@@ -51,14 +59,16 @@ from typing import Any
 
 from router.wire import sse
 from router.wire.canonical import (
-    ChatRequest, ChatResponse, CustomFormat, FinishReason, ImagePart, Message, OpaqueItem, OpaquePart, Part,
+    ChatRequest, ChatResponse, CustomFormat, FilePart, FinishReason, ImagePart, Message, OpaqueItem, OpaquePart,
+    Part,
     StreamEnd, StreamError, StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta, ThinkingPart, Tool,
     ToolCallDelta, ToolCallPart, ToolCallStart, ToolChoice, ToolResultPart, Usage,
 )
 from router.wire.codec import CodecError, ErrorReport, WireError
 from router.wire.common import (
-    expect_object, fail, field_path, fill_tool_result_names, get_bool, get_int, get_list, get_num, get_obj, get_str,
-    image_from_url, image_to_url, leftover, lenient_int, merge_extra, new_id, one_of, required_model,
+    expect_object, fail, field_path, file_from_data, fill_tool_result_names, get_bool, get_int, get_list, get_num,
+    get_obj, get_str, image_from_url, image_to_url, leftover, lenient_int, merge_extra, new_id, one_of,
+    required_model,
 )
 
 FORMAT = "responses"
@@ -171,6 +181,8 @@ def _decode_item(item: Any, p: str, system: list[TextPart], messages: list[Messa
     kind = get_str(item, "type", p)
     if kind is None and "role" in item:
         kind = "message"
+    elif kind is None and "id" in item:
+        kind = "item_reference"  # the description lets a reference leave its type out
     if kind == "message":
         role = one_of(get_str(item, "role", p, required=True), _ROLES, f"{p}.role")
         parts = _decode_content(item.get("content"), role or "user", f"{p}.content")
@@ -228,15 +240,32 @@ def _decode_content(raw: Any, role: str, p: str) -> list[Part]:
         elif kind == "refusal":
             parts.append(TextPart(get_str(item, "refusal", q, required=True) or ""))
         elif kind == "input_image":
-            url = get_str(item, "image_url", q)
-            if not url:
-                fail(f"{q}.image_url", "required (images by file_id are not supported by this proxy)")
-            parts.append(image_from_url(url))
+            url, file_id = get_str(item, "image_url", q), get_str(item, "file_id", q)
+            if url:
+                parts.append(image_from_url(url))
+            elif file_id:
+                parts.append(FilePart(file_id=file_id, image=True))
+            else:
+                fail(f"{q}.image_url", "an input_image needs image_url or file_id")
         elif kind == "input_file":
-            fail(f"{q}.type", "input_file parts are not supported by this proxy; send the text as input_text")
+            parts.append(_decode_file(item, q))
         else:
             fail(f"{q}.type", f"unknown content part type {kind!r}")
     return parts
+
+
+def _decode_file(item: dict[str, Any], q: str) -> FilePart:
+    """An ``input_file`` part: inline ``file_data`` (a data URL or bare base64), ``file_url`` or
+    ``file_id``, first found in that order."""
+    filename = get_str(item, "filename", q)
+    data, url, file_id = get_str(item, "file_data", q), get_str(item, "file_url", q), get_str(item, "file_id", q)
+    if data:
+        return file_from_data(data, filename)
+    if url:
+        return FilePart(url=url, filename=filename)
+    if file_id:
+        return FilePart(file_id=file_id, filename=filename)
+    fail(q, "an input_file needs file_data, file_url or file_id")
 
 
 def _decode_output(raw: Any, p: str) -> list[TextPart | ImagePart]:
@@ -250,12 +279,30 @@ def _decode_output(raw: Any, p: str) -> list[TextPart | ImagePart]:
 
 
 def _decode_reasoning(item: dict[str, Any], p: str) -> Part:
+    """A reasoning item: our own (``lip1.``) thinking, thinking shown as its summary and kept whole
+    (``source``), or, with no summary text, an opaque item."""
     encrypted = get_str(item, "encrypted_content", p)
     if encrypted and encrypted.startswith(_THINKING_PREFIX):
         thinking = _read_thinking(encrypted)
         if thinking is not None:
             return thinking
+    summary = summary_text(item)
+    if summary:
+        return ThinkingPart(summary, source=OpaquePart(FORMAT, item))
     return OpaquePart(FORMAT, item)
+
+
+def summary_text(item: dict[str, Any]) -> str:
+    """The text of a reasoning item's summary parts, joined by a blank line ("" when none)."""
+    summary = item.get("summary")
+    texts = [part["text"] for part in summary if isinstance(part, dict) and isinstance(part.get("text"), str)
+             and part["text"]] if isinstance(summary, list) else []
+    return "\n\n".join(texts)
+
+
+def _responses_source(part: ThinkingPart) -> dict[str, Any] | None:
+    """The Responses item a thinking part came from, if it came from one."""
+    return part.source.item if part.source is not None and part.source.format == FORMAT else None
 
 
 def _read_thinking(encrypted: str) -> ThinkingPart | None:
@@ -359,6 +406,8 @@ def _encode_message(message: Message, custom_ids: set[str]) -> list[dict[str, An
             out.append(_encode_result(part, part.tool_call_id in custom_ids))
         elif isinstance(part, OpaquePart) and part.format == FORMAT:
             out.append(part.item)
+        elif isinstance(part, ThinkingPart) and _responses_source(part) is not None:
+            out.append(_responses_source(part))  # type: ignore[arg-type]
     flush()
     return out
 
@@ -370,7 +419,24 @@ def _encode_user_content(parts: list[Part]) -> list[dict[str, Any]]:
             content.append({"type": "input_text", "text": part.text})
         elif isinstance(part, ImagePart):
             content.append({"type": "input_image", "image_url": image_to_url(part)})
+        elif isinstance(part, FilePart):
+            content.append(_encode_file(part))
     return content
+
+
+def _encode_file(part: FilePart) -> dict[str, Any]:
+    if part.image:
+        return {"type": "input_image", "file_id": part.file_id, "detail": "auto"}
+    out: dict[str, Any] = {"type": "input_file"}
+    if part.data is not None:
+        out["file_data"] = f"data:{part.media_type};base64,{part.data}" if part.media_type else part.data
+    elif part.url:
+        out["file_url"] = part.url
+    elif part.file_id:
+        out["file_id"] = part.file_id
+    if part.filename:
+        out["filename"] = part.filename
+    return out
 
 
 def _encode_call(part: ToolCallPart) -> dict[str, Any]:
@@ -494,7 +560,8 @@ def output_items(parts: list[Part], rid: str) -> list[dict[str, Any]]:
         if isinstance(part, ToolCallPart):
             out.append(_call_item(part))
         elif isinstance(part, ThinkingPart):
-            out.append(_reasoning_item(_item_id("rs", rid, len(out)), part))
+            source = _responses_source(part)
+            out.append(source if source is not None else _reasoning_item(_item_id("rs", rid, len(out)), part))
         elif isinstance(part, OpaquePart) and part.format == FORMAT:
             out.append(part.item)
     flush()
@@ -625,6 +692,7 @@ class StreamEncoder:
         self._open: tuple[str, int] | None = None  # ("message"|"reasoning"|"tool", output_index)
         self._text: list[str] = []
         self._thinking = ThinkingPart("")
+        self._reasoning_item: dict[str, Any] | None = None  # the complete item of a Responses backend
         self._tools: dict[int, tuple[int, ToolCallPart]] = {}  # tool index -> (output index, call)
         self._on_complete = on_complete
 
@@ -653,13 +721,15 @@ class StreamEncoder:
             out += self._event("response.content_part.done", item_id=item["id"], output_index=index,
                                content_index=0, part=part)
         elif kind == "reasoning":
-            item = _reasoning_item(self._output[index]["id"], self._thinking)
+            item = self._reasoning_item or _reasoning_item(self._output[index]["id"], self._thinking)
+            self._reasoning_item = None
             out = b""
+            item_id = self._output[index]["id"]
             if self._thinking.text:
                 part = {"type": "summary_text", "text": self._thinking.text}
-                out += self._event("response.reasoning_summary_text.done", item_id=item["id"],
+                out += self._event("response.reasoning_summary_text.done", item_id=item_id,
                                    output_index=index, summary_index=0, text=self._thinking.text)
-                out += self._event("response.reasoning_summary_part.done", item_id=item["id"],
+                out += self._event("response.reasoning_summary_part.done", item_id=item_id,
                                    output_index=index, summary_index=0, part=part)
             self._thinking = ThinkingPart("")
         else:
@@ -741,23 +811,28 @@ class StreamEncoder:
         return b""
 
     def _reasoning(self, event: ThinkingDelta) -> bytes:
-        if not event.text and not event.signature:
+        source = event.source.item if event.source is not None and event.source.format == FORMAT else None
+        if not event.text and not event.signature and source is None:
             return b""
         out = b""
-        if self._open is None or self._open[0] != "reasoning":
-            item_id = _item_id("rs", self._rid, len(self._output))
+        open_id = self._output[self._open[1]]["id"] if self._open is not None and self._open[0] == "reasoning" \
+            else None
+        source_id = source.get("id") if source is not None and isinstance(source.get("id"), str) else None
+        if open_id is None or (source_id is not None and source_id != open_id):
+            item_id = source_id or _item_id("rs", self._rid, len(self._output))
             out = self._open_item("reasoning", {"type": "reasoning", "id": item_id, "summary": []})
-            if event.text:
-                out += self._event("response.reasoning_summary_part.added", item_id=item_id,
-                                   output_index=self._open[1], summary_index=0,  # type: ignore[index]
-                                   part={"type": "summary_text", "text": ""})
         index = self._open[1]  # type: ignore[index]
         if event.text:
+            if not self._thinking.text:  # the item's first text opens its summary part
+                out += self._event("response.reasoning_summary_part.added", item_id=self._output[index]["id"],
+                                   output_index=index, summary_index=0, part={"type": "summary_text", "text": ""})
             self._thinking.text += event.text
             out += self._event("response.reasoning_summary_text.delta", item_id=self._output[index]["id"],
                                output_index=index, summary_index=0, delta=event.text)
         if event.signature:
             self._thinking.signature = event.signature
+        if source is not None:
+            self._reasoning_item = source  # written verbatim when the item closes
         return out
 
 
@@ -777,6 +852,8 @@ class StreamDecoder:
         self._tools: dict[int, int] = {}  # output index -> tool index
         self._sent: dict[int, int] = {}  # output index -> characters of text / arguments already sent
         self._calls = False
+        self._announced: dict[int, dict[str, Any]] = {}  # output index -> reasoning item not yet streamed
+        self._summary_index: dict[int, int] = {}  # output index -> summary part being streamed
 
     def feed(self, data: Any) -> list[StreamEvent]:
         if self._ended or not isinstance(data, dict):
@@ -794,6 +871,8 @@ class StreamDecoder:
             events.append(TextDelta(data["delta"]))
         elif kind == "response.output_item.added":
             events.extend(self._added(index, data.get("item")))
+        elif kind == "response.reasoning_summary_text.delta" and isinstance(data.get("delta"), str):
+            events.extend(self._summary_delta(index, lenient_int(data.get("summary_index")), data["delta"]))
         elif kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
             if index in self._tools and isinstance(data.get("delta"), str):
                 self._sent[index] = self._sent.get(index, 0) + len(data["delta"])
@@ -818,7 +897,23 @@ class StreamDecoder:
                                       _error_kind(str(error.get("code") or ""))))
         return events
 
+    def _summary_delta(self, index: int, summary_index: int, delta: str) -> list[StreamEvent]:
+        """Summary text as thinking: parts after the first are set off by a blank line; the first
+        delta of an item carries the item as announced (its id) for a Responses encoder."""
+        if not delta:
+            return []
+        sent = self._sent.get(index, 0)
+        if sent and summary_index != self._summary_index.get(index, summary_index):
+            delta = "\n\n" + delta
+        self._summary_index[index] = summary_index
+        self._sent[index] = sent + len(delta)
+        announced = self._announced.pop(index, None)
+        return [ThinkingDelta(delta, source=OpaquePart(FORMAT, announced) if announced is not None else None)]
+
     def _added(self, index: int, item: Any) -> list[StreamEvent]:
+        if isinstance(item, dict) and item.get("type") == "reasoning":
+            self._announced[index] = item
+            return []
         if not isinstance(item, dict) or item.get("type") not in ("function_call", "custom_tool_call"):
             return []
         self._calls = True
@@ -842,10 +937,15 @@ class StreamDecoder:
             rest = whole[self._sent.get(index, 0):] if isinstance(whole, str) else ""
             return events + ([ToolCallDelta(self._tools[index], rest)] if rest else [])
         if kind == "reasoning":
+            self._announced.pop(index, None)
             part = _decode_reasoning(item, "item") if isinstance(item.get("encrypted_content"), (str, type(None))) \
                 else OpaquePart(FORMAT, item)
-            if isinstance(part, ThinkingPart):
-                return [ThinkingDelta(part.text, part.signature)]
+            sent = self._sent.get(index, 0)
+            if isinstance(part, ThinkingPart):  # the rest of the text its summary deltas did not carry,
+                # with the complete item (it replaces the one announced with the first delta)
+                return [ThinkingDelta(part.text[sent:], part.signature, OpaquePart(FORMAT, item))]
+            if sent:  # summary text was streamed, the finished item has none: close it with the item
+                return [ThinkingDelta("", source=OpaquePart(FORMAT, item))]
             return [OpaqueItem(part)]  # type: ignore[arg-type]
         return [OpaqueItem(OpaquePart(FORMAT, item))]
 

@@ -234,7 +234,10 @@ class Answers:
         number = next(self._counter)
         parts: list[Part] = []
         if spec.thinking is not None or spec.thinking_signature is not None:
-            parts.append(ThinkingPart(spec.thinking or "", spec.thinking_signature))
+            item = ex.format.reasoning_item
+            parts.append(ThinkingPart(spec.thinking or "", spec.thinking_signature,
+                                      item(number, spec.thinking or "") if item and spec.thinking_signature is None
+                                      else None))
         text = spec.text if spec.text is not None else ("" if spec.tool_calls else self._echo(ex))
         if text:
             parts.append(TextPart(text))

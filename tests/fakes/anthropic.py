@@ -9,6 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from router.wire import anthropic as anthropic_wire
+from router.wire.canonical import ChatRequest
+from router.wire.codec import CodecError
 
 from .recording import RECORD, RecordedRequest, json_response
 from .wire_format import WireFormat
@@ -44,6 +46,17 @@ def anthropic_models(models: list[str]) -> dict[str, Any]:
             "last_id": models[-1] if models else None}
 
 
+def decode(body: Any) -> ChatRequest:
+    """The request as api.anthropic.com reads it, refusing what it refuses beyond the codec's
+    checks: tool blocks in a request that declares no tools."""
+    if isinstance(body, dict) and not body.get("tools") and any(
+            isinstance(block, dict) and block.get("type") in ("tool_use", "tool_result")
+            for message in body.get("messages") or [] if isinstance(message, dict)
+            for block in (message.get("content") if isinstance(message.get("content"), list) else [])):
+        raise CodecError("messages", "Requests which include `tool_use` or `tool_result` blocks must define tools.")
+    return anthropic_wire.decode_request(body)
+
+
 class AnthropicRoutes:
     """Route handlers of the Anthropic side (mixed into :class:`fakes.provider.FakeProvider`,
     on top of the engine in :mod:`fakes.core`: ``_generate``, ``_auth_error``, ``models``)."""
@@ -63,7 +76,7 @@ class AnthropicRoutes:
 
 FORMAT = WireFormat(
     "anthropic", error=lambda status, message, model, _retry: anthropic_error(status, message, model),
-    auth_error=auth_error, decode=lambda body, _model, _stream: anthropic_wire.decode_request(body),
+    auth_error=auth_error, decode=lambda body, _model, _stream: decode(body),
     encode=lambda response, _keep_ids: anthropic_wire.encode_response(response),
     stream_encoder=lambda _include_usage: anthropic_wire.StreamEncoder(),
     retry_after_header=True, request_id_header=True, response_prefix="msg_fake", call_prefix="toolu_fake",

@@ -161,6 +161,21 @@ async def test_anthropic_auth_version_and_models(fake_provider: FakeProvider, ht
     assert fake_provider.last.family == "anthropic"
 
 
+async def test_anthropic_refuses_tool_blocks_without_tools_as_the_real_api_does(
+        fake_provider: FakeProvider, http: aiohttp.ClientSession) -> None:
+    url = f"{fake_provider.url}/v1/messages"
+    history = [{"role": "user", "content": "ls"},
+               {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "sh", "input": {}}]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "a.txt"}]}]
+    body = {"model": "claude-test", "max_tokens": 64, "messages": history}
+    status, answer, _ = await post(http, url, body, AN_HEADERS)
+    assert status == 400 and answer["error"]["type"] == "invalid_request_error"
+    assert answer["error"]["message"] == "Requests which include `tool_use` or `tool_result` blocks must define tools."
+    tools = [{"name": "sh", "input_schema": {"type": "object", "properties": {}}}]
+    status, answer, _ = await post(http, url, {**body, "tools": tools}, AN_HEADERS)
+    assert status == 200, answer
+
+
 # --- Gemini -------------------------------------------------------------------------------------
 
 async def test_gemini_json_sse_and_array_stream(fake_provider: FakeProvider, http: aiohttp.ClientSession) -> None:

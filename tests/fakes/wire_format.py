@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from router.wire.canonical import ChatRequest, ChatResponse
+from router.wire.canonical import ChatRequest, ChatResponse, OpaquePart
 
 
 @dataclass(frozen=True)
@@ -27,3 +27,6 @@ class WireFormat:
     response_prefix: str = "fake-resp-"
     call_prefix: str = "call_fake"
     overloaded_status: int = 503
+    # (reply number, summary) -> the provider's own reasoning item for a reply with thinking (the
+    # Responses API's, with encrypted content); None: thinking is plain text in the format
+    reasoning_item: Callable[[int, str], OpaquePart] | None = None

@@ -116,7 +116,7 @@ RESPONSES_BODIES: list[tuple[str, Any]] = [
     ("role-unknown", {"model": "gpt-4", "input": [{"role": "wizard", "content": "hi"}]}),
     ("content-number", {"model": "gpt-4", "input": [{"role": "user", "content": 5}]}),
     ("content-part-unknown", {"model": "gpt-4", "input": [{"role": "user", "content": [{"type": "video"}]}]}),
-    ("input-file", {"model": "gpt-4", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+    ("input-file-empty", {"model": "gpt-4", "input": [{"role": "user", "content": [{"type": "input_file", "filename": "a.pdf"}]}]}),
     ("call-no-id", {"model": "gpt-4", "input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}),
     ("output-no-output", {"model": "gpt-4", "input": [{"type": "function_call_output", "call_id": "c"}]}),
     ("custom-call-no-name", {"model": "gpt-4", "input": [{"type": "custom_tool_call", "call_id": "c", "input": "x"}]}),

@@ -209,6 +209,32 @@ def test_a_reload_applies_new_limits_to_new_connections(tmp_path):
         live.stop()
 
 
+def test_a_kept_alive_connection_outlives_the_clients_idle_expiry(tmp_path):
+    """uvicorn alone closes an idle kept-alive connection after 5 s, a moment a client with a
+    longer idle expiry (aiohttp: 15 s) may pick to send its next request, which then fails with a
+    disconnect. The proxy keeps it ``server.keep_alive_timeout`` (20 s by default, 7 here): the
+    next request after 5.5 s idle is served on the same connection, and the connection closes
+    once the timeout passes."""
+    config = write_config(tmp_path, auth={"api_keys": [API_KEY]}, server={"keep_alive_timeout": 7})
+    app = create_app(config)
+    app.reloader.watch = False
+    live = LiveServer(app).start()
+    request = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    try:
+        with _connect(live) as sock:
+            sock.sendall(request)
+            assert b" 200 " in sock.recv(65536).split(b"\r\n")[0]
+            time.sleep(5.5)
+            sock.sendall(request)
+            assert b" 200 " in sock.recv(65536).split(b"\r\n")[0]
+            idle_from = time.monotonic()
+            assert _read_reply(sock, idle_from + 7 + SLACK + 2) == b""  # closed by the server ...
+            assert 7 - 0.5 <= time.monotonic() - idle_from <= 7 + SLACK  # ... at keep_alive_timeout
+    finally:
+        live.stop()
+    assert write_config(tmp_path, auth={"api_keys": [API_KEY]}).server.keep_alive_timeout == 20  # the default
+
+
 async def test_a_pipelined_request_waits_without_cutting_into_the_reply_before_it(tmp_path):
     """Request 2 is pipelined behind a slow streamed reply and finished only after header_timeout:
     the server, not the client, held it up, so the first reply arrives whole and the second too."""

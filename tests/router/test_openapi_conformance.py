@@ -3,8 +3,9 @@
 ``openapi/openai-subset.yaml`` is the part of ``openapi.yaml`` from github.com/openai/openai-openapi
 (MIT licence; commit and version in its ``info.x-subset-of``) that describes the operations this
 proxy serves; ``openapi/extract_subset.py`` cuts it from a newer copy. Schemathesis generates
-requests from it (valid ones: the ``positive`` mode) and sends them to a live proxy on the echo
-backend. Each reply must:
+requests from it (valid ones: the ``positive`` mode) for ``POST /chat/completions``, ``GET /models``,
+``POST /responses`` and ``GET /responses/{response_id}`` (half of those ask for a response the
+proxy stored) and sends them to a live proxy on the echo backend. Each reply must:
 
 - not be a server error (``not_a_server_error``);
 - match the description's response schema, JSON and every SSE event
@@ -13,7 +14,8 @@ backend. Each reply must:
   be in OpenAI's error shape and be one of the intended refusals listed in ``INTENDED_REFUSALS``,
   each with its reason. A valid request refused for any other reason fails the test.
 
-The example counts keep the whole module near half a minute on this project's CI machine.
+The example counts bound the module's CPU time to about 21 s (measured with ``time``, user CPU of
+the test process, which also runs the proxy), so it stays within a minute on an idle CI machine.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ INTENDED_REFUSALS: list[tuple[str, str]] = [
      "stored prompt, which the proxy does not keep"),
     (r"^input: required field is missing|^input: must contain at least one input item",
      "a Responses request without input has nothing to send (the proxy keeps no stored prompts)"),
+    (r"^No response with id '.*' found\.$",
+     "GET of a response id the proxy never stored (or no longer keeps) for this caller: OpenAI's 404 too"),
     (r"^Previous response with id '.*' not found\.$",
      "a previous_response_id the proxy never stored (or no longer keeps) for this caller: OpenAI's own 400"),
     (r"^input\[\d+\]\.type: unknown input item type ",
@@ -52,19 +56,23 @@ INTENDED_REFUSALS: list[tuple[str, str]] = [
      "computer calls, ...); the hosted-tool items it can carry reach a Responses backend (README, Codex CLI)"),
     (r"^max_(completion_|output_)?tokens: must be >= 1",
      "a token cap below 1 cannot produce a reply; OpenAI refuses it too, the proxy before any provider"),
-    (r"^tools\[\d+\]\.(function|custom)\.name: must not be empty",
-     "a tool without a name cannot be called; every provider refuses it"),
+    (r"^(tools|input)\[\d+\]\.((function|custom)\.)?name: must not be empty",
+     "a tool without a name cannot be called, nor a call of no tool be sent back; every provider refuses them"),
     (r"^messages\[\d+\]\.content\[\d+\]\.file: needs file_data or file_id",
      "a file part with neither data nor an id carries nothing to send"),
     (r"^tool_choice\.allowed_tools\.tools\[\d+\]: expected a tool like",
      "an allowed tool that names no function cannot be allowed"),
+    (r"^input\[\d+\]\.call_id: (required field is missing|expected a string, got null)",
+     "a tool call or output without call_id (the description lets it be null) cannot be paired with its "
+     "output or call; every provider pairs them by id (Gemini by name and order, which the proxy derives from ids)"),
+    (r"^input\[\d+\]\.(content|output)\[\d+\](\.image_url)?: an input_(image needs image_url or file_id|file needs file_data)",
+     "an image or file part with neither data, URL nor file id (the description makes all optional) carries "
+     "nothing to send"),
 ]
 
 # Operations checked: (path, method, number of generated examples).
-OPERATIONS = [("/chat/completions", "POST", 200), ("/models", "GET", 10)]
-# POST /responses is not generated yet: the description's Responses request admits many item
-# kinds of OpenAI-hosted features (compaction triggers, computer calls, ...) that the proxy refuses
-# today. Its replies are checked against the description below, for requests the proxy serves.
+OPERATIONS = [("/chat/completions", "POST", 200), ("/models", "GET", 10), ("/responses", "POST", 150),
+              ("/responses/{response_id}", "GET", 10)]
 
 
 def _spec() -> dict[str, Any]:
@@ -73,6 +81,10 @@ def _spec() -> dict[str, Any]:
     # the proxy routes the ids it can (an empty id is refused before routing). Generate ids
     # that look like model ids, so the cases exercise the rest of the request.
     raw["components"]["schemas"]["ModelIdsShared"] = {"type": "string", "pattern": "^[a-z][a-z0-9.-]{0,20}$"}
+    # A Responses request may leave model and input to a stored prompt; the proxy keeps none and
+    # refuses such requests (INTENDED_REFUSALS). Generate requests that carry both, so the
+    # cases exercise the rest of the request instead of that one refusal.
+    raw["components"]["schemas"]["CreateResponse"]["allOf"].append({"required": ["model", "input"]})
     return raw
 
 
@@ -89,6 +101,17 @@ def proxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"{server.url}/v2"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def stored_id(proxy_url: str) -> str:
+    """A response the proxy keeps for this test's key: half the generated GETs ask for it."""
+    import httpx
+
+    made = httpx.post(f"{proxy_url}/responses", json={"model": "echo", "input": "keep this"},
+                      headers={"Authorization": f"Bearer {API_KEY}"})
+    assert made.status_code == 200, made.text
+    return str(made.json()["id"])
 
 
 def _intended(message: str) -> bool:
@@ -131,23 +154,36 @@ def _check_events(response: Any, path: str) -> None:
             jsonschema.validate(json.loads(data), schema)
 
 
-def _check_refusal(response: Any) -> None:
+def _outline(items: Any) -> str:
+    """The items of a Responses input as type and keys (generated values are unreadable)."""
+    if not isinstance(items, list):
+        return repr(items)[:300]
+    return "; ".join(f"{item.get('type')}: {sorted(k for k in item if k.isascii())}" if isinstance(item, dict)
+                     else repr(item)[:60] for item in items)
+
+
+def _check_refusal(response: Any, sent: Any) -> None:
     body = response.json()
     jsonschema.validate(body, ERROR_SHAPE)  # OpenAI's error shape, from the same description
-    assert _intended(body["error"]["message"]), f"a valid request was refused: {body['error']}"
+    assert _intended(body["error"]["message"]), \
+        f"a valid request was refused: {body['error']}\ninput: {_outline(sent.get('input'))}"
 
 
 @pytest.mark.parametrize("path, method, examples", OPERATIONS, ids=[f"{m} {p}" for p, m, _ in OPERATIONS])
-def test_generated_requests_get_replies_the_description_allows(proxy_url: str, path: str, method: str,
-                                                                examples: int) -> None:
+def test_generated_requests_get_replies_the_description_allows(proxy_url: str, stored_id: str, path: str,
+                                                                method: str, examples: int) -> None:
     operation = SCHEMA[path][method]
     seen: dict[int, int] = {}
+    count = [0]
 
     @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy())
     def check(case: Any) -> None:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {API_KEY}"}
+        count[0] += 1
+        if "response_id" in (case.path_parameters or {}) and count[0] % 2:
+            case.path_parameters = {**case.path_parameters, "response_id": stored_id}  # one it has
         response = case.call(base_url=proxy_url, timeout=30)
         seen[response.status_code] = seen.get(response.status_code, 0) + 1
         streamed = response.headers.get("content-type", [""])[0].startswith("text/event-stream")
@@ -156,7 +192,7 @@ def test_generated_requests_get_replies_the_description_allows(proxy_url: str, p
         if streamed:
             _check_events(response, path)
         if 400 <= response.status_code < 500:
-            _check_refusal(response)
+            _check_refusal(response, case.body if isinstance(case.body, dict) else {})
 
     check()
     assert seen.get(200, 0) > 0, f"no generated request was served: {seen}"

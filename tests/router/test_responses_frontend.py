@@ -4,9 +4,12 @@ that only have functions, and provider failures in the shapes Codex acts on."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from fakes.behaviours import error, reply, stream_error
 from fakes.fixtures import fake_provider  # noqa: F401  (fixture)
@@ -145,6 +148,32 @@ async def test_compaction_without_tools_turns_history_into_text_for_anthropic(
     blocks = [b for m in sent["messages"] for b in m["content"]]
     assert {b["type"] for b in blocks} == {"text"}
     assert any("exec_command" in b["text"] and "echo hi" in b["text"] for b in blocks)
+
+
+@pytest.mark.parametrize("model, calls_of", [
+    ("oai:gpt-4o", lambda body: [(m["tool_calls"][0]["function"]["name"], m["tool_calls"][0]["id"])
+                                 for m in body["messages"] if m.get("tool_calls")]),
+    ("gem:gemini-test", lambda body: [(p["functionCall"]["name"], None) for c in body["contents"]
+                                      for p in c["parts"] if "functionCall" in p]),
+], ids=["openai-chat", "gemini"])
+async def test_compaction_without_tools_keeps_tool_history_structured_where_the_provider_takes_it(
+        tmp_path: Path, fake_provider: FakeProvider, model: str, calls_of: Any) -> None:
+    """OpenAI chat and Gemini accept tool calls and results in a request that declares no tools
+    (OpenAI's function-calling guide sends its follow-up so; Gemini CLI's own compression request
+    does), so Codex's compaction reaches them as it was: calls and results, no tools declared."""
+    compaction = {"model": model, "tools": [], "parallel_tool_calls": False, "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Run echo hi"}]},
+        {"type": "function_call", "name": "exec_command", "arguments": "{\"cmd\": \"echo hi\"}", "call_id": "c1"},
+        {"type": "function_call_output", "call_id": "c1", "output": "hi\n"},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Summarize."}]}]}
+    async with served(proxy(tmp_path, fake_provider)) as client:
+        fake_provider.enqueue(reply("Summary: ran echo hi."))
+        result = await client.post("/v2/responses", json=compaction)
+        assert result.status_code == 200 and responses_text(result.json()) == "Summary: ran echo hi.", result.text
+    sent = fake_provider.last.body
+    assert not sent.get("tools")
+    assert calls_of(sent) == [("exec_command", "c1" if model.startswith("oai:") else None)]
+    assert "[called tool" not in json.dumps(sent), "not written as text"
 
 
 async def test_provider_failures_are_never_a_500(tmp_path: Path, fake_provider: FakeProvider) -> None:

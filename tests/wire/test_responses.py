@@ -86,6 +86,24 @@ def test_reasoning_of_openai_stays_opaque_and_reaches_only_a_responses_backend()
         assert "gAAA" not in json.dumps(codec.encode_request(request)), codec.FORMAT
 
 
+def test_summarised_reasoning_is_thinking_elsewhere_and_the_same_item_for_a_responses_backend() -> None:
+    item = {"type": "reasoning", "id": "rs_2", "summary": [{"type": "summary_text", "text": "Plan."}],
+            "encrypted_content": "gAAA"}
+    request = responses.decode_request({"model": "m", "input": [{"role": "user", "content": "a"}, item,
+                                                                {"role": "user", "content": "b"}]})
+    assert request.messages[1].parts == [ThinkingPart("Plan.", source=OpaquePart("responses", item))]
+    assert responses.encode_request(request)["input"][1] == item
+    for codec in (openai, anthropic, gemini):  # towards providers: neither the item nor unsigned thinking
+        assert "gAAA" not in json.dumps(codec.encode_request(request)), codec.FORMAT
+
+
+def test_an_item_reference_without_its_type_is_read_as_one() -> None:
+    """OpenAI's description lets ``item_reference`` leave out ``type`` (found by schemathesis)."""
+    request = responses.decode_request({"model": "m", "input": [{"role": "user", "content": "a"}, {"id": "msg_1"}]})
+    assert request.messages[1].parts == [OpaquePart("responses", {"id": "msg_1"})]
+    assert responses.encode_request(request)["input"][1] == {"id": "msg_1"}
+
+
 def test_custom_tool_becomes_a_function_and_its_call_comes_back_custom() -> None:
     tool = Tool("apply_patch", "Edit files.", custom=CustomFormat("lark", "start: x"))
     request = ChatRequest("m", [Message("user", [TextPart("hi")])], tools=[tool])

@@ -156,6 +156,9 @@ def test_response_encoding_shortcut_matches_the_general_encoding(parts: list, fi
     text, calls = response.text(), [openai._encode_tool_call(p) for p in response.tool_calls()]
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None,
                                "refusal": None}
+    thinking = "".join(p.text for p in parts if isinstance(p, ThinkingPart))
+    if thinking:
+        message["reasoning_content"] = thinking
     if calls:
         message["tool_calls"] = calls
     body = openai.encode_response(response)

@@ -75,7 +75,10 @@ def _check_request(fmt: str, body: Any, path: dict | None) -> None:
         assert err.param and err.message.startswith(err.param)
         return
     for module in FORMATS.values():
-        json.dumps(module.encode_request(req))
+        try:
+            json.dumps(module.encode_request(req))
+        except CodecError as err:  # a part this format cannot carry: dispatch makes it a 400 naming the backend
+            assert err.param and err.message.startswith(err.param + ":")
 
 
 @settings(max_examples=600, deadline=None)

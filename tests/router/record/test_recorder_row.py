@@ -30,7 +30,8 @@ def test_recorder_row_names_every_column() -> None:
                         started=0.0, ts=1_700_000_000.5, rules=("r1", "r2"), route_rule="r2", backend="b-1",
                         model="m-1", status=200, finish_reason="tool_calls",
                         usage=Usage(100, 50, cached_tokens=7), ttfb=0.0123,
-                        guard_events=[{"kind": "repair", "detail": "x"}], cache_hit=True, error=None)
+                        guard_events=[{"kind": "repair", "detail": "x"}], cache_hit=True, error=None,
+                        key_id="bk-0123456789")
     rec.attempts = [{"backend": "b-0", "model": "m-0", "status": "timeout", "latency_ms": 3.0, "key_id": "kid"},
                     {"backend": "b-1", "model": "m-1", "status": "ok", "latency_ms": 9.5, "key_id": None}]
     recorder.finish(rec)  # no event loop: accounted at once
@@ -45,7 +46,8 @@ def test_recorder_row_names_every_column() -> None:
         requested_model="client-model", backend="b-1", model="m-1", status=200, finish_reason="tool_calls",
         prompt_tokens=100, completion_tokens=50, cached_tokens=7, tokens_estimated=0, latency_ms=row.latency_ms,
         ttfb_ms=12.3, stream=1, cache_hit=1, cost=round(100 * 2.0 / 1e6 + 50 * 4.0 / 1e6, 8),
-        route_rule="r2", rules=["r1", "r2"], attempts=rec.attempts, guard_events=rec.guard_events, error=None)
+        route_rule="r2", rules=["r1", "r2"], attempts=rec.attempts, guard_events=rec.guard_events, error=None,
+        key_id="bk-0123456789")
     assert row.latency_ms > 0
 
 
@@ -60,7 +62,7 @@ def test_the_row_builder_sets_every_field_whatever_the_request() -> None:
     recorder.finish(RequestRecord("full", "gemini", "m", session_id="s", caller="k", stream=True, started=0.0,
                                   ts=2.0, rules=("r",), route_rule="r", backend="b", model="m", status=429,
                                   finish_reason="length", usage=Usage(1, 2, 3, True), ttfb=0.5,
-                                  guard_events=[{"kind": "loop"}], cache_hit=True, error="x"))
+                                  guard_events=[{"kind": "loop"}], cache_hit=True, error="x", key_id="bk-x"))
     for row in store.rows:
         values = row_values(row)  # raises AttributeError for a field the builder left unset
         assert len(values) == len(USAGE_COLUMNS) and row == UsageRow(*values)

@@ -258,6 +258,37 @@ async def test_a_batch_the_database_refuses_is_dropped_and_counted_not_retried_f
     await store.close()
 
 
+async def test_a_schema_without_the_key_column_gains_it_and_keeps_its_rows(pg_schema: str, monkeypatch) -> None:
+    """A schema an older proxy made (the version before key_id) is brought to the newest version;
+    its rows stay, new rows carry their key, and budgets can sum a key's spend."""
+    assert MIGRATIONS[-1][1][0] == "ALTER TABLE {s}.usage ADD COLUMN key_id TEXT"
+    monkeypatch.setattr(usage_pg, "MIGRATIONS", MIGRATIONS[:-1])
+    monkeypatch.setattr(usage_pg, "USAGE_COLUMNS", USAGE_COLUMNS[:-1])
+    monkeypatch.setattr(usage_pg, "_USAGE_TYPES", usage_pg._USAGE_TYPES[:-1])
+    old = PostgresUsageStore(PG_URL, pg_schema)
+    await old.start()
+    old._put(("usage", tuple(getattr(row(1, cost=0.5), c) for c in USAGE_COLUMNS[:-1])))
+    await old.flush()
+    await old.close()
+    monkeypatch.undo()
+    assert "key_id" not in [r[0] for r in query("SELECT column_name FROM information_schema.columns "
+                                                "WHERE table_schema = %s AND table_name = 'usage'", pg_schema)]
+    new = PostgresUsageStore(PG_URL, pg_schema)
+    await new.start()
+    new.record(row(2, cost=0.25, key_id="bk-new"))
+    await new.flush()
+    assert new.written == 1
+    columns = [r[0] for r in query("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                                   "AND table_name = 'usage' ORDER BY ordinal_position", pg_schema)]
+    assert tuple(columns) == ("id", *USAGE_COLUMNS)
+    assert query(f'SELECT max(version) FROM "{pg_schema}".usage_schema_version') == [(MIGRATIONS[-1][0],)]
+    items, _ = await new.recent(limit=10)
+    assert [(i["request_id"], i["key_id"]) for i in items] == [("r2", "bk-new"), ("r1", None)]
+    assert await new.spent(time.time() - 60, (("caller", "key-1"),)) == pytest.approx(0.75)
+    assert await new.spent(time.time() - 60, (("key", "bk-new"),)) == pytest.approx(0.25)
+    await new.close()
+
+
 async def test_a_version_1_schema_is_migrated_to_jsonb_in_place_and_every_row_reads_back(
         tmp_path, pg_schema: str) -> None:
     """The layout version 1 created (JSON lists as TEXT), with rows in it, as an older proxy left
@@ -320,7 +351,7 @@ async def test_a_version_1_schema_is_migrated_to_jsonb_in_place_and_every_row_re
                        pg_schema))
     assert types == {"usage.rules": "jsonb", "usage.attempts": "jsonb", "usage.guard_events": "jsonb",
                      "audit.detail": "jsonb"}
-    assert query(f'SELECT version FROM "{pg_schema}".usage_schema_version ORDER BY version') == [(1,), (2,)]
+    assert query(f'SELECT version FROM "{pg_schema}".usage_schema_version ORDER BY version') == [(v,) for v, _ in MIGRATIONS]
     assert query(f'SELECT count(*) FROM "{pg_schema}".usage WHERE attempts @> %s::jsonb',
                  '[{"status": "ok"}]') == [(7,)]  # JSON operators work on the migrated rows
 

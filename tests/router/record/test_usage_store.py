@@ -235,6 +235,93 @@ async def test_database_files_are_owner_only(tmp_path) -> None:
         os.umask(old_umask)
 
 
+async def test_spent_sums_the_recorded_cost_of_each_budget_scope(stores: Stores) -> None:
+    """What ``budget(...)`` reads: priced rows since the window's start, per caller (NULL when
+    auth is off), per session of a caller, per backend, per provider key."""
+    store = stores.open()
+    await store.start()
+    now = time.time()
+    rows = [  # (caller, session, backend, key, cost, seconds ago)
+        ("k1", "s1", "openai", "bk-a", 0.10, 10), ("k1", "s1", "openai", "bk-b", 0.20, 10),
+        ("k1", "s2", "anthropic", "bk-c", 0.40, 10), ("k2", "s1", "openai", "bk-a", 0.80, 10),
+        (None, "s1", "openai", "bk-a", 1.60, 10), ("k1", "s1", "openai", "bk-a", None, 10),  # unpriced
+        ("k1", "s1", "openai", "bk-a", 3.20, 7200),  # before the window
+    ]
+    for i, (caller, session, backend, key, cost, ago) in enumerate(rows):
+        store.record(UsageRow(ts=now - ago, request_id=f"r{i}", session_id=session, caller=caller,
+                              frontend="openai", requested_model="m", backend=backend, model="m", cost=cost,
+                              key_id=key))
+    await store.flush()
+    since = now - 3600
+    assert await store.spent(since, (("caller", "k1"),)) == pytest.approx(0.70)
+    assert await store.spent(since, (("caller", None),)) == pytest.approx(1.60)
+    assert await store.spent(since, (("caller", "k1"), ("session", "s1"))) == pytest.approx(0.30)
+    assert await store.spent(since, (("caller", "k2"), ("session", "s1"))) == pytest.approx(0.80)
+    assert await store.spent(since, (("backend", "openai"),)) == pytest.approx(2.70)
+    assert await store.spent(since, (("key", "bk-a"),)) == pytest.approx(2.50)
+    assert await store.spent(since, (("key", "bk-none"),)) == 0.0
+    assert await store.spent(now - 86400, (("key", "bk-a"),)) == pytest.approx(5.70)
+    await store.close()
+
+
+OLD_COLUMNS = ("ts REAL, request_id TEXT, session_id TEXT, caller TEXT, frontend TEXT, requested_model TEXT, "
+               "backend TEXT, model TEXT, status INTEGER, finish_reason TEXT, prompt_tokens INTEGER, "
+               "completion_tokens INTEGER, cached_tokens INTEGER, tokens_estimated INTEGER, latency_ms REAL, "
+               "ttfb_ms REAL, stream INTEGER, cache_hit INTEGER, cost REAL, route_rule TEXT, rules TEXT, "
+               "attempts TEXT, guard_events TEXT, error TEXT")
+
+
+async def test_a_database_of_an_older_version_is_migrated_once(tmp_path: Path) -> None:
+    """A usage.db written before the key_id column (user_version 0) gains it, keeps its rows,
+    and is not migrated again on the next start."""
+    import sqlite3
+
+    from router.record.usage import SQLITE_MIGRATIONS, USAGE_COLUMNS
+
+    path = tmp_path / "usage.db"
+    old = sqlite3.connect(path)
+    old.executescript(f"CREATE TABLE usage (id INTEGER PRIMARY KEY AUTOINCREMENT, {OLD_COLUMNS});"
+                      "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, type TEXT, actor TEXT, "
+                      "outcome TEXT, detail TEXT);")
+    old.execute("INSERT INTO usage (ts, request_id, caller, cost, rules, attempts, guard_events) "
+                "VALUES (?, 'old', 'k1', 0.5, '[]', '[]', '[]')", (time.time(),))
+    old.commit()
+    old.close()
+    for start in range(2):  # the second start finds the newest version and changes nothing
+        store = SQLiteUsageStore(str(path))
+        await store.start()
+        store.record(rec(start, caller="k1", cost=0.25, key_id="bk-new", ts=time.time()))
+        await store.close()
+        db = sqlite3.connect(path)
+        columns = [r[1] for r in db.execute("PRAGMA table_info(usage)")]
+        assert tuple(columns) == ("id", *USAGE_COLUMNS)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SQLITE_MIGRATIONS[-1][0]
+        db.close()
+    reopened = SQLiteUsageStore(str(path))
+    items, _ = await reopened.recent(limit=10)
+    assert [(i["request_id"], i["key_id"]) for i in items] == [("r1", "bk-new"), ("r0", "bk-new"), ("old", None)]
+    assert await reopened.spent(time.time() - 60, (("caller", "k1"),)) == pytest.approx(1.0)
+    assert await reopened.spent(time.time() - 60, (("key", "bk-new"),)) == pytest.approx(0.5)
+    await reopened.close()
+
+
+async def test_a_new_database_starts_at_the_newest_version(tmp_path: Path) -> None:
+    import sqlite3
+
+    from router.record.usage import SQLITE_MIGRATIONS
+
+    store = SQLiteUsageStore(str(tmp_path / "usage.db"))
+    await store.close()
+    db = sqlite3.connect(tmp_path / "usage.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SQLITE_MIGRATIONS[-1][0]
+    indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"usage_ts", "usage_spend_caller", "usage_spend_key"} <= indexes
+    plan = " ".join(str(r) for r in db.execute(
+        "EXPLAIN QUERY PLAN SELECT SUM(cost) FROM usage WHERE cost IS NOT NULL AND ts >= 0 AND key_id = 'k'"))
+    assert "usage_spend_key" in plan  # the budgets' query reads its index
+    db.close()
+
+
 async def test_usage_queue_size_from_the_config_bounds_the_sqlite_queue(tmp_path: Path) -> None:
     """``usage.queue_size`` reaches the embedded store: records offered while its writer cannot run
     (no await in between) beyond that many are dropped, exactly those."""
