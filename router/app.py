@@ -17,6 +17,7 @@ import falcon.asgi
 from .config import AppConfig
 from .errors import ProxyError
 from .wire.codec import CodecError
+from .wire.offload import GC_PAUSE_KEY, resume_gc
 from .frontends import ANTHROPIC, OPENAI
 from .http.edge import (
     handle_codec_error, handle_http_error, handle_proxy_error, handle_unexpected, lower_headers, successor_link,
@@ -120,6 +121,8 @@ class ProxyApp(falcon.asgi.App):
         finally:
             if hangup.relay is not None or hangup.watching:
                 await hangup.close()
+            if GC_PAUSE_KEY in scope:  # a large request paused the collector (router/wire/offload.py)
+                resume_gc()
 
 
 def usage_store(config: AppConfig) -> UsageStore:

@@ -61,6 +61,17 @@ def missing_routes_dir(routes_dir: str, config: AppConfig | None = None) -> str 
     return f"warning: routes_dir {routes_dir} does not exist: no rule files are loaded (create it, or fix routes_dir in {source})"
 
 
+def _quote_safely(text: str, config: AppConfig | None) -> str:
+    """An error or warning as ``check`` prints it: its excerpt quotes the file's line, which may hold
+    a key, and the terminal or CI log it goes to is no place for one. The reload path's redaction
+    (``router/reload.py``): the config's known secrets when it loaded, and credential shapes."""
+    from backends.redaction import redact
+
+    from .record.logs import config_secrets
+
+    return redact(text, config_secrets(config) if config is not None else ())
+
+
 def check(argv: Sequence[str]) -> int:
     from dsl.loader import LoadedRules, load_rules_dir
     from dsl.printer import print_rules
@@ -79,7 +90,7 @@ def check(argv: Sequence[str]) -> int:
     # when the config is broken (then its backends and routes_dir are read as written).
     loaded = load_config_collecting(args.config)
     for err in loaded.errors:
-        print(err.render(), file=sys.stderr)
+        print(_quote_safely(err.render(), loaded.config), file=sys.stderr)
     rules, missing_dir = LoadedRules(), None
     if loaded.routes_dir is not None:
         rules = load_rules_dir(loaded.routes_dir, known_backends=loaded.backends)
@@ -87,9 +98,9 @@ def check(argv: Sequence[str]) -> int:
     if missing_dir:
         print(missing_dir, file=sys.stderr)
     for warning in rules.warnings:
-        print(warning.render(), file=sys.stderr)
+        print(_quote_safely(warning.render(), loaded.config), file=sys.stderr)
     for err in rules.errors:
-        print(err.render(), file=sys.stderr)
+        print(_quote_safely(err.render(), loaded.config), file=sys.stderr)
     total = len(loaded.errors) + len(rules.errors)
     if total or loaded.config is None:
         print(f"{total} error(s): {len(loaded.errors)} in the config, {len(rules.errors)} in the rules"

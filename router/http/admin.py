@@ -121,7 +121,8 @@ class AdminGate:
             raise ProxyError(403, "this endpoint is for operators: use a key listed in auth.admin_keys", "permission")
 
     def own_records(self, req: falcon.asgi.Request) -> str | None:
-        """Whose usage records the caller may read: None (everyone's) for an admin key or when
+        """Whose usage records and audit rows the caller may read (issue 12 "a session belongs to
+        its caller": without admin keys, every client key passes :meth:`authorize`): None (everyone's) for an admin key or when
         auth is off (local mode, ``--disable-auth``); otherwise the caller's own key id."""
         auth = self.ref.state.auth
         caller = getattr(req.context, "caller", None)
@@ -172,7 +173,7 @@ class AuditLogsResource:
         limit = _int(req, "limit", 50, 1, MAX_PAGE) or 50
         since, type_, cursor = _time(req, "since"), _choice(req, "type", AUDIT_TYPES), _int(req, "cursor", None, 1, 2**62)
         with _store_errors():
-            items, cursor = await self.store.audit_logs(since, type_, limit, cursor)
+            items, cursor = await self.store.audit_logs(since, type_, limit, cursor, actor=self.gate.own_records(req))
         resp.media = {"data": items, "next_cursor": cursor}
 
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import falcon
 import falcon.asgi
 
-from ..wire import fastjson
+from ..wire import fastjson, piecewise_json
 from ..wire.codec import CodecError
 from ..errors import ProxyError, bad_request
 from ..frontends import frontend_for_path
@@ -92,9 +92,23 @@ def parse_json(raw: bytes) -> Any:
                          "invalid_request") from None
 
 
+async def parse_body(raw: bytes) -> Any:
+    """:func:`parse_json` for a body of any size: a large one (``piecewise_json.PIECEWISE_BYTES``)
+    is parsed in pieces so that the event loop keeps serving others (``router/wire/piecewise_json.py``);
+    same result, same 400 shape."""
+    if len(raw) < piecewise_json.PIECEWISE_BYTES:
+        return parse_json(raw)
+    try:
+        return await piecewise_json.loads(raw)
+    except piecewise_json.PiecewiseJSONError as exc:
+        if "depth limit" in exc.reason:
+            raise ProxyError(400, "request body is nested too deeply to be a chat request", "invalid_request") from None
+        raise ProxyError(400, f"request body is not valid JSON: {exc.reason}", "invalid_request") from None
+
+
 async def read_json(req: falcon.asgi.Request, max_bytes: int) -> Any:
-    """The request body as JSON (:func:`read_body`, then :func:`parse_json`)."""
-    return parse_json(await read_body(req, max_bytes))
+    """The request body as JSON (:func:`read_body`, then :func:`parse_body`)."""
+    return await parse_body(await read_body(req, max_bytes))
 
 
 def lower_headers(req: falcon.asgi.Request) -> Mapping[str, str]:

@@ -7,6 +7,8 @@ encoder options, model-listing shapes) is asked of the front end or its codec, n
 
 from __future__ import annotations
 
+import functools
+
 import json
 import time
 from typing import Any, Callable
@@ -15,13 +17,13 @@ import falcon
 import falcon.asgi
 
 from ..errors import ProxyError
-from ..wire.offload import is_large, off_loop
+from ..wire.offload import GC_PAUSE_KEY, is_large, off_loop, pause_gc
 from ..frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, RESPONSES, Frontend, models_frontend
 from ..sessions import valid_session_id
 from ..wire.codec import CodecError
 from ..wire.responses import input_items
 from .hangup import SCOPE_KEY as HANGUP, Hangup
-from .edge import logged, logged_responder, lower_headers, parse_json, read_body, read_json, send
+from .edge import logged, logged_responder, lower_headers, parse_body, parse_json, read_body, read_json, send
 from ..wire.canonical import ChatRequest
 from ..pipeline import JsonReply, Pipeline, Reply, RequestContext, StreamReply, estimate_prompt_tokens
 from ..state import StateRef
@@ -67,11 +69,21 @@ async def read_chat(req: falcon.asgi.Request, max_bytes: int, decode: Callable[.
     """The body as JSON and as a canonical request; a large body is decoded off the loop."""
     raw = await read_body(req, max_bytes)
     if is_large(len(raw)):
-        body, request = await off_loop(_decode, raw, decode, path)
+        _pause_gc_for(req)
+        body = await parse_body(raw)
+        request = await off_loop(functools.partial(decode, **path), body)
     else:
         body, request = _decode(raw, decode, path)
     request.size = len(raw)
     return body, request
+
+
+def _pause_gc_for(req: falcon.asgi.Request) -> None:
+    """The collector pauses for a large request until it ends (``router/wire/offload.py``
+    :func:`pause_gc`); ``ProxyApp`` resumes it when the request is done, whatever happened."""
+    if not req.scope.get(GC_PAUSE_KEY):
+        req.scope[GC_PAUSE_KEY] = True
+        pause_gc()
 
 
 def _decode(raw: bytes, decode: Callable[..., ChatRequest], path: dict[str, Any]) -> tuple[Any, ChatRequest]:
@@ -96,7 +108,9 @@ class ResponsesResource:
         state = self.ref.state
         caller = getattr(req.context, "caller", None)
         raw = await read_body(req, state.config.max_body_bytes)
-        body = await off_loop(parse_json, raw) if is_large(len(raw)) else parse_json(raw)
+        if is_large(len(raw)):
+            _pause_gc_for(req)
+        body = await parse_body(raw)
         store = True
         if isinstance(body, dict):
             body, store = await self._continue(body, caller)

@@ -134,7 +134,7 @@ class UsageStore(Protocol):
                      caller: str | None = None) -> tuple[list[dict[str, Any]], int | None]: ...
     async def spent(self, since: float, scope: SpendScope) -> float: ...
     async def audit_logs(self, since: float | None, type_: str | None, limit: int,
-                         cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
+                         cursor: int | None, *, actor: str | None = None) -> tuple[list[dict[str, Any]], int | None]: ...
 
 
 USAGE_COLUMNS: tuple[str, ...] = tuple(UsageRow.__dataclass_fields__)
@@ -464,9 +464,10 @@ class SQLiteUsageStore(QueuedWrites):
         return float(rows[0]["spent"] or 0.0)
 
     async def audit_logs(self, since: float | None = None, type_: str | None = None, limit: int = 50,
-                         cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+                         cursor: int | None = None, *, actor: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """Audit rows, newest first; ``actor``: only that caller's (a client key's own rows)."""
         clauses, args = [], []
-        for clause, value in (("ts >= ?", since), ("type = ?", type_), ("id < ?", cursor)):
+        for clause, value in (("ts >= ?", since), ("type = ?", type_), ("id < ?", cursor), ("actor = ?", actor)):
             if value is not None:
                 clauses.append(clause)
                 args.append(value)

@@ -409,9 +409,10 @@ class PostgresUsageStore(QueuedWrites):
         return float((await self._query(sql, args))[0]["spent"] or 0.0)
 
     async def audit_logs(self, since: float | None = None, type_: str | None = None, limit: int = 50,
-                         cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+                         cursor: int | None = None, *, actor: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """Audit rows, newest first; ``actor``: only that caller's (a client key's own rows)."""
         clauses, args = [], []
-        for clause, value in (("ts >= %s", since), ("type = %s", type_), ("id < %s", cursor)):
+        for clause, value in (("ts >= %s", since), ("type = %s", type_), ("id < %s", cursor), ("actor = %s", actor)):
             if value is not None:
                 clauses.append(clause)
                 args.append(value)

@@ -97,3 +97,22 @@ def test_check_warns_about_a_missing_routes_dir(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert f"routes_dir {tmp_path / 'rotues.d'} does not exist" in err
     assert "0 rule(s) from no routes_dir, 1 warning(s)" in err
+
+
+def test_check_quotes_no_key_of_a_bad_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad line holding a literal key is quoted redacted, as a rejected reload quotes it; before,
+    ``check`` printed ``api_key: sk-live-…`` to the terminal or CI log. A rule file quoting a key the
+    (valid) config holds is redacted too."""
+    config = _write(tmp_path / "config.yaml", "backends:\n  echo: {type: echo}\n"
+                    "  up: {type: openai, api_key: sk-live-literal0123456789abcdef, timeout: soon}\n")
+    assert main(["check", "--config", config]) == 1
+    err = capsys.readouterr().err
+    assert "'soon'" in err and "timeout" in err  # the line is still quoted ...
+    assert "sk-live-literal" not in err and "[redacted]" in err  # ... without its key
+    known = "opaque-known-key-0123456789"  # no credential shape: only the config's own value finds it
+    config = _write(tmp_path / "config.yaml", "backends:\n  echo: {type: echo}\n"
+                    f"  up: {{type: openai-compatible, base_url: 'http://127.0.0.1:9/v1', api_key: {known}}}\n")
+    _write(tmp_path / "routes.d" / "10.yaml", f"rules:\n  - name: r\n    route: nowhere  # {known}\n")
+    assert main(["check", "--config", config]) == 1
+    err = capsys.readouterr().err
+    assert "unknown backend 'nowhere'" in err and known not in err, err

@@ -3,15 +3,21 @@ keeps the event loop from others, and a message cannot grow a session's routes w
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 
 from dsl import bounds
 from proxy_support import FRONTENDS, chat, reply_text
+from router.frontends import frontend_for_path
+from router.http.edge import parse_body
+from router.wire.offload import off_loop, pause_gc, resume_gc
 
 BENCHMARKS = str(Path(__file__).resolve().parents[2] / "benchmarks")
 if BENCHMARKS not in sys.path:
@@ -26,6 +32,46 @@ def test_health_answers_within_100ms_while_any_hostile_body_is_handled() -> None
     slowest = hostile_bench.run(1024 * 1024, report=lambda line: None)
     assert set(slowest) == set(hostile_bench.hostile_bodies(1024 * 1024))
     assert max(slowest.values()) < 0.1, {name: f"{s * 1000:.0f} ms" for name, s in slowest.items()}
+
+
+def test_parsing_and_decoding_a_default_max_body_leave_the_loop_free() -> None:
+    """At the default ``max_body_bytes`` (10 MiB), the body-sized steps before the pipeline (JSON
+    parse, codec decode in a worker thread) never keep the event loop from running for 100 ms of
+    the process's CPU time (CPU time, not wall time: the machine running the suite may be loaded).
+    Before, one ``orjson.loads`` of the 9 MB "many small messages" body held it 270-340 ms, and
+    full garbage collections during the decode 105-211 ms each. (End to end, ``hostile_bench`` at
+    10 MiB still sees 90-120 ms on this body: issue 12's target is not fully met yet.)"""
+    raw = hostile_bench.hostile_bodies(10 * 1024 * 1024)["many small messages"]
+    decode = frontend_for_path("/v2/chat/completions", "POST").codec.decode_request
+    messages = len(orjson.loads(raw)["messages"])
+
+    async def longest_hold() -> float:
+        done, longest = False, 0.0
+
+        async def tick() -> None:
+            nonlocal longest
+            last = time.process_time()
+            while not done:
+                await asyncio.sleep(0)
+                now = time.process_time()
+                longest, last = max(longest, now - last), now
+
+        ticker = asyncio.ensure_future(tick())
+        pause_gc()
+        try:
+            body = await parse_body(raw)
+            request = await off_loop(decode, body)
+            assert len(request.messages) == messages
+        finally:
+            resume_gc()
+            done = True
+            await ticker
+        return longest
+
+    try:
+        assert asyncio.run(longest_hold()) < 0.1
+    finally:
+        gc.unfreeze()  # asyncio.run ended before the proxy's own unfreeze timer could run
 
 
 @pytest.mark.parametrize("frontend", FRONTENDS)

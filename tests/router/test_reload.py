@@ -157,7 +157,7 @@ async def test_generation_and_metric_follow_reloads(tmp_path: Path) -> None:
 
 
 async def test_file_watcher_applies_a_change_on_a_live_server(tmp_path: Path) -> None:
-    app = build_app(tmp_path)
+    app = build_app(tmp_path, auth={"api_keys": [CLIENT_KEY], "admin_keys": [ADMIN_KEY]})  # admins read every actor's audit rows
     app.reloader.poll_interval, app.reloader.debounce = 0.05, 0.05
     server = LiveServer(app).start()
     try:
@@ -180,7 +180,7 @@ async def test_file_watcher_applies_a_change_on_a_live_server(tmp_path: Path) ->
             touch(tmp_path / "routes.d" / "10-x.yaml", BAD_SYNTAX)
 
             async def rejected() -> bool:
-                logs = (await client.get("/v2/audit/logs", params={"type": "config_reload"})).json()["data"]
+                logs = (await client.get("/v2/audit/logs", params={"type": "config_reload"}, headers=ADMIN)).json()["data"]
                 return any(e["outcome"] == "rejected" and e["actor"] == "file-watcher" for e in logs)
 
             await wait_for(rejected, timeout=4)

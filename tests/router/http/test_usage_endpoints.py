@@ -164,7 +164,8 @@ async def test_stats_group_by_time_filters_and_paging(tmp_path: Path, usage: dic
 
 
 async def test_audit_log_filters_and_paging(tmp_path: Path, usage: dict[str, str]) -> None:
-    app = build_app(tmp_path, usage=usage)
+    # an admin key reads every actor's rows (a client key only its own: test_audit_logs_follow_the_usage_rule)
+    app = build_app(tmp_path, usage=usage, auth={"api_keys": [CLIENT_KEY], "admin_keys": [ADMIN_KEY]})
     async with falcon.testing.ASGIConductor(app) as client:
         t0 = time.time()
         for i in range(5):  # auth failures: audited with the source address, never the key
@@ -176,39 +177,39 @@ async def test_audit_log_filters_and_paging(tmp_path: Path, usage: dict[str, str
         assert ok
 
         async def audit_count() -> int:
-            body = (await client.simulate_get("/v2/audit/logs", headers=AUTH, params={"limit": "1000"})).json
+            body = (await client.simulate_get("/v2/audit/logs", headers=ADMIN, params={"limit": "1000"})).json
             return len(body["data"]) >= 7 and len(body["data"])
 
         assert await wait_for(audit_count) == 7
-        failures = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        failures = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                               params={"type": "auth_failure"})).json["data"]
         assert len(failures) == 5 and all(f["outcome"] == "rejected" and f["actor"] for f in failures)
         assert all("sk-wrong-key" not in json.dumps(f) for f in failures)
-        commands = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        commands = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                               params={"type": "session_command"})).json["data"]
         assert len(commands) == 1 and commands[0]["actor"] == key_id(CLIENT_KEY)
         assert commands[0]["detail"]["session"] == "audit-sess"
-        reloads = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        reloads = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                              params={"type": "config_reload"})).json["data"]
         assert [(r["actor"], r["outcome"]) for r in reloads] == [("tester", "ok")]
         # paging: all 7 exactly once
         seen, cursor = [], None
         while True:
             params = {"limit": "2"} | ({"cursor": str(cursor)} if cursor else {})
-            page = (await client.simulate_get("/v2/audit/logs", headers=AUTH, params=params)).json
+            page = (await client.simulate_get("/v2/audit/logs", headers=ADMIN, params=params)).json
             seen += [e["id"] for e in page["data"]]
             cursor = page["next_cursor"]
             if cursor is None:
                 break
         assert len(seen) == len(set(seen)) == 7
         # type + since + limit + cursor together
-        page = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        page = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                           params={"type": "auth_failure", "since": _iso(t0 - 60), "limit": "3"})).json
         assert len(page["data"]) == 3 and page["next_cursor"]
-        rest = (await client.simulate_get("/v2/audit/logs", headers=AUTH, params={
+        rest = (await client.simulate_get("/v2/audit/logs", headers=ADMIN, params={
             "type": "auth_failure", "since": str(t0 - 60), "limit": "3", "cursor": str(page["next_cursor"])})).json
         assert len(rest["data"]) == 2 and rest["next_cursor"] is None
-        future = (await client.simulate_get("/v2/audit/logs", headers=AUTH,
+        future = (await client.simulate_get("/v2/audit/logs", headers=ADMIN,
                                             params={"since": str(time.time() + 60)})).json
         assert future["data"] == []
 
@@ -384,3 +385,35 @@ async def test_stored_rows_hold_key_ids_never_keys(tmp_path: Path, fake_provider
 async def _audit_rows(client: falcon.testing.ASGIConductor) -> bool:
     body = (await client.simulate_get("/v2/audit/logs", headers=ADMIN)).json
     return {e["type"] for e in body["data"]} >= {"auth_failure", "session_command"}
+
+
+async def _audit_rows(client: falcon.testing.ASGIConductor, key: str) -> list[dict]:
+    result = await client.simulate_get("/v2/audit/logs", headers={"Authorization": f"Bearer {key}"},
+                                       params={"type": "session_command"})
+    assert result.status_code == 200, result.text
+    return result.json["data"]
+
+
+@pytest.mark.parametrize("admin", [False, True])
+async def test_audit_logs_follow_the_usage_rule(tmp_path: Path, usage: dict[str, str], admin: bool) -> None:
+    """Without admin keys a client key reads only its own audit rows; before, key A read B's
+    session ids and commands there. An admin key reads all of them."""
+    second = "sk-ops-second-client-key-000"
+    auth = {"api_keys": [CLIENT_KEY, second]} | ({"admin_keys": [ADMIN_KEY]} if admin else {})
+    app = build_app(tmp_path, auth=auth, usage=usage)
+    async with falcon.testing.ASGIConductor(app) as client:
+        for key, session in ((CLIENT_KEY, "A-own-sess"), (second, "B-private-sess")):
+            assert (await post_chat(client, text="!/route-append(gpt-x, echo:foo)", headers={
+                "Authorization": f"Bearer {key}", "x-session-id": session})).status_code == 200
+        async def both_stored() -> bool:
+            return len((await app.state_ref.recorder.store.audit_logs(type_="session_command"))[0]) == 2
+
+        await wait_for(both_stored)
+        if admin:
+            assert {r["detail"]["session"] for r in await _audit_rows(client, ADMIN_KEY)} == {
+                "A-own-sess", "B-private-sess"}
+            assert (await client.simulate_get("/v2/audit/logs", headers=AUTH)).status_code == 403
+            return
+        for key, session in ((CLIENT_KEY, "A-own-sess"), (second, "B-private-sess")):
+            rows = await _audit_rows(client, key)
+            assert [(r["actor"], r["detail"]["session"]) for r in rows] == [(key_id(key), session)], rows
