@@ -387,7 +387,7 @@ async def _audit_rows(client: falcon.testing.ASGIConductor) -> bool:
     return {e["type"] for e in body["data"]} >= {"auth_failure", "session_command"}
 
 
-async def _audit_rows(client: falcon.testing.ASGIConductor, key: str) -> list[dict]:
+async def _session_commands_seen_by(client: falcon.testing.ASGIConductor, key: str) -> list[dict]:
     result = await client.simulate_get("/v2/audit/logs", headers={"Authorization": f"Bearer {key}"},
                                        params={"type": "session_command"})
     assert result.status_code == 200, result.text
@@ -410,10 +410,10 @@ async def test_audit_logs_follow_the_usage_rule(tmp_path: Path, usage: dict[str,
 
         await wait_for(both_stored)
         if admin:
-            assert {r["detail"]["session"] for r in await _audit_rows(client, ADMIN_KEY)} == {
+            assert {r["detail"]["session"] for r in await _session_commands_seen_by(client, ADMIN_KEY)} == {
                 "A-own-sess", "B-private-sess"}
             assert (await client.simulate_get("/v2/audit/logs", headers=AUTH)).status_code == 403
             return
         for key, session in ((CLIENT_KEY, "A-own-sess"), (second, "B-private-sess")):
-            rows = await _audit_rows(client, key)
+            rows = await _session_commands_seen_by(client, key)
             assert [(r["actor"], r["detail"]["session"]) for r in rows] == [(key_id(key), session)], rows

@@ -316,8 +316,9 @@ async def test_a_version_1_schema_is_migrated_to_jsonb_in_place_and_every_row_re
                 (old + i, f"old{i}", mine if i < 4 else theirs, "a" if i % 2 else "b", 500 if i == 3 else 200, i % 2,
                  f'["rule{i}"]', f'[{{"backend": "b", "status": "ok", "latency_ms": {i}.5}}]',
                  "[]" if i else '[{"kind": "loop", "detail": "x"}]'))
+        # A reload this client key posted (a client key sees its own audit rows when no admin keys are set).
         conn.execute(f'INSERT INTO "{pg_schema}".audit (ts, type, actor, outcome, detail) VALUES '
-                     "(%s, 'config_reload', 'SIGHUP', 'ok', %s)", (old, '{"generation": 3, "rules": 2}'))
+                     "(%s, 'config_reload', %s, 'ok', %s)", (old, mine, '{"generation": 3, "rules": 2}'))
 
     app = build_app(tmp_path, usage={"url": PG_URL, "schema": pg_schema})
     async with falcon.testing.ASGIConductor(app) as client:
@@ -342,7 +343,7 @@ async def test_a_version_1_schema_is_migrated_to_jsonb_in_place_and_every_row_re
         new = next(r for r in recent.json["data"] if not r["request_id"].startswith("old"))
         assert isinstance(new["attempts"], list) and new["attempts"][0]["status"] == "ok"
         audit = await client.simulate_get("/v2/audit/logs", headers=AUTH, params={"type": "config_reload"})
-        assert [(a["actor"], a["detail"]) for a in audit.json["data"]] == [("SIGHUP", {"generation": 3, "rules": 2})]
+        assert [(a["actor"], a["detail"]) for a in audit.json["data"]] == [(mine, {"generation": 3, "rules": 2})]
     assert query(f'SELECT count(*) FROM "{pg_schema}".usage') == [(7,)]  # no row lost
     assert query(f'SELECT request_id, rules FROM "{pg_schema}".usage WHERE caller = %s ORDER BY id',
                  theirs) == [("old4", ["rule4"]), ("old5", ["rule5"])]  # other callers' rows kept as they were

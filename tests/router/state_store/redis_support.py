@@ -24,6 +24,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 API_KEY = "sk-test-client-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+ADMIN_KEY = "sk-test-admin-key-9876543210"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -50,7 +52,7 @@ def free_port() -> int:
 def write_proxy_config(directory: Path, backend_url: str, backend_key: str | list[str], prefix: str, *,
                        rules: list[dict[str, Any]] | None = None, url: str = REDIS_URL,
                        on_unavailable: str = "fail_open", timeout_ms: int = 200,
-                       client_keys: list[str] | None = None) -> str:
+                       client_keys: list[str] | None = None, admin_keys: list[str] | None = None) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     routes = directory / "routes.d"
     routes.mkdir(exist_ok=True)
@@ -59,7 +61,8 @@ def write_proxy_config(directory: Path, backend_url: str, backend_key: str | lis
         "backends": {"up": {"type": "openai-compatible", "base_url": backend_url, "models": ["m"],
                             **({"api_keys": backend_key} if isinstance(backend_key, list) else {"api_key": backend_key})}},
         "default_backend": "up",
-        "auth": {"api_keys": client_keys or [API_KEY]},
+        "auth": {"api_keys": (client_keys or [API_KEY]) + (admin_keys or []),
+                 **({"admin_keys": admin_keys} if admin_keys else {})},
         "routes_dir": "routes.d",
         "state": {"store": "redis", "url": url, "prefix": prefix, "on_unavailable": on_unavailable,
                   "timeout_ms": timeout_ms},

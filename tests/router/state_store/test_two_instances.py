@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fakes.behaviours import delay, error, reply
-from redis_support import AUTH, Proxy, post_chat, wait_for, write_proxy_config
+from redis_support import ADMIN, ADMIN_KEY, AUTH, Proxy, post_chat, wait_for, write_proxy_config
 
 
 @pytest.fixture
@@ -21,9 +21,10 @@ def pair(tmp_path: Path, provider: Any, prefix: str):
     started: list[Proxy] = []
 
     async def start(rules: list[dict[str, Any]] | None = None, *extra: str,
-                    keys: list[str] | None = None, client_keys: list[str] | None = None) -> tuple[Proxy, Proxy]:
+                    keys: list[str] | None = None, client_keys: list[str] | None = None,
+                    admin_keys: list[str] | None = None) -> tuple[Proxy, Proxy]:
         config = write_proxy_config(tmp_path / "cfg", provider.openai_base_url, keys or provider.key("openai"), prefix,
-                                    rules=rules, client_keys=client_keys)
+                                    rules=rules, client_keys=client_keys, admin_keys=admin_keys)
         a, b = Proxy(config, *extra), Proxy(config, *extra)
         started.extend([a, b])
         await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
@@ -104,23 +105,23 @@ async def test_a_cached_answer_is_served_by_the_other(pair, provider):
 
 
 async def test_a_reload_posted_to_one_reaches_the_other(pair, tmp_path):
-    a, b = await pair()
+    a, b = await pair(admin_keys=[ADMIN_KEY])  # the audit log of reloads is the operator's
     async with httpx.AsyncClient(timeout=10) as client:
-        before = (await client.get(b.url + "/health/backends", headers=AUTH)).json()
+        before = (await client.get(b.url + "/health/backends", headers=ADMIN)).json()
         assert before["generation"] == 0
         rules = tmp_path / "cfg" / "routes.d" / "10-test.yaml"
         rules.write_text(yaml.safe_dump({"rules": [{"name": "new", "limits": "rpm(1)"}]}), encoding="utf-8")
-        posted = await client.post(a.url + "/v2/admin/reload", headers=AUTH)
+        posted = await client.post(a.url + "/v2/admin/reload", headers=ADMIN)
         assert posted.status_code == 200 and posted.json()["generation"] == 1
 
         async def reached() -> bool:
             # b's own file watcher may also see the change (then b counts two reloads): the peer's
             # message must be among them, audited on b as a reload for reason "peer".
-            audit = (await client.get(b.url + "/v2/audit/logs?type=config_reload", headers=AUTH)).json()["data"]
+            audit = (await client.get(b.url + "/v2/audit/logs?type=config_reload", headers=ADMIN)).json()["data"]
             return any(e["outcome"] == "ok" and e["detail"].get("reason") == "peer" for e in audit)
 
         assert await wait_for(reached, 15)
-        assert (await client.get(b.url + "/health/backends", headers=AUTH)).json()["generation"] >= 1
+        assert (await client.get(b.url + "/health/backends", headers=ADMIN)).json()["generation"] >= 1
         # b compiled the new rule itself: rpm(1) now holds, shared across both
         assert (await post_chat(client, b, "one")).status_code == 200
         assert (await post_chat(client, a, "two")).status_code == 429
