@@ -220,6 +220,8 @@ class GeminiModelResource:
         if streaming and req.get_param("alt") != "sse" and isinstance(reply, StreamReply):
             reply = await _as_json_array(reply)
         send(resp, reply, req.scope.get(HANGUP))
+        if isinstance(reply, JsonReply) and is_large(request.size):  # as ChatResource does
+            await let_go(request.messages, *large_lists(_body))
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, spec: str) -> None:
         await self.models.describe(req, resp, spec)

@@ -112,3 +112,14 @@ def test_a_session_has_routes_for_at_most_the_bound_of_models(client) -> None:
     assert "nothing was changed" in refused.lower() and "clear one first" in refused
     replaced = reply_text("openai", chat(client, "openai", "!/route-prepend(m0, echo:y)", session=session))
     assert "route for m0: echo:y -> echo:x" in replaced  # a model that has a route may still change it
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_a_large_conversation_is_answered_whole_before_it_is_let_go(client, frontend) -> None:
+    """A body over ``offload.LARGE_BYTES`` is freed a part at a time after its answer (``let_go``):
+    the answer, and the next request, are as for any other body."""
+    turns = [("user" if n % 2 == 0 else "assistant", f"turn {n} " + "x" * 40) for n in range(8000)]
+    turns.append(("user", "the last word"))
+    first = chat(client, frontend, turns)
+    assert reply_text(frontend, first) == "the last word"
+    assert reply_text(frontend, chat(client, frontend, "and again")) == "and again"
