@@ -92,8 +92,10 @@ class Hangup:
             await self()
 
     def _stop_watching(self) -> None:
-        watcher = self._watcher
+        watchlist, watcher = self._timer, self._watcher
         self._timer = self._watcher = None  # (a list's entry left behind is skipped when due)
+        if watchlist is not None:
+            watchlist.drop(self)
         if watcher is not None:
             watcher.cancel()
 
@@ -175,6 +177,13 @@ class _Watchlist:
         self.due.append((when, hangup))
         if self.timer is None:
             self.timer = self.loop.call_at(when, self._sweep)
+
+    def drop(self, hangup: Hangup) -> None:
+        """Forget ``hangup`` when it is the latest entry (one stream at a time: always), so an idle
+        list's timer finds nothing and is not set again until the next stream."""
+        due = self.due
+        if due and due[-1][1] is hangup:
+            due.pop()
 
     def _sweep(self) -> None:
         """Start the watcher of every request whose grace is over and that still waits for it."""
