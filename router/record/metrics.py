@@ -85,7 +85,7 @@ def _le(bound: float) -> str:
 class LiveCount:
     """A gauge's value kept as a plain number, read by its ``Gauge`` when ``/metrics`` is scraped
     (``set_function``): every stream adds and takes one, and the client's ``Gauge.inc`` takes a
-    lock each time (~1% of a stream's instructions to its first byte)."""
+    lock each time (~1% of the profile samples of a stream's path to its first byte)."""
 
     __slots__ = ("value",)
 
