@@ -16,8 +16,8 @@ that is over sooner, and nothing is started before the first byte goes out. The 
 (:class:`_Watchlist`, one per event loop and grace) has one loop timer for all its requests:
 a timer per request (``call_later``: a handle, a heap push, a cancellation) took ~4% of the py-spy
 samples of a stream's path to its first byte (``benchmarks/inprocess_bench.py --stream --ttfb``).
-Coding agents' streams last seconds, so they get their watcher half a second in; a client leaving before then is noticed
-within the grace (its writes go nowhere meanwhile, ASGI's ``send`` after a disconnect does
+Coding agents' streams last seconds, so they get their watcher half a second in; a client
+leaving before then is noticed within the grace (its writes go nowhere meanwhile, ASGI's ``send`` after a disconnect does
 nothing). Before the first event the request is cancelled (the upstream call with it) and
 recorded with status 499; afterwards the relay ends. (Falcon's own SSE path started a watcher
 task per stream before the first byte, and awaited its cancellation before the last: the
