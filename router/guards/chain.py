@@ -48,17 +48,14 @@ class GuardChain:
         self.guards = guards
         self._ctx = ctx
         self._done = False
+        # True once a guard has ended the client's stream. A plain attribute, set by ``feed`` when
+        # the stream it returns ends (a guard that stops always ends it with ``StreamEnd``): the
+        # relay reads it after every event, where asking each guard showed per chunk.
+        self.stop_upstream = False
 
     @property
     def events(self) -> list[GuardEvent]:
         return self._ctx.events
-
-    @property
-    def stop_upstream(self) -> bool:
-        for guard in self.guards:  # (a loop, not any() over a generator: it is asked per streamed event)
-            if guard.stop:
-                return True
-        return False
 
     def active(self) -> list[str]:
         return [g.describe() for g in self.guards]
@@ -83,6 +80,7 @@ class GuardChain:
                 return events
         if type(events[-1]) in (StreamEnd, StreamError):
             self._done = True
+            self.stop_upstream = any(guard.stop for guard in self.guards)
         return events
 
     def finish(self) -> list[StreamEvent]:

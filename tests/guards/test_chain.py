@@ -222,3 +222,19 @@ def test_guard_settings_match_resolving_afresh() -> None:
                 fresh = resolve_settings(post, gs.CONFIG, dict(switch))
                 expected = [(name, fresh[name]) for name in ORDER if fresh[name].get("enabled")]
                 assert [(name, settings) for name, _cls, settings in kept.enabled(post, switch)] == expected
+
+
+@pytest.mark.parametrize("text, stops", [
+    ("I keep saying the very same thing. " * 100, True),
+    ("A reply that says something different every time: %d. ", False),
+])
+def test_stop_upstream_flag_matches_asking_each_guard(text: str, stops: bool) -> None:
+    """``stop_upstream`` is a flag set when the chain's stream ends, not a walk over the guards per
+    event: after every ``feed`` it must say what asking each guard says."""
+    chain = gs.chain(post=(), session=ALL_ON)
+    events = [StreamStart("r", "m"), *(TextDelta(text % i if "%d" in text else text[i:i + 7])
+                                       for i in range(0, 400, 7)), StreamEnd()]
+    for event in events:
+        chain.feed(event)
+        assert chain.stop_upstream == any(guard.stop for guard in chain.guards)
+    assert chain.stop_upstream is stops
