@@ -74,6 +74,7 @@ from router.app import create_app  # noqa: E402
 from router.wire.canonical import ChatRequest, ChatResponse  # noqa: E402
 from router.config import load_config  # noqa: E402
 from router.record.logs import setup_logging  # noqa: E402
+from router.state_store.client import drop_prefix  # noqa: E402
 from router.wire import openai as wire  # noqa: E402
 
 KEY = "bench-client-key"
@@ -441,19 +442,6 @@ async def main() -> None:
             drop_prefix(args.redis_url, args.prefix)
         return
     await main_with(args)
-
-
-def drop_prefix(url: str, prefix: str) -> None:
-    """Remove this run's Redis keys (rate-limit buckets)."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=2)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 async def main_with(args: argparse.Namespace) -> None:
