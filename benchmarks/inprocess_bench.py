@@ -191,15 +191,7 @@ async def call(app: Any, request_scope: dict[str, Any], body: bytes = BODY) -> i
 async def first_byte(app: Any, request_scope: dict[str, Any], body: bytes, cancel: bool = True) -> float:
     """Seconds from the call to the first ``http.response.body`` send (``--ttfb``). The request is
     then cancelled (untimed), or with ``cancel=False`` left suspended in that send for good."""
-    sent = False
     wrote = asyncio.get_running_loop().create_future()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body" and not wrote.done():
@@ -207,7 +199,7 @@ async def first_byte(app: Any, request_scope: dict[str, Any], body: bytes, cance
             await asyncio.Event().wait()
 
     started = time.perf_counter()
-    task = asyncio.ensure_future(app(dict(request_scope), receive, send))
+    task = asyncio.ensure_future(app(dict(request_scope), inprocess.receive_once(body), send))
     first = await wrote
     if cancel:
         task.cancel()

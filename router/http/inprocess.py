@@ -9,7 +9,7 @@ both drive it alike. Falcon's test client would add its own per-request work and
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 Header = tuple[bytes, bytes]
 
@@ -25,12 +25,11 @@ def request_scope(path: str, headers: Iterable[Header] = (), body: bytes = b"",
             "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000)}
 
 
-async def call(app: Any, scope: dict[str, Any], body: bytes) -> tuple[int, bytes]:
-    """Send ``body`` to ``app`` under (a copy of) ``scope``: the reply's status and body. The
-    client never leaves: a second ``receive`` (a stream's relay listening for a hang-up) waits
-    for good, and is cancelled with the request when the reply is complete."""
+def receive_once(body: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI ``receive`` that gives ``body`` whole, once. The client never leaves: a second
+    call (a stream's relay listening for a hang-up) waits for good, and is cancelled with the
+    request when the reply is complete."""
     received = False
-    status, chunks = 0, []
 
     async def receive() -> dict[str, Any]:
         nonlocal received
@@ -39,6 +38,14 @@ async def call(app: Any, scope: dict[str, Any], body: bytes) -> tuple[int, bytes
         received = True
         return {"type": "http.request", "body": body, "more_body": False}
 
+    return receive
+
+
+async def call(app: Any, scope: dict[str, Any], body: bytes) -> tuple[int, bytes]:
+    """Send ``body`` to ``app`` under (a copy of) ``scope`` (see :func:`receive_once`): the
+    reply's status and body."""
+    status, chunks = 0, []
+
     async def send(message: dict[str, Any]) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
@@ -46,7 +53,7 @@ async def call(app: Any, scope: dict[str, Any], body: bytes) -> tuple[int, bytes
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
-    await app(dict(scope), receive, send)
+    await app(dict(scope), receive_once(body), send)
     return status, b"".join(chunks)
 
 
