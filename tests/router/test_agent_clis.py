@@ -12,7 +12,6 @@ saying why, only when the agent's binary is not installed (``npm install -g
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -23,9 +22,8 @@ import pytest
 
 from fakes.behaviours import reply
 from fakes.fixtures import fake_provider  # noqa: F401  (fixture)
+from agent_support import FAMILY, NO_INTERNET, agent_proxy_app, run_agent
 from fakes.provider import FakeProvider
-from proxy_support import write_config
-from router.app import create_app
 from test_stream_limits import served
 
 CLAUDE = shutil.which("claude")
@@ -34,34 +32,6 @@ KEY = "sk-agent-client-key-0123456789"
 SECRET = "contents-only-the-agent-can-read-7f3a"  # in the file the tool turn reads
 CLAUDE_MODEL = "claude-sonnet-4-5"
 GEMINI_MODEL = "gemini-2.5-pro"
-
-# Every address but 127.0.0.1 goes to a proxy that is not there.
-NO_INTERNET = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "ALL_PROXY": "http://127.0.0.1:9",
-               "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
-               "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-
-
-def proxy_app(tmp_path: Path, fake: FakeProvider, backend: str) -> Any:
-    backends = {
-        "oai": {"type": "openai", "base_url": f"{fake.url}/v1", "api_key": fake.key("openai")},
-        "ant": {"type": "anthropic", "base_url": fake.url, "api_key": fake.key("anthropic")},
-        "gem": {"type": "gemini", "gemini_api_base_url": fake.url, "api_key": fake.key("gemini")},
-    }
-    config = write_config(tmp_path / "proxy", backends=backends, default_backend=backend, auth={"api_keys": [KEY]})
-    return create_app(config)
-
-
-async def run_agent(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(errors="replace")
-
 
 def workdir(tmp_path: Path) -> Path:
     work = tmp_path / "work"
@@ -112,67 +82,45 @@ def tool_result_text(backend: str, body: dict[str, Any]) -> str:
     return json.dumps([p["functionResponse"] for c in body["contents"] for p in c["parts"] if "functionResponse" in p])
 
 
+# (agent, its model, the file-reading tool it offers: name and path argument, the call id the fake gives)
+AGENTS = {
+    "claude": (run_claude, CLAUDE_MODEL, "Read", "file_path", "toolu_read1"),
+    "gemini": (run_gemini, GEMINI_MODEL, "read_file", "file_path", "call_read1"),
+}
 needs_claude = pytest.mark.skipif(CLAUDE is None, reason="Claude Code not installed "
                                                          "(npm install -g @anthropic-ai/claude-code)")
 needs_gemini = pytest.mark.skipif(GEMINI is None, reason="Gemini CLI not installed (npm install -g @google/gemini-cli)")
+# Each agent on its own format's backend and on an OpenAI-chat one.
+AGENT_BACKENDS = [pytest.param("claude", "ant", marks=needs_claude), pytest.param("claude", "oai", marks=needs_claude),
+                  pytest.param("gemini", "gem", marks=needs_gemini), pytest.param("gemini", "oai", marks=needs_gemini)]
 
 
-@needs_claude
-@pytest.mark.parametrize("backend", ["ant", "oai"])
-async def test_claude_code_plain_turn(tmp_path: Path, fake_provider: FakeProvider, backend: str) -> None:
-    fake_provider.on_model(CLAUDE_MODEL, reply("Hello from the fake provider."))
-    async with served(proxy_app(tmp_path, fake_provider, backend)) as client:
-        code, out = await run_claude(tmp_path, str(client.base_url).rstrip("/"), "Say hello")
+@pytest.mark.parametrize(("agent", "backend"), AGENT_BACKENDS)
+async def test_plain_turn(tmp_path: Path, fake_provider: FakeProvider, agent: str, backend: str) -> None:
+    run, model, *_ = AGENTS[agent]
+    fake_provider.on_model(model, reply("Hello from the fake provider."))
+    async with served(agent_proxy_app(tmp_path, fake_provider, backend, KEY)) as client:
+        code, out = await run(tmp_path, str(client.base_url).rstrip("/"), "Say hello")
     assert code == 0, out
     assert "Hello from the fake provider." in out
     sent = [c for c in fake_provider.generations if c.body and "Say hello" in json.dumps(c.body)]
-    assert sent and sent[-1].family == {"ant": "anthropic", "oai": "openai"}[backend]
+    assert sent and sent[-1].family == FAMILY[backend]
 
 
-@needs_claude
-@pytest.mark.parametrize("backend", ["ant", "oai"])
-async def test_claude_code_tool_turn(tmp_path: Path, fake_provider: FakeProvider, backend: str) -> None:
+@pytest.mark.parametrize(("agent", "backend"), AGENT_BACKENDS)
+async def test_tool_turn(tmp_path: Path, fake_provider: FakeProvider, agent: str, backend: str) -> None:
+    run, model, tool, argument, call_id = AGENTS[agent]
     target = str(tmp_path / "work" / "notes.txt")
-    fake_provider.enqueue(reply(tool_calls=[{"id": "toolu_read1", "name": "Read", "arguments": {"file_path": target}}]),
-                          model=CLAUDE_MODEL)
-    fake_provider.on_model(CLAUDE_MODEL, reply("I read the notes."))
-    async with served(proxy_app(tmp_path, fake_provider, backend)) as client:
-        code, out = await run_claude(tmp_path, str(client.base_url).rstrip("/"), "Read notes.txt")
-    assert code == 0, out
-    assert "I read the notes." in out
-    follow_ups = [c.body for c in fake_provider.generations if c.body and SECRET in tool_result_text(backend, c.body)]
-    assert follow_ups, "the file's contents never reached the provider as a tool result"
-    results = json.loads(tool_result_text(backend, follow_ups[0]))
-    assert [r["tool_use_id" if backend == "ant" else "tool_call_id"] for r in results] == ["toolu_read1"]
-
-
-@needs_gemini
-@pytest.mark.parametrize("backend", ["gem", "oai"])
-async def test_gemini_cli_plain_turn(tmp_path: Path, fake_provider: FakeProvider, backend: str) -> None:
-    fake_provider.on_model(GEMINI_MODEL, reply("Hello from the fake provider."))
-    async with served(proxy_app(tmp_path, fake_provider, backend)) as client:
-        code, out = await run_gemini(tmp_path, str(client.base_url).rstrip("/"), "Say hello")
-    assert code == 0, out
-    assert "Hello from the fake provider." in out
-    sent = [c for c in fake_provider.generations if c.body and "Say hello" in json.dumps(c.body)]
-    assert sent and sent[-1].family == {"gem": "gemini", "oai": "openai"}[backend]
-
-
-@needs_gemini
-@pytest.mark.parametrize("backend", ["gem", "oai"])
-async def test_gemini_cli_tool_turn(tmp_path: Path, fake_provider: FakeProvider, backend: str) -> None:
-    target = str(tmp_path / "work" / "notes.txt")
-    fake_provider.enqueue(reply(tool_calls=[{"id": "call_read1", "name": "read_file",
-                                             "arguments": {"file_path": target}}]), model=GEMINI_MODEL)
-    fake_provider.on_model(GEMINI_MODEL, reply("I read the notes."))
-    async with served(proxy_app(tmp_path, fake_provider, backend)) as client:
-        code, out = await run_gemini(tmp_path, str(client.base_url).rstrip("/"), "Read notes.txt")
+    fake_provider.enqueue(reply(tool_calls=[{"id": call_id, "name": tool, "arguments": {argument: target}}]), model=model)
+    fake_provider.on_model(model, reply("I read the notes."))
+    async with served(agent_proxy_app(tmp_path, fake_provider, backend, KEY)) as client:
+        code, out = await run(tmp_path, str(client.base_url).rstrip("/"), "Read notes.txt")
     assert code == 0, out
     assert "I read the notes." in out
     follow_ups = [c.body for c in fake_provider.generations if c.body and SECRET in tool_result_text(backend, c.body)]
     assert follow_ups, "the file's contents never reached the provider as a tool result"
     results = json.loads(tool_result_text(backend, follow_ups[0]))
     if backend == "gem":  # Gemini matches results to calls by name
-        assert [r["name"] for r in results] == ["read_file"]
-    else:  # the id the provider gave the call, carried through Gemini's format and back
-        assert [r["tool_call_id"] for r in results] == ["call_read1"]
+        assert [r["name"] for r in results] == [tool]
+    else:  # the id the provider gave the call, carried through the agent's format and back
+        assert [r["tool_use_id" if backend == "ant" else "tool_call_id"] for r in results] == [call_id]
