@@ -33,6 +33,7 @@ SECRET = "contents-only-the-agent-can-read-7f3a"  # in the file the tool turn re
 CLAUDE_MODEL = "claude-sonnet-4-5"
 GEMINI_MODEL = "gemini-2.5-pro"
 
+
 def workdir(tmp_path: Path) -> Path:
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
