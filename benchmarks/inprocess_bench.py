@@ -75,8 +75,10 @@ from router.wire import fastjson  # noqa: E402
 from router.app import create_app  # noqa: E402
 from router.wire.canonical import ChatRequest, ChatResponse  # noqa: E402
 from router.config import load_config  # noqa: E402
+from router.http import inprocess  # noqa: E402
 from router.http.hangup import SCOPE_KEY as HANGUP  # noqa: E402
 from router.record.logs import setup_logging  # noqa: E402
+from router.state_store.client import drop_prefix  # noqa: E402
 from router.wire import openai as wire  # noqa: E402
 
 KEY = "bench-client-key"
@@ -183,31 +185,8 @@ def socketless_streams(backend: Any, frames: list[bytes]) -> None:
     backend._send = send
 
 
-def scope(path: str, headers: list[tuple[bytes, bytes]], body: bytes = BODY) -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-            "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()), *headers],
-            "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000)}
-
-
 async def call(app: Any, request_scope: dict[str, Any], body: bytes = BODY) -> int:
-    status = 0
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:  # a stream's relay listens for the client leaving: it never does
-            await asyncio.Event().wait()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(dict(request_scope), receive, send)
+    status, _ = await inprocess.call(app, request_scope, body)
     await asyncio.sleep(0)  # let the usage writer and other tasks run, as in a server
     return status
 
@@ -215,15 +194,7 @@ async def call(app: Any, request_scope: dict[str, Any], body: bytes = BODY) -> i
 async def first_byte(app: Any, request_scope: dict[str, Any], body: bytes, cancel: bool = True) -> float:
     """Seconds from the call to the first ``http.response.body`` send (``--ttfb``). The request is
     then cancelled (untimed), or with ``cancel=False`` left suspended in that send for good."""
-    sent = False
     wrote = asyncio.get_running_loop().create_future()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body" and not wrote.done():
@@ -232,7 +203,7 @@ async def first_byte(app: Any, request_scope: dict[str, Any], body: bytes, cance
 
     started = time.perf_counter()
     this_scope = dict(request_scope)
-    task = asyncio.ensure_future(app(this_scope, receive, send))
+    task = asyncio.ensure_future(app(this_scope, inprocess.receive_once(body), send))
     first = await wrote
     hangup = this_scope.get(HANGUP)
     if hangup is not None:
@@ -302,20 +273,6 @@ class Bare:
     async def relay(self) -> Any:
         for frame in self.frames or ():
             yield frame
-
-
-async def lifespan(app: Any, event: str) -> None:
-    messages = [{"type": f"lifespan.{event}"}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else await asyncio.Event().wait()  # type: ignore[return-value]
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
-    task = asyncio.get_running_loop().create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
-    await asyncio.sleep(0.05)
-    task.cancel()
 
 
 def instructions_per_request(which: str, extra: tuple[str, ...] = ()) -> float:
@@ -417,8 +374,8 @@ async def build_proxy(work: Path, variant: str | None, frames: list[bytes] | Non
         backends = {"up": SocketlessOpenAI("up")} | ({"up2": SocketlessOpenAI("up2")} if variant else {})
         proxy = create_app(config, backends=backends)
     proxy.reloader.watch = False
-    await lifespan(proxy, "startup")
-    return proxy, scope(path, [(b"authorization", f"Bearer {KEY}".encode())], body)
+    await inprocess.lifespan(proxy, "startup")
+    return proxy, inprocess.request_scope(path, [(b"authorization", f"Bearer {KEY}".encode())], body)
 
 
 async def main() -> None:
@@ -453,19 +410,6 @@ async def main() -> None:
     await main_with(args)
 
 
-def drop_prefix(url: str, prefix: str) -> None:
-    """Remove this run's Redis keys (rate-limit buckets)."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=2)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 async def main_with(args: argparse.Namespace) -> None:
     if args.instructions and args.strategies:
         await strategy_costs(args.requests if args.requests != 10_000 else 5_000, args.rounds)
@@ -491,7 +435,7 @@ async def main_with(args: argparse.Namespace) -> None:
         proxy, proxy_scope = await build_proxy(work, args.variant, frames, body, args, backend=backend, path=path)
         bare = falcon.asgi.App()
         bare.add_route("/v1/chat/completions", Bare(frames))
-        bare_scope = scope("/v1/chat/completions", [], body)
+        bare_scope = inprocess.request_scope("/v1/chat/completions", [], body)
         if args.only:  # under valgrind (see instructions_per_request): warm up, then exactly --requests
             app, only_scope = (bare, bare_scope) if args.only == "bare" else (proxy, proxy_scope)
             if args.ttfb:  # the requests stay suspended in their first send; nothing tears them down

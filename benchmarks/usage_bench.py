@@ -34,6 +34,7 @@ import yaml  # noqa: E402
 
 from router.app import create_app  # noqa: E402
 from router.config import load_config  # noqa: E402
+from router.http import inprocess  # noqa: E402
 from router.record.usage import SQLiteUsageStore, UsageRow  # noqa: E402
 from router.record.usage_pg import PostgresUsageStore  # noqa: E402
 from router.record.recorder import Recorder  # noqa: E402
@@ -102,33 +103,13 @@ class Driver:
         self.app = app
         self.bodies = [json.dumps({"model": m, "stream": s, "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}).encode()
                        for m, s in (("gpt-4", False), ("echo-large", False), ("gpt-4", True), ("gpt-4o", False))]
+        self.scopes = [inprocess.request_scope("/v2/chat/completions", [(b"authorization", f"Bearer {KEY}".encode())], body)
+                       for body in self.bodies]
         self.failures = 0
 
     async def request(self, i: int) -> None:
         body = self.bodies[i % len(self.bodies)]
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": "/v2/chat/completions", "raw_path": b"/v2/chat/completions",
-                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
-                 "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                             (b"authorization", f"Bearer {KEY}".encode()), (b"content-length", str(len(body)).encode())]}
-        sent = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await asyncio.sleep(3600)
-            return {"type": "http.disconnect"}
-
-        status = 0
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-
-        await self.app(scope, receive, send)
+        status, _ = await inprocess.call(self.app, self.scopes[i % len(self.scopes)], body)
         if status != 200:
             self.failures += 1
 
@@ -139,26 +120,6 @@ class Driver:
         return time.perf_counter() - started
 
 
-async def lifespan(app: Any, event: str) -> None:
-    messages = [{"type": f"lifespan.{event}"}]
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await asyncio.sleep(3600)
-        return {}
-
-    done = asyncio.Event()
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"].startswith(f"lifespan.{event}."):
-            done.set()
-
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
-    await done.wait()
-    task.cancel()
-
-
 async def request_cost(requests: int, rounds: int, directory: Path) -> dict[str, Any]:
     (directory / "config.yaml").write_text(yaml.safe_dump({
         "backends": {"echo": {"type": "echo", "models": ["echo", "echo-large"]}}, "default_backend": "echo",
@@ -167,7 +128,7 @@ async def request_cost(requests: int, rounds: int, directory: Path) -> dict[str,
     app.reloader.watch = False
     ref = app.state_ref
     real, noop = ref.recorder, NoopRecorder(ref.recorder)
-    await lifespan(app, "startup")
+    await inprocess.lifespan(app, "startup")
     driver = Driver(app)
     per_round = max(1, requests // rounds)
     await driver.run(500, 0)  # warm up both paths
@@ -183,7 +144,7 @@ async def request_cost(requests: int, rounds: int, directory: Path) -> dict[str,
     ref.recorder = real
     await real.store.flush()
     written = real.store.written
-    await lifespan(app, "shutdown")
+    await inprocess.lifespan(app, "shutdown")
     total = per_round * rounds
     return {"requests": total, "on_rps": total / times["on"], "off_rps": total / times["off"],
             "cost": times["on"] / times["off"] - 1, "failures": driver.failures, "written": written,

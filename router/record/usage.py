@@ -196,11 +196,23 @@ def spend_query(table: str, since: float, scope: SpendScope, mark: str) -> tuple
 
 
 class QueuedWrites:
-    """What both stores' ``record`` and ``audit`` do: turn the row into the plain tuple their
-    writer inserts and queue it with the store's own ``_put`` (which decides when to drop)."""
+    """What both stores' ``record``, ``audit`` and ``flush`` do: turn the row into the plain tuple
+    their writer inserts and queue it with the store's own ``_put`` (which decides when to drop);
+    wait for the store's writer to report the queue empty."""
+
+    # Set by the store's ``start`` (None before it and after ``close``); the writer sets ``_idle``
+    # when nothing is waiting (the PostgreSQL writer also when it finds the database down).
+    _writer: asyncio.Task[None] | None
+    _idle: asyncio.Event | None
 
     def _put(self, item: tuple[str, tuple[Any, ...]]) -> bool:
         raise NotImplementedError
+
+    async def flush(self) -> None:
+        """Wait until every row recorded so far is written (or, for PostgreSQL, the database is
+        found down); at once when the writer is not running."""
+        if self._idle is not None and self._writer is not None:
+            await self._idle.wait()
 
     def record(self, row: UsageRow) -> bool:
         """Queue one finished usage row (never waits, never raises)."""
@@ -396,11 +408,6 @@ class SQLiteUsageStore(QueuedWrites):
             cutoff = now - self.retention_days * 86400
             self._connection().execute("DELETE FROM usage WHERE ts < ?", (cutoff,))
             self._connection().execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
-
-    async def flush(self) -> None:
-        """Wait until every row recorded so far is written."""
-        if self._idle is not None and self._writer is not None:
-            await self._idle.wait()
 
     async def close(self) -> None:
         """Flush what is queued, stop the writer, close the database."""

@@ -336,11 +336,6 @@ class PostgresUsageStore(QueuedWrites):
                         await cur.execute(f"DELETE FROM {self._s}.audit WHERE ts < %s", (cutoff,))
                         self._last_prune = now
 
-    async def flush(self) -> None:
-        """Wait until every row recorded so far is written, or the database is found down."""
-        if self._idle is not None and self._writer is not None:
-            await self._idle.wait()
-
     async def close(self) -> None:
         """Write what is queued (for up to ``CLOSE_TIMEOUT`` when the database is down), stop, close."""
         if self._writer is not None:

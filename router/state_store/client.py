@@ -242,3 +242,18 @@ _PENDING: set[asyncio.Task[Any]] = set()  # background writes: the loop holds ta
 
 def now() -> float:
     return time.time()
+
+
+def drop_prefix(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix:`` in the Redis at ``url``: what a run with a key prefix of
+    its own (a test, ``benchmarks/inprocess_bench.py --state redis``) leaves behind. Synchronous,
+    for after the run's event loop has ended; bounded by a 2 s socket timeout per call."""
+    import redis  # the blocking client: only here, the proxy itself uses redis.asyncio
+
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -11,7 +11,6 @@ cannot reach the internet. Skipped, saying why, only when the ``codex`` binary i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -22,9 +21,8 @@ import pytest
 
 from fakes.behaviours import reply
 from fakes.fixtures import fake_provider  # noqa: F401  (fixture)
+from agent_support import FAMILY, NO_INTERNET, agent_proxy_app, run_agent
 from fakes.provider import FakeProvider
-from proxy_support import write_config
-from router.app import create_app
 from test_stream_limits import served
 
 CODEX = shutil.which("codex")
@@ -55,29 +53,15 @@ async def run_codex(tmp_path: Path, proxy_url: str, prompt: str) -> tuple[int, s
     work.mkdir(exist_ok=True)
     home = codex_home(tmp_path, proxy_url) if not (tmp_path / "codex-home").exists() else tmp_path / "codex-home"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(home),
-           "PROXY_API_KEY": KEY, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
-           "ALL_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost", "RUST_LOG": "error"}
-    proc = await asyncio.create_subprocess_exec(
-        CODEX, "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "-C", str(work), prompt,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(errors="replace"), work
+           "PROXY_API_KEY": KEY, **NO_INTERNET, "RUST_LOG": "error"}
+    assert CODEX is not None
+    code, out = await run_agent([CODEX, "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+                                 "-C", str(work), prompt], env, work)
+    return code, out, work
 
 
 def proxy_url_app(tmp_path: Path, fake: FakeProvider, backend: str) -> Any:
-    backends = {
-        "oai": {"type": "openai", "base_url": f"{fake.url}/v1", "api_key": fake.key("openai")},
-        "ant": {"type": "anthropic", "base_url": fake.url, "api_key": fake.key("anthropic")},
-        "gem": {"type": "gemini", "gemini_api_base_url": fake.url, "api_key": fake.key("gemini")},
-    }
-    config = write_config(tmp_path / "proxy", backends=backends, default_backend=backend,
-                          auth={"api_keys": [KEY]})
-    return create_app(config)
+    return agent_proxy_app(tmp_path, fake, backend, KEY)
 
 
 def generations(fake: FakeProvider) -> list[Any]:
@@ -92,7 +76,7 @@ async def test_codex_plain_turn(tmp_path: Path, fake_provider: FakeProvider, bac
     assert code == 0, out
     assert "Hello from the fake provider." in out
     sent = generations(fake_provider)[-1]
-    assert sent.family == {"oai": "openai", "ant": "anthropic", "gem": "gemini"}[backend]
+    assert sent.family == FAMILY[backend]
     assert "Say hello" in json.dumps(sent.body) and "You are Codex" in json.dumps(sent.body)
 
 

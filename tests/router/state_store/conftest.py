@@ -11,7 +11,9 @@ HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from redis_support import REDIS_URL, drop_prefix, unique_prefix  # noqa: E402
+from redis_support import REDIS_URL, unique_prefix  # noqa: E402
+
+from router.state_store.client import drop_prefix  # noqa: E402
 
 
 @pytest.fixture

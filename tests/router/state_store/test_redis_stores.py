@@ -9,13 +9,29 @@ import redis.asyncio as aioredis
 from redis_support import REDIS_URL
 from router.config import StateConfig
 from router.state_store.cache import MAX_ENTRY_BYTES, RedisResponseCache, decode_response, encode_response
-from router.state_store.client import RedisState
+from router.state_store.client import RedisState, drop_prefix
 from router.state_store.sessions import RedisSessionRepository
 from router.wire.canonical import ChatResponse, TextPart, ThinkingPart, ToolCallPart, Usage
 
 
 def store(prefix: str) -> RedisState:
     return RedisState(StateConfig("redis", REDIS_URL, prefix, "fail_open", 200))
+
+
+async def test_drop_prefix_removes_the_prefix_keys_and_no_others(prefix):
+    """What the tests' and inprocess_bench's clean-up does: ``prefix:*`` goes, a neighbouring
+    prefix that merely starts the same (``prefix-other:``) and the bare ``prefix`` key stay."""
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        mine = [f"{prefix}:ss:k:{i}" for i in range(1500)]  # more than one SCAN batch
+        others = [f"{prefix}-other:ss:k", prefix]
+        await client.mset({key: "1" for key in mine + others})
+        await asyncio.to_thread(drop_prefix, REDIS_URL, prefix)
+        assert await client.exists(*mine) == 0
+        assert await client.exists(*others) == 2
+    finally:
+        await client.delete(f"{prefix}-other:ss:k", prefix)
+        await client.aclose()
 
 
 async def test_sessions_belong_to_their_owner_and_expire(prefix):

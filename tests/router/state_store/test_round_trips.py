@@ -10,7 +10,6 @@ and what they wrote is really in Redis.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from redis.asyncio.connection import AbstractConnection
 from proxy_support import write_config
 from redis_support import REDIS_URL
 from router.app import create_app
+from router.http.inprocess import call as inprocess_call, request_scope
 
 KEY = "sk-test-client-key-0123456789"
 
@@ -56,31 +56,9 @@ def app(tmp_path: Path, prefix: str) -> Any:
 
 async def call(app: Any, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     raw = json.dumps(body).encode()
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/v2/chat/completions", "raw_path": b"/v2/chat/completions", "query_string": b"",
-             "root_path": "", "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000),
-             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                         (b"authorization", f"Bearer {KEY}".encode()),
-                         *((k.encode(), v.encode()) for k, v in (headers or {}).items())]}
-    received = False
-    status, chunks = 0, []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        if received:  # a stream's relay listens for the client leaving: it does not
-            await asyncio.Event().wait()
-        received = True
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return status, b"".join(chunks)
+    scope = request_scope("/v2/chat/completions", [(b"authorization", f"Bearer {KEY}".encode()),
+                                                   *((k.encode(), v.encode()) for k, v in (headers or {}).items())], raw)
+    return await inprocess_call(app, scope, raw)
 
 
 def body(content: str, model: str = "m", stream: bool = False) -> dict[str, Any]:
