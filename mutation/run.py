@@ -262,8 +262,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.report or args.draft:
         return report(args.module, work, draft=args.draft)
     mutmut = [sys.executable, "-m", "mutmut"]
-    if args.score:
-        return score(args.module, work)
     if args.show:
         command = mutmut + ["show", args.show]
     elif args.results:
