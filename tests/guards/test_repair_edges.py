@@ -262,6 +262,8 @@ def test_a_whole_call_in_one_chunk_is_sent_at_once(text: str) -> None:
     '{"name": "my-app", "version": "1',  # a foreign key after a tool-call key
     '[{"name": "my-app", "version": "1',  # the same inside an array
     "```js, ",  # an opening fence line that is no language: a code block, streamed through
+    '{"users": 1}\nthen <b>',  # what follows a closed look-alike is looked at in the same chunk
+    "```python\nx\n```\nthen <b>",  # and what follows a closed code block
 ])
 def test_a_lookalike_is_sent_as_soon_as_it_is_decided(text: str) -> None:
     ch = started()
@@ -275,7 +277,8 @@ def test_a_code_block_streams_through_holding_only_a_possible_closing_fence() ->
     steps = [
         ("```python\nprint(1)", "```python\nprint(1)", 0),
         (" + 2", " + 2", 0),
-        ("\n``", "", 3),  # the newline (whitespace) and two backticks that may become the closing fence
+        ("\nx`", "\nx`", 0),  # a backtick after other text on its line cannot start the closing fence
+        ("\ny = 2\n``", "\ny = 2", 3),  # the newline (whitespace) and two backticks that may become the fence
         ("`\n", "\n```", 1),
     ]
     for chunk, text, held in steps:
