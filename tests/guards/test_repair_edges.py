@@ -264,6 +264,7 @@ def test_a_whole_call_in_one_chunk_is_sent_at_once(text: str) -> None:
     "```js, ",  # an opening fence line that is no language: a code block, streamed through
     '{"users": 1}\nthen <b>',  # what follows a closed look-alike is looked at in the same chunk
     "```python\nx\n```\nthen <b>",  # and what follows a closed code block
+    '{"name": "unknown_tool"}\nthen <b>',  # and what follows a complete call to a tool not declared
 ])
 def test_a_lookalike_is_sent_as_soon_as_it_is_decided(text: str) -> None:
     ch = started()
