@@ -326,3 +326,10 @@ def test_the_configured_switch_and_cap_apply(enabled: bool, cap: int, calls: int
     session = {"loop_detection": False, "tool_call_loop_detection": False}
     out = gs.normalize(gs.run(gs.chain(session=session, config=config), gs.text_stream(['{"name": "list_files"}'])))
     assert sum(r[0] == "call" for r in out) == calls
+
+
+def test_without_declared_tools_nothing_is_held() -> None:
+    ch = gs.repair_only(req=gs.request(tools=[]))
+    ch.feed(StreamStart("r", "m"))
+    assert gs.normalize(ch.feed(TextDelta('<tool_call>{"name": "list_'))) == [("text", '<tool_call>{"name": "list_')]
+    assert ch.buffered()["tool_call_repair"] == 0
