@@ -126,6 +126,9 @@ def test_held_whitespace_is_sent_with_the_next_text_after_repair_gives_up() -> N
     assert gs.normalize(ch.feed(TextDelta('more"}}</tool_call>'))) == [("text", '   more"}}</tool_call>')]
     assert ch.buffered()["tool_call_repair"] == 0
     assert gs.normalize(ch.feed(TextDelta('\n{"name": "list_files"}'))) == [("text", '\n{"name": "list_files"}')]
+    # and text passes whole once repair is off, trailing whitespace included: nothing is held any more
+    assert gs.normalize(ch.feed(TextDelta("end  "))) == [("text", "end  ")]
+    assert ch.buffered()["tool_call_repair"] == 0
 
 
 def test_whitespace_held_at_the_end_is_sent_at_the_end() -> None:
@@ -333,3 +336,23 @@ def test_without_declared_tools_nothing_is_held() -> None:
     ch.feed(StreamStart("r", "m"))
     assert gs.normalize(ch.feed(TextDelta('<tool_call>{"name": "list_'))) == [("text", '<tool_call>{"name": "list_')]
     assert ch.buffered()["tool_call_repair"] == 0
+
+
+def test_mid_line_text_streams_with_only_its_trailing_whitespace_held() -> None:
+    ch = started()
+    # (chunk, events sent for it, characters held afterwards)
+    steps = [("Hello", [("TextDelta", "Hello")], 0),
+             (" there, ", [("TextDelta", " there,")], 1),
+             ("  ", [], 3),
+             ("world", [("TextDelta", "   world")], 0)]
+    for chunk, events, held in steps:
+        assert raw(ch.feed(TextDelta(chunk))) == events, chunk
+        assert ch.buffered()["tool_call_repair"] == held, chunk
+
+
+def test_an_upstream_custom_tool_call_stays_custom() -> None:
+    ch = started()
+    ch.feed(TextDelta('{"name": "list_files"}'))
+    out = ch.feed(ToolCallStart(0, "call_c", "apply_patch", True))
+    assert [(type(e).__name__, e.index, e.id, e.name, e.custom) for e in out] == [
+        ("ToolCallStart", 1, "call_c", "apply_patch", True)]
