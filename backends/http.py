@@ -39,8 +39,11 @@ ERROR_BODY_BYTES = 1024 * 1024
 
 
 async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The start of ``response``'s body, at most ``limit`` bytes (releasing the response
-    afterwards closes its connection when more was left unread)."""
+    """The start of ``response``'s body, at most ``limit`` bytes, read as it arrives (never more
+    than ``limit`` is held). The one way a body is read off a provider's reply: error bodies are
+    read to ``ERROR_BODY_BYTES``, whole replies to one byte over ``max_response_bytes`` (so an
+    oversized one is told from one that is exactly the limit). Releasing the response afterwards
+    closes its connection when more was left unread."""
     chunks: list[bytes] = []
     size = 0
     while size < limit:
@@ -49,7 +52,7 @@ async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def clipped(text: str, secrets: list[str], limit: int = MESSAGE_CHARS) -> str:
@@ -349,14 +352,26 @@ class HttpBackend(Backend):
                            retry_after=self.keys.retry_after(model) or 1.0, backend=self.name)
 
     async def read_json(self, response: aiohttp.ClientResponse) -> Any:
+        """A whole reply's JSON, read to at most ``max_response_bytes`` (a larger reply, told by its
+        Content-Length before any of it is read, or by its bytes as they arrive, is a ``server``
+        error: 502, and the chain's next target is tried)."""
+        limit = self.settings.max_response_bytes
         try:
-            raw = await response.read()
+            declared = response.content_length
+            if declared is not None and declared > limit:
+                raise self._too_large(limit, f"it declares {declared} bytes")
+            raw = await _read_at_most(response, limit + 1)
+            if len(raw) > limit:
+                raise self._too_large(limit, "it was not read further")
         except asyncio.TimeoutError:
             raise BackendError("timeout", f"response body idle for more than {self.timeouts.idle:g}s",
                                backend=self.name) from None
         except aiohttp.ClientError as exc:
             raise BackendError("connection", self.redact(f"response body was cut off: {exc}"),
                                backend=self.name) from None
+        except BackendError:
+            response.close()  # the rest is never read: drop the connection rather than drain it
+            raise
         finally:
             response.release()
         try:
@@ -364,6 +379,10 @@ class HttpBackend(Backend):
         except fastjson.JSONDecodeError:
             raise BackendError("server", f"the provider sent a body that is not JSON: {self.quote(raw)}",
                                backend=self.name) from None
+
+    def _too_large(self, limit: int, how: str) -> BackendError:
+        return BackendError("server", f"the provider's reply is larger than {limit} bytes "
+                            f"(backends.{self.name}.max_response_bytes); {how}", backend=self.name)
 
     def quote(self, data: bytes | str) -> str:
         """A short redacted quote of what the provider sent, for an error message."""

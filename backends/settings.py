@@ -14,6 +14,10 @@ from typing import Any, Mapping
 from router.wire.sse import DEFAULT_MAX_LINE
 
 DEFAULT_TIMEOUT = 120.0  # seconds, every phase (the default proxy_timeout)
+# Most bytes read of one whole (non-streamed) reply. The largest real replies (a long completion
+# with logprobs, many choices, a big tool call) are a few MB; 32 MiB leaves an order of magnitude
+# of room while a broken or hostile provider's endless body costs at most this much memory.
+DEFAULT_MAX_RESPONSE = 32 * 1024 * 1024
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -44,6 +48,7 @@ class ConnectorSettings:
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     timeouts: Timeouts = Timeouts(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_TIMEOUT)
     max_line_bytes: int = DEFAULT_MAX_LINE  # longest SSE line (or one event's data) read from its streams
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE  # most bytes read of one whole (non-streamed) reply
     secrets: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 

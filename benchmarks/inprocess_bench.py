@@ -37,8 +37,10 @@ proxy_bench.py), each with its provider's canned stream of ``--chunks`` text del
 side of proxy_bench's "added TTFB". Timed, the rest of each stream is cancelled untimed; counted
 (``--instructions``), the rest never runs (the requests stay suspended, the garbage collector is
 off so that it does not walk them, and the process ends with ``os._exit``), so the count is
-everything up to the first write plus the first step of the tasks started by then (Falcon's
-disconnect watcher), without the collector's share.
+everything up to the first write plus the first step of the tasks started by then, without the
+collector's share and without the hang-up watcher each suspended request would start once its
+grace is over (``router/http/hangup.py``: under valgrind every request outlives it; a live
+stream over within the grace never starts one).
 Live numbers are larger than these (cache effects of a busy process): use proxy_bench.py for
 the targets, this for finding what to make cheaper.
 """
@@ -73,6 +75,7 @@ from router.wire import fastjson  # noqa: E402
 from router.app import create_app  # noqa: E402
 from router.wire.canonical import ChatRequest, ChatResponse  # noqa: E402
 from router.config import load_config  # noqa: E402
+from router.http.hangup import SCOPE_KEY as HANGUP  # noqa: E402
 from router.record.logs import setup_logging  # noqa: E402
 from router.wire import openai as wire  # noqa: E402
 
@@ -228,8 +231,15 @@ async def first_byte(app: Any, request_scope: dict[str, Any], body: bytes, cance
             await asyncio.Event().wait()
 
     started = time.perf_counter()
-    task = asyncio.ensure_future(app(dict(request_scope), receive, send))
+    this_scope = dict(request_scope)
+    task = asyncio.ensure_future(app(this_scope, receive, send))
     first = await wrote
+    hangup = this_scope.get(HANGUP)
+    if hangup is not None:
+        # As when the stream ends within its grace: no hang-up watcher later. A request left
+        # suspended (``cancel=False``) would otherwise start one once its grace is over, and under
+        # valgrind every request outlives it: a watcher task per stream counted as first-byte work.
+        hangup._stop_watching()
     if cancel:
         task.cancel()
         try:

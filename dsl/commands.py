@@ -25,6 +25,12 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*")
 _FENCE_AT_START = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
 _FENCE_AFTER_NEWLINE = re.compile(r"\n[ \t]{0,3}(`{3,}|~{3,})")
 _BACKTICKS = re.compile(r"`+")
+# The most characters one regex call scans. A regex search holds the GIL until it returns, and a
+# worker thread scanning a 10 MB message (``router/wire/offload.py``) then keeps the event loop
+# from running for the whole scan: 150-380 ms for one fence or backtick search over 10 MB of
+# lines, where no match stops it early. Searched window by window, the loop gets the GIL back
+# between windows (every switch interval); 64 K characters take well under a millisecond.
+WINDOW = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -52,42 +58,83 @@ def _code_spans(text: str) -> tuple[array[int], array[int]]:
     """
     starts, ends = array("q"), array("q")
     cursor = 0
-    m = _FENCE_AT_START.match(text) or _FENCE_AFTER_NEWLINE.search(text)
+    m = _FENCE_AT_START.match(text) or _search(_FENCE_AFTER_NEWLINE, _FENCE_AFTER_NEWLINE, text, 0, _FENCE_REACH)
     while m is not None:
         fence = m.group(1)
-        close = re.compile(rf"\n[ \t]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*(?=\n|\Z)")
+        char = re.escape(fence[0])
+        close = re.compile(rf"\n[ \t]{{0,3}}{char}{{{len(fence)},}}[ \t]*(?=\n|\Z)")
+        close_head = re.compile(rf"\n[ \t]{{0,3}}{char}{{{len(fence)}}}")
         line_end = text.find("\n", m.end())
-        end_match = close.search(text, line_end) if line_end != -1 else None
+        end_match = _search(close_head, close, text, line_end, 4 + len(fence)) if line_end != -1 else None
         end = end_match.end() if end_match else len(text)
         line_start = m.start() + (text[m.start()] == "\n")
         _inline_code(text, cursor, line_start, starts, ends)
         starts.append(line_start)
         ends.append(end)
         cursor = end
-        m = _FENCE_AFTER_NEWLINE.search(text, end)
+        m = _search(_FENCE_AFTER_NEWLINE, _FENCE_AFTER_NEWLINE, text, end, _FENCE_REACH)
     _inline_code(text, cursor, len(text), starts, ends)
     return starts, ends
+
+
+_FENCE_REACH = 7  # a fence after a newline is told from its first 7 characters: "\n", 3 blanks, 3 fence characters
+
+
+def _search(head: re.Pattern[str], full: re.Pattern[str], text: str, pos: int, reach: int,
+            end: int | None = None) -> re.Match[str] | None:
+    """``full.search(text, pos, end)``, but no regex call scans more than :data:`WINDOW` characters.
+
+    ``head`` finds where a match of ``full`` may start and must need at most ``reach``
+    characters to do so (so windows overlap by ``reach``); ``full`` then decides at that place,
+    without the window's end (a match may run past it). Linear: every window moves on by
+    ``WINDOW - reach``, every candidate that ``full`` refuses by one character.
+    """
+    end = len(text) if end is None else end
+    window = max(WINDOW, 2 * reach)  # room for a head however long (a fence of 100,000 backticks)
+    while pos < end:
+        stop = min(end, pos + window)
+        candidate = head.search(text, pos, stop)
+        if candidate is None:
+            if stop == end:
+                return None
+            pos = max(pos + 1, stop - reach)
+            continue
+        found = full.match(text, candidate.start(), end)
+        if found is not None:
+            return found
+        pos = candidate.start() + 1
+    return None
 
 
 def _inline_code(text: str, start: int, end: int, starts: array[int], ends: array[int]) -> None:
     """Append the inline code spans of ``text[start:end]``: a run of N backticks up to the next run
     of exactly N.
 
-    Linear in the text: every backtick run is found once (by the regex engine), and for each run
+    Linear in the text: every backtick run is found once (by the regex engine, a :data:`WINDOW` of
+    text per call), and for each run
     length a cursor walks forward over the runs of that length, never back.
     """
     run_starts, run_ends, run_lengths = array("q"), array("q"), array("q")
     by_length: dict[int, array[int]] = {}
-    for m in _BACKTICKS.finditer(text, start, end):
-        run_start, run_end = m.span()
-        length = run_end - run_start
-        same = by_length.get(length)
-        if same is None:
-            same = by_length[length] = array("q")
-        same.append(len(run_starts))
-        run_starts.append(run_start)
-        run_ends.append(run_end)
-        run_lengths.append(length)
+    pos = start
+    while pos < end:  # the backtick runs, found a WINDOW at a time
+        stop = min(end, pos + WINDOW)
+        if text.find("`", pos, stop) == -1:  # str.find: far faster than the regex on text without any
+            pos = stop
+            continue
+        for m in _BACKTICKS.finditer(text, pos, stop):
+            run_start, run_end = m.span()
+            if run_end == stop and stop < end:  # the run may go on past the window: follow it
+                run_end = pos = _BACKTICKS.match(text, run_start, end).end()  # type: ignore[union-attr]
+            length = run_end - run_start
+            same = by_length.get(length)
+            if same is None:
+                same = by_length[length] = array("q")
+            same.append(len(run_starts))
+            run_starts.append(run_start)
+            run_ends.append(run_end)
+            run_lengths.append(length)
+        pos = max(pos, stop)
     cursors = dict.fromkeys(by_length, 0)
     count = len(run_starts)
     i = 0
@@ -165,13 +212,14 @@ def find_commands(text: str, prefix: str = DEFAULT_PREFIX, limit: int | None = N
     if prefix not in text:
         return []
     candidates = _candidates(prefix)
-    if candidates.search(text) is None:
+    reach = len(prefix) + 1  # a candidate is the prefix and the letter after it
+    if _search(candidates, candidates, text, 0, reach) is None:
         return []
     code_starts, code_ends = _code_spans(text)
     code_index = 0
     found: list[tuple[int, int]] = []
     pos = 0
-    while (m := candidates.search(text, pos)) is not None:
+    while (m := _search(candidates, candidates, text, pos, reach)) is not None:
         at = m.start()
         while code_index < len(code_ends) and code_ends[code_index] <= at:
             code_index += 1

@@ -152,6 +152,7 @@ class Judgement:
     line: str  # the mutated line when judged
     reason: str
     at_import: bool  # under "## Run at import": not equivalent, but no test run can switch it on
+    not_tested: bool = False  # under "## Not tested": not equivalent, left on purpose; stays in the score
 
 
 def judgements(name: str) -> dict[str, Judgement]:
@@ -163,22 +164,25 @@ def judgements(name: str) -> dict[str, Judgement]:
 
     Entries under a heading ``## Run at import`` are mutants of code that runs once when the module
     is imported (tables built by helper calls): mutmut switches a mutant on per test run, after the
-    import, so no test can reach them. They are listed apart, not called equivalent.
+    import, so no test can reach them. They are listed apart, not called equivalent. Entries under
+    ``## Not tested`` are real differences left without a test on purpose (the reason says why):
+    judged, so not listed as open, but counted in the score as survivors.
     """
     path = EQUIVALENT / f"{name}.md"
     if not path.exists():
         return {}
     out: dict[str, Judgement] = {}
     entry: list[str] = []
-    at_import = False
+    at_import = not_tested = False
 
     def close() -> None:
         one_line = re.match(r"- `([^`]+)`: (.+)", entry[0]) if entry else None
         if one_line:  # ``- `<mutant>`: <reason>``: judged without the line (not checked for staleness)
-            out[one_line.group(1)] = Judgement(one_line.group(1), "", one_line.group(2), at_import)
+            out[one_line.group(1)] = Judgement(one_line.group(1), "", one_line.group(2), at_import, not_tested)
         elif len(entry) >= 3:
             mutant = entry[0][3:].rstrip().rstrip("`")
-            out[mutant] = Judgement(mutant, entry[1].strip()[1:-1], " ".join(e.strip() for e in entry[2:]), at_import)
+            out[mutant] = Judgement(mutant, entry[1].strip()[1:-1], " ".join(e.strip() for e in entry[2:]), at_import,
+                                    not_tested)
 
     for line in [*path.read_text().splitlines(), ""]:
         if line.startswith("- `") or not line.strip() or line.startswith("#"):
@@ -186,6 +190,7 @@ def judgements(name: str) -> dict[str, Judgement]:
             entry = [line] if line.startswith("- `") else []
             if line.startswith("## "):
                 at_import = line[3:].strip().lower() == "run at import"
+                not_tested = line[3:].strip().lower() == "not tested"
         elif entry:
             entry.append(line)
     return out
@@ -206,7 +211,7 @@ def report(name: str, work: Path, draft: bool = False) -> int:
     for s in status.values():
         counts[s] = counts.get(s, 0) + 1
     alive = sorted(m for m, s in status.items() if s in ALIVE)
-    equivalent, at_import, stale, open_ = [], [], [], []
+    equivalent, at_import, stale, open_, not_tested = [], [], [], [], []
     for mutant in alive:
         j = judged.get(mutant)
         if j is None:
@@ -214,16 +219,17 @@ def report(name: str, work: Path, draft: bool = False) -> int:
         elif j.line and mutated_line(work, mutant) != j.line:
             stale.append(mutant)
         else:
-            (at_import if j.at_import else equivalent).append(mutant)
+            (at_import if j.at_import else not_tested if j.not_tested else equivalent).append(mutant)
     caught = sum(counts.get(s, 0) for s in CAUGHT)
     other = {s: n for s, n in counts.items() if s not in CAUGHT + ALIVE}
-    scored = caught + len(open_) + len(stale) + sum(n for s, n in other.items() if s != "not checked")
+    scored = caught + len(open_) + len(stale) + len(not_tested) + sum(n for s, n in other.items() if s != "not checked")
     if draft:
         for mutant in open_ + stale:
             print(f"- `{mutant}`\n  `{mutated_line(work, mutant)}`\n  REASON\n")
         return 0
     print(f"{name}: {len(status)} mutants, {caught} killed, {len(alive)} survived ({len(equivalent)} judged "
-          f"equivalent, {len(at_import)} run at import, out of mutmut's reach)"
+          f"equivalent, {len(at_import)} run at import, out of mutmut's reach"
+          + (f", {len(not_tested)} not tested on purpose, counted as survived" if not_tested else "") + ")"
           + "".join(f", {n} {s}" for s, n in sorted(other.items())))
     print(f"{name}: {scored} non-equivalent, {caught} caught, "
           f"{100 * caught / scored if scored else 100:.1f}%" + (" (run not finished)" if "not checked" in other else ""))
@@ -231,6 +237,8 @@ def report(name: str, work: Path, draft: bool = False) -> int:
         print(f"  stale judgement (the mutant now has {mutated_line(work, mutant)!r}): {mutant}")
     for mutant in open_:
         print(f"  survivor: {mutant}\n      {mutated_line(work, mutant)}")
+    for mutant in not_tested:
+        print(f"  not tested on purpose: {mutant}\n      {judged[mutant].reason}")
     for mutant in sorted(set(judged) - set(alive)):
         print(f"  judged, but {status.get(mutant, 'no longer a mutant')}: {mutant}")
     return 0

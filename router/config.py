@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from backends.redaction import redact, redact_url
-from backends.settings import ConnectorSettings, Timeouts
+from backends.settings import DEFAULT_MAX_RESPONSE, ConnectorSettings, Timeouts
 from dsl.errors import Location, RulesError, RulesErrors
 from dsl.source import YamlDocument, parse_yaml, validate
 
@@ -107,6 +107,11 @@ class BackendConfig:
     def max_line_bytes(self) -> int:
         """Longest SSE line (or one event's data) read from this backend's streams."""
         return int(self.options.get("max_line_bytes", DEFAULT_MAX_LINE))
+
+    @property
+    def max_response_bytes(self) -> int:
+        """Most bytes read of one whole (non-streamed) reply of this backend."""
+        return int(self.options.get("max_response_bytes", DEFAULT_MAX_RESPONSE))
 
     @property
     def health_check(self) -> bool:
@@ -327,7 +332,7 @@ def connector_settings(config: AppConfig) -> dict[str, ConnectorSettings]:
     return {name: ConnectorSettings(
         name=cfg.name, type=cfg.type, api_keys=cfg.api_keys, base_url=cfg.base_url, models=cfg.models,
         headers=cfg.headers, timeouts=cfg.timeouts(config.proxy_timeout), max_line_bytes=cfg.max_line_bytes,
-        secrets=cfg.secrets(), options=cfg.options,
+        max_response_bytes=cfg.max_response_bytes, secrets=cfg.secrets(), options=cfg.options,
     ) for name, cfg in config.backends.items()}
 
 

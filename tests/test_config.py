@@ -214,10 +214,13 @@ def test_default_backend_defaults_to_first(tmp_path: Path) -> None:
         ("backends:\n  x:\n    type: echo\n  y: [1]\n", 4, 6, ["backends/y"]),
         ("server:\n  header_timeout: 0\n", 2, 19, ["server/header_timeout"]),
         ("server:\n  max_connections: lots\n", 2, 20, ["server/max_connections", "wrong type"]),
+        ("backends:\n  x:\n    max_response_bytes: 1000\n", 3, 25,
+         ["backends/x/max_response_bytes", "less than the minimum of 65536"]),
+        ("backends:\n  x:\n    max_response_bytes: 32MiB\n", 3, 25, ["backends/x/max_response_bytes", "wrong type"]),
     ],
     ids=["unknown-top-key", "unknown-backend-key", "wrong-type", "wrong-type-nested", "bad-backend-type",
          "bad-repository", "bad-mode", "prefix-space", "timeout-zero", "backend-not-object", "header-timeout-zero",
-         "max-connections-type"],
+         "max-connections-type", "max-response-bytes-small", "max-response-bytes-type"],
 )
 def test_bad_files_are_located(tmp_path: Path, text: str, line: int, col: int, words: list[str]) -> None:
     path = write(tmp_path, text)

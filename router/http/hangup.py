@@ -11,10 +11,13 @@ stream (its ``finally`` closes the upstream response and writes the usage record
 ``incomplete``) and ends there: the relay returns quietly, nothing is logged as an error.
 
 Who reads ``receive``: one watcher task per request, started only once the request has lasted
-:data:`FIRST_EVENT_GRACE` — a timer, not a task, covers the common case of a reply that is over
-sooner, and nothing is started before the first byte goes out. Coding agents' streams last
-seconds, so they get their watcher half a second in; a client leaving before then is noticed
-within the grace (its writes go nowhere meanwhile, ASGI's ``send`` after a disconnect does
+:data:`FIRST_EVENT_GRACE` — a place in a shared list, not a task, covers the common case of a reply
+that is over sooner, and nothing is started before the first byte goes out. The list
+(:class:`_Watchlist`, one per event loop and grace) has one loop timer for all its requests:
+a timer per request (``call_later``: a handle, a heap push, a cancellation) took ~4% of the py-spy
+samples of a stream's path to its first byte (``benchmarks/inprocess_bench.py --stream --ttfb``).
+Coding agents' streams last seconds, so they get their watcher half a second in; a client
+leaving before then is noticed within the grace (its writes go nowhere meanwhile, ASGI's ``send`` after a disconnect does
 nothing). Before the first event the request is cancelled (the upstream call with it) and
 recorded with status 499; afterwards the relay ends. (Falcon's own SSE path started a watcher
 task per stream before the first byte, and awaited its cancellation before the last: the
@@ -29,6 +32,7 @@ done) closes a relay Falcon left suspended and stops the timer or watcher.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 __all__ = ["SCOPE_KEY", "Hangup"]
@@ -50,7 +54,7 @@ class Hangup:
         self.relay: Any = None  # the relay the response sends, until closed by :meth:`close`
         self._waiting: asyncio.Task[Any] | None = None  # the task waiting for the upstream, if any
         self._cancelled = False  # we cancelled that task
-        self._timer: asyncio.TimerHandle | None = None  # starts the watcher after the grace
+        self._timer: _Watchlist | None = None  # the list that starts the watcher after the grace
         self._watcher: asyncio.Task[None] | None = None  # reads receive until the client leaves
 
     @property
@@ -72,7 +76,12 @@ class Hangup:
     def watch_after(self, grace: float = FIRST_EVENT_GRACE) -> None:
         """Start reading ``receive`` for a hang-up once ``grace`` seconds have passed (once per request)."""
         if self._timer is None and self._watcher is None and self._receive is not None:
-            self._timer = asyncio.get_running_loop().call_later(grace, self._watch)
+            loop = asyncio.get_running_loop()
+            watchlist = _LISTS.get((loop, grace))
+            if watchlist is None:
+                watchlist = _LISTS[(loop, grace)] = _Watchlist(loop, grace)
+            watchlist.add(self)
+            self._timer = watchlist
 
     def _watch(self) -> None:
         self._timer = None
@@ -83,10 +92,10 @@ class Hangup:
             await self()
 
     def _stop_watching(self) -> None:
-        timer, watcher = self._timer, self._watcher
-        self._timer = self._watcher = None
-        if timer is not None:
-            timer.cancel()
+        watchlist, watcher = self._timer, self._watcher
+        self._timer = self._watcher = None  # (a list's entry left behind is skipped when due)
+        if watchlist is not None:
+            watchlist.drop(self)
         if watcher is not None:
             watcher.cancel()
 
@@ -149,3 +158,47 @@ class Hangup:
         relay, self.relay = self.relay, None
         if relay is not None:
             await relay.aclose()
+
+
+class _Watchlist:
+    """The requests of one event loop waiting out one grace, in the order they are due, and one
+    loop timer for the first of them. A request that ends sooner is not taken out (that would
+    cost a search): it stops pointing at the list, and its entry is dropped when due."""
+
+    __slots__ = ("loop", "grace", "due", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, grace: float) -> None:
+        self.loop, self.grace = loop, grace
+        self.due: deque[tuple[float, Hangup]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, hangup: Hangup) -> None:
+        when = self.loop.time() + self.grace
+        self.due.append((when, hangup))
+        if self.timer is None:
+            self.timer = self.loop.call_at(when, self._sweep)
+
+    def drop(self, hangup: Hangup) -> None:
+        """Forget ``hangup`` when it is the latest entry (one stream at a time: always), so an idle
+        list's timer finds nothing and is not set again until the next stream."""
+        due = self.due
+        if due and due[-1][1] is hangup:
+            due.pop()
+
+    def _sweep(self) -> None:
+        """Start the watcher of every request whose grace is over and that still waits for it."""
+        self.timer = None
+        due = self.due
+        now = self.loop.time() + _EARLY
+        while due and due[0][0] <= now:
+            hangup = due.popleft()[1]
+            if hangup._timer is self:
+                hangup._watch()
+        if due:
+            self.timer = self.loop.call_at(due[0][0], self._sweep)
+        elif _LISTS.get((self.loop, self.grace)) is self:
+            del _LISTS[(self.loop, self.grace)]  # idle: a closed loop (tests) leaves nothing behind
+
+
+_LISTS: dict[tuple[asyncio.AbstractEventLoop, float], _Watchlist] = {}
+_EARLY = 0.001  # seconds a watcher may start before its grace is over (the loop's timers fire that early too)

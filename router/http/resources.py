@@ -17,7 +17,7 @@ import falcon
 import falcon.asgi
 
 from ..errors import ProxyError
-from ..wire.offload import GC_PAUSE_KEY, is_large, off_loop, pause_gc
+from ..wire.offload import GC_PAUSE_KEY, is_large, let_go, off_loop, pause_gc
 from ..frontends import ANTHROPIC, GEMINI, GEMINI_ACTIONS, RESPONSES, Frontend, models_frontend
 from ..sessions import valid_session_id
 from ..wire.codec import CodecError
@@ -52,6 +52,16 @@ class ChatResource:
         reply = await serve_chat(self.pipeline, self.frontend, request, ctx, req.scope.get(HANGUP))
         if reply is not None:
             send(resp, reply, req.scope.get(HANGUP))
+        if isinstance(reply, JsonReply) and is_large(request.size):
+            # The answer is made: the request's many small objects are freed a part at a time
+            # rather than all at once when this frame ends (offload.let_go). A stream still reads
+            # the request as it goes, so it frees it the usual way.
+            await let_go(request.messages, *large_lists(body))
+
+
+def large_lists(body: Any) -> list[list[Any]]:
+    """The lists at the top of a request body (``messages``, ``contents``, ``tools``...)."""
+    return [value for value in body.values() if isinstance(value, list)] if isinstance(body, dict) else []
 
 
 async def serve_chat(pipeline: Pipeline, frontend: Frontend, request: ChatRequest, ctx: RequestContext,
@@ -210,6 +220,8 @@ class GeminiModelResource:
         if streaming and req.get_param("alt") != "sse" and isinstance(reply, StreamReply):
             reply = await _as_json_array(reply)
         send(resp, reply, req.scope.get(HANGUP))
+        if isinstance(reply, JsonReply) and is_large(request.size):  # as ChatResource does
+            await let_go(request.messages, *large_lists(_body))
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, spec: str) -> None:
         await self.models.describe(req, resp, spec)

@@ -54,6 +54,16 @@ class CommandOutcome:
         return "\n".join(self.lines)
 
 
+def _holds_prefix(messages: list[Message], prefix: str) -> bool:
+    """Whether a user message's text holds ``prefix`` (loops, not a generator: every request asks)."""
+    for message in messages:
+        if message.role == "user":
+            for part in message.parts:
+                if isinstance(part, TextPart) and prefix in part.text:
+                    return True
+    return False
+
+
 def strip_commands(messages: list[Message], prefix: str, known: Iterable[str]) -> tuple[list[Message], ParsedMessage] | None:
     """Remove commands from every user message: the messages to send on, and the latest user
     message's commands parsed; None (and nothing copied) when no user message holds the prefix.
@@ -61,8 +71,7 @@ def strip_commands(messages: list[Message], prefix: str, known: Iterable[str]) -
     Earlier user turns that held only commands are dropped together with the proxy's reply
     that followed them, so the provider sees a clean conversation.
     """
-    if not any(prefix in part.text for message in messages if message.role == "user"
-               for part in message.parts if isinstance(part, TextPart)):
+    if not _holds_prefix(messages, prefix):
         return None  # no command anywhere: most requests
     latest_index = len(messages) - 1 if messages and messages[-1].role == "user" else -1
     latest = ParsedMessage()

@@ -270,19 +270,22 @@ class Dispatcher:
         """Try the targets of ``chain`` in order; the reply, or None with ``walk.last`` set."""
         request, outcome = walk.request, walk.outcome
         picker = None
-        if any(isinstance(link, ir.Group) and link.strategy is not None for link in chain):
-            picker = Picker(self.stats, self.prices, request, outcome.picks)
+        for link in chain:  # (a loop, not any() over a generator: this runs per request)
+            if isinstance(link, ir.Group) and link.strategy is not None:
+                picker = Picker(self.stats, self.prices, request, outcome.picks)
+                break
         targets = ordered_targets(chain, self.rng, picker)
         health = self.health
         if health is not None:
             # Skip backends whose circuit is open; if that leaves nothing, try them anyway
             # (better a likely failure than a certain one).
             allowed = [t for t in targets if health.allow(t.backend, t.model or request.model)]
-            for skipped in (t for t in targets if t not in allowed):
-                outcome.attempts.append(Attempt(skipped.backend, skipped.model or request.model, "circuit_open", 0.0,
-                                                error="backend or model is failing; skipped until it recovers",
-                                                on_error=walk.on_error))
-            targets = allowed or targets
+            if len(allowed) < len(targets):
+                for skipped in (t for t in targets if t not in allowed):
+                    outcome.attempts.append(Attempt(skipped.backend, skipped.model or request.model, "circuit_open",
+                                                    0.0, error="backend or model is failing; skipped until it recovers",
+                                                    on_error=walk.on_error))
+                targets = allowed or targets
         governed, scopes = walk.governed, walk.scopes
         for target in targets:
             held = len(outcome.reservations)
@@ -300,7 +303,7 @@ class Dispatcher:
                 key_budget = walk.budget.key_gate(target, through)
             key_limits, settings = walk.per_key, ()
             if terms is None:
-                wanted = [(lim, target.backend) for lim in walk.per_backend]
+                wanted = [(lim, target.backend) for lim in walk.per_backend] if walk.per_backend else []
                 rejection = await self._acquire(walk.shared + wanted, outcome) if walk.shared or wanted else None
             else:
                 # Limits of rules that match only through this target, in every scope, all or
@@ -411,10 +414,11 @@ class Dispatcher:
                     self.health.record(target.backend, False, exc.kind, model)
             raise
         # The first byte (a stream's first event, a whole reply) is here: what fastest(...) ranks by.
-        stats.observe_ttfb(key, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        stats.observe_ttfb(key, elapsed)
         outcome.flight = (stats, key)  # in flight until the reply ends (Outcome.release)
         outcome.key_id = keys.used
-        outcome.attempts.append(Attempt(target.backend, model, "ok", _ms(started), keys.used,
+        outcome.attempts.append(Attempt(target.backend, model, "ok", round(elapsed * 1000, 3), keys.used,
                                         picked_by=outcome.picks.get(target) if outcome.picks else None,
                                         on_error=on_error))
         if self.health is not None:

@@ -41,7 +41,7 @@ class RequestContext:
     headers: Mapping[str, str]  # lower-case names
     caller: str | None
     path: str = ""
-    request_id: str = field(default_factory=lambda: next_request_id())
+    request_id: str = field(default_factory=next_request_id)
     session_id: str = ""
     # Keyword arguments for the front end's StreamEncoder (OpenAI: include_usage from stream_options).
     encoder_options: dict[str, Any] = field(default_factory=dict)

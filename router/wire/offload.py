@@ -40,6 +40,23 @@ async def off_loop(fn: Callable[..., T], *args: object) -> T:
     return await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(fn, *args))
 
 
+LET_GO_STEP = 4096
+"""Items a list loses per event-loop step in :func:`let_go`."""
+
+
+async def let_go(*lists: list[object]) -> None:
+    """Empty each of ``lists`` :data:`LET_GO_STEP` items at a time, letting the loop run between.
+
+    Why: the last reference to a large request going away frees all of it in one step, and
+    deallocation is C code that holds the GIL throughout (a worker thread cannot take it over):
+    the 200,000 messages of a 9 MB body (the parsed JSON and the canonical request) took 45-85 ms
+    to free at once, the longest step of their request. Only for lists nothing reads any more."""
+    for items in lists:
+        while items:
+            del items[-LET_GO_STEP:]
+            await asyncio.sleep(0)
+
+
 async def run_sized(size: int, fn: Callable[..., T], *args: object) -> T:
     """``fn(*args)``: inline for a small request, in a worker thread for a large one (see module doc)."""
     if size < LARGE_BYTES:

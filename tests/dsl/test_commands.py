@@ -10,7 +10,9 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from dsl import bounds, parse_message
+from unittest import mock
+
+from dsl import bounds, commands, parse_message
 from dsl.commands import _command_end, code_ranges, find_commands, strip_commands
 from dsl.errors import Location
 from dsl.parser import parse
@@ -81,6 +83,49 @@ def test_code_ranges_are_the_plain_definition(text: str) -> None:
 @given(texts)
 def test_commands_are_found_where_the_plain_definition_finds_them(text: str) -> None:
     assert [start for start, _ in find_commands(text)] == plain_find_commands(text)
+
+
+@settings(max_examples=600, deadline=None)
+@given(texts, st.integers(1, 12))
+def test_scanning_window_by_window_changes_nothing(text: str, window: int) -> None:
+    """The scanner's regex calls look at ``WINDOW`` characters at a time (64 K: the event loop gets
+    the GIL back between them); with windows of a few characters every fence, backtick run and
+    candidate straddles a window's edge somewhere, and the answers are still the plain ones."""
+    with mock.patch.object(commands, "WINDOW", window):
+        assert code_ranges(text) == plain_code_ranges(text)
+        assert [start for start, _ in find_commands(text)] == plain_find_commands(text)
+
+
+def test_no_regex_call_of_the_scanner_looks_at_more_than_a_window() -> None:
+    """A 10 MB line without backticks, fences or commands held the GIL 350 ms in one backtick
+    search, 10 MB of short lines 150 ms in one fence search (a worker thread's regex call keeps
+    the event loop waiting until it returns)."""
+    spans: list[int] = []
+    real = re.Pattern
+
+    class Watched:
+        def __init__(self, pattern: re.Pattern[str]) -> None:
+            self.pattern = pattern
+
+        def __getattr__(self, name: str):  # search / match / finditer, recording what they may scan
+            method = getattr(self.pattern, name)
+
+            def call(text: str, pos: int = 0, endpos: int = 1 << 62):
+                if name != "match":  # a match stops where its pattern does: it scans no further
+                    spans.append(min(endpos, len(text)) - pos)
+                return method(text, pos, endpos)
+            return call
+
+    text = ("hello world\n" * 200_000) + "`a` " + "x" * 1_000_000 + "\n```\ncode !/x\n```\n" + "y " * 200_000 + " !/hello"
+    compile_ = re.compile
+    with mock.patch.object(commands, "_BACKTICKS", Watched(commands._BACKTICKS)), \
+            mock.patch.object(commands, "_FENCE_AFTER_NEWLINE", Watched(commands._FENCE_AFTER_NEWLINE)), \
+            mock.patch.object(commands.re, "compile", lambda *a: Watched(compile_(*a))), \
+            mock.patch.dict(commands._CANDIDATES, clear=True):
+        found = find_commands(text)
+    assert [text[s:e] for s, e in found] == ["!/hello"]
+    assert spans and max(spans) <= commands.WINDOW, max(spans)
+    assert isinstance(commands._BACKTICKS, real)
 
 
 # ---- cost ------------------------------------------------------------------------------------

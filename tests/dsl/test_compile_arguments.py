@@ -41,6 +41,9 @@ ACCEPTED = [
     ("help(command=set)", (ir.Query("help", "set"),)),
     ("help", (ir.Query("help", None),)),
     ("pwd", (ir.Query("pwd", None),)),
+    ("hello", (ir.Query("hello", None),)),
+    ("route-list", (ir.Query("route-list", None),)),
+    ("route-explain", (ir.Query("route-explain", None),)),
     # a target parameter given a plain string is split at its first colon
     ('oneoff("anthropic:claude-3:beta")', (ir.OneOff(ir.Target("anthropic", "claude-3:beta")),)),
     ('model("openai:gpt-4o")', (ir.SetField("model", "openai:gpt-4o"),)),  # quoted: a model name as written

@@ -82,6 +82,29 @@ TABLE = [
     ('true', dict(), True),
     ('false', dict(), False),
     ('not (stream or tools)', dict(), True),
+    # a number fact against another, scaled: each operator at its exact boundary
+    ('tokens > context_window * 0.8', dict(tokens=800, context_window=1000), False),
+    ('tokens > context_window * 0.8', dict(tokens=801, context_window=1000), True),
+    ('tokens >= context_window * 0.8', dict(tokens=800, context_window=1000), True),
+    ('tokens >= context_window * 0.8', dict(tokens=799, context_window=1000), False),
+    ('tokens < context_window * 0.8', dict(tokens=799, context_window=1000), True),
+    ('tokens < context_window * 0.8', dict(tokens=800, context_window=1000), False),
+    ('tokens <= context_window * 0.8', dict(tokens=800, context_window=1000), True),
+    ('tokens <= context_window * 0.8', dict(tokens=801, context_window=1000), False),
+    ('tokens == context_window * 0.5', dict(tokens=500, context_window=1000), True),
+    ('tokens == context_window * 0.5', dict(tokens=501, context_window=1000), False),
+    ('tokens != context_window * 0.5', dict(tokens=501, context_window=1000), True),
+    ('tokens != context_window * 0.5', dict(tokens=500, context_window=1000), False),
+    ('tokens < context_window * 2', dict(tokens=1500, context_window=1000), True),  # scaled up, not down
+    ('tokens > context_window', dict(tokens=1001, context_window=1000), True),
+    ('tokens > context_window', dict(tokens=1000, context_window=1000), False),
+    ('context_window > tokens * 4', dict(tokens=100, context_window=401), True),  # either side may lead
+    ('context_window > tokens * 4', dict(tokens=100, context_window=400), False),
+    # an unknown context window (a model the catalogue lacks) makes every such comparison false
+    ('tokens > context_window * 0.8', dict(tokens=10**9), False),
+    ('tokens <= context_window * 0.8', dict(tokens=0), False),
+    ('tokens != context_window', dict(tokens=5), False),
+    ('not (tokens < context_window)', dict(tokens=5), True),
     # time and weekday are strings compared as such
     ('time >= "12:00"', dict(), True),
     ('time > "12:00"', dict(), False),
@@ -127,3 +150,24 @@ def test_the_clock_is_read_again_when_the_second_changes(monkeypatch: pytest.Mon
     assert clock_now() == ("10:00", "mon")
     now[0] = datetime(2026, 11, 24, 0, 0).timestamp()
     assert clock_now() == ("00:00", "tue")
+
+
+def test_the_clock_is_formatted_once_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``clock_now`` is on every request's path: within one second it formats nothing again."""
+    monkeypatch.setattr(evaluate_module, "_clock_cache", (-1, "00:00", "mon"))
+    now = [datetime(2026, 11, 23, 9, 59, 59).timestamp()]
+    monkeypatch.setattr(evaluate_module._time, "time", lambda: now[0])
+    formatted = []
+
+    class CountingDatetime(datetime):
+        @classmethod
+        def fromtimestamp(cls, t: float, tz: object = None) -> datetime:  # type: ignore[override]
+            formatted.append(t)
+            return datetime.fromtimestamp(t)
+
+    monkeypatch.setattr(evaluate_module, "datetime", CountingDatetime)
+    assert [clock_now() for _ in range(3)] == [("09:59", "mon")] * 3
+    now[0] += 0.5  # the same second
+    assert clock_now() == ("09:59", "mon") and len(formatted) == 1
+    now[0] += 0.5
+    assert clock_now() == ("10:00", "mon") and len(formatted) == 2

@@ -41,6 +41,7 @@ def test_rules_built_in_code_with_constant_conditions(when: ir.Condition | None,
     (['header("x-team") == "red"', "tokens > 5"], {"header", "tokens"}),
     (['session.project == "p" and not stream', 'weekday == "mon" or time < "09:00"'],
      {"session", "stream", "weekday", "time"}),
+    (["tokens > context_window * 0.8"], {"tokens", "context_window"}),
 ])
 def test_a_rule_set_reads_the_facts_of_all_its_conditions(conditions: list, reads: set) -> None:
     rules = [ir.Rule(f"r{i}", when=parse(c, "condition") if c else None) for i, c in enumerate(conditions)]
@@ -116,3 +117,81 @@ def test_the_plan_lists_only_file_rules_as_governing() -> None:
     assert plan.rules == ("s0", "s1", "f1")
     assert plan.governing == (1,)  # f1's position among the file rules; s0 is no file rule
     assert plan.limits == (ir.Limit("rpm", 9), ir.Limit("rpm", 2))
+
+
+BUDGETS_AND_ON = """
+rules:
+  - name: spend
+    when: model == "m"
+    limits: rpm(5), budget(20, per=caller, window=day), tpm(1k)
+    on:
+      rate_limit: up
+      timeout: echo:fast
+  - name: later
+    when: model == "m"
+    on:
+      rate_limit: echo:slow
+      context_window: up:big -> echo
+  - name: to-up
+    when: backend == "up"
+    limits: budget(3), rpm(2)
+"""
+
+
+def test_budgets_are_kept_apart_from_the_rate_limits() -> None:
+    rules = ruleset(BUDGETS_AND_ON)
+    plan = evaluate(Facts.build("m"), rules)
+    assert plan.limits == (ir.Limit("rpm", 5), ir.Limit("tpm", 1000))
+    assert plan.budgets == ((ir.Limit("budget", 20, "caller", None, "day"), "spend"),)
+    assert rules.budgeted is True
+
+
+def test_each_error_class_falls_back_by_the_first_rule_that_names_it() -> None:
+    plan = evaluate(Facts.build("m"), ruleset(BUDGETS_AND_ON))
+    assert plan.on == (
+        ("rate_limit", (ir.Target("up", "m"),), "spend"),  # a bare backend takes the requested model
+        ("timeout", (ir.Target("echo", "fast"),), "spend"),
+        ("context_window", (ir.Target("up", "big"), ir.Target("echo", "m")), "later"),
+    )
+    assert evaluate(Facts.build("x"), ruleset(BUDGETS_AND_ON)).on == ()
+
+
+def test_a_target_brings_its_rules_budgets_apart_from_their_limits() -> None:
+    rules = ruleset(BUDGETS_AND_ON)
+    facts = Facts.build("x")
+    plan = evaluate(facts, rules)
+    assert plan.budgets == () and plan.limits == ()
+    terms = target_terms(facts, ir.Target("up", "x"), rules, plan)
+    assert terms is not None and terms.rules == ("to-up",)
+    assert terms.limits == (ir.Limit("rpm", 2),)
+    assert terms.budgets == ((ir.Limit("budget", 3, "caller", None, "day"), "to-up"),)
+
+
+@pytest.mark.parametrize(("text", "budgeted"), [
+    ('rules:\n  - name: r\n    limits: budget(1)\n', True),
+    ('rules:\n  - name: r\n    when: stream\n    limits: rpm(1), budget(1)\n', True),
+    ('rules:\n  - name: r\n    limits: rpm(1), tpm(5)\n', False),
+    ('rules:\n  - name: r\n    route: up\n', False),
+])
+def test_a_rule_set_is_budgeted_when_a_rule_has_a_budget(text: str, budgeted: bool) -> None:
+    assert ruleset(text).budgeted is budgeted
+
+
+def test_a_group_route_keeps_its_strategy_and_takes_the_requested_model() -> None:
+    rules = ruleset('rules:\n  - name: r\n    route: fastest(up | echo:e) -> up:z\n')
+    plan = evaluate(Facts.build("m"), rules)
+    group = plan.chain[0]
+    assert isinstance(group, ir.Group) and group.strategy == "fastest"
+    assert group == ir.Group((ir.Member(ir.Target("up", "m")), ir.Member(ir.Target("echo", "e"))), strategy="fastest")
+    assert plan.chain[1:] == (ir.Target("up", "z"),)
+
+
+def test_a_request_visits_only_the_rules_its_model_can_match() -> None:
+    """Rules keyed by literal model names are looked up by the model: for another model they are
+    not candidates at all (their conditions are not even run); unkeyed rules always are."""
+    rules = ruleset('rules:\n  - name: a\n    when: model == "a" and stream\n    limits: rpm(1)\n'
+                    '  - name: any\n    when: tokens > 5\n    limits: rpm(2)\n'
+                    '  - name: ab\n    when: model in ["a", "b"]\n    limits: rpm(3)\n')
+    assert [c.rule.name for c in rules.candidates("a")] == ["a", "any", "ab"]
+    assert [c.rule.name for c in rules.candidates("b")] == ["any", "ab"]
+    assert [c.rule.name for c in rules.candidates("c")] == ["any"]

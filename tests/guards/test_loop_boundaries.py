@@ -37,6 +37,9 @@ CASES = [
     ("abcd" * 3, 4, 10, 3, (12, 4, 3)),
     ("abcd" * 3 + "xyz", 4, 10, 3, (12, 4, 3)),
     ("abcd" * 2 + "abc", 4, 10, 3, None),  # one character short of the third copy
+    # min_pattern_length 1: one character repeated is a unit of exactly the minimum length
+    ("a" * 4, 1, 10, 4, (4, 1, 4)),
+    ("a" * 3, 1, 10, 4, None),
     ("Z" + "abcd" * 3, 4, 10, 3, (13, 4, 3)),
     # a unit exactly max_len long is found; one character longer is not
     ("abcdefghij" * 3, 4, 10, 3, (30, 10, 3)),
@@ -53,6 +56,13 @@ CASES = [
     # the anchor also occurs closer than the unit's length: further occurrences are verified too
     (("abcdefghijklmnop" + "!" + "abcdefghijklmnop") * 3, 4, 40, 3, (99, 33, 3)),
     ("abcdef12abcdef" * 3, 4, 30, 3, (42, 14, 3)),
+    # at most four occurrences of the anchor are verified: the last four characters ("====")
+    # occur three times in a run of six "=" inside the unit, the fourth is the unit's length...
+    ("Z======abQ====" * 3, 4, 30, 3, (42, 14, 3)),
+    # ...in a run of seven, four times: the check gives up at the third copy's end, and the
+    # next check (a new anchor, "===Z") finds the loop one character later
+    ("Z=======abQ====" * 3, 4, 30, 3, None),
+    ("Z=======abQ====" * 3 + "Z", 4, 30, 3, (46, 15, 3)),
     # a loop that starts long after the detector's window was first trimmed
     (PREFIX + "abcd" * 3, 4, 10, 3, (len(PREFIX) + 12, 4, 3)),
     (PREFIX + "abcd" * 2 + "abc", 4, 10, 3, None),

@@ -9,6 +9,7 @@ of it whatever the format. Keeping all wire shapes here lets every test be table
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -66,7 +67,16 @@ class LiveServer:
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="none",
                                 http=protocol_for(app.state_ref))
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await self.server.serve(sockets=[self.sock])
+        from uvicorn._compat import asyncio_run  # how Server.run runs it (uvloop when installed)
+
+        asyncio_run(serve(), loop_factory=self.server.config.get_loop_factory())
 
     def start(self) -> "LiveServer":
         self.thread.start()
@@ -76,6 +86,11 @@ class LiveServer:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
         return self
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop serving (for a test that runs its own coroutine beside the proxy's)."""
+        assert self._loop is not None
+        return self._loop
 
     def stop(self) -> None:
         self.server.should_exit = True

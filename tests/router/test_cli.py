@@ -116,3 +116,15 @@ def test_check_quotes_no_key_of_a_bad_line(tmp_path: Path, capsys: pytest.Captur
     assert main(["check", "--config", config]) == 1
     err = capsys.readouterr().err
     assert "unknown backend 'nowhere'" in err and known not in err, err
+
+
+def test_check_locates_a_bad_max_response_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The reply-size cap (``backends.<name>.max_response_bytes``) is checked like every setting:
+    too small, or not a number of bytes, each error at its file:line:col."""
+    config = _write(tmp_path / "config.yaml", "backends:\n  echo: {type: echo}\n"
+                    "  up:\n    type: openai\n    max_response_bytes: 1000\n"
+                    "  down:\n    type: openai\n    max_response_bytes: 32MiB\n")
+    assert main(["check", "--config", config]) == 1
+    err = capsys.readouterr().err
+    assert f"{config}:5:25: error: backends/up/max_response_bytes: 1000 is less than the minimum of 65536" in err
+    assert f"{config}:8:25: error: backends/down/max_response_bytes: '32MiB' has the wrong type" in err

@@ -217,3 +217,42 @@ def test_every_limit_is_checked_whatever_comes_before_it() -> None:
     assert isinstance(held, Reservation)
     rejected = limiter.acquire([(conc, "c"), (limit("concurrency", 1), "c")])
     assert isinstance(rejected, Rejection) and rejected.limit == limit("concurrency", 1)
+
+
+def test_past_max_buckets_the_least_recently_used_scope_is_forgotten() -> None:
+    # the bound on remembered scopes (hostile session ids cannot grow it): with room for three,
+    # a fourth scope evicts the one used longest ago, which then starts with a full bucket again
+    limiter = InProcessLimiter(Clock(), max_buckets=3)
+    lim = limit("rpm", 1, "session")
+    for scope in ("s1", "s2", "s3"):
+        fill(limiter, lim, 1, scope)
+    assert isinstance(limiter.acquire([(lim, "s1")]), Rejection)  # s1 is now the most recently used
+    fill(limiter, lim, 1, "s4")  # evicts s2
+    assert isinstance(limiter.acquire([(lim, "s2")]), Reservation)
+    assert isinstance(limiter.acquire([(lim, "s1")]), Rejection)
+
+
+def test_ended_requests_leave_no_concurrency_counter_behind() -> None:
+    # 20,000 sessions that each came and went: what the limiter holds does not grow with them
+    import tracemalloc
+
+    limiter = InProcessLimiter(Clock())
+    lim = limit("concurrency", 1, "session")
+
+    def session(i: int) -> None:
+        held = limiter.acquire([(lim, f"session-{i}")])
+        assert isinstance(held, Reservation)
+        held.release()
+
+    for i in range(100):
+        session(i)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(100, 20_100):
+            session(i)
+        grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename")
+                    if s.traceback[0].filename.replace("\\", "/").endswith("/router/limits.py"))
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024  # a counter kept per ended session would be megabytes

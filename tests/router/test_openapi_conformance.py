@@ -47,9 +47,9 @@ INTENDED_REFUSALS: list[tuple[str, str]] = [
      "stored prompt, which the proxy does not keep"),
     (r"^input: required field is missing|^input: must contain at least one input item",
      "a Responses request without input has nothing to send (the proxy keeps no stored prompts)"),
-    (r"^No response with id '.*' found\.$",
+    (r"(?s)^No response with id '.*' found\.$",
      "GET of a response id the proxy never stored (or no longer keeps) for this caller: OpenAI's 404 too"),
-    (r"^Previous response with id '.*' not found\.$",
+    (r"(?s)^Previous response with id '.*' not found\.$",
      "a previous_response_id the proxy never stored (or no longer keeps) for this caller: OpenAI's own 400"),
     (r"^input\[\d+\]\.type: unknown input item type ",
      "items of OpenAI-hosted features the proxy cannot carry to any provider (compaction triggers, "

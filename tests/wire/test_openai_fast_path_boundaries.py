@@ -162,3 +162,19 @@ def test_a_plain_reply_decodes_to_its_values(finish: str | None, expected: str) 
 def test_the_general_path_takes_model_and_stream_from_the_path() -> None:
     req = openai.decode_request({"messages": [USER], "n": 2, "stream": False}, model="p", stream=True)
     assert (req.model, req.stream, req.extra) == ("p", True, {"openai": {"n": 2}})
+
+
+class _Text(str):
+    """A ``str`` subclass, as a Python caller may build a body with (JSON parsing gives none)."""
+
+
+@pytest.mark.parametrize("role", ["system", "user", "assistant", "tool"])
+def test_content_of_a_str_subclass_is_one_text_part_as_a_string_is(role: str) -> None:
+    def body(content: str) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": role, "content": content}
+        if role == "tool":
+            message["tool_call_id"] = "call_1"
+        return body_with(messages=[message])
+
+    assert openai.decode_request(body(_Text("hi"))) == openai.decode_request(body("hi"))
+    assert openai.decode_response({"choices": [{"message": {"content": _Text("hi")}}]}).parts == [TextPart("hi")]

@@ -89,6 +89,20 @@ def test_a_start_without_id_or_time_keeps_a_generated_id_and_takes_the_clock() -
     assert text["id"] == first["id"] and text["created"] == 1_700_000_000
 
 
+@pytest.mark.parametrize(("before", "id_"), [
+    ([StreamStart("c1", "m", 7)], "c1"),  # a second start without an id: the first start's id
+    ([ToolCallStart(0, "k", "f")], None),  # a start after an early chunk: that chunk's generated id
+    ([], None),  # no id yet: one generated at the start
+])
+def test_a_start_without_an_id_keeps_the_id_the_stream_already_has(before: list[Any], id_: str | None) -> None:
+    enc = openai.StreamEncoder(include_usage=False)
+    earlier = [f["id"] for e in before for f in frames(enc.encode(e))]
+    (start,) = frames(enc.encode(StreamStart("", "m", 7)))
+    (text,) = frames(enc.encode(TextDelta("a")))
+    expected = id_ or (earlier[0] if earlier else start["id"])
+    assert start["id"] == text["id"] == expected and expected.startswith(id_ or "chatcmpl-")
+
+
 @pytest.mark.parametrize(("kind", "type_", "code"), [
     ("rate_limit", "rate_limit_error", "rate_limit_exceeded"),
     ("overloaded", "server_error", "overloaded"),

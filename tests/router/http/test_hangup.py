@@ -153,3 +153,22 @@ async def test_close_stops_the_timer_of_a_stream_that_was_never_relayed() -> Non
 
 async def _drain(relay: AsyncIterator[bytes]) -> list[bytes]:
     return [chunk async for chunk in relay]
+
+
+async def test_streams_waiting_out_their_grace_share_one_loop_timer() -> None:
+    """One timer for every request in its grace (router/http/hangup.py ``_Watchlist``), not one each;
+    a request over before its grace is skipped when due, the others get their watcher."""
+    loop = asyncio.get_running_loop()
+    scheduled_before = len(loop._scheduled)  # type: ignore[attr-defined]
+    clients = [Client() for _ in range(5)]
+    hangups = [Hangup(client.receive) for client in clients]
+    for hangup in hangups:
+        hangup.watch_after(0.02)
+    assert all(hangup.watching for hangup in hangups)
+    assert len(loop._scheduled) == scheduled_before + 1  # type: ignore[attr-defined]
+    await hangups[0].close()  # over within the grace
+    await asyncio.sleep(0.05)
+    assert clients[0].reads == 0 and [client.reads for client in clients[1:]] == [1, 1, 1, 1]
+    for hangup in hangups:
+        await hangup.close()
+    assert not any(hangup.watching for hangup in hangups)
