@@ -50,7 +50,8 @@ class BackendError(Exception):
     also redact their own keys, which have no recognisable shape, before they raise)."""
 
     def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None,
-                 retry_after: float | None = None, backend: str = "", error_class: ErrorClass | None = None) -> None:
+                 retry_after: float | None = None, backend: str = "", error_class: ErrorClass | None = None,
+                 repeatable: bool = True) -> None:
         message = redact(message)
         super().__init__(message)
         self.kind = kind
@@ -59,6 +60,9 @@ class BackendError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.backend = backend
+        # False when asking the same target again would get the same answer (a reply over the
+        # size cap): the chain's next target is still tried, this one is not asked twice.
+        self.repeatable = repeatable
 
     @property
     def retryable(self) -> bool:

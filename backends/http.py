@@ -382,7 +382,8 @@ class HttpBackend(Backend):
 
     def _too_large(self, limit: int, how: str) -> BackendError:
         return BackendError("server", f"the provider's reply is larger than {limit} bytes "
-                            f"(backends.{self.name}.max_response_bytes); {how}", backend=self.name)
+                            f"(backends.{self.name}.max_response_bytes); {how}", backend=self.name,
+                            repeatable=False)  # the same request gets the same reply: not asked twice
 
     def quote(self, data: bytes | str) -> str:
         """A short redacted quote of what the provider sent, for an error message."""

@@ -347,7 +347,7 @@ class Dispatcher:
                     walk.last = exc
                     if not exc.retryable:
                         return None  # the client's error (a 400): no other target of this chain
-                    if exc.kind not in RETRY_KINDS or attempt == self.retry.retries:
+                    if exc.kind not in RETRY_KINDS or not exc.repeatable or attempt == self.retry.retries:
                         break
                     await asyncio.sleep(min(self.retry.delay(attempt, self.rng),
                                             max(0.0, walk.deadline - time.monotonic())))

@@ -46,6 +46,7 @@ class BigUpstream:
     def __init__(self, size: int, framing: str) -> None:
         self.size, self.framing = size, framing
         self.sent: list[int] = []
+        self.requests: list[bytes] = []  # each request's first line ("POST /v1/chat/completions ...")
         self.cut = 0
         self.done = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -68,6 +69,7 @@ class BigUpstream:
         sent = 0
         try:
             head = await reader.readuntil(b"\r\n\r\n")
+            self.requests.append(head.split(b"\r\n", 1)[0])
             length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
             await reader.readexactly(int(length.group(1)) if length else 0)
             headers = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
@@ -174,6 +176,11 @@ async def proxy(tmp_path: Path, upstream: BigUpstream, route: str | None = None)
         await asyncio.to_thread(server.stop)
 
 
+def chat_calls(upstream: BigUpstream) -> list[bytes]:
+    """The chat requests the upstream got (the proxy also lists its models once at start)."""
+    return [line for line in upstream.requests if line.startswith(b"POST ")]
+
+
 def post(client: httpx.AsyncClient, frontend: str, text: str = "hi") -> Any:
     path, _, query = chat_path(frontend, "m").partition("?")
     return client.post(path, params=query or None, content=orjson.dumps(chat_body(frontend, text, "m")),
@@ -188,6 +195,7 @@ async def test_an_oversized_reply_is_a_502_in_the_clients_shape(tmp_path: Path, 
     message = error_message(frontend, result.json())
     assert f"larger than {CAP} bytes" in message and "backends.big.max_response_bytes" in message
     assert all(sent < 10 * CAP for sent in upstream.sent), upstream.sent  # each try was cut short
+    assert len(chat_calls(upstream)) == 1, upstream.requests  # asked once: the same request gets the same reply
 
 
 @pytest.mark.parametrize("frontend", FRONTENDS)
@@ -198,6 +206,7 @@ async def test_an_oversized_reply_fails_over_to_the_next_target(tmp_path: Path, 
     assert result.status_code == 200, result.text
     assert "answered by the next target" in reply_text(frontend, _Result(result))
     assert upstream.sent and upstream.cut == len(upstream.sent)  # the big target was tried, and cut
+    assert len(chat_calls(upstream)) == 1, upstream.requests  # once: not asked again before failing over
 
 
 class _Result:
