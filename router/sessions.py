@@ -227,21 +227,6 @@ class SessionRepository(abc.ABC):
         """Release resources (nothing to do for the embedded stores)."""
 
 
-def _entries_of(cache: TTLCache[Any, Any]) -> Mapping[Any, Any]:
-    """Speed trick (the one in this module): the plain dict under a ``TTLCache``, to tell a key
-    that is surely absent without the cache's ``get``. Every key the cache holds is in it (expired
-    ones too until the cache drops them), so a key not in it is not in the cache. A miss through
-    ``get`` (its timer context, ``__contains__`` raising and catching a KeyError) took ~3% of the
-    py-spy samples of a stream's path to its first byte (0.8% with this), and every anonymous
-    conversation's request misses
-    (its session is stored only once a command changes it). cachetools keeps that dict as
-    ``Cache.__data``; tests/router/test_sessions_entries.py fails if that stops being so."""
-    entries = getattr(cache, "_Cache__data", None)
-    if not isinstance(entries, dict):
-        raise RuntimeError("cachetools.Cache no longer keeps its entries in Cache.__data: drop the lookup")
-    return entries
-
-
 class InMemorySessionRepository(SessionRepository):
     """Sessions in a TTL + LRU cache: gone after ``ttl_seconds`` idle or when ``max_sessions`` is exceeded.
 
@@ -254,7 +239,6 @@ class InMemorySessionRepository(SessionRepository):
         self.max_history = max_history
         self._cache: TTLCache[tuple[str | None, str], Session] = TTLCache(maxsize=max_sessions, ttl=ttl_seconds,
                                                                           timer=clock)
-        self._entries = _entries_of(self._cache)
 
     def __len__(self) -> int:
         self._cache.expire()
@@ -262,8 +246,6 @@ class InMemorySessionRepository(SessionRepository):
 
     async def get(self, session_id: str, owner: str | None = None) -> Session | None:
         key = (owner, _check_id(session_id))
-        if key not in self._entries:
-            return None  # surely absent (see _entries_of): most anonymous conversations' case
         session = self._cache.get(key)
         if session is not None:
             self._cache[key] = session  # reading counts as activity: restart the idle timer

@@ -390,3 +390,14 @@ def test_owner_round_trips_through_json() -> None:
     assert Session.from_json(session.to_json()).owner == "key-a"
     with pytest.raises(ValueError):
         Session.from_json({"id": "s", "owner": 5})
+
+
+async def test_a_miss_and_a_hit_answer_as_the_cache_does() -> None:
+    clock = Clock(0.0)
+    repo = InMemorySessionRepository(ttl_seconds=10, max_sessions=2, clock=clock)
+    assert await repo.get("absent", "key-1") is None
+    await repo.save(Session(id="s1", owner="key-1"))
+    assert (await repo.get("s1", "key-1")).id == "s1"  # type: ignore[union-attr]
+    assert await repo.get("s1", "key-2") is None  # another caller's id is another session
+    clock.now = 11
+    assert await repo.get("s1", "key-1") is None  # idle past the TTL: gone
