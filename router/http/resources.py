@@ -52,16 +52,16 @@ class ChatResource:
         reply = await serve_chat(self.pipeline, self.frontend, request, ctx, req.scope.get(HANGUP))
         if reply is not None:
             send(resp, reply, req.scope.get(HANGUP))
-        if isinstance(reply, JsonReply) and is_large(request.size):
-            # The answer is made: the request's many small objects are freed a part at a time
-            # rather than all at once when this frame ends (offload.let_go). A stream still reads
-            # the request as it goes, so it frees it the usual way.
-            await let_go(request.messages, *large_lists(body))
+        await let_go_if_large(reply, request, body)
 
 
-def large_lists(body: Any) -> list[list[Any]]:
-    """The lists at the top of a request body (``messages``, ``contents``, ``tools``...)."""
-    return [value for value in body.values() if isinstance(value, list)] if isinstance(body, dict) else []
+async def let_go_if_large(reply: Any, request: ChatRequest, body: Any) -> None:
+    """Once a large request's JSON answer is made, free its many small objects a part at a time
+    rather than all at once when the handler's frame ends (offload.let_go). A stream still reads
+    the request as it goes, so it frees it the usual way."""
+    if isinstance(reply, JsonReply) and is_large(request.size):
+        lists = [value for value in body.values() if isinstance(value, list)] if isinstance(body, dict) else []
+        await let_go(request.messages, *lists)
 
 
 async def serve_chat(pipeline: Pipeline, frontend: Frontend, request: ChatRequest, ctx: RequestContext,
@@ -212,16 +212,15 @@ class GeminiModelResource:
             resp.media = {"totalTokens": estimate_prompt_tokens(request)}
             return
         streaming = action == "streamGenerateContent"
-        _body, request = await read_chat(req, state.config.max_body_bytes, GEMINI.codec.decode_request,
-                                         model=model, stream=streaming)
+        chat_body, request = await read_chat(req, state.config.max_body_bytes, GEMINI.codec.decode_request,
+                                             model=model, stream=streaming)
         reply = await serve_chat(self.pipeline, GEMINI, request, _context(req), req.scope.get(HANGUP))
         if reply is None:
             return
         if streaming and req.get_param("alt") != "sse" and isinstance(reply, StreamReply):
             reply = await _as_json_array(reply)
         send(resp, reply, req.scope.get(HANGUP))
-        if isinstance(reply, JsonReply) and is_large(request.size):  # as ChatResource does
-            await let_go(request.messages, *large_lists(_body))
+        await let_go_if_large(reply, request, chat_body)
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, spec: str) -> None:
         await self.models.describe(req, resp, spec)
