@@ -75,14 +75,31 @@ class SSEParser:
         Speed trick (one place; ``tests/wire/test_wire_sse.py`` checks it gives what
         ``_feed_any`` gives for any chunking): providers end lines with ``\\n`` and each network
         read usually holds whole events, and the general loop's regular-expression search per line
-        was the largest single cost of reading a stream.
+        was the largest single cost of reading a stream. The three lines every provider's events
+        are made of (``event: <name>``, ``data: <json>``, the blank line ending the event) are read
+        here without a call of ``_handle_line`` each: Anthropic sends three lines an event, and the
+        call per line was ~5% of a streamed Responses -> Anthropic reply's instructions.
         """
         lines = chunk.split(b"\n")
         rest = lines.pop()  # the incomplete last line (empty when the chunk ends a line)
         frames: list[tuple[str | None, str]] = []
+        max_line = self.max_line
         try:
             for line in lines:
-                self._handle_line(line.decode("utf-8", errors="replace"), frames)
+                if not line:
+                    if self._data:
+                        frames.append((self._event, "\n".join(self._data)))
+                    self._event, self._data, self._data_size = None, [], 0
+                elif line.startswith(b"data: "):
+                    value = line[6:].decode("utf-8", errors="replace")
+                    self._data.append(value)
+                    self._data_size += len(value)
+                    if max_line is not None and self._data_size > max_line:
+                        raise LineTooLong(max_line)
+                elif line.startswith(b"event: "):
+                    self._event = line[7:].decode("utf-8", errors="replace")
+                else:
+                    self._handle_line(line.decode("utf-8", errors="replace"), frames)
         except LineTooLong as exc:  # an event of too many data lines
             exc.frames = frames
             raise

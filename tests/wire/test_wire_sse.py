@@ -130,6 +130,12 @@ def test_a_long_line_in_small_chunks_is_buffered_in_linear_time() -> None:
 LF_LINES = st.lists(st.one_of(
     st.just(b""), st.just(b": ping"), st.just(b"event: delta"), st.just(b"id: 3"),
     st.text(max_size=6).map(lambda t: b"data: " + t.encode("utf-8")),
+    # the fast path's own reading of ``data: `` and ``event: `` lines, against the general one:
+    # bytes that are not UTF-8 after the prefix, no space or two after the colon, a bare field
+    st.sampled_from([b"data: ", b"event: ", b"data:", b"event:", b"data:x", b"event:x", b"data:  x",
+                     b"event:  x", b"data", b"event", b"Data: x"]).flatmap(
+        lambda prefix: st.binary(max_size=6).filter(lambda b: b"\n" not in b and b"\r" not in b).map(
+            lambda rest: prefix + rest)),
     st.binary(max_size=6).filter(lambda b: b"\n" not in b and b"\r" not in b)), max_size=14)
 
 
@@ -157,3 +163,13 @@ def test_the_lf_fast_path_parses_as_the_general_loop(lines: list[bytes], cuts: l
             return out + exc.frames + ["too long"]
 
     assert run(SSEParser(max_line)) == run(_GeneralOnly(max_line))
+
+
+@pytest.mark.parametrize("body", [
+    b"event: d\xffx\ndata: \xfe{}\n\n",
+    b"event:\xe2\x82\ndata:  two spaces\n\n",
+    b"event: a\nevent: b\ndata: 1\ndata: 2\n\nid: 3\ndata\n\n",
+])
+def test_the_lf_fast_path_reads_event_and_data_lines_as_the_general_loop(body: bytes) -> None:
+    assert SSEParser().feed(body) == _GeneralOnly().feed(body)
+    assert SSEParser().feed(body)  # (each body makes a frame: the comparison is not of two empty lists)
