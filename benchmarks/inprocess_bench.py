@@ -32,6 +32,8 @@ socket: ``--instructions`` then counts the proxy's side of them (Redis' own work
 ``--pair`` picks the client and provider formats of the stream (default ``openai->openai``; also
 ``responses->anthropic``, ``anthropic->openai``, ``openai->gemini``, the cross-format streams of
 proxy_bench.py), each with its provider's canned stream of ``--chunks`` text deltas.
+``--one-read`` hands the connector the whole upstream stream in one read instead of one read per
+event (a short reply, or a fast network: what proxy_bench.py's fake upstream does at one stream).
 ``--ttfb`` measures each stream only up to its first body byte (the ASGI ``send`` of the first
 ``http.response.body``): what the proxy does before the client sees anything, the in-process
 side of proxy_bench's "added TTFB". Timed, the rest of each stream is cancelled untimed; counted
@@ -394,6 +396,9 @@ async def main() -> None:
     parser.add_argument("--strategies", action="store_true", help="with --instructions: each strategy over the group")
     parser.add_argument("--pair", choices=sorted(PAIRS), default="openai->openai",
                         help="client and provider formats of the stream (with --stream)")
+    parser.add_argument("--one-read", action="store_true",
+                        help="the upstream's whole stream in one read (with --stream), as proxy_bench's fake "
+                             "upstream sends a short reply")
     parser.add_argument("--ttfb", action="store_true", help="streams only up to their first body byte")
     parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
     parser.add_argument("--forget-every", type=int, default=0, help=argparse.SUPPRESS)  # see _forget_suspended
@@ -416,10 +421,11 @@ async def main_with(args: argparse.Namespace) -> None:
         return
     what = "request"
     if args.stream:
-        what = f"stream ({args.pair}{', to its first byte' if args.ttfb else ''})"
+        what = f"stream ({args.pair}{', its upstream in one read' if args.one_read else ''}{', to its first byte' if args.ttfb else ''})"
     if args.instructions:
         extra: tuple[str, ...] = ("--stream", "--chunks", str(args.chunks), "--pair", args.pair) if args.stream else ()
         extra += ("--ttfb",) if args.ttfb else ()
+        extra += ("--one-read",) if args.one_read else ()
         extra += ("--variant", args.variant) if args.variant else ()
         if args.state:
             extra += ("--state", args.state, "--redis-url", args.redis_url, *(("--prefix", args.prefix) if args.prefix else ()))
@@ -432,6 +438,8 @@ async def main_with(args: argparse.Namespace) -> None:
             raise SystemExit("--variant measures a JSON request (not with --stream)")
         path, body, backend, make_frames = PAIRS[args.pair] if args.stream else ("/v2/chat/completions", BODY, "up", None)
         frames = make_frames(args.chunks) if make_frames is not None else None
+        if frames is not None and args.one_read:
+            frames = [b"".join(frames)]
         proxy, proxy_scope = await build_proxy(work, args.variant, frames, body, args, backend=backend, path=path)
         bare = falcon.asgi.App()
         bare.add_route("/v1/chat/completions", Bare(frames))

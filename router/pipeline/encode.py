@@ -101,6 +101,13 @@ async def _stream_body(ex: Exchange, encoder: Any, started: Any, cache: Response
         frames = out(started.first)
         if ex.report and isinstance(started.first, StreamStart):
             frames.append(encoder.encode(TextDelta(f"[proxy]\n{ex.report}\n\n")))
+        if frames and not guards.stop_upstream:
+            # The first event goes out at once, not after the rest of its upstream read has been
+            # through the guards and the encoder: the client's first byte waits for nothing else.
+            if completed:
+                await ex.ctx.keep_reply(completed.pop())  # type: ignore[misc]
+            yield b"".join(frames)
+            frames = []
         ready = getattr(events, "ready", None)
         batch = ready() if ready is not None else []
         while not guards.stop_upstream:
