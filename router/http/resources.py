@@ -55,12 +55,14 @@ class ChatResource:
         await let_go_if_large(reply, request, body)
 
 
-async def let_go_if_large(reply: Any, request: ChatRequest, body: Any) -> None:
+async def let_go_if_large(reply: Any, request: ChatRequest, body: Any, keep: str | None = None) -> None:
     """Once a large request's JSON answer is made, free its many small objects a part at a time
     rather than all at once when the handler's frame ends (offload.let_go). A stream still reads
-    the request as it goes, so it frees it the usual way."""
+    the request as it goes, so it frees it the usual way. ``keep``: a field of the body whose
+    list lives on elsewhere (a kept Responses reply's input)."""
     if isinstance(reply, JsonReply) and is_large(request.size):
-        lists = [value for value in body.values() if isinstance(value, list)] if isinstance(body, dict) else []
+        lists = [value for name, value in body.items() if isinstance(value, list) and name != keep] \
+            if isinstance(body, dict) else []
         await let_go(request.messages, *lists)
 
 
@@ -139,9 +141,12 @@ class ResponsesResource:
         reply = await serve_chat(self.pipeline, RESPONSES, request, ctx, req.scope.get(HANGUP))
         if reply is None:
             return
+        kept_input = False
         if store and isinstance(reply, JsonReply) and reply.status == 200:
-            await state.responses.put(reply.body, conversation, caller)
+            kept_input = await state.responses.put(reply.body, conversation, caller)
         send(resp, reply, req.scope.get(HANGUP))
+        # A kept reply holds its input list (the store keeps it as it is): that one is not let go.
+        await let_go_if_large(reply, request, body, keep="input" if kept_input else None)
 
     async def _continue(self, body: dict[str, Any], caller: str | None) -> tuple[dict[str, Any], bool]:
         """The body with ``previous_response_id`` resolved into its conversation, and whether to

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import http.client
+import json
 import sys
 import threading
 import time
@@ -58,8 +59,19 @@ def server_cpu() -> float:
     return total
 
 
-@pytest.mark.parametrize("name", DEFAULT_SIZE_BODIES)
-def test_parsing_and_decoding_a_default_max_body_leave_the_loop_free(tmp_path: Path, name: str) -> None:
+def responses_body(chat_body: bytes, store: bool) -> bytes:
+    """A chat completions body's messages as a Responses request's input items."""
+    body = json.loads(chat_body)
+    return json.dumps({"model": body["model"], "input": body["messages"], "store": store}).encode()
+
+
+LARGE_REQUESTS = [(name, "/v2/chat/completions") for name in DEFAULT_SIZE_BODIES] + [
+    ("many small messages, responses store=false", "/v2/responses"),
+    ("many small messages, responses store=true", "/v2/responses")]
+
+
+@pytest.mark.parametrize("name,path", LARGE_REQUESTS)
+def test_parsing_and_decoding_a_default_max_body_leave_the_loop_free(tmp_path: Path, name: str, path: str) -> None:
     """At the default ``max_body_bytes`` (10 MiB), no step of the event loop that serves a hostile
     request -- the whole request: reading, JSON parse, decode, command scanning, the answer, freeing
     it -- runs for more than ``LOOP_STEP_BOUND`` of the server's CPU time (``server_cpu``; CPU time, not
@@ -68,7 +80,11 @@ def test_parsing_and_decoding_a_default_max_body_leave_the_loop_free(tmp_path: P
     ms, full garbage collections during its decode 105-211 ms each, freeing it at once 45-85 ms; one
     regex search of the command scanner over a 10 MB message without backticks 350 ms (route-append
     flood) and over 10 MB of short lines 150 ms."""
-    raw = hostile_bench.hostile_bodies(10 * 1024 * 1024)[name]
+    bodies = hostile_bench.hostile_bodies(10 * 1024 * 1024)
+    if path == "/v2/responses":
+        raw = responses_body(bodies["many small messages"], store=name.endswith("store=true"))
+    else:
+        raw = bodies[name]
     config = write_config(tmp_path, max_body_bytes=10 * 1024 * 1024)
     server = LiveServer(create_app(config, disable_auth=True)).start()
     state = {"on": True, "longest": 0.0}
@@ -83,7 +99,7 @@ def test_parsing_and_decoding_a_default_max_body_leave_the_loop_free(tmp_path: P
     try:
         ticker = asyncio.run_coroutine_threadsafe(tick(), server.loop())
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
-        conn.request("POST", "/v2/chat/completions", raw, {"content-type": "application/json", "host": "localhost"})
+        conn.request("POST", path, raw, {"content-type": "application/json", "host": "localhost"})
         response = conn.getresponse()
         assert response.status == 200, response.read()[:300]
         assert response.read()

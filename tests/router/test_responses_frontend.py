@@ -57,6 +57,22 @@ async def test_previous_response_id_continues_the_conversation(tmp_path: Path, f
         ("assistant", "and yours?"), ("user", "bye")], "instructions are not carried over, the rest is"
 
 
+async def test_a_large_kept_conversation_is_continued_whole_after_the_request_is_let_go(
+        tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """A request over ``offload.LARGE_BYTES`` is freed a part at a time after its JSON answer; the
+    input list of a reply that was kept belongs to the store and must come back whole."""
+    turns = [{"role": "user" if n % 2 == 0 else "assistant", "content": f"turn {n} " + "x" * 40} for n in range(8001)]
+    async with served(proxy(tmp_path, fake_provider)) as client:
+        first = (await client.post("/v2/responses", json={"model": "m", "input": turns})).json()
+        assert responses_text(first) == turns[-1]["content"]
+        again = await client.post("/v2/responses", json={"model": "m", "input": "and then?",
+                                                          "previous_response_id": first["id"]})
+        assert again.status_code == 200, again.text
+    sent = fake_provider.last.body["messages"]
+    assert len(sent) == 8001 + 2 and sent[0]["content"] == turns[0]["content"]
+    assert [m["content"] for m in sent[-3:]] == [turns[-1]["content"], turns[-1]["content"], "and then?"]
+
+
 async def test_store_false_keeps_nothing_and_unknown_ids_are_400(tmp_path: Path, fake_provider: FakeProvider) -> None:
     async with served(proxy(tmp_path, fake_provider)) as client:
         unstored = (await client.post("/v2/responses", json={"model": "m", "input": "hi", "store": False})).json()
