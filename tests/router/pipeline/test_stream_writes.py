@@ -7,6 +7,7 @@ and every ASGI ``http.response.body`` it sends is kept, so the test sees the wri
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,12 @@ from proxy_support import API_KEY, write_config
 from router.app import create_app
 from router.http.inprocess import lifespan, receive_once, request_scope
 from router.wire.sse import parse_all
+
+BENCHMARKS = str(Path(__file__).resolve().parents[3] / "benchmarks")
+if BENCHMARKS not in sys.path:
+    sys.path.insert(0, BENCHMARKS)
+
+from inprocess_bench import socketless_streams  # noqa: E402  (the connector over canned reads, no socket)
 
 AUTH = [(b"authorization", f"Bearer {API_KEY}".encode())]
 BODY = json.dumps({"model": "up:m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -30,36 +37,13 @@ TEXT = [chunk({"content": f"tok{i} "}) for i in range(4)]
 END = chunk({}, "stop") + b"data: [DONE]\n\n"
 
 
-class CannedReply:
-    """The surface of an aiohttp response the connector reads: ``reads`` are its network reads."""
-
-    status = 200
-
-    def __init__(self, reads: list[bytes]) -> None:
-        self.content = self
-        self._reads = iter(reads)
-
-    async def readany(self) -> bytes:
-        return next(self._reads, b"")
-
-    def close(self) -> None:
-        pass
-
-    def release(self) -> None:
-        pass
-
-
 async def body_writes(tmp_path: Path, reads: list[bytes]) -> list[bytes]:
     """The bodies of the ASGI sends of one streamed reply whose upstream sent ``reads``."""
     config = write_config(tmp_path, auth={"api_keys": [API_KEY]},
                           backends={"up": {"type": "openai-compatible", "base_url": "http://127.0.0.1:9/v1"}},
                           default_backend="up")
     app = create_app(config)
-
-    async def send_upstream(method: str, url: str, key: str, body: Any, params: Any = None) -> CannedReply:
-        return CannedReply(reads)
-
-    app.state_ref.state.backends["up"]._send = send_upstream
+    socketless_streams(app.state_ref.state.backends["up"], reads)  # each item one network read
     bodies: list[bytes] = []
 
     async def send(message: dict[str, Any]) -> None:
