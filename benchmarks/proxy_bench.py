@@ -350,6 +350,19 @@ def run_state(args: argparse.Namespace, state_procs: dict[str, subprocess.Popen]
           f"memory / redis = {cpu_mem / cpu_redis:.2f} (the req/s ratio a CPU-bound proxy can reach)")
 
 
+def write_proxy_config(work: Path, upstream: str) -> Path:
+    """The proxy's full default path in ``work``: the fake upstream as three backends (OpenAI as the
+    default, Gemini, Anthropic), the client key, the shipped example rules. Its config file."""
+    (work / "routes.d").mkdir()
+    (work / "config.yaml").write_text(
+        f"backends:\n  up:\n    type: openai-compatible\n    base_url: {upstream}/v1\n    api_key: upstream-key\n"
+        f"  gem:\n    type: gemini\n    gemini_api_base_url: {upstream}\n    api_key: upstream-key\n"
+        f"  ant:\n    type: anthropic\n    base_url: {upstream}\n    api_key: upstream-key\n"
+        f"default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
+    shutil.copy(HERE.parent / "routes.d" / "10-examples.yaml", work / "routes.d")
+    return work / "config.yaml"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=8)
@@ -367,13 +380,7 @@ def main() -> None:
                                             "state_memory", "state_redis")}
     upstream = f"http://127.0.0.1:{ports['upstream']}"
     work = Path(tempfile.mkdtemp())
-    (work / "routes.d").mkdir()
-    (work / "config.yaml").write_text(
-        f"backends:\n  up:\n    type: openai-compatible\n    base_url: {upstream}/v1\n    api_key: upstream-key\n"
-        f"  gem:\n    type: gemini\n    gemini_api_base_url: {upstream}\n    api_key: upstream-key\n"
-        f"  ant:\n    type: anthropic\n    base_url: {upstream}\n    api_key: upstream-key\n"
-        f"default_backend: up\nauth:\n  api_keys: [{KEY}]\n")
-    shutil.copy(HERE.parent / "routes.d" / "10-examples.yaml", work / "routes.d")
+    config = write_proxy_config(work, upstream)
     # The Redis-state variant: the same full default path plus an rpm limit on the route, its state
     # in memory (one proxy) or in Redis (another), under a prefix of this run.
     redis_prefix = f"lipbench-{os.getpid()}-{int(time.time())}"
@@ -383,7 +390,7 @@ def main() -> None:
         (work / store / "routes.d" / "20-limit.yaml").write_text(
             "rules:\n  - name: bench-limit\n    limits: rpm(100000000)\n")
         (work / store / "config.yaml").write_text(
-            (work / "config.yaml").read_text() + f"state:\n  store: {store}\n  url: {args.redis_url}\n"
+            config.read_text() + f"state:\n  store: {store}\n  url: {args.redis_url}\n"
             f"  prefix: {redis_prefix}\n")
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     procs = []
@@ -391,10 +398,10 @@ def main() -> None:
         procs.append(start([PY, str(HERE / "_upstream.py"), str(ports["upstream"])], ports["upstream"]))
         procs.append(start([PY, str(HERE / "_passthrough.py"), str(ports["pass_aiohttp"]), upstream, "aiohttp"], ports["pass_aiohttp"]))
         procs.append(start([PY, str(HERE / "_passthrough.py"), str(ports["pass_httpx"]), upstream, "httpx"], ports["pass_httpx"]))
-        proxy = start([PY, "-m", "router.cli", "--config", str(work / "config.yaml"), "--port", str(ports["proxy"])],
+        proxy = start([PY, "-m", "router.cli", "--config", str(config), "--port", str(ports["proxy"])],
                       ports["proxy"], env)
         procs.append(proxy)
-        switchable = start([PY, str(HERE / "_proxy_variant.py"), "switchable", "--config", str(work / "config.yaml"),
+        switchable = start([PY, str(HERE / "_proxy_variant.py"), "switchable", "--config", str(config),
                             "--port", str(ports["proxy_switch"])], ports["proxy_switch"], env)
         procs.append(switchable)
         state_procs = {}

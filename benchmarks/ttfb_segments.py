@@ -37,11 +37,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp())
     ports = {name: pb.free_port() for name in ("upstream", "passthrough", "proxy")}
     upstream = f"http://127.0.0.1:{ports['upstream']}"
-    (work / "routes.d").mkdir()
-    (work / "config.yaml").write_text(
-        f"backends:\n  up:\n    type: openai-compatible\n    base_url: {upstream}/v1\n    api_key: upstream-key\n"
-        f"default_backend: up\nauth:\n  api_keys: [{pb.KEY}]\n")
-    shutil.copy(pb.HERE.parent / "routes.d" / "10-examples.yaml", work / "routes.d")
+    config = pb.write_proxy_config(work, upstream)
     env = dict(os.environ, PYTHONPATH=str(pb.HERE.parent))
     stamped = str(pb.HERE / "_stamped.py")
     procs: dict[str, subprocess.Popen] = {}
@@ -50,7 +46,7 @@ def main() -> None:
         procs["passthrough"] = pb.start([pb.PY, stamped, "passthrough", str(work / "passthrough.json"),
                                          str(ports["passthrough"]), upstream, "aiohttp"], ports["passthrough"], env)
         procs["proxy"] = pb.start([pb.PY, stamped, "proxy", str(work / "proxy.json"), "--config",
-                                   str(work / "config.yaml"), "--port", str(ports["proxy"])], ports["proxy"], env)
+                                   str(config), "--port", str(ports["proxy"])], ports["proxy"], env)
         targets = {
             "passthrough": pb.StreamTarget(f"http://127.0.0.1:{ports['passthrough']}/v1/chat/completions",
                                            pb.stream_body()),
