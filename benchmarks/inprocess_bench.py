@@ -32,6 +32,9 @@ socket: ``--instructions`` then counts the proxy's side of them (Redis' own work
 ``--pair`` picks the client and provider formats of the stream (default ``openai->openai``; also
 ``responses->anthropic``, ``anthropic->openai``, ``openai->gemini``, the cross-format streams of
 proxy_bench.py), each with its provider's canned stream of ``--chunks`` text deltas.
+``--session-header`` sends ``x-session-id: bench-session`` with every request: the path of clients
+that name their session (Claude Code, Codex), whose session is found and kept on every request,
+where without it the session is a conversation key that is looked up and not found.
 ``--one-read`` hands the connector the whole upstream stream in one read instead of one read per
 event (a short reply, or a fast network: what proxy_bench.py's fake upstream does at one stream).
 ``--ttfb`` measures each stream only up to its first body byte (the ASGI ``send`` of the first
@@ -377,7 +380,10 @@ async def build_proxy(work: Path, variant: str | None, frames: list[bytes] | Non
         proxy = create_app(config, backends=backends)
     proxy.reloader.watch = False
     await inprocess.lifespan(proxy, "startup")
-    return proxy, inprocess.request_scope(path, [(b"authorization", f"Bearer {KEY}".encode())], body)
+    headers = [(b"authorization", f"Bearer {KEY}".encode())]
+    if getattr(state, "session_header", False):
+        headers.append((b"x-session-id", b"bench-session"))
+    return proxy, inprocess.request_scope(path, headers, body)
 
 
 async def main() -> None:
@@ -400,6 +406,7 @@ async def main() -> None:
                         help="the upstream's whole stream in one read (with --stream), as proxy_bench's fake "
                              "upstream sends a short reply")
     parser.add_argument("--ttfb", action="store_true", help="streams only up to their first body byte")
+    parser.add_argument("--session-header", action="store_true", help="requests name their session (see above)")
     parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
     parser.add_argument("--forget-every", type=int, default=0, help=argparse.SUPPRESS)  # see _forget_suspended
     args = parser.parse_args()
@@ -426,6 +433,7 @@ async def main_with(args: argparse.Namespace) -> None:
         extra: tuple[str, ...] = ("--stream", "--chunks", str(args.chunks), "--pair", args.pair) if args.stream else ()
         extra += ("--ttfb",) if args.ttfb else ()
         extra += ("--one-read",) if args.one_read else ()
+        extra += ("--session-header",) if args.session_header else ()
         extra += ("--variant", args.variant) if args.variant else ()
         if args.state:
             extra += ("--state", args.state, "--redis-url", args.redis_url, *(("--prefix", args.prefix) if args.prefix else ()))

@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachetools import TTLCache
 
 from .config import SessionConfig
+from .idle_lru import IdleLRU
 
 __all__ = [
     "FileSessionRepository",
@@ -228,7 +228,7 @@ class SessionRepository(abc.ABC):
 
 
 class InMemorySessionRepository(SessionRepository):
-    """Sessions in a TTL + LRU cache: gone after ``ttl_seconds`` idle or when ``max_sessions`` is exceeded.
+    """Sessions in an :class:`~router.idle_lru.IdleLRU`: gone after ``ttl_seconds`` idle or when ``max_sessions`` is exceeded.
 
     Returns the live object: changes are visible to other holders before ``save``; still call
     ``save`` so expiry and history bounds apply.
@@ -237,35 +237,30 @@ class InMemorySessionRepository(SessionRepository):
     def __init__(self, ttl_seconds: float = 86400.0, max_sessions: int = 10_000, max_history: int = 100,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_history = max_history
-        self._cache: TTLCache[tuple[str | None, str], Session] = TTLCache(maxsize=max_sessions, ttl=ttl_seconds,
-                                                                          timer=clock)
+        self._cache: IdleLRU[tuple[str | None, str], Session] = IdleLRU(max_sessions, ttl_seconds, clock)
 
     def __len__(self) -> int:
-        self._cache.expire()
         return len(self._cache)
 
     async def get(self, session_id: str, owner: str | None = None) -> Session | None:
         key = (owner, _check_id(session_id))
-        session = self._cache.get(key)
-        if session is not None:
-            self._cache[key] = session  # reading counts as activity: restart the idle timer
-        return session
+        return self._cache.use(key)  # reading counts as activity: restarts the idle timer
 
     async def get_or_create(self, session_id: str, owner: str | None = None) -> Session:
         session = await self.get(session_id, owner)
         if session is None:
             session = Session(id=session_id, owner=owner)
-            self._cache[(owner, session_id)] = session
+            self._cache.put((owner, session_id), session)
         return session
 
     async def save(self, session: Session) -> None:
         _check_id(session.id)
         session.updated_at = time.time()
         session.trim_history(self.max_history)
-        self._cache[(session.owner, session.id)] = session
+        self._cache.put((session.owner, session.id), session)
 
     async def delete(self, session_id: str, owner: str | None = None) -> None:
-        self._cache.pop((owner, _check_id(session_id)), None)
+        self._cache.pop((owner, _check_id(session_id)))
 
 
 class FileSessionRepository(SessionRepository):
