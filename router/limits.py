@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from cachetools import TTLCache
 
 from dsl import ir
+
+from .idle_lru import IdleLRU
 
 BucketKey = tuple[str, int, str, str]  # (kind, amount, scope, scope value)
 
@@ -66,17 +67,17 @@ class InProcessLimiter:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_buckets: int = 200_000) -> None:
         self.clock = clock
-        self._buckets: TTLCache[BucketKey, _Bucket] = TTLCache(maxsize=max_buckets, ttl=600, timer=clock)
+        self._buckets: IdleLRU[BucketKey, _Bucket] = IdleLRU(max_buckets, 600.0, clock)
         self._inflight: dict[BucketKey, int] = {}
 
     def _bucket(self, key: BucketKey, capacity: float, now: float) -> _Bucket:
-        bucket = self._buckets.get(key)
+        bucket = self._buckets.use(key)  # a use restarts the bucket's ten idle minutes
         if bucket is None:
             bucket = _Bucket(capacity, now)
+            self._buckets.put(key, bucket)
         else:
             bucket.level = min(capacity, bucket.level + (now - bucket.stamp) * capacity / 60.0)
             bucket.stamp = now
-        self._buckets[key] = bucket
         return bucket
 
     def acquire(self, limits: Iterable[tuple[ir.Limit, str]]) -> Reservation | Rejection:
@@ -98,7 +99,7 @@ class InProcessLimiter:
             if lim.kind == "concurrency":
                 self._inflight[key] = self._inflight.get(key, 0) + 1
             elif lim.kind == "rpm":
-                self._buckets[key].level -= 1.0
+                self._buckets.peek(key).level -= 1.0  # type: ignore[union-attr]  # just used in _bucket
             reservation.keys.append((key, lim))
         return reservation
 

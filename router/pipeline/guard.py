@@ -6,13 +6,15 @@ tool-call loop detector counts calls across a session's requests.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cachetools import TTLCache
 
 from dsl.evaluate import Plan
 
 from ..guards import ToolCallHistory, apply_to_response, build_chain
+from ..idle_lru import IdleLRU
 from ..sessions import Session
 from ..wire.canonical import ChatRequest, ChatResponse
 from ..wire.offload import is_large, off_loop
@@ -28,14 +30,17 @@ class ToolHistories:
 
     shared = False  # a shared store's histories are loaded before and kept after (state_store/histories.py)
 
-    def __init__(self, maxsize: int = 10_000, ttl: float = 3600) -> None:
-        self._histories: TTLCache[tuple[str | None, str], ToolCallHistory] = TTLCache(maxsize=maxsize, ttl=ttl)
+    def __init__(self, maxsize: int = 10_000, ttl: float = 3600, clock: Callable[[], float] = time.monotonic) -> None:
+        # Idle ones: a history is kept ``ttl`` seconds after its session's last request with tools
+        # (the cachetools TTLCache before forgot it ``ttl`` after it was made, in use or not).
+        self._histories: IdleLRU[tuple[str | None, str], ToolCallHistory] = IdleLRU(maxsize, ttl, clock)
 
     def of(self, session: Session) -> ToolCallHistory:
         key = (session.owner, session.id)
-        history = self._histories.get(key)
+        history = self._histories.use(key)
         if history is None:
-            history = self._histories[key] = ToolCallHistory()
+            history = ToolCallHistory()
+            self._histories.put(key, history)
         return history
 
 
