@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 
-from cachetools import TTLCache
-
 from ..guards import ToolCallHistory
+from ..idle_lru import IdleLRU
 from ..pipeline.guard import ToolHistories
 from ..sessions import Session
 from .client import RedisState, StateStoreUnavailable
@@ -26,13 +25,14 @@ class SharedToolHistories(ToolHistories):
         self.store = store
         self.documents = RedisDocuments(store, "th", ttl)
         # What this process loaded for requests in flight (and fail_open's own histories).
-        self._loaded: TTLCache[tuple[str | None, str], ToolCallHistory] = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._loaded: IdleLRU[tuple[str | None, str], ToolCallHistory] = IdleLRU(maxsize, ttl)
 
     def of(self, session: Session) -> ToolCallHistory:
         key = (session.owner, session.id)
-        history = self._loaded.get(key)
+        history = self._loaded.use(key)
         if history is None:
-            history = self._loaded[key] = ToolCallHistory(time.time)
+            history = ToolCallHistory(time.time)
+            self._loaded.put(key, history)
         return history
 
     async def load(self, session: Session) -> None:
@@ -42,10 +42,10 @@ class SharedToolHistories(ToolHistories):
             if not self.store.fail_open:
                 raise
             return  # keep counting in this process's copy
-        self._loaded[(session.owner, session.id)] = ToolCallHistory.from_json(data or {}, time.time)
+        self._loaded.put((session.owner, session.id), ToolCallHistory.from_json(data or {}, time.time))
 
     async def keep(self, session: Session) -> None:
-        history = self._loaded.get((session.owner, session.id))
+        history = self._loaded.peek((session.owner, session.id))
         if history is None:
             return
         try:

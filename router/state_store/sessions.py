@@ -23,8 +23,7 @@ import logging
 import time
 from typing import Any
 
-from cachetools import TTLCache
-
+from ..idle_lru import IdleLRU
 from ..sessions import InMemorySessionRepository, Session, SessionChanged, SessionRepository, _check_id
 from ..wire import fastjson
 from .client import RedisState, StateStoreUnavailable
@@ -83,14 +82,13 @@ class RedisSessionRepository(SessionRepository):
         self.max_history = max_history
         self.ttl_ms = max(1, int(ttl_seconds * 1000))
         self.local = InMemorySessionRepository(ttl_seconds, max_sessions, max_history)
-        self._seen: TTLCache[tuple[str | None, str], Seen] = TTLCache(maxsize=max_sessions, ttl=ttl_seconds)
+        self._seen: IdleLRU[tuple[str | None, str], Seen] = IdleLRU(max_sessions, ttl_seconds)
         self._read = store.client.register_script(_READ)
         self._write = store.client.register_script(_WRITE)
         self.step_sha = store.client.register_script(STEP).sha
 
     def __len__(self) -> int:
         """Sessions this process holds a copy of (bounded by ``session.max_sessions``)."""
-        self._seen.expire()
         return len(self._seen)
 
     def keys(self, owner: str | None, session_id: str) -> tuple[str, str]:
@@ -116,7 +114,7 @@ class RedisSessionRepository(SessionRepository):
         """The request's session as this process last saw it (no round trip), and its step part.
         ``named``: the client named the session (a header): it is stored if it is not yet."""
         key = (owner, session_id)
-        seen = self._seen.get(key)
+        seen = self._seen.peek(key)
         if seen is None:
             seen = (0, None, self.keys(owner, session_id))
         version, session, keys = seen
@@ -137,9 +135,9 @@ class RedisSessionRepository(SessionRepository):
         version = int(reply[0])
         session = None if version == 0 else self._decode(session_id, owner, reply[1])
         if session is None:
-            self._seen[(owner, session_id)] = (version, None, keys)
+            self._seen.put((owner, session_id), (version, None, keys))
             return None
-        self._seen[(owner, session_id)] = (version, _bare_copy(session), keys)
+        self._seen.put((owner, session_id), (version, _bare_copy(session), keys))
         session.history = [fastjson.loads(entry) for entry in reply[2]]
         return session
 
@@ -161,18 +159,18 @@ class RedisSessionRepository(SessionRepository):
         except StateStoreUnavailable:
             self._fallback()
             await self.local.save(session)
-            self._seen[(session.owner, session.id)] = (self._seen_version(session), _bare_copy(session), keys)
+            self._seen.put((session.owner, session.id), (self._seen_version(session), _bare_copy(session), keys))
             return
-        self._seen[(session.owner, session.id)] = (int(version), _bare_copy(session), keys)
+        self._seen.put((session.owner, session.id), (int(version), _bare_copy(session), keys))
 
     def _seen_version(self, session: Session) -> int:
-        seen = self._seen.get((session.owner, session.id))
+        seen = self._seen.peek((session.owner, session.id))
         return seen[0] if seen is not None else 0
 
     async def delete(self, session_id: str, owner: str | None = None) -> None:
         _check_id(session_id)
         await self.local.delete(session_id, owner)
-        self._seen.pop((owner, session_id), None)
+        self._seen.pop((owner, session_id))
         keys = self.keys(owner, session_id)
         try:
             await self.store.run("session_delete", lambda: self.store.client.delete(*keys))
@@ -210,17 +208,17 @@ class SessionStep:
         if int(reply[0]) == -1:
             version = int(reply[1])
             current = repo._decode(self.key[1], self.key[0], reply[2]) if version else None
-            repo._seen[self.key] = (version, current, self.keys)
+            repo._seen.put(self.key, (version, current, self.keys))
             raise SessionChanged(self.key[1])
         version = int(reply[2])
-        repo._seen[self.key] = (version, self.session if version else None, self.keys)
+        repo._seen.put(self.key, (version, self.session if version else None, self.keys))
         self.session.history = []  # appended in Redis; the seen copy keeps none
 
     def unsent(self) -> None:
         """``fail_open`` without Redis: this process's copy is the session for now."""
         if not self.anonymous:
             self.session.history = []
-            self.repo._seen[self.key] = (self.version, self.session, self.keys)
+            self.repo._seen.put(self.key, (self.version, self.session, self.keys))
 
     async def send(self) -> None:
         """The session part alone (a request without limits), before its first backend call."""
@@ -237,7 +235,7 @@ class SessionStep:
         """The stored session, read now (before commands change it): the step then checks that version."""
         repo = self.repo
         stored = await repo.get(self.key[1], self.key[0])
-        seen = repo._seen.get(self.key)
+        seen = repo._seen.peek(self.key)
         self.version = seen[0] if seen is not None else 0
         if stored is not None:
             self.anonymous = False
