@@ -1,10 +1,11 @@
 """A bounded map whose entries go after a time without use, or when it is full, least recently
-used first: what the in-memory session store keeps sessions in.
+used first: what the in-memory sessions, the rate-limit buckets, the tool-call histories and a
+shared store's local copies are kept in.
 
-Why not cachetools' ``TTLCache``, which the store used before: every request reads its session
-(a hit, then written back so that the idle timer restarts; or, for most anonymous conversations,
-a miss), and each of those went through the cache's timer context, its linked list and an
-``expire()`` pass. Here one ``OrderedDict`` holds the entries in order of last use, which is also
+Why not cachetools' ``TTLCache``, which they used before: every request reads its session (a hit,
+then written back so that the idle timer restarts; or, for most anonymous conversations, a miss)
+and, when limited, its buckets, and each of those went through the cache's timer context, its
+linked list and an ``expire()`` pass. Here one ``OrderedDict`` holds the entries in order of last use, which is also
 the order in which they expire (every use gives the same ``ttl``), so expiring is popping from
 the front until an entry still lives. Measured with ``inprocess_bench.py --instructions``: see
 the commit that brought it in.

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-
 from dsl import ir
 
 from .idle_lru import IdleLRU
@@ -84,6 +83,7 @@ class InProcessLimiter:
         """All or nothing: either every limit admits the request, or none is charged."""
         now = self.clock()
         wanted = [((lim.kind, lim.amount, lim.per, value), lim, value) for lim, value in limits]
+        rpm_buckets: list[_Bucket] = []  # charged once every limit has admitted the request
         for key, lim, value in wanted:
             if lim.kind == "concurrency":
                 if self._inflight.get(key, 0) >= lim.amount:
@@ -94,12 +94,14 @@ class InProcessLimiter:
             if bucket.level < need or (lim.kind == "tpm" and bucket.level <= 0):
                 deficit = (need if lim.kind == "rpm" else 1.0) - bucket.level
                 return Rejection(lim, value, max(0.05, deficit * 60.0 / lim.amount))
+            if lim.kind == "rpm":
+                rpm_buckets.append(bucket)
+        for bucket in rpm_buckets:
+            bucket.level -= 1.0
         reservation = Reservation(self)
         for key, lim, _value in wanted:
             if lim.kind == "concurrency":
                 self._inflight[key] = self._inflight.get(key, 0) + 1
-            elif lim.kind == "rpm":
-                self._buckets.peek(key).level -= 1.0  # type: ignore[union-attr]  # just used in _bucket
             reservation.keys.append((key, lim))
         return reservation
 
