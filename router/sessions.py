@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from .config import SessionConfig
 from .idle_lru import IdleLRU
 

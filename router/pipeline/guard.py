@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-
 from dsl.evaluate import Plan
 
 from ..guards import ToolCallHistory, apply_to_response, build_chain
@@ -39,9 +38,12 @@ class ToolHistories:
         key = (session.owner, session.id)
         history = self._histories.use(key)
         if history is None:
-            history = ToolCallHistory()
+            history = self._new_history()
             self._histories.put(key, history)
         return history
+
+    def _new_history(self) -> ToolCallHistory:
+        return ToolCallHistory()
 
 
 _NO_TOOLS = ToolCallHistory()  # the history of requests without tools (see build_guards)

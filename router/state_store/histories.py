@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from ..guards import ToolCallHistory
-from ..idle_lru import IdleLRU
 from ..pipeline.guard import ToolHistories
 from ..sessions import Session
 from .client import RedisState, StateStoreUnavailable
@@ -24,16 +23,11 @@ class SharedToolHistories(ToolHistories):
         super().__init__(maxsize, ttl)
         self.store = store
         self.documents = RedisDocuments(store, "th", ttl)
-        # What this process loaded for requests in flight (and fail_open's own histories).
-        self._loaded: IdleLRU[tuple[str | None, str], ToolCallHistory] = IdleLRU(maxsize, ttl)
+        # The in-process map (ToolHistories._histories) holds what this process loaded for requests
+        # in flight (and fail_open's own histories).
 
-    def of(self, session: Session) -> ToolCallHistory:
-        key = (session.owner, session.id)
-        history = self._loaded.use(key)
-        if history is None:
-            history = ToolCallHistory(time.time)
-            self._loaded.put(key, history)
-        return history
+    def _new_history(self) -> ToolCallHistory:
+        return ToolCallHistory(time.time)  # wall-clock times: other instances read them
 
     async def load(self, session: Session) -> None:
         try:
@@ -42,10 +36,10 @@ class SharedToolHistories(ToolHistories):
             if not self.store.fail_open:
                 raise
             return  # keep counting in this process's copy
-        self._loaded.put((session.owner, session.id), ToolCallHistory.from_json(data or {}, time.time))
+        self._histories.put((session.owner, session.id), ToolCallHistory.from_json(data or {}, time.time))
 
     async def keep(self, session: Session) -> None:
-        history = self._loaded.peek((session.owner, session.id))
+        history = self._histories.peek((session.owner, session.id))
         if history is None:
             return
         try:

@@ -8,8 +8,10 @@ import redis.asyncio as aioredis
 
 from redis_support import REDIS_URL
 from router.config import StateConfig
+from router.sessions import Session
 from router.state_store.cache import MAX_ENTRY_BYTES, RedisResponseCache, decode_response, encode_response
 from router.state_store.client import RedisState, drop_prefix
+from router.state_store.histories import SharedToolHistories
 from router.state_store.sessions import RedisSessionRepository
 from router.wire.canonical import ChatResponse, TextPart, ThinkingPart, ToolCallPart, Usage
 
@@ -71,3 +73,20 @@ async def test_cache_entries_round_trip_expire_and_are_capped(prefix):
     assert raw is not None and raw.startswith(b"{")
     await client.aclose()
     await cache.store.aclose()
+
+
+async def test_shared_tool_histories_are_kept_in_redis_and_counted_here(prefix):
+    """A history counted by one instance is loaded by another; the map this process keeps them in
+    is the one ``/v2/admin/runtime`` counts (``ToolHistories._histories``)."""
+    session = Session(id="agent-1", owner="key-a")
+    first, second = SharedToolHistories(store(prefix)), SharedToolHistories(store(prefix))
+    try:
+        await first.load(session)
+        first.of(session).record("read_file:{\"path\": \"a\"}")
+        await first.keep(session)
+        await second.load(session)
+        assert second.of(session).to_json() == first.of(session).to_json() != {}
+        assert len(first._histories) == len(second._histories) == 1
+    finally:
+        await first.store.aclose()
+        await second.store.aclose()
