@@ -121,6 +121,12 @@ class ProxyApp(falcon.asgi.App):
         finally:
             if hangup.relay is not None or hangup.watching:
                 await hangup.close()
+            # The scope holds the Hangup, which holds uvicorn's ``receive``, a method of the
+            # request's RequestResponseCycle, which holds the scope: a cycle that only the cyclic
+            # collector frees. Left in place, every request was ~12 objects of cyclic garbage and
+            # the collector ran every ~1,800 requests for ~8 ms (5 µs per request, and an 8 ms
+            # stall for whichever requests were in flight). Unlinked here, refcounting frees it.
+            del scope[HANGUP]
             if GC_PAUSE_KEY in scope:  # a large request paused the collector (router/wire/offload.py)
                 resume_gc()
 
