@@ -508,7 +508,10 @@ class EventStream:
         an empty list once the stream is over. ``first``: only up to the first frame that gives
         an event, the rest of its read kept for later (``__anext__``)."""
         if self._pending or self._frames:
-            return self.ready()
+            events = self.ready()
+            if events or self._done:
+                return events
+            # the frames kept back gave no event (a finish chunk whose end comes later): read on
         if self._error is not None:
             error, self._error = self._error, None
             raise error

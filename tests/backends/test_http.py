@@ -111,6 +111,18 @@ async def test_iterating_gives_every_event_of_a_single_read_in_order() -> None:
     assert shape(await every_event(stream_of([b"".join(REPLY)])[0])) == shape(await every_event(stream_of(REPLY)[0]))
 
 
+@pytest.mark.parametrize("read", [every_event, relayed], ids=["iterated", "relayed"])
+async def test_frames_kept_back_that_give_no_event_do_not_end_the_stream(read: Any) -> None:
+    """The last text chunk and the finish chunk in one read, ``[DONE]`` in the next: the finish
+    chunk, kept back behind the text, gives no event of its own (its StreamEnd comes with the
+    end), and the stream must read on rather than end there (hypothesis found it: iterating
+    ended after the text, without the StreamEnd)."""
+    reads = [b"".join(REPLY[:6]), REPLY[6] + REPLY[7], REPLY[8]]
+    got = await read(stream_of(reads)[0])
+    assert shape(got) == shape(await every_event(stream_of(REPLY)[0]))
+    assert isinstance(got[-1], StreamEnd)
+
+
 async def test_a_bad_frame_behind_the_first_fails_the_stream_after_it() -> None:
     """Garbage in the first read behind a good first event: the first event is out (a relay has
     sent it), and the error comes with the rest, as it would have from the next read."""
@@ -128,7 +140,7 @@ async def test_closing_drops_what_was_not_decoded() -> None:
     assert decoder.fed == 1
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=len(b"".join(REPLY)) - 1), max_size=12, unique=True),
        st.booleans())
 async def test_any_split_into_reads_gives_the_same_events(cuts: list[int], as_relay: bool) -> None:
