@@ -500,7 +500,11 @@ class EventStream:
         pending, self._pending = self._pending, []
         if self._frames:
             frames, self._frames = self._frames, []
-            pending += self._decode(frames)
+            try:
+                pending += self._decode(frames)
+            except BaseException:  # as in next_batch: an error closes the upstream response
+                self._close()
+                raise
         return pending
 
     async def next_batch(self, first: bool = False) -> list[StreamEvent]:

@@ -126,10 +126,11 @@ async def test_frames_kept_back_that_give_no_event_do_not_end_the_stream(read: A
 async def test_a_bad_frame_behind_the_first_fails_the_stream_after_it() -> None:
     """Garbage in the first read behind a good first event: the first event is out (a relay has
     sent it), and the error comes with the rest, as it would have from the next read."""
-    events, _response, _decoder = stream_of([REPLY[0] + REPLY[1] + frame("not json {") + REPLY[2]])
+    events, response, _decoder = stream_of([REPLY[0] + REPLY[1] + frame("not json {") + REPLY[2]])
     assert await events.__anext__() is not None
     with pytest.raises(BackendError, match="not JSON"):
         events.ready()
+    assert response.closed  # the error closes the upstream response, as it does when read later
 
 
 async def test_closing_drops_what_was_not_decoded() -> None:
