@@ -456,11 +456,11 @@ class EventStream:
     the proxy's instructions per streamed reply; see ``benchmarks/inprocess_bench.py --stream``.)
 
     The stream's first event is handed out (``__anext__``, dispatch's wait for the first event)
-    as soon as its frame is decoded: the frames that came in the same read wait, undecoded, until
-    :meth:`ready` or :meth:`next_batch` asks for them, after the first byte has gone to the client.
-    A short reply arrives in one read (every event at once), and decoding the eight events behind
-    the first one was ~20% of the proxy's work before the client's first byte
-    (``benchmarks/inprocess_bench.py --stream --ttfb --one-read``).
+    as soon as its frame is parsed and decoded: the rest of the same read waits, unparsed, until
+    :meth:`ready` or :meth:`next_batch` asks for it, after the first byte has gone to the client.
+    A short reply arrives in one read (every event at once); decoding the eight events behind the
+    first one was ~20% of the proxy's work before the client's first byte, and splitting them into
+    SSE frames another ~7% (``benchmarks/inprocess_bench.py --stream --ttfb --one-read``).
 
     Socket trouble mid-stream, or a line over ``max_line_bytes``, becomes a :class:`BackendError`
     (the frames completed before an over-long line are passed on first). A provider's error event
@@ -469,8 +469,8 @@ class EventStream:
     error, or the end closes the upstream response.
     """
 
-    __slots__ = ("_backend", "_open", "_decoder", "_unwrap", "_response", "_parser", "_pending", "_frames", "_done",
-                 "_error")
+    __slots__ = ("_backend", "_open", "_decoder", "_unwrap", "_response", "_parser", "_pending", "_frames", "_raw",
+                 "_done", "_error")
 
     def __init__(self, backend: HttpBackend, open_response: Callable[[], Awaitable[aiohttp.ClientResponse]],
                  decoder: Any, unwrap: Callable[[Any], Any] | None = None) -> None:
@@ -481,7 +481,8 @@ class EventStream:
         self._response: aiohttp.ClientResponse | None = None
         self._parser = SSEParser(backend.settings.max_line_bytes)
         self._pending: list[StreamEvent] = []
-        self._frames: list[tuple[str | None, str]] = []  # read, not decoded yet (see the class docstring)
+        self._frames: list[tuple[str | None, str]] = []  # parsed, not decoded yet (see the class docstring)
+        self._raw = b""  # read, not parsed yet: what followed the first event in its read
         self._done = False
         self._error: BackendError | None = None  # raised after the events read before it are passed on
 
@@ -498,6 +499,9 @@ class EventStream:
     def ready(self) -> list[StreamEvent]:
         """The events already read and not yet handed out (no waiting)."""
         pending, self._pending = self._pending, []
+        if self._raw:
+            raw, self._raw = self._raw, b""
+            self._frames += self._parse(raw)  # a line too long: the frames before it, the error after them
         if self._frames:
             frames, self._frames = self._frames, []
             try:
@@ -511,11 +515,11 @@ class EventStream:
         """The events of the next upstream read that completes any (those already read first);
         an empty list once the stream is over. ``first``: only up to the first frame that gives
         an event, the rest of its read kept for later (``__anext__``)."""
-        if self._pending or self._frames:
+        if self._pending or self._frames or self._raw:
             events = self.ready()
-            if events or self._done:
+            if events or (self._done and self._error is None):
                 return events
-            # the frames kept back gave no event (a finish chunk whose end comes later): read on
+            # what was kept back gave no event (a finish chunk whose end comes later): read on
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -538,39 +542,57 @@ class EventStream:
                 if not chunk:
                     events = self._decode(self._parser.close())
                     return events + self._end()
-                try:
-                    frames = self._parser.feed(chunk)
-                except LineTooLong as exc:
-                    # Not a frame we could ever read: pass on the good ones before it, then end the
-                    # stream (before the first event that is a failover; after it, the client gets
-                    # its format's error event).
-                    self._error = BackendError(
-                        "server", f"the provider sent a stream line longer than {exc.limit} bytes "
-                        f"(backends.{self._backend.name}.max_line_bytes); the stream was ended",
-                        backend=self._backend.name)
-                    self._close()
-                    events = self._decode(exc.frames)
-                    if events:
-                        return events
+                events = self._first_events(chunk) if first else self._decode(self._parse(chunk))
+                if events:
+                    return events
+                if self._error is not None:  # a line too long, and no good event before it
                     error, self._error = self._error, None
-                    raise error from None
-                events = self._decode(frames, first)
-                if events or self._done:
+                    raise error
+                if self._done:
                     return events
         except BaseException:
             self._close()
             raise
 
-    def _decode(self, frames: list[tuple[str | None, str]], first: bool = False) -> list[StreamEvent]:
-        """The events of ``frames``, in order; with ``first``, of those up to the first frame that
-        gives any, the frames after it kept undecoded in ``_frames``."""
-        if first:
+    def _parse(self, chunk: bytes) -> list[tuple[str | None, str]]:
+        """The SSE frames ``chunk`` completes. A line over ``max_line_bytes`` is not a frame we could
+        ever read: the good frames before it are returned, and the stream ends with an error after
+        them (kept in ``_error``; before the first event that is a failover, after it the client
+        gets its format's error event)."""
+        try:
+            return self._parser.feed(chunk)
+        except LineTooLong as exc:
+            self._error = BackendError(
+                "server", f"the provider sent a stream line longer than {exc.limit} bytes "
+                f"(backends.{self._backend.name}.max_line_bytes); the stream was ended",
+                backend=self._backend.name)
+            self._close()
+            return exc.frames
+
+    def _first_events(self, chunk: bytes) -> list[StreamEvent]:
+        """The events of ``chunk`` up to the first frame that gives any. What follows that frame
+        is kept for :meth:`ready`: the rest of the read unparsed in ``_raw``, frames of the same
+        piece undecoded in ``_frames``. A piece is ``chunk`` up to the next blank line (``\\n\\n``,
+        the end of an event as providers write them; without one, the whole rest)."""
+        start = 0
+        while start < len(chunk):
+            end = chunk.find(b"\n\n", start)
+            end = len(chunk) if end < 0 else end + 2
+            frames = self._parse(chunk[start:end] if start or end < len(chunk) else chunk)
+            if self._error is not None:  # a line too long: the good frames, then the error
+                return self._decode(frames)
             for i in range(len(frames)):
                 events = self._decode(frames[i:i + 1])
-                if events or self._done:
-                    self._frames = frames[i + 1:] if not self._done else []
+                if self._done:
                     return events
-            return []
+                if events:
+                    self._frames, self._raw = frames[i + 1:], chunk[end:]
+                    return events
+            start = end
+        return []
+
+    def _decode(self, frames: list[tuple[str | None, str]]) -> list[StreamEvent]:
+        """The events of ``frames``, in order."""
         events: list[StreamEvent] = []
         decoder, unwrap, backend = self._decoder, self._unwrap, self._backend
         for _event, data in frames:
@@ -603,7 +625,7 @@ class EventStream:
             self._response.close()
 
     async def aclose(self) -> None:
-        self._pending, self._frames = [], []
+        self._pending, self._frames, self._raw = [], [], b""
         self._close()
 
 

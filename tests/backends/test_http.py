@@ -1,6 +1,7 @@
 """``backends.http.EventStream``: a provider's SSE body as canonical events, read from canned
 upstream reads (no socket). However the bytes are split into reads, the events are the same and in
-order; the first event is handed out once its own frame is decoded, the rest of its read later."""
+order; the first event is handed out once its own frame is parsed and decoded, the rest of its read
+later."""
 
 from __future__ import annotations
 
@@ -68,13 +69,26 @@ BACKEND = OpenAIBackend(ConnectorSettings(name="b", type="openai", api_keys=("sk
                                           base_url="http://127.0.0.1:9/v1"))
 
 
-def stream_of(reads: list[bytes]) -> tuple[EventStream, Canned, CountingDecoder]:
+def stream_of(reads: list[bytes], backend: OpenAIBackend = BACKEND) -> tuple[EventStream, Canned, CountingDecoder]:
     response, decoder = Canned(reads), CountingDecoder()
 
     async def open_response() -> Canned:
         return response
 
-    return EventStream(BACKEND, open_response, decoder), response, decoder  # type: ignore[arg-type]
+    return EventStream(backend, open_response, decoder), response, decoder  # type: ignore[arg-type]
+
+
+def parsed_bytes(events: EventStream) -> list[int]:
+    """Spy on the stream's SSE parser: the sizes of the pieces it is given, as they are given."""
+    fed: list[int] = []
+    feed = events._parser.feed
+
+    def counting(chunk: bytes) -> Any:
+        fed.append(len(chunk))
+        return feed(chunk)
+
+    events._parser.feed = counting  # type: ignore[method-assign]
+    return fed
 
 
 async def every_event(events: EventStream) -> list[Any]:
@@ -105,6 +119,46 @@ async def test_the_first_event_waits_for_its_own_frame_only() -> None:
     one_per_read = await every_event(stream_of(REPLY)[0])
     assert shape([first, *rest]) == shape(one_per_read)
     assert isinstance(rest[-1], StreamEnd) and any(isinstance(e, TextDelta) for e in rest)
+
+
+async def test_the_rest_of_the_first_read_is_not_parsed_before_it_is_asked_for() -> None:
+    body = b"".join(REPLY)
+    events, _response, _decoder = stream_of([body])
+    fed = parsed_bytes(events)
+    await events.__anext__()
+    assert fed == [len(REPLY[0])]  # the first event's own frame, up to its blank line
+    events.ready()
+    assert sum(fed) == len(body)
+
+
+async def test_the_first_read_is_parsed_on_until_a_frame_gives_an_event() -> None:
+    """Pieces that give no event (comment-only keep-alives) do not stop the first event's search:
+    the read is parsed piece by piece until one does, and the rest waits."""
+    pings = [b": keep-alive\n\n", b": ping\n\n"]
+    reads = [b"".join(pings + REPLY)]
+    events, _response, _decoder = stream_of(reads)
+    fed = parsed_bytes(events)
+    first = await events.__anext__()
+    assert fed == [len(pings[0]), len(pings[1]), len(REPLY[0])]
+    got = [first, *events.ready()]
+    while batch := await events.next_batch():
+        got += batch
+    assert shape(got) == shape(await every_event(stream_of(REPLY)[0]))
+    assert sum(fed) == len(reads[0])
+
+
+async def test_a_line_too_long_behind_the_first_event_ends_the_stream_after_it() -> None:
+    small = OpenAIBackend(ConnectorSettings(name="b", type="openai", api_keys=("sk-test-key-123456",),
+                                            base_url="http://127.0.0.1:9/v1", max_line_bytes=4096))
+    long_line = b"data: " + b"x" * 5000 + b"\n\n"
+    events, response, _decoder = stream_of([REPLY[0] + REPLY[1] + long_line + REPLY[2]], small)
+    assert await events.__anext__() is not None
+    rest = events.ready()  # the good frame before the long line comes first
+    assert shape(rest) == [("TextDelta", "tok0 ")]
+    with pytest.raises(BackendError, match="longer than 4096 bytes"):
+        await events.next_batch()
+    assert response.closed
+    assert await events.next_batch() == []
 
 
 async def test_iterating_gives_every_event_of_a_single_read_in_order() -> None:
@@ -143,9 +197,13 @@ async def test_closing_drops_what_was_not_decoded() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=len(b"".join(REPLY)) - 1), max_size=12, unique=True),
-       st.booleans())
-async def test_any_split_into_reads_gives_the_same_events(cuts: list[int], as_relay: bool) -> None:
+       st.booleans(), st.booleans())
+async def test_any_split_into_reads_gives_the_same_events(cuts: list[int], as_relay: bool, crlf: bool) -> None:
+    """Lines ended with ``\\n`` (as providers write them) or ``\\r\\n`` (the first event's search
+    then finds no ``\\n\\n`` and parses the whole read), split anywhere."""
     body = b"".join(REPLY)
+    if crlf:  # (the cuts stay within the longer body)
+        body = body.replace(b"\n", b"\r\n")
     bounds = [0, *sorted(cuts), len(body)]
     reads = [body[a:b] for a, b in zip(bounds, bounds[1:])]
     expected = shape(await every_event(stream_of(REPLY)[0]))
