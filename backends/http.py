@@ -572,12 +572,17 @@ class EventStream:
     def _first_events(self, chunk: bytes) -> list[StreamEvent]:
         """The events of ``chunk`` up to the first frame that gives any. What follows that frame
         is kept for :meth:`ready`: the rest of the read unparsed in ``_raw``, frames of the same
-        piece undecoded in ``_frames``. A piece is ``chunk`` up to the next blank line (``\\n\\n``,
-        the end of an event as providers write them; without one, the whole rest)."""
+        piece undecoded in ``_frames``. A piece is ``chunk`` up to the next blank line, the end of
+        an event as providers write it (``\\n\\n``, or ``\\r\\n\\r\\n`` where lines end in CRLF);
+        without one, the whole rest."""
         start = 0
         while start < len(chunk):
             end = chunk.find(b"\n\n", start)
-            end = len(chunk) if end < 0 else end + 2
+            if end >= 0:
+                end += 2
+            else:
+                end = chunk.find(b"\r\n\r\n", start)
+                end = len(chunk) if end < 0 else end + 4
             frames = self._parse(chunk[start:end] if start or end < len(chunk) else chunk)
             if self._error is not None:  # a line too long: the good frames, then the error
                 return self._decode(frames)

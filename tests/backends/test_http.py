@@ -121,14 +121,17 @@ async def test_the_first_event_waits_for_its_own_frame_only() -> None:
     assert isinstance(rest[-1], StreamEnd) and any(isinstance(e, TextDelta) for e in rest)
 
 
-async def test_the_rest_of_the_first_read_is_not_parsed_before_it_is_asked_for() -> None:
-    body = b"".join(REPLY)
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+async def test_the_rest_of_the_first_read_is_not_parsed_before_it_is_asked_for(eol: bytes) -> None:
+    frames = [frame.replace(b"\n", eol) for frame in REPLY]
+    body = b"".join(frames)
     events, _response, _decoder = stream_of([body])
     fed = parsed_bytes(events)
     await events.__anext__()
-    assert fed == [len(REPLY[0])]  # the first event's own frame, up to its blank line
-    events.ready()
+    assert fed == [len(frames[0])]  # the first event's own frame, up to its blank line
+    rest = events.ready()
     assert sum(fed) == len(body)
+    assert isinstance(rest[-1], StreamEnd)
 
 
 async def test_the_first_read_is_parsed_on_until_a_frame_gives_an_event() -> None:
@@ -199,8 +202,8 @@ async def test_closing_drops_what_was_not_decoded() -> None:
 @given(st.lists(st.integers(min_value=1, max_value=len(b"".join(REPLY)) - 1), max_size=12, unique=True),
        st.booleans(), st.booleans())
 async def test_any_split_into_reads_gives_the_same_events(cuts: list[int], as_relay: bool, crlf: bool) -> None:
-    """Lines ended with ``\\n`` (as providers write them) or ``\\r\\n`` (the first event's search
-    then finds no ``\\n\\n`` and parses the whole read), split anywhere."""
+    """Lines ended with ``\\n`` or ``\\r\\n`` (the first event's search then looks for
+    ``\\r\\n\\r\\n``), split anywhere."""
     body = b"".join(REPLY)
     if crlf:  # (the cuts stay within the longer body)
         body = body.replace(b"\n", b"\r\n")
