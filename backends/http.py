@@ -20,7 +20,7 @@ from yarl import URL
 from router.wire import fastjson
 from router.wire.canonical import ChatRequest, ChatResponse, StreamError, StreamEvent
 from router.wire.codec import Codec, CodecError
-from router.wire.sse import LineTooLong, SSEParser
+from router.wire.sse import LineTooLong, SSEParser, event_end
 
 from .base import Backend, BackendError, ErrorClass, ErrorKind, Health
 from .cooldowns import CooldownStore
@@ -572,18 +572,12 @@ class EventStream:
     def _first_events(self, chunk: bytes) -> list[StreamEvent]:
         """The events of ``chunk`` up to the first frame that gives any. What follows that frame
         is kept for :meth:`ready`: the rest of the read unparsed in ``_raw``, frames of the same
-        piece undecoded in ``_frames``. A piece is ``chunk`` up to the next blank line, the end of
-        an event as providers write it (``\\n\\n``, or ``\\r\\n\\r\\n`` where lines end in CRLF);
-        without one, the whole rest."""
+        piece undecoded in ``_frames``. A piece is ``chunk`` up to the end of its next event
+        (:func:`~router.wire.sse.event_end`)."""
         start = 0
         while start < len(chunk):
-            end = chunk.find(b"\n\n", start)
-            if end >= 0:
-                end += 2
-            else:
-                end = chunk.find(b"\r\n\r\n", start)
-                end = len(chunk) if end < 0 else end + 4
-            frames = self._parse(chunk[start:end] if start or end < len(chunk) else chunk)
+            end = event_end(chunk, start)
+            frames = self._parse(chunk[start:end])
             if self._error is not None:  # a line too long: the good frames, then the error
                 return self._decode(frames)
             for i in range(len(frames)):

@@ -46,6 +46,17 @@ def frame(data: str | dict[str, Any], event: str | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
+def event_end(chunk: bytes, start: int = 0) -> int:
+    """Where the first event that ends in ``chunk`` after ``start`` ends: just past its blank line
+    (``\\n\\n``, or ``\\r\\n\\r\\n`` where lines end in CRLF); ``len(chunk)`` when none does. For
+    reading a chunk an event at a time; any split gives :class:`SSEParser` the same frames."""
+    end = chunk.find(b"\n\n", start)
+    if end >= 0:
+        return end + 2
+    end = chunk.find(b"\r\n\r\n", start)
+    return len(chunk) if end < 0 else end + 4
+
+
 class SSEParser:
     """Incremental parser: ``feed(bytes)`` returns the frames completed so far.
 

@@ -123,7 +123,7 @@ async def test_the_first_event_waits_for_its_own_frame_only() -> None:
 
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["lf", "crlf"])
 async def test_the_rest_of_the_first_read_is_not_parsed_before_it_is_asked_for(eol: bytes) -> None:
-    frames = [frame.replace(b"\n", eol) for frame in REPLY]
+    frames = [reply_frame.replace(b"\n", eol) for reply_frame in REPLY]
     body = b"".join(frames)
     events, _response, _decoder = stream_of([body])
     fed = parsed_bytes(events)

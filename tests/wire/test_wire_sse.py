@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.wire.canonical import StreamEnd, StreamStart, TextDelta
-from router.wire.sse import DEFAULT_MAX_LINE, LineTooLong, SSEParser, frame, parse_all
+from router.wire.sse import DEFAULT_MAX_LINE, LineTooLong, SSEParser, event_end, frame, parse_all
 from wire_support import FORMATS, encode_stream
 
 BODY = (b": keep-alive comment\r\n"
@@ -53,6 +53,22 @@ def test_random_splits(cuts: list[int]) -> None:
     for piece in pieces:
         out += parser.feed(piece)
     assert out + parser.close() == EXPECTED
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_event_end_is_just_past_the_next_blank_line(eol: str) -> None:
+    first, second = f"event: a{eol}data: 1{eol}{eol}".encode(), f"data: 2{eol}{eol}".encode()
+    chunk = first + second + b"data: 3"
+    assert event_end(chunk) == len(first)
+    assert event_end(chunk, len(first)) == len(first) + len(second)
+    assert event_end(chunk, len(first) + len(second)) == len(chunk)  # no event ends in the rest
+    pieces, start = [], 0
+    while start < len(chunk):
+        end = event_end(chunk, start)
+        pieces.append(chunk[start:end])
+        start = end
+    parser = SSEParser()
+    assert [f for piece in pieces for f in parser.feed(piece)] == SSEParser().feed(chunk)
 
 
 def test_unterminated_last_frame_is_flushed_on_close() -> None:
