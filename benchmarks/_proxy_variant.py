@@ -1,9 +1,16 @@
-"""The proxy with one part switchable, for on/off comparisons in one benchmark run.
+"""The proxy with parts of its default path switchable, for on/off comparisons in one benchmark run.
 
 python benchmarks/_proxy_variant.py switchable --config FILE --port P
+python benchmarks/_proxy_variant.py parts FILE_OF_PARTS --config FILE --port P
   switchable: usage records and metric updates on; SIGUSR2 switches them off, SIGUSR1 on again.
               Comparing one process with itself keeps differences between processes (memory
               layout, hash seeds, what each has served before) out of a small difference.
+  parts:      every part of the default path on; SIGUSR2 switches off the parts named in
+              FILE_OF_PARTS (comma-separated, read at each signal), SIGUSR1 turns all on again.
+              The parts (``PARTS``) are the per-request work a plain request does beyond
+              forwarding, which an operator could do without: ``feature_cost.py`` measures what
+              each costs. Switched off, a part is skipped as if it did not exist (a measuring aid,
+              not a mode of the proxy: nothing of it is configurable).
 """
 
 from __future__ import annotations
@@ -16,24 +23,97 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import router.record.recorder as recording  # noqa: E402
 
-variant = sys.argv[1]
-if variant == "switchable":
-    store_usage, count = recording.Recorder.store_usage, recording.Recorder.count
-    recording_on = [True]
+# The per-request work of a plain request beyond forwarding it: what each does.
+PARTS = {
+    "usage": "the usage row and the metric updates of each request (Recorder.store_usage, .count)",
+    "access_log": "the access-log line of each request",
+    "conversation": "finding the session of a request that names none (the conversation key and its lookup); "
+                    "such requests get a blank session",
+    "routing_stats": "the routing statistics (what fastest/least_busy read) and the health monitor's record",
+    "response_guards": "the agent guards' look at each reply (guard_response)",
+}
 
-    def switched(method):  # type: ignore[no-untyped-def]
-        def run(self, *args):  # type: ignore[no-untyped-def]
-            if recording_on[0]:
-                method(self, *args)
-        return run
 
-    recording.Recorder.store_usage = switched(store_usage)  # type: ignore[method-assign]
-    recording.Recorder.count = switched(count)  # type: ignore[method-assign]
-    signal.signal(signal.SIGUSR1, lambda *_: recording_on.__setitem__(0, True))
-    signal.signal(signal.SIGUSR2, lambda *_: recording_on.__setitem__(0, False))
-else:
-    raise SystemExit(f"unknown variant {variant!r}")
+def install_parts(off: set[str]) -> None:
+    """Wrap each part's entry point so that it is skipped while its name is in ``off``."""
+    import router.pipeline as pipeline
+    import router.routing_stats as routing_stats
+    from router.http.health import HealthMonitor
+    from router.pipeline import session as session_stage
+    from router.sessions import Session
 
-from router.cli import main  # noqa: E402
+    def switched(owner: object, name: str, part: str, replacement):  # type: ignore[no-untyped-def]
+        original = getattr(owner, name)
 
-sys.exit(main(sys.argv[2:]))
+        def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+            return (replacement if part in off else original)(*args, **kwargs)
+        setattr(owner, name, run)
+
+    def nothing(*_args, **_kwargs) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    switched(recording.Recorder, "store_usage", "usage", nothing)
+    switched(recording.Recorder, "count", "usage", nothing)
+    switched(recording.AccessLog, "enabled", "access_log", lambda _self: False)
+    resolve = session_stage.resolve_session
+
+    async def blank_session(ex):  # type: ignore[no-untyped-def]
+        ctx = ex.ctx
+        if session_stage.sent_session_id(ctx.headers, ctx.session_hint) is not None or ex.state.sessions.speculative:
+            return await resolve(ex)  # a named session (or a shared store): as always
+        ctx.session_id = ex.record.session_id = "anonymous"
+        ex.session_source, ex.anonymous = session_stage.CONVERSATION, True
+        ex.session = Session(id="anonymous", owner=ctx.caller)
+        ex.headers = {"x-request-id": ctx.request_id}
+    switched(pipeline, "resolve_session", "conversation", blank_session)
+    for name in ("started", "finished", "observe_ttfb"):
+        switched(routing_stats.InProcessRoutingStats, name, "routing_stats", nothing)
+    switched(HealthMonitor, "record", "routing_stats", nothing)
+
+    async def unguarded(ex, response):  # type: ignore[no-untyped-def]
+        return response
+    switched(pipeline, "guard_response", "response_guards", unguarded)
+
+
+def main() -> None:
+    variant = sys.argv[1] if len(sys.argv) > 1 else ""
+    if variant == "switchable":
+        store_usage, count = recording.Recorder.store_usage, recording.Recorder.count
+        recording_on = [True]
+
+        def switched(method):  # type: ignore[no-untyped-def]
+            def run(self, *args):  # type: ignore[no-untyped-def]
+                if recording_on[0]:
+                    method(self, *args)
+            return run
+
+        recording.Recorder.store_usage = switched(store_usage)  # type: ignore[method-assign]
+        recording.Recorder.count = switched(count)  # type: ignore[method-assign]
+        signal.signal(signal.SIGUSR1, lambda *_: recording_on.__setitem__(0, True))
+        signal.signal(signal.SIGUSR2, lambda *_: recording_on.__setitem__(0, False))
+        args = sys.argv[2:]
+    elif variant == "parts":
+        parts_file, args = Path(sys.argv[2]), sys.argv[3:]
+        off: set[str] = set()
+
+        def switch_off(*_: object) -> None:
+            names = set(filter(None, parts_file.read_text().strip().split(",")))
+            unknown = names - set(PARTS)
+            if unknown:  # (feature_cost.py checks the names before it writes them)
+                print(f"unknown parts {sorted(unknown)}; known: {', '.join(PARTS)}", file=sys.stderr)
+            off.clear()
+            off.update(names)
+
+        signal.signal(signal.SIGUSR2, switch_off)
+        signal.signal(signal.SIGUSR1, lambda *_: off.clear())
+        install_parts(off)
+    else:
+        raise SystemExit(f"unknown variant {variant!r}")
+
+    from router.cli import main as serve  # noqa: PLC0415 - after the patches
+
+    sys.exit(serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""What each part of the default path costs a plain JSON request, live: the basis for deciding
+which of them a plain request should pay for.
+
+python benchmarks/feature_cost.py [--duration 3] [--pairs 6] [--parts usage,access_log,...]
+
+Starts on 127.0.0.1 the fake OpenAI upstream, the bare Falcon+aiohttp pass-through and one proxy on
+the full default path of proxy_bench.py (``_proxy_variant.py parts``: every part on, any set of them
+switched off by a signal). For each part alone, then for all of them together, it runs
+``--pairs`` alternating rounds of (all on, the part off) with wrk at 32 connections (the Python
+client when wrk is missing), the pass-through in every round, and prints per part: the proxy's
+throughput with the part off over all on (what the part costs), and both over the pass-through
+(proxy_bench.py's non-streaming ratio, whose target is 0.6). One process switched on and off,
+not two processes: two processes with the same code differed by several percent here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _proxy_variant import PARTS  # noqa: E402
+from proxy_bench import KEY, PY, free_port, load, start, write_proxy_config  # noqa: E402
+
+
+def measure(proxy, parts_file: Path, parts: list[str], url: str, pass_url: str,  # type: ignore[no-untyped-def]
+            args: argparse.Namespace) -> tuple[list[float], list[float], list[float]]:
+    """Per round: (off / on, on / pass-through, off / pass-through) with ``parts`` switched off."""
+    parts_file.write_text(",".join(parts))
+    auth = {"Authorization": f"Bearer {KEY}"}
+    costs, on_ratios, off_ratios = [], [], []
+    for i in range(args.pairs):
+        got: dict[str, float] = {}
+        order = ["on", "off", "pass"] if i % 2 == 0 else ["pass", "off", "on"]
+        for which in order:
+            if which == "pass":
+                got[which] = load(pass_url, 32, args.duration)[0]
+                continue
+            proxy.send_signal(signal.SIGUSR1 if which == "on" else signal.SIGUSR2)
+            time.sleep(0.2)
+            got[which] = load(url, 32, args.duration, auth)[0]
+        costs.append(got["off"] / got["on"])
+        on_ratios.append(got["on"] / got["pass"])
+        off_ratios.append(got["off"] / got["pass"])
+    proxy.send_signal(signal.SIGUSR1)
+    return costs, on_ratios, off_ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=3, help="seconds per figure")
+    parser.add_argument("--pairs", type=int, default=6, help="alternating rounds per part")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
+    args = parser.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise SystemExit(f"unknown parts {unknown}; known: {', '.join(PARTS)}")
+    ports = {name: free_port() for name in ("upstream", "pass", "proxy")}
+    upstream = f"http://127.0.0.1:{ports['upstream']}"
+    work = Path(tempfile.mkdtemp())
+    config = write_proxy_config(work, upstream)
+    parts_file = work / "parts-off"
+    parts_file.write_text("")
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    procs = []
+    try:
+        procs.append(start([PY, str(HERE / "_upstream.py"), str(ports["upstream"])], ports["upstream"]))
+        procs.append(start([PY, str(HERE / "_passthrough.py"), str(ports["pass"]), upstream, "aiohttp"], ports["pass"]))
+        proxy = start([PY, str(HERE / "_proxy_variant.py"), "parts", str(parts_file), "--config", str(config),
+                       "--port", str(ports["proxy"])], ports["proxy"], env)
+        procs.append(proxy)
+        url = f"http://127.0.0.1:{ports['proxy']}/v2/chat/completions"
+        pass_url = f"http://127.0.0.1:{ports['pass']}/v1/chat/completions"
+        load(url, 4, 1, {"Authorization": f"Bearer {KEY}"})  # warm up connections and code paths
+        load(pass_url, 4, 1)
+        print(f"load generator: {'wrk' if shutil.which('wrk') else 'python aiohttp'}; {args.duration}s per figure, "
+              f"{args.pairs} alternating rounds per line; medians\n")
+        print(f"{'switched off':<34} {'off / on':>9} {'on / pass':>10} {'off / pass':>11}   rounds (off / on)")
+        for label, off in [*((p, [p]) for p in parts), *([("all of them", parts)] if len(parts) > 1 else [])]:
+            costs, on_ratios, off_ratios = measure(proxy, parts_file, off, url, pass_url, args)
+            print(f"{label:<34} {statistics.median(costs):>9.3f} {statistics.median(on_ratios):>10.2f} "
+                  f"{statistics.median(off_ratios):>11.2f}   {', '.join(f'{c:.3f}' for c in costs)}")
+        print("\nparts:")
+        for part in parts:
+            print(f"  {part}: {PARTS[part]}")
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(5)
+            except Exception:  # noqa: BLE001 - a benchmark's clean-up must not hide its figures
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
