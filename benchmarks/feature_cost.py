@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _proxy_variant import PARTS  # noqa: E402
-from proxy_bench import KEY, PY, free_port, load, start, write_proxy_config  # noqa: E402
+from proxy_bench import KEY, PY, free_port, load, start, stop, write_proxy_config  # noqa: E402
 
 
 def measure(proxy, parts_file: Path, parts: list[str], url: str, pass_url: str,  # type: ignore[no-untyped-def]
@@ -94,13 +94,7 @@ def main() -> None:
         for part in parts:
             print(f"  {part}: {PARTS[part]}")
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except Exception:  # noqa: BLE001 - a benchmark's clean-up must not hide its figures
-                proc.kill()
+        stop(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

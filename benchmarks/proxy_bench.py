@@ -75,6 +75,17 @@ def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subp
     return proc
 
 
+def stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to all, then up to 5 s each to end before a kill."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
@@ -497,13 +508,7 @@ def main() -> None:
         print(f"  completed {done}/{args.streams}, {chunks} chunks in {wall:.1f}s (ideal ~2.0s); "
               f"proxy CPU {cpu:.2f}s = {cpu / max(chunks, 1) * 1e6:.0f} µs per chunk (incl. request set-up)")
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         shutil.rmtree(work, ignore_errors=True)
         _drop_redis_prefix(args.redis_url, redis_prefix)
 
