@@ -77,24 +77,14 @@ def install_parts(off: set[str]) -> None:
 
 def main() -> None:
     variant = sys.argv[1] if len(sys.argv) > 1 else ""
-    if variant == "switchable":
-        store_usage, count = recording.Recorder.store_usage, recording.Recorder.count
-        recording_on = [True]
-
-        def switched(method):  # type: ignore[no-untyped-def]
-            def run(self, *args):  # type: ignore[no-untyped-def]
-                if recording_on[0]:
-                    method(self, *args)
-            return run
-
-        recording.Recorder.store_usage = switched(store_usage)  # type: ignore[method-assign]
-        recording.Recorder.count = switched(count)  # type: ignore[method-assign]
-        signal.signal(signal.SIGUSR1, lambda *_: recording_on.__setitem__(0, True))
-        signal.signal(signal.SIGUSR2, lambda *_: recording_on.__setitem__(0, False))
+    off: set[str] = set()
+    if variant == "switchable":  # the usage part alone (proxy_bench.py's recording cost)
+        signal.signal(signal.SIGUSR1, lambda *_: off.discard("usage"))
+        signal.signal(signal.SIGUSR2, lambda *_: off.add("usage"))
+        install_parts(off)
         args = sys.argv[2:]
     elif variant == "parts":
         parts_file, args = Path(sys.argv[2]), sys.argv[3:]
-        off: set[str] = set()
 
         def switch_off(*_: object) -> None:
             names = set(filter(None, parts_file.read_text().strip().split(",")))
