@@ -7,6 +7,8 @@ python benchmarks/_proxy_variant.py parts FILE_OF_PARTS --config FILE --port P
               layout, hash seeds, what each has served before) out of a small difference.
   parts:      every part of the default path on; SIGUSR2 switches off the parts named in
               FILE_OF_PARTS (comma-separated, read at each signal), SIGUSR1 turns all on again.
+              ``request_path`` (``DIAGNOSTIC_PARTS``) switches off the whole request path: what
+              is left is the pass-through's work in the proxy's own process.
               The parts (``PARTS``) are the per-request work a plain request does beyond
               forwarding, which an operator could do without: ``feature_cost.py`` measures what
               each costs. Switched off, a part is skipped as if it did not exist (a measuring aid,
@@ -32,10 +34,17 @@ PARTS = {
     "routing_stats": "the routing statistics (what fastest/least_busy read) and the health monitor's record",
     "response_guards": "the agent guards' look at each reply (guard_response)",
 }
+# Measured only when named: not a part one could do without, the yardstick of the others.
+DIAGNOSTIC_PARTS = {
+    "request_path": "the whole request path (decoding, session, rules, guards, dispatch, encoding, accounting): "
+                    "the body is forwarded to the default backend and its reply returned as it came, as the "
+                    "pass-through does, in this same proxy process (its server, middleware and protocol)",
+}
 
 
-def install_parts(off: set[str]) -> None:
-    """Wrap each part's entry point so that it is skipped while its name is in ``off``."""
+def install_parts(off: set[str], diagnostic: bool = False) -> None:
+    """Wrap each part's entry point so that it is skipped while its name is in ``off``; with
+    ``diagnostic`` also the request path (``DIAGNOSTIC_PARTS``)."""
     import router.pipeline as pipeline
     import router.routing_stats as routing_stats
     from router.http.health import HealthMonitor
@@ -73,6 +82,31 @@ def install_parts(off: set[str]) -> None:
     async def unguarded(ex, response):  # type: ignore[no-untyped-def]
         return response
     switched(pipeline, "guard_response", "response_guards", unguarded)
+    if diagnostic:
+        install_request_path_switch(off)
+
+
+def install_request_path_switch(off: set[str]) -> None:
+    """``request_path`` off: chat requests do only what the pass-through does. Falcon wants its
+    responders to be coroutine functions, so this one is wrapped by one that always runs (one
+    coroutine call more per request, on and off alike)."""
+    from router.http.resources import ChatResource
+
+    serve = ChatResource.on_post
+
+    async def forward(resource, req, resp):  # type: ignore[no-untyped-def]
+        state = resource.ref.state
+        backend = state.backends[state.config.default_backend]
+        body = await req.stream.read()
+        async with backend.session.post(f"{backend.base_url}/chat/completions", data=body,
+                                        headers={"Content-Type": "application/json"}) as reply:
+            resp.data = await reply.read()
+            resp.status = reply.status
+        resp.content_type = "application/json"
+
+    async def on_post(resource, req, resp):  # type: ignore[no-untyped-def]
+        await (forward if "request_path" in off else serve)(resource, req, resp)
+    ChatResource.on_post = on_post  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -88,7 +122,7 @@ def main() -> None:
 
         def switch_off(*_: object) -> None:
             names = set(filter(None, parts_file.read_text().strip().split(",")))
-            unknown = names - set(PARTS)
+            unknown = names - set(PARTS) - set(DIAGNOSTIC_PARTS)
             if unknown:  # (feature_cost.py checks the names before it writes them)
                 print(f"unknown parts {sorted(unknown)}; known: {', '.join(PARTS)}", file=sys.stderr)
             off.clear()
@@ -96,7 +130,7 @@ def main() -> None:
 
         signal.signal(signal.SIGUSR2, switch_off)
         signal.signal(signal.SIGUSR1, lambda *_: off.clear())
-        install_parts(off)
+        install_parts(off, diagnostic=True)
     else:
         raise SystemExit(f"unknown variant {variant!r}")
 

@@ -11,6 +11,9 @@ client when wrk is missing), the pass-through in every round, and prints per par
 throughput with the part off over all on (what the part costs), and both over the pass-through
 (proxy_bench.py's non-streaming ratio, whose target is 0.6). One process switched on and off,
 not two processes: two processes with the same code differed by several percent here.
+``--parts request_path`` (not in the default set) cuts out the whole request path instead: the
+proxy process then does only the pass-through's work, which shows what its server, middleware and
+connection protocol cost on their own.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _proxy_variant import PARTS  # noqa: E402
+from _proxy_variant import DIAGNOSTIC_PARTS, PARTS  # noqa: E402
 from proxy_bench import KEY, PY, free_port, load, start, stop, write_proxy_config  # noqa: E402
 
 
@@ -59,12 +62,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=3, help="seconds per figure")
     parser.add_argument("--pairs", type=int, default=6, help="alternating rounds per part")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
+    known = {**PARTS, **DIAGNOSTIC_PARTS}
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(known)}")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
-    unknown = [p for p in parts if p not in PARTS]
+    unknown = [p for p in parts if p not in known]
     if unknown:
-        raise SystemExit(f"unknown parts {unknown}; known: {', '.join(PARTS)}")
+        raise SystemExit(f"unknown parts {unknown}; known: {', '.join(known)}")
     ports = {name: free_port() for name in ("upstream", "pass", "proxy")}
     upstream = f"http://127.0.0.1:{ports['upstream']}"
     work = Path(tempfile.mkdtemp())
@@ -92,7 +96,7 @@ def main() -> None:
                   f"{statistics.median(off_ratios):>11.2f}   {', '.join(f'{c:.3f}' for c in costs)}")
         print("\nparts:")
         for part in parts:
-            print(f"  {part}: {PARTS[part]}")
+            print(f"  {part}: {known[part]}")
     finally:
         stop(procs)
         shutil.rmtree(work, ignore_errors=True)

@@ -65,8 +65,8 @@ def wait_port(port: int, timeout: float = 120.0) -> None:  # (a loaded machine s
     raise RuntimeError(f"port {port} did not open")
 
 
-def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+def start(args: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     try:
         wait_port(port)
     except RuntimeError:

@@ -75,6 +75,16 @@ def label(rev: str) -> str:
     return f"{rev} ({short.stdout.strip()})" if short.stdout.strip() and short.stdout.strip() != rev else rev
 
 
+def check_imports(code: Path, env: dict[str, str]) -> None:
+    """Stop unless Python, started in ``code`` with ``env`` as the proxy will be, imports ``router``
+    from ``code``: a checkout that won the import would be measured in every revision's place."""
+    found = subprocess.run([sys.executable, "-c", "import router; print(router.__file__)"], cwd=code, env=env,
+                           capture_output=True, text=True)
+    where = Path(found.stdout.strip() or ".").resolve()
+    if code.resolve() not in where.parents:
+        raise SystemExit(f"the proxy of {code} would import router from {where}: {found.stderr.strip()[-300:]}")
+
+
 def start_proxy(code: Path, work: Path, upstream: str, port: int) -> subprocess.Popen:
     """``code``'s proxy on ``port`` with proxy_bench's config and ``code``'s own example rules."""
     work.mkdir(parents=True)
@@ -82,8 +92,12 @@ def start_proxy(code: Path, work: Path, upstream: str, port: int) -> subprocess.
     examples = code / "routes.d" / "10-examples.yaml"
     if examples.exists():
         shutil.copy(examples, work / "routes.d" / "10-examples.yaml")
+    # ``python -m`` puts its working directory first on sys.path, before PYTHONPATH and before this
+    # checkout's editable install: run in ``code``, or every revision would import this checkout.
+    env = dict(os.environ, PYTHONPATH=str(code))
+    check_imports(code, env)
     return bench.start([sys.executable, "-m", "router.cli", "--config", str(config), "--port", str(port)], port,
-                       dict(os.environ, PYTHONPATH=str(code)))
+                       env, cwd=code)
 
 
 def answers(target: Target) -> None:
