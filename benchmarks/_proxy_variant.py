@@ -7,8 +7,9 @@ python benchmarks/_proxy_variant.py parts FILE_OF_PARTS --config FILE --port P
               layout, hash seeds, what each has served before) out of a small difference.
   parts:      every part of the default path on; SIGUSR2 switches off the parts named in
               FILE_OF_PARTS (comma-separated, read at each signal), SIGUSR1 turns all on again.
-              ``request_path`` (``DIAGNOSTIC_PARTS``) switches off the whole request path: what
-              is left is the pass-through's work in the proxy's own process.
+              ``request_path`` (``DIAGNOSTIC_PARTS``, installed only when the environment has
+              ``LIP_BENCH_REQUEST_PATH=1``) switches off the whole request path: what is left is
+              the pass-through's work in the proxy's own process.
               The parts (``PARTS``) are the per-request work a plain request does beyond
               forwarding, which an operator could do without: ``feature_cost.py`` measures what
               each costs. Switched off, a part is skipped as if it did not exist (a measuring aid,
@@ -17,6 +18,7 @@ python benchmarks/_proxy_variant.py parts FILE_OF_PARTS --config FILE --port P
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -124,13 +126,15 @@ def main() -> None:
             names = set(filter(None, parts_file.read_text().strip().split(",")))
             unknown = names - set(PARTS) - set(DIAGNOSTIC_PARTS)
             if unknown:  # (feature_cost.py checks the names before it writes them)
-                print(f"unknown parts {sorted(unknown)}; known: {', '.join(PARTS)}", file=sys.stderr)
+                print(f"unknown parts {sorted(unknown)}; known: {', '.join([*PARTS, *DIAGNOSTIC_PARTS])}",
+                      file=sys.stderr)
             off.clear()
             off.update(names)
 
         signal.signal(signal.SIGUSR2, switch_off)
         signal.signal(signal.SIGUSR1, lambda *_: off.clear())
-        install_parts(off, diagnostic=True)
+        # The request-path switch wraps every chat request in one more coroutine: only when asked for.
+        install_parts(off, diagnostic=os.environ.get("LIP_BENCH_REQUEST_PATH") == "1")
     else:
         raise SystemExit(f"unknown variant {variant!r}")
 

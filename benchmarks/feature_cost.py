@@ -75,7 +75,8 @@ def main() -> None:
     config = write_proxy_config(work, upstream)
     parts_file = work / "parts-off"
     parts_file.write_text("")
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent),
+               LIP_BENCH_REQUEST_PATH="1" if any(p in DIAGNOSTIC_PARTS for p in parts) else "0")
     procs = []
     try:
         procs.append(start([PY, str(HERE / "_upstream.py"), str(ports["upstream"])], ports["upstream"]))
