@@ -409,8 +409,9 @@ def main() -> None:
         procs.append(start([PY, str(HERE / "_upstream.py"), str(ports["upstream"])], ports["upstream"]))
         procs.append(start([PY, str(HERE / "_passthrough.py"), str(ports["pass_aiohttp"]), upstream, "aiohttp"], ports["pass_aiohttp"]))
         procs.append(start([PY, str(HERE / "_passthrough.py"), str(ports["pass_httpx"]), upstream, "httpx"], ports["pass_httpx"]))
+        # (In this checkout: ``python -m`` imports from its working directory before PYTHONPATH.)
         proxy = start([PY, "-m", "router.cli", "--config", str(config), "--port", str(ports["proxy"])],
-                      ports["proxy"], env)
+                      ports["proxy"], env, cwd=HERE.parent)
         procs.append(proxy)
         switchable = start([PY, str(HERE / "_proxy_variant.py"), "switchable", "--config", str(config),
                             "--port", str(ports["proxy_switch"])], ports["proxy_switch"], env)
@@ -418,7 +419,7 @@ def main() -> None:
         state_procs = {}
         for store in ("memory", "redis"):
             state_procs[store] = start([PY, "-m", "router.cli", "--config", str(work / store / "config.yaml"), "--port",
-                                        str(ports[f"state_{store}"])], ports[f"state_{store}"], env)
+                                        str(ports[f"state_{store}"])], ports[f"state_{store}"], env, cwd=HERE.parent)
             procs.append(state_procs[store])
         auth = {"Authorization": f"Bearer {KEY}"}
         if args.only == "state":
@@ -461,19 +462,33 @@ def main() -> None:
         # With wrk installed, the same rounds again with the Python client: the two read differently
         # (the Python client takes a share of the 2 cores from both servers, wrk very little), and
         # the Python client is what the figures before wrk was installed were read with.
+        # Each server's CPU per request in the same rounds: the proxy is bound by its one core, so
+        # the pass-through's CPU over the proxy's is the ratio it can reach, read without the
+        # scheduling noise of the req/s figures (which of the 2 cores each process gets, and when).
+        pids = {proxy_url: proxy.pid, pass_url: procs[1].pid, responses_url: proxy.pid}
         for python_client in ([False, True] if shutil.which("wrk") else [True]):
-            ratios, responses_ratios = [], []
+            ratios, responses_ratios, cpu_ratios = [], [], []
+            cpu_us: dict[str, list[float]] = {proxy_url: [], pass_url: []}
+            seconds = max(3, args.duration // 2)
             for i in range(args.pairs):
                 order = [(proxy_url, proxy_headers), (responses_url, proxy_headers), (pass_url, pass_headers)]
                 if i % 2:
                     order.reverse()
-                got = {url: load(url, 32, max(3, args.duration // 2), headers, python_client)[0]
-                       for url, headers in order}
+                got = {}
+                for url, headers in order:
+                    before = cpu_seconds(pids[url])
+                    got[url] = load(url, 32, seconds, headers, python_client)[0]
+                    if url in cpu_us:
+                        cpu_us[url].append((cpu_seconds(pids[url]) - before) / max(got[url] * seconds, 1) * 1e6)
                 ratios.append(got[proxy_url] / got[pass_url])
                 responses_ratios.append(got[responses_url] / got[pass_url])
+                cpu_ratios.append(cpu_us[pass_url][-1] / cpu_us[proxy_url][-1])
             print(f"proxy / falcon+aiohttp pass-through, req/s @32 ({'python client' if python_client else 'wrk'}): "
                   f"{statistics.median(ratios):.2f} median of {len(ratios)} alternating rounds "
                   f"({', '.join(f'{r:.2f}' for r in ratios)})   (target >= 0.60)")
+            print(f"  CPU per request in the same rounds: proxy {statistics.median(cpu_us[proxy_url]):.0f} µs, "
+                  f"pass-through {statistics.median(cpu_us[pass_url]):.0f} µs; pass-through / proxy "
+                  f"{statistics.median(cpu_ratios):.2f} ({', '.join(f'{r:.2f}' for r in cpu_ratios)})")
             print(f"proxy /v2/responses / pass-through, req/s @32:  {statistics.median(responses_ratios):.2f} median of "
                   f"{len(responses_ratios)} in the same rounds ({', '.join(f'{r:.2f}' for r in responses_ratios)})")
         print(f"falcon+aiohttp / falcon+httpx pass-through:    {base[0] / results['falcon+httpx pass-through'][0]:.2f}x")
