@@ -117,6 +117,16 @@ def wrk(url: str, connections: int, duration: int, headers: dict[str, str]) -> t
     return rps, value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def load_with_cpu(url: str, pid: int, connections: int, duration: int, headers: dict[str, str] | None = None,
+                  python_client: bool = False) -> tuple[float, float]:
+    """(requests/s, µs of process ``pid``'s CPU per request) of one :func:`load` of ``url``: a server
+    bound by its one core serves 1 / its CPU per request, so the CPU read beside the req/s is the
+    same figure without the scheduling noise (which core a process gets, and when)."""
+    before = cpu_seconds(pid)
+    rps = load(url, connections, duration, headers, python_client)[0]
+    return rps, (cpu_seconds(pid) - before) / max(rps * duration, 1) * 1e6
+
+
 async def _py_load(url: str, connections: int, duration: int, headers: dict[str, str]) -> tuple[float, float]:
     import aiohttp
 
@@ -344,10 +354,9 @@ def run_state(args: argparse.Namespace, state_procs: dict[str, subprocess.Popen]
         order = ["redis", "memory"] if i % 2 else ["memory", "redis"]
         got = {}
         for store in order:
-            cpu0 = cpu_seconds(state_procs[store].pid)
-            got[store] = load(state_urls[store], 32, max(3, args.duration // 2), auth)[0]
-            served = got[store] * max(3, args.duration // 2)
-            state_cpu[store].append((cpu_seconds(state_procs[store].pid) - cpu0) / max(served, 1) * 1e6)
+            got[store], cpu_us = load_with_cpu(state_urls[store], state_procs[store].pid, 32,
+                                               max(3, args.duration // 2), auth)
+            state_cpu[store].append(cpu_us)
         for store in got:
             state_rps[store].append(got[store])
         state_ratios.append(got["redis"] / got["memory"])
@@ -462,9 +471,8 @@ def main() -> None:
         # With wrk installed, the same rounds again with the Python client: the two read differently
         # (the Python client takes a share of the 2 cores from both servers, wrk very little), and
         # the Python client is what the figures before wrk was installed were read with.
-        # Each server's CPU per request in the same rounds: the proxy is bound by its one core, so
-        # the pass-through's CPU over the proxy's is the ratio it can reach, read without the
-        # scheduling noise of the req/s figures (which of the 2 cores each process gets, and when).
+        # Each server's CPU per request in the same rounds (load_with_cpu): the pass-through's CPU
+        # over the proxy's is the ratio a proxy bound by its one core can reach.
         pids = {proxy_url: proxy.pid, pass_url: procs[1].pid, responses_url: proxy.pid}
         for python_client in ([False, True] if shutil.which("wrk") else [True]):
             ratios, responses_ratios, cpu_ratios = [], [], []
@@ -476,10 +484,9 @@ def main() -> None:
                     order.reverse()
                 got = {}
                 for url, headers in order:
-                    before = cpu_seconds(pids[url])
-                    got[url] = load(url, 32, seconds, headers, python_client)[0]
+                    got[url], cpu = load_with_cpu(url, pids[url], 32, seconds, headers, python_client)
                     if url in cpu_us:
-                        cpu_us[url].append((cpu_seconds(pids[url]) - before) / max(got[url] * seconds, 1) * 1e6)
+                        cpu_us[url].append(cpu)
                 ratios.append(got[proxy_url] / got[pass_url])
                 responses_ratios.append(got[responses_url] / got[pass_url])
                 cpu_ratios.append(cpu_us[pass_url][-1] / cpu_us[proxy_url][-1])

@@ -12,9 +12,10 @@ each per round. Prints per target the median req/s, the median of its per-round 
 pass-through (the figure ``proxy_bench.py`` reads against its 0.6 target) with each round's ratio,
 the CPU each process spent per request, and per revision after the first its ratio to the first.
 
-Why: a ratio to the pass-through read on another day is not comparable. The same code read 0.71
-on one day and 0.59 on another on this shared machine, when the pass-through (the denominator)
-ran faster; only revisions measured in one run tell whether a change of the figure is the code's.
+Why: a ratio to the pass-through read on another day is not comparable on this shared machine,
+whose speed (and the pass-through's, the denominator) changes from one session to the next: the
+code of 77f0b25 read 0.71-0.74 on 2026-11-30 and 0.53 on 2026-12-01. Only revisions measured in
+one run tell whether a change of the figure is the code's.
 """
 
 from __future__ import annotations
@@ -119,10 +120,10 @@ def measure(targets: list[Target], rounds: int, duration: int, connections: int,
         bench.load(target.url, connections, 1, target.headers, python_client)
     for index in range(rounds):
         for target in targets if index % 2 == 0 else reversed(targets):
-            before = bench.cpu_seconds(target.pid)
-            rps, _p50 = bench.load(target.url, connections, duration, target.headers, python_client)
+            rps, cpu_us = bench.load_with_cpu(target.url, target.pid, connections, duration, target.headers,
+                                              python_client)
             target.rps.append(rps)
-            target.cpu_us.append((bench.cpu_seconds(target.pid) - before) / max(rps * duration, 1) * 1e6)
+            target.cpu_us.append(cpu_us)
 
 
 def report(targets: list[Target], rounds: int, connections: int, client: str) -> None:
