@@ -46,6 +46,9 @@ everything up to the first write plus the first step of the tasks started by the
 collector's share and without the hang-up watcher each suspended request would start once its
 grace is over (``router/http/hangup.py``: under valgrind every request outlives it; a live
 stream over within the grace never starts one).
+``--parts-off usage,access_log,...`` switches parts of the default path off (``_proxy_variant.py``'s
+``PARTS``, as ``feature_cost.py`` does live, each replaced by what it is switched to, the rest
+left as they are): ``feature_cost.py --instructions`` counts what each part costs this way.
 Live numbers are larger than these (cache effects of a busy process): use proxy_bench.py for
 the targets, this for finding what to make cheaper.
 """
@@ -280,9 +283,10 @@ class Bare:
             yield frame
 
 
-def instructions_per_request(which: str, extra: tuple[str, ...] = ()) -> float:
+def instructions_per_request(which: str, extra: tuple[str, ...] = (), runs: tuple[int, int] | None = None) -> float:
     """Instructions of 1,000 more requests: (run of 1,500) - (run of 500), over 1,000 (streams:
-    200 more, 300 - 100). The two runs go side by side (valgrind is single-threaded)."""
+    200 more, 300 - 100; ``runs``: other request counts). The two runs go side by side (valgrind
+    is single-threaded)."""
     import re
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
@@ -302,7 +306,7 @@ def instructions_per_request(which: str, extra: tuple[str, ...] = ()) -> float:
         return int(found.group(1).replace(",", ""))
 
     # A stream costs several requests' instructions: fewer of them give the same precision sooner.
-    short_run, long_run = (100, 300) if "--stream" in extra else (500, 1500)
+    short_run, long_run = runs or ((100, 300) if "--stream" in extra else (500, 1500))
     with ThreadPoolExecutor(2) as pool:
         short, long = pool.map(count, (short_run, long_run))
     return (long - short) / (long_run - short_run)
@@ -407,6 +411,8 @@ async def main() -> None:
                              "upstream sends a short reply")
     parser.add_argument("--ttfb", action="store_true", help="streams only up to their first body byte")
     parser.add_argument("--session-header", action="store_true", help="requests name their session (see above)")
+    parser.add_argument("--parts-off", help="comma-separated parts of the default path to switch off "
+                                            "(benchmarks/_proxy_variant.py PARTS; feature_cost.py --instructions)")
     parser.add_argument("--only", choices=["bare", "proxy"], help=argparse.SUPPRESS)  # one app, --requests once
     parser.add_argument("--forget-every", type=int, default=0, help=argparse.SUPPRESS)  # see _forget_suspended
     args = parser.parse_args()
@@ -423,6 +429,14 @@ async def main() -> None:
 
 
 async def main_with(args: argparse.Namespace) -> None:
+    if args.parts_off is not None:
+        from _proxy_variant import PARTS, install_parts
+
+        off = {part for part in args.parts_off.split(",") if part}
+        if off - set(PARTS):
+            raise SystemExit(f"unknown parts {sorted(off - set(PARTS))}; known: {', '.join(PARTS)}")
+        if not args.instructions:  # (counted, the runs under valgrind switch them)
+            install_parts(off, static=True)  # (none off: the proxy as it is)
     if args.instructions and args.strategies:
         await strategy_costs(args.requests if args.requests != 10_000 else 5_000, args.rounds)
         return
@@ -435,6 +449,7 @@ async def main_with(args: argparse.Namespace) -> None:
         extra += ("--one-read",) if args.one_read else ()
         extra += ("--session-header",) if args.session_header else ()
         extra += ("--variant", args.variant) if args.variant else ()
+        extra += ("--parts-off", args.parts_off) if args.parts_off is not None else ()
         if args.state:
             extra += ("--state", args.state, "--redis-url", args.redis_url, *(("--prefix", args.prefix) if args.prefix else ()))
         for which in ("bare", "proxy"):
