@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from proxy_bench import cpu_seconds  # noqa: E402 - a process's CPU time from /proc, as proxy_bench reads it
+
 
 def _text_body(text: str) -> bytes:
     return json.dumps({"model": "echo", "max_tokens": 16,
@@ -80,12 +84,6 @@ def start_proxy(directory: Path, max_body_bytes: int) -> tuple[subprocess.Popen[
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("the proxy did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) the process ``pid`` has used, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def health_latency(port: int, pid: int) -> tuple[float, float]:
